@@ -1,0 +1,71 @@
+"""Channels deliver a rendered letter to one target: email now, fax next.
+
+A channel turns (letter, target, signer) into something its transport can carry and reports
+the outcome as a ``Reply`` or raises ``SendError`` with ``transient`` telling the scheduler
+whether a later attempt may succeed.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass
+
+from dispatcher.config import Action, Settings, Target
+from dispatcher.render import Letter
+from dispatcher.store import Signer
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int | None
+    detail: str
+
+
+class SendError(Exception):
+    def __init__(self, detail: str, *, transient: bool, code: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.transient = transient
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Everything a channel needs to send one delivery."""
+
+    action: Action
+    target: Target
+    letter: Letter
+    signer: Signer
+    delivery_id: int
+    now: dt.datetime
+
+
+class Channel(abc.ABC):
+    name: str
+
+    async def start(self) -> None:
+        """Open connections, if the transport keeps any."""
+
+    async def close(self) -> None:
+        """Close what ``start`` opened; called once, on shutdown."""
+
+    def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
+        """Whose rate limits one letter to ``target`` counts against."""
+        return (target.id,)
+
+    @abc.abstractmethod
+    async def send(self, envelope: Envelope) -> Reply: ...
+
+
+def make_channels(settings: Settings, secret: bytes) -> dict[str, Channel]:
+    """The channels this dispatcher can send through, from its settings."""
+    from dispatcher.channels.email import EmailChannel, MaildirTransport, MessageBuilder, SmtpTransport
+
+    transport = (
+        SmtpTransport(settings.smtp_url, settings.smtp_pool, settings.smtp_timeout, settings.smtp_cafile)
+        if settings.smtp_url
+        else MaildirTransport(settings.outbox)
+    )
+    return {"email": EmailChannel(transport, MessageBuilder(settings.sender, secret))}

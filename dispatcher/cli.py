@@ -1,0 +1,356 @@
+"""``dispatcher``: the command line for operators and staff."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import getpass
+import json
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dispatcher import controls
+from dispatcher.channels import make_channels
+from dispatcher.config import Action, ActionSet, Settings, load_actions, load_settings
+from dispatcher.planner import effective
+from dispatcher.render import SAMPLE_SIGNER, Renderer, RenderError
+from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.store import Signer, Status, Store, open_store
+from dispatcher.supporters import SupporterFileError, import_file
+
+STATUSES = [s.value for s in Status]
+
+
+class Context:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ValueError as exc:
+                raise click.ClickException(f"settings: {exc}") from exc
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings.database_url, migrate=self.settings.auto_migrate)
+        return self._store
+
+    def actions(self) -> ActionSet:
+        loaded = load_actions(self.settings.actions_dir)
+        for error in loaded.errors:
+            click.echo(f"error: {error}", err=True)
+        return loaded
+
+    def action(self, action_id: str) -> Action:
+        loaded = self.actions()
+        if action_id not in loaded.actions:
+            known = ", ".join(sorted(loaded.actions)) or "none"
+            raise click.ClickException(f"no action {action_id!r} in {self.settings.actions_dir} (known: {known})")
+        return loaded.actions[action_id]
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    data = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in data)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in data:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def when(value: dt.datetime | None, zone: Any = dt.UTC) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if value else ""
+
+
+def time_left(deadline: dt.datetime, now: dt.datetime) -> str:
+    left = deadline - now
+    if left.total_seconds() <= 0:
+        return "-"
+    if left.days:
+        return f"{left.days}d {left.seconds // 3600}h"
+    return f"{left.seconds // 3600}h {left.seconds % 3600 // 60}m"
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+def main(verbose: bool) -> None:
+    """Send supporters' letters to the targets of urgent actions, by email (and fax)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Plan and send what is due now, then exit (for cron and tests).")
+@click.option("--worker-id", help="Name of this worker; a restart under the same id resends its in-flight letters at once.")
+@pass_ctx
+def run(ctx: Context, once: bool, worker_id: str | None) -> None:
+    """Plan deliveries and send them, until stopped with SIGTERM or Ctrl-C."""
+    settings, store = ctx.settings, ctx.store
+    channels = make_channels(settings, store.instance_secret())
+    dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=once and sys.stderr.isatty())
+    where = settings.smtp_url and settings.smtp_url.split("@")[-1] or f"Maildir {settings.outbox}"
+    click.echo(f"sending email via {where}", err=True)
+    tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
+    click.echo(tally.line(), err=True)
+    store.close()
+
+
+@main.command()
+@pass_ctx
+def check(ctx: Context) -> None:
+    """Validate every action file and render every action × target × language, sending nothing."""
+    loaded = ctx.actions()
+    renderer = Renderer(ctx.settings.templates_dir)
+    problems = [str(e) for e in loaded.errors]
+    today = utcnow().date()
+    channels = ("email",)
+    for action in loaded.actions.values():
+        for error in renderer.check(action, channels, today):
+            problems.append(f"{loaded.sources[action.id]}: {error}")
+        for target in action.targets:
+            if not target.channels:
+                click.echo(f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target")
+            for channel in target.channels:
+                if channel not in channels:
+                    click.echo(f"note: {action.id} × {target.id}: channel {channel} is not available yet")
+        for target_id, channel in action.delivery_pairs(channels):
+            language = renderer.language_for(action, action.target(target_id))
+            if language:
+                click.echo(f"ok: {action.id} × {target_id} × {channel} × {language}")
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s); affected actions will not send")
+    click.echo(f"{len(loaded.actions)} actions checked, no problems")
+
+
+@main.command()
+@pass_ctx
+def actions(ctx: Context) -> None:
+    """Every action: status, deadline in its time zone, time left, deliveries by status."""
+    loaded = ctx.actions()
+    states = ctx.store.action_states()
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in ctx.store.queue_counts():
+        counts[row.action_id][row.status] += row.count
+    renderer = Renderer(ctx.settings.templates_dir)
+    now = utcnow()
+    rows = []
+    for action in loaded.actions.values():
+        view = effective(action, states.get(action.id), now)
+        label = view.label
+        if renderer.check(action, ("email",), now.date()):
+            label += " [held: run dispatcher check]"
+        rows.append(
+            [action.id, label, when(view.deadline, action.zone), time_left(view.deadline, now)]
+            + [counts[action.id][s] for s in STATUSES]
+        )
+    table(["action", "status", "deadline", "left", *STATUSES], rows)
+
+
+@main.command()
+@pass_ctx
+def queue(ctx: Context) -> None:
+    """Deliveries by action × target × channel × status, with the oldest due time."""
+    rows = [
+        [r.action_id, r.target_id, r.channel, r.status, r.count, when(r.oldest_due)]
+        for r in ctx.store.queue_counts()
+    ]
+    table(["action", "target", "channel", "status", "count", "oldest due"], rows)
+
+
+LOG_FIELDS = ["id", "delivery_id", "action_id", "target_id", "channel", "started_at", "finished_at",
+              "outcome", "code", "detail", "worker"]
+
+
+@main.command("log")
+@click.option("--action", "action_id", help="Only this action.")
+@click.option("--target", "target_id", help="Only this target.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--summary", is_flag=True, help="Print the count to report to officials instead of every attempt.")
+@pass_ctx
+def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: str, summary: bool) -> None:
+    """The per-target send log: every attempt, its outcome and the server's reply."""
+    rows = ctx.store.attempt_log(action_id, target_id)
+    if summary:
+        sent: dict[tuple[str, str, str], int] = defaultdict(int)
+        for row in rows:
+            if row.outcome == "sent":
+                sent[(row.action_id, row.target_id, row.channel)] += 1
+        table(["action", "target", "channel", "letters sent"], [[*k, v] for k, v in sorted(sent.items())])
+        return
+    values = ([getattr(r, f) for f in LOG_FIELDS] for r in rows)
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(LOG_FIELDS)
+        for v in values:
+            writer.writerow([x.isoformat() if isinstance(x, dt.datetime) else x for x in v])
+    elif fmt == "json":
+        click.echo("[", nl=False)
+        for i, v in enumerate(values):
+            record = {f: (x.isoformat() if isinstance(x, dt.datetime) else x) for f, x in zip(LOG_FIELDS, v, strict=True)}
+            click.echo(("," if i else "") + "\n" + json.dumps(record, ensure_ascii=False), nl=False)
+        click.echo("\n]")
+    else:
+        table(
+            ["attempt", "delivery", "action", "target", "channel", "finished", "outcome", "code", "detail"],
+            ([v[0], v[1], v[2], v[3], v[4], when(v[6]), v[7], v[8], v[9][:80]] for v in values),
+        )
+
+
+@main.command()
+@click.argument("action_id")
+@click.option("--target", "target_id", required=True, help="Target id.")
+@click.option("--lang", "language", help="Language (default: as the dispatcher would choose).")
+@click.option("--as", "signer_email", help="Render as this imported supporter (default: a sample signer).")
+@pass_ctx
+def preview(ctx: Context, action_id: str, target_id: str, language: str | None, signer_email: str | None) -> None:
+    """Print the letter ACTION_ID would send to one target."""
+    action = ctx.action(action_id)
+    try:
+        target = action.target(target_id)
+    except KeyError:
+        raise click.ClickException(
+            f"{action_id} has no target {target_id!r} (targets: {', '.join(t.id for t in action.targets)})"
+        ) from None
+    renderer = Renderer(ctx.settings.templates_dir)
+    language = language or renderer.language_for(action, target)
+    if language is None:
+        raise click.ClickException(f"no template for {target_id} in any of its or the action's languages")
+    signer: Signer = SAMPLE_SIGNER
+    if signer_email:
+        found = ctx.store.find_signer(signer_email)
+        if found is None:
+            raise click.ClickException(f"no supporter {signer_email}")
+        signer = found
+    try:
+        letter = renderer.render(action, target, language, signer, utcnow().date())
+    except RenderError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"To: {target.name} <{target.email or '-'}>")
+    copies = [f"{c.name} <{c.email}>" for c in action.copies("email")]
+    if copies:
+        click.echo(f"Cc: {', '.join(copies)}")
+    click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}\n")
+    click.echo(letter.body)
+
+
+def _control(ctx: Context, action_id: str) -> tuple[Action, str, dt.datetime]:
+    return ctx.action(action_id), getpass.getuser(), utcnow()
+
+
+@main.command()
+@click.argument("action_id")
+@pass_ctx
+def pause(ctx: Context, action_id: str) -> None:
+    """Stop sending ACTION_ID (running dispatchers stop within seconds); resume continues."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        controls.pause(ctx.store, action, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id} paused")
+
+
+@main.command()
+@click.argument("action_id")
+@pass_ctx
+def resume(ctx: Context, action_id: str) -> None:
+    """Continue sending a paused action."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        controls.resume(ctx.store, action, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id} resumed")
+
+
+@main.command()
+@click.argument("action_id")
+@pass_ctx
+def close(ctx: Context, action_id: str) -> None:
+    """Close ACTION_ID for good: its pending letters are cancelled."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        cancelled = controls.close(ctx.store, action, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id} closed; {cancelled} pending deliveries cancelled")
+
+
+@main.command()
+@click.argument("action_id")
+@click.argument("deadline")
+@pass_ctx
+def extend(ctx: Context, action_id: str, deadline: str) -> None:
+    """Move ACTION_ID's deadline to DEADLINE (a date = end of that day, or an ISO date-time)."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        until: dt.date | dt.datetime = (
+            dt.datetime.fromisoformat(deadline) if "T" in deadline or " " in deadline else dt.date.fromisoformat(deadline)
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"{deadline!r} is not a date (2026-12-31) or date-time") from exc
+    try:
+        revived = controls.extend(ctx.store, action, until, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id} extended to {until}; {revived} expired deliveries back in the queue")
+
+
+@main.group()
+def supporters() -> None:
+    """Supporters who opted in to letters in their name."""
+
+
+@supporters.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def supporters_import(ctx: Context, path: Path) -> None:
+    """Import supporters from a CSV file; a file with any bad row imports nothing."""
+    known = ctx.actions().actions.keys()
+    try:
+        written = import_file(
+            ctx.store, path, known, utcnow(), progress=lambda n: click.echo(f"… {n} rows", err=True)
+        )
+    except SupporterFileError as exc:
+        for problem in exc.problems:
+            click.echo(f"{path}: {problem}", err=True)
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"imported {written} supporters from {path} ({ctx.store.supporter_count()} in the store)")
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply migrations (also done automatically unless DISPATCHER_AUTO_MIGRATE=0)."""
+    from dispatcher.store.migrate import current, upgrade
+    from dispatcher.store.sql import engine_for
+
+    engine = engine_for(ctx.settings.database_url)
+    upgrade(engine)
+    click.echo(f"database at revision {current(engine)}")

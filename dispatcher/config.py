@@ -1,0 +1,363 @@
+"""Settings and action files.
+
+Settings come from ``config/dispatcher.toml`` (optional, committed, no secrets) overridden by
+``DISPATCHER_*`` environment variables. Action files are YAML, one per action, validated with
+pydantic so that an error names the file, the field path and the problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import yaml
+from babel import Locale, UnknownLocaleError
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CHANNELS = ("email", "fax")
+Channel = Literal["email", "fax"]
+
+
+class ActionStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+def parse_language(tag: str) -> Locale:
+    """A BCP 47 tag (``zh-Hans``, ``en``, ``de-CH``) as a Babel locale."""
+    try:
+        return Locale.parse(tag.replace("-", "_"))
+    except (ValueError, UnknownLocaleError) as exc:
+        raise ValueError(f"{tag!r} is not a known BCP 47 language tag") from exc
+
+
+def _language(tag: str) -> str:
+    parse_language(tag)
+    return tag
+
+
+def script_of(tag: str) -> str:
+    """The ISO 15924 script a language is written in (``Hans``, ``Hant``, ``Latn``…)."""
+    from babel.core import get_global
+
+    locale = parse_language(tag)
+    if locale.script:
+        return locale.script
+    likely: Mapping[str, str] = get_global("likely_subtags")
+    full = likely.get(str(locale)) or likely.get(locale.language) or ""
+    parts = full.split("_")
+    return parts[1] if len(parts) > 2 else "Latn"
+
+
+def normalise_email(value: str) -> str:
+    """Validate an address (syntax only: no DNS lookups) and return its ASCII normal form.
+
+    Internationalised local parts are refused: they need SMTPUTF8, which many officials' servers
+    lack, and a letter that cannot be delivered is worse than an import error.
+    """
+    try:
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        return checked.ascii_email or checked.normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a valid email address: {exc}") from exc
+
+
+def normalise_fax(value: str, region: str | None) -> str:
+    """A fax number in E.164 (``+861062381025``); national forms need the target's country."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{value!r} is not a phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"{value!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+Language = Annotated[str, AfterValidator(_language)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Target(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(min_length=1)
+    title: str = ""
+    role: Literal["to", "cc"] = "to"
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    languages: list[Language] = Field(default_factory=list)
+    salutation: dict[Language, str] = Field(default_factory=dict)
+    email: str | None = None
+    fax: str | None = None
+    address: dict[str, str] = Field(default_factory=dict)
+    channels: list[Channel] = Field(default_factory=list)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_email(value)
+
+    @field_validator("address")
+    @classmethod
+    def _scripts(cls, value: dict[str, str]) -> dict[str, str]:
+        for script in value:
+            if not (len(script) == 4 and script.isalpha() and script[0].isupper()):
+                raise ValueError(f"address keys are ISO 15924 scripts (Latn, Hans…), not {script!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _channels_have_addresses(self) -> Target:
+        if self.fax is not None:
+            object.__setattr__(self, "fax", normalise_fax(self.fax, self.country))
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels lists a channel twice")
+        for channel in self.channels:
+            if getattr(self, channel) is None:
+                raise ValueError(f"channel {channel!r} is listed but the target has no {channel}")
+        return self
+
+    def salutation_for(self, language: str) -> str | None:
+        return self.salutation.get(language)
+
+    def address_for(self, language: str) -> str:
+        """The postal address in the letter's script, else in Latin script, else any."""
+        script = script_of(language)
+        for key in (script, "Latn"):
+            if key in self.address:
+                return self.address[key]
+        return next(iter(self.address.values()), "")
+
+
+class Action(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str = Field(min_length=1)
+    reference: str = ""
+    deadline: dt.datetime | dt.date
+    timezone: str = "UTC"
+    status: ActionStatus = ActionStatus.DRAFT
+    languages: list[Language] = Field(min_length=1)
+    template_set: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    subject_prefix: str = ""
+    targets: list[Target] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Action:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.id in seen:
+                raise ValueError(f"target id {target.id!r} appears twice")
+            seen.add(target.id)
+        if not any(t.role == "to" for t in self.targets):
+            raise ValueError("at least one target must have role 'to'")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def deadline_at(self) -> dt.datetime:
+        """The deadline as an aware UTC instant; a bare date means the end of that day."""
+        return deadline_instant(self.deadline, self.zone)
+
+    @property
+    def templates(self) -> str:
+        return self.template_set or self.id
+
+    def target(self, target_id: str) -> Target:
+        for target in self.targets:
+            if target.id == target_id:
+                return target
+        raise KeyError(target_id)
+
+    def delivery_pairs(self, enabled: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(target id, channel) pairs that get a delivery per supporter.
+
+        A ``cc`` target reached by email is copied on the letters to the ``to`` targets rather
+        than sent letters of its own; a fax cannot carry a copy, so a ``cc`` gets its own fax.
+        """
+        return [
+            (t.id, channel)
+            for t in self.targets
+            for channel in t.channels
+            if channel in enabled and (t.role == "to" or channel != "email")
+        ]
+
+    def copies(self, channel: str) -> list[Target]:
+        return [t for t in self.targets if t.role == "cc" and channel in t.channels]
+
+
+def deadline_instant(value: dt.datetime | dt.date, zone: ZoneInfo) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        local = value if value.tzinfo else value.replace(tzinfo=zone)
+    else:
+        local = dt.datetime.combine(value + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    return local.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """One problem in one file, worded for the person who has to fix it."""
+
+    file: str
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else self.file
+        return f"{where}: {self.problem}"
+
+
+@dataclass
+class ActionSet:
+    actions: dict[str, Action] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-after", "function-before")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_action_file(path: Path) -> Action | list[ConfigError]:
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return [ConfigError(str(path), "", f"cannot read: {exc}")]
+    except yaml.YAMLError as exc:
+        return [ConfigError(str(path), "", f"not valid YAML: {exc}")]
+    if not isinstance(data, dict):
+        return [ConfigError(str(path), "", "must be a YAML mapping of fields")]
+    try:
+        return Action.model_validate(data)
+    except ValidationError as exc:
+        return [
+            ConfigError(str(path), _field_path(err["loc"]), err["msg"].removeprefix("Value error, "))
+            for err in exc.errors()
+        ]
+
+
+def load_actions(directory: Path) -> ActionSet:
+    """Every ``*.yaml``/``*.yml`` in ``directory``; a bad file is reported, the others load."""
+    result = ActionSet()
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    for path in files:
+        loaded = load_action_file(path)
+        if isinstance(loaded, list):
+            result.errors.extend(loaded)
+            continue
+        if loaded.id in result.actions:
+            first = result.sources[loaded.id]
+            result.errors.append(ConfigError(str(path), "id", f"{loaded.id!r} is already used by {first}"))
+            continue
+        result.actions[loaded.id] = loaded
+        result.sources[loaded.id] = path
+    return result
+
+
+class Settings(BaseModel):
+    """Runtime settings. Every field can be set as ``DISPATCHER_<NAME>`` in the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///var/dispatcher.db"
+    actions_dir: Path = Path("config/actions")
+    templates_dir: Path = Path("templates")
+    outbox: Path = Path("var/outbox")
+    smtp_url: str | None = None
+    smtp_pool: int = Field(default=8, ge=1, le=256)
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_cafile: Path | None = None
+    sender: str = Field(default="Letters (demo) <letters@example.org>", alias="from")
+    rate_per_target: float = Field(default=2.0, gt=0)
+    burst_per_target: int = Field(default=10, ge=1)
+    rate_global: float = Field(default=100.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_initial: float = Field(default=60.0, gt=0)
+    retry_max: float = Field(default=6 * 3600.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    plan_interval: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=200, ge=1)
+    auto_migrate: bool = True
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str | None) -> str | None:
+        if value:
+            scheme = urlsplit(value).scheme
+            if scheme not in ("smtp", "smtps", "smtp+starttls"):
+                raise ValueError(f"scheme {scheme!r} is not smtp, smtps or smtp+starttls")
+        return value or None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        from email.utils import parseaddr
+
+        _, address = parseaddr(value)
+        normalise_email(address)
+        return value
+
+
+ENV_PREFIX = "DISPATCHER_"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, file: Path | None = None
+) -> Settings:
+    """Merge ``config/dispatcher.toml`` (if any) with ``DISPATCHER_*`` variables."""
+    environ = os.environ if environ is None else environ
+    file = Path(environ.get(ENV_PREFIX + "SETTINGS", "config/dispatcher.toml")) if file is None else file
+    values: dict[str, Any] = {}
+    if file.is_file():
+        with file.open("rb") as fh:
+            values.update(tomllib.load(fh))
+        smtp_url = values.get("smtp_url")
+        if isinstance(smtp_url, str) and urlsplit(smtp_url).password:
+            raise ValueError(f"{file}: smtp_url: passwords belong in DISPATCHER_SMTP_URL, not in a file")
+    names = {name: info.alias or name for name, info in Settings.model_fields.items()}
+    for name, key in names.items():
+        env = environ.get(ENV_PREFIX + key.upper())
+        if env is not None:
+            values.pop(name, None)
+            values[key] = env
+    values = {names.get(k, k): v for k, v in values.items()}
+    return Settings.model_validate(values)

@@ -1,0 +1,146 @@
+"""Tables of the SQL store (SQLAlchemy Core). Alembic migrations must match these."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# SQLite has no BIGINT autoincrement; PostgreSQL deserves 64-bit ids for an append-only log.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in Python; ``timestamptz`` on PostgreSQL, naive UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            raise ValueError(f"naive or non-datetime value {value!r}: use aware UTC datetimes")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Runtime state that staff change while the dispatcher runs; the action files hold the rest.
+action_state = Table(
+    "action_state",
+    metadata,
+    Column("action_id", String(128), primary_key=True),
+    Column("status", String(16)),
+    Column("deadline", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+supporters = Table(
+    "supporters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("language", String(35), nullable=False),
+    Column("city", String(200), nullable=False, server_default=""),
+    Column("country", String(2), nullable=False, server_default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# One row per scope a supporter agreed to ("all" or an action id); revocation keeps the row.
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE"), nullable=False),
+    Column("scope", String(128), nullable=False),
+    Column("channels", String(64), nullable=False, server_default="*"),
+    Column("source", String(32), nullable=False),
+    Column("opted_in_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    UniqueConstraint("supporter_id", "scope"),
+    Index(None, "scope", "supporter_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("action_id", String(128), nullable=False),
+    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE"), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("consent_id", BigId, ForeignKey("consents.id", ondelete="SET NULL")),
+    # pending | sending | sent | failed | expired | cancelled
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_until", UTCDateTime()),
+    Column("language", String(35)),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
+    Index(None, "action_id", "target_id", "channel", "status", "next_attempt_at"),
+)
+
+# Append-only: one row per attempt, never updated.
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigId, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("action_id", String(128), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=False),
+    # sent | retry | failed | interrupted
+    Column("outcome", String(16), nullable=False),
+    Column("code", Integer),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("worker", String(128), nullable=False),
+    Index(None, "action_id", "target_id", "started_at"),
+    Index(None, "delivery_id"),
+)

@@ -1,0 +1,561 @@
+"""``Store`` over SQLAlchemy: a SQLite file (default) or PostgreSQL (several workers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from dispatcher.store import (
+    ActionState,
+    AttemptResult,
+    AttemptRow,
+    Claim,
+    ClaimGroup,
+    Outcome,
+    Progress,
+    QueueCount,
+    Signer,
+    Status,
+    Store,
+    SupporterRecord,
+)
+from dispatcher.store.schema import (
+    action_state,
+    attempts,
+    consents,
+    deliveries,
+    meta,
+    supporters,
+)
+
+IMPORT_BATCH = 1000
+
+
+def engine_for(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" below decide transactions, not the sqlite3 module.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed attempt survives power loss, not only a killed process.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so two processes claiming from one file
+        # serialise instead of both reading the same pending rows.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SqlStore(Store):
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.engine = engine_for(url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            from dispatcher.store.migrate import upgrade
+
+            upgrade(self.engine)
+        self._secret: bytes | None = None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        return module.insert(table)
+
+    def instance_secret(self) -> bytes:
+        if self._secret is None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    self._insert(meta)
+                    .values(key="instance_secret", value=secrets.token_hex(16))
+                    .on_conflict_do_nothing()
+                )
+                value = conn.scalar(select(meta.c.value).where(meta.c.key == "instance_secret"))
+            self._secret = bytes.fromhex(str(value))
+        return self._secret
+
+    # runtime state -----------------------------------------------------------------------
+    def action_states(self) -> dict[str, ActionState]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(action_state)).all()
+        return {
+            r.action_id: ActionState(r.action_id, r.status, r.deadline, r.updated_at, r.updated_by)
+            for r in rows
+        }
+
+    def set_action_state(
+        self,
+        action_id: str,
+        *,
+        by: str,
+        now: dt.datetime,
+        status: str | None = None,
+        deadline: dt.datetime | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {"updated_at": now, "updated_by": by}
+        if status is not None:
+            changes["status"] = status
+        if deadline is not None:
+            changes["deadline"] = deadline
+        stmt = self._insert(action_state).values(action_id=action_id, **changes)
+        stmt = stmt.on_conflict_do_update(index_elements=["action_id"], set_=changes)
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # supporters --------------------------------------------------------------------------
+    def import_supporters(self, records: Iterable[SupporterRecord], now: dt.datetime) -> int:
+        written = 0
+        upsert = self._insert(supporters)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["email"],
+            set_={
+                "name": upsert.excluded.name,
+                "language": upsert.excluded.language,
+                "city": upsert.excluded.city,
+                "country": upsert.excluded.country,
+                "updated_at": upsert.excluded.updated_at,
+            },
+        )
+        # An existing consent keeps its first opt-in time; a revoked one stays revoked.
+        add_consent = self._insert(consents).on_conflict_do_nothing()
+        with self.engine.begin() as conn:
+            batch: list[SupporterRecord] = []
+            for record in records:
+                batch.append(record)
+                if len(batch) >= IMPORT_BATCH:
+                    written += self._import_batch(conn, upsert, add_consent, batch, now)
+                    batch = []
+            if batch:
+                written += self._import_batch(conn, upsert, add_consent, batch, now)
+        return written
+
+    def _import_batch(
+        self,
+        conn: Connection,
+        upsert: Any,
+        add_consent: Any,
+        batch: list[SupporterRecord],
+        now: dt.datetime,
+    ) -> int:
+        conn.execute(
+            upsert,
+            [
+                {
+                    "email": r.email,
+                    "name": r.name,
+                    "language": r.language,
+                    "city": r.city,
+                    "country": r.country,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in batch
+            ],
+        )
+        found = conn.execute(
+            select(supporters.c.email, supporters.c.id).where(supporters.c.email.in_([r.email for r in batch]))
+        )
+        ids = {email: supporter_id for email, supporter_id in found}
+        rows = [
+            {
+                "supporter_id": ids[r.email],
+                "scope": scope,
+                "channels": "*",
+                "source": r.source,
+                "opted_in_at": r.opted_in_at,
+            }
+            for r in batch
+            for scope in r.scopes
+        ]
+        if rows:
+            conn.execute(add_consent, rows)
+        return len(batch)
+
+    def supporter_count(self) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.scalar(select(func.count()).select_from(supporters)) or 0)
+
+    def find_signer(self, email: str) -> Signer | None:
+        s = supporters
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(s.c.name, s.c.email, s.c.city, s.c.country, s.c.language).where(s.c.email == email)
+            ).first()
+        return Signer(*row) if row else None
+
+    # planning ----------------------------------------------------------------------------
+    def plan(
+        self,
+        action_id: str,
+        pairs: Sequence[tuple[str, str]],
+        now: dt.datetime,
+        batch: int = 5000,
+        progress: Progress | None = None,
+    ) -> int:
+        if not pairs:
+            return 0
+        with self.engine.begin() as conn:
+            top = int(conn.scalar(select(func.max(supporters.c.id))) or 0)
+        created = 0
+        lo = 0
+        s, c = supporters, consents
+        while lo < top:
+            hi = lo + batch
+            with self.engine.begin() as conn:
+                for target_id, channel in pairs:
+                    chosen = (
+                        select(
+                            literal(action_id),
+                            s.c.id,
+                            literal(target_id),
+                            literal(channel),
+                            func.min(c.c.id),
+                            literal(Status.PENDING.value),
+                            literal(0),
+                            literal(now, deliveries.c.next_attempt_at.type),
+                            literal(now, deliveries.c.created_at.type),
+                            literal(now, deliveries.c.updated_at.type),
+                        )
+                        .join(c, c.c.supporter_id == s.c.id)
+                        .where(
+                            s.c.id > lo,
+                            s.c.id <= hi,
+                            c.c.scope.in_(["all", action_id]),
+                            c.c.revoked_at.is_(None),
+                            c.c.opted_in_at <= now,
+                            or_(c.c.channels == "*", c.c.channels.contains(channel)),
+                        )
+                        .group_by(s.c.id)
+                    )
+                    stmt = (
+                        self._insert(deliveries)
+                        .from_select(
+                            [
+                                "action_id",
+                                "supporter_id",
+                                "target_id",
+                                "channel",
+                                "consent_id",
+                                "status",
+                                "attempts",
+                                "next_attempt_at",
+                                "created_at",
+                                "updated_at",
+                            ],
+                            chosen,
+                        )
+                        .on_conflict_do_nothing()
+                    )
+                    created += max(conn.execute(stmt).rowcount, 0)
+            lo = hi
+            if progress:
+                progress(min(hi, top), top)
+        return created
+
+    # sending -----------------------------------------------------------------------------
+    def claim(
+        self, worker: str, groups: Sequence[ClaimGroup], now: dt.datetime, lease: dt.timedelta
+    ) -> list[Claim]:
+        d = deliveries
+        due = or_(
+            and_(d.c.status == Status.PENDING, d.c.next_attempt_at <= now),
+            and_(d.c.status == Status.SENDING, d.c.lease_until < now),
+        )
+        with self.engine.begin() as conn:
+            picked: list[Any] = []
+            for g in groups:
+                if g.limit <= 0:
+                    continue
+                picked += conn.execute(
+                    select(d.c.id, d.c.status, d.c.lease_owner, d.c.action_id, d.c.target_id, d.c.channel)
+                    .where(
+                        d.c.action_id == g.action_id,
+                        d.c.target_id == g.target_id,
+                        d.c.channel == g.channel,
+                        due,
+                    )
+                    .order_by(d.c.next_attempt_at, d.c.id)
+                    .limit(g.limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
+            if not picked:
+                return []
+            ids = [row.id for row in picked]
+            abandoned = [row for row in picked if row.status == Status.SENDING]
+            if abandoned:
+                conn.execute(
+                    attempts.insert(),
+                    [
+                        {
+                            "delivery_id": row.id,
+                            "action_id": row.action_id,
+                            "target_id": row.target_id,
+                            "channel": row.channel,
+                            "started_at": now,
+                            "finished_at": now,
+                            "outcome": Outcome.INTERRUPTED.value,
+                            "detail": f"lease of {row.lease_owner} ran out mid-attempt; "
+                            "outcome unknown, sending again with the same Message-ID",
+                            "worker": worker,
+                        }
+                        for row in abandoned
+                    ],
+                )
+            conn.execute(
+                update(d)
+                .where(d.c.id.in_(ids))
+                .values(
+                    status=Status.SENDING.value,
+                    lease_owner=worker,
+                    lease_until=now + lease,
+                    attempts=d.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            s = supporters
+            rows = conn.execute(
+                select(
+                    d.c.id,
+                    d.c.action_id,
+                    d.c.target_id,
+                    d.c.channel,
+                    d.c.attempts,
+                    s.c.name,
+                    s.c.email,
+                    s.c.city,
+                    s.c.country,
+                    s.c.language,
+                )
+                .join(s, s.c.id == d.c.supporter_id)
+                .where(d.c.id.in_(ids))
+                .order_by(d.c.id)
+            ).all()
+        return [
+            Claim(
+                delivery_id=r.id,
+                action_id=r.action_id,
+                target_id=r.target_id,
+                channel=r.channel,
+                attempt=r.attempts,
+                signer=Signer(r.name, r.email, r.city, r.country, r.language),
+            )
+            for r in rows
+        ]
+
+    def release(self, worker: str, delivery_ids: Sequence[int], now: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+                .values(
+                    status=Status.PENDING.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=d.c.attempts - 1,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def expire_leases_of(self, worker: str, now: dt.datetime) -> int:
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(d.c.lease_owner == worker, d.c.status == Status.SENDING)
+                .values(lease_until=now - dt.timedelta(microseconds=1))
+            ).rowcount
+
+    def record(self, worker: str, results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
+        d = deliveries
+        with self.engine.begin() as conn:
+            conn.execute(
+                attempts.insert(),
+                [
+                    {
+                        "delivery_id": r.delivery_id,
+                        "action_id": r.action_id,
+                        "target_id": r.target_id,
+                        "channel": r.channel,
+                        "started_at": r.started_at,
+                        "finished_at": r.finished_at,
+                        "outcome": r.outcome.value,
+                        "code": r.code,
+                        "detail": r.detail,
+                        "worker": worker,
+                    }
+                    for r in results
+                ],
+            )
+            # What happened on the wire wins: a letter sent while staff closed the action is sent.
+            final = [r for r in results if r.outcome in (Outcome.SENT, Outcome.FAILED)]
+            if final:
+                conn.execute(
+                    update(d)
+                    .where(d.c.id == bindparam("b_id"))
+                    .values(
+                        status=bindparam("b_status"),
+                        sent_at=bindparam("b_sent_at"),
+                        last_error=bindparam("b_error"),
+                        language=bindparam("b_language"),
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=bindparam("b_now"),
+                    ),
+                    [
+                        {
+                            "b_id": r.delivery_id,
+                            "b_status": Status.SENT.value if r.outcome is Outcome.SENT else Status.FAILED.value,
+                            "b_sent_at": r.finished_at if r.outcome is Outcome.SENT else None,
+                            "b_error": None if r.outcome is Outcome.SENT else r.detail,
+                            "b_language": r.language,
+                            "b_now": r.finished_at,
+                        }
+                        for r in final
+                    ],
+                )
+            # A retry must not revive a delivery that was cancelled or expired meanwhile.
+            retry = [r for r in results if r.outcome is Outcome.RETRY]
+            if retry:
+                conn.execute(
+                    update(d)
+                    .where(
+                        d.c.id == bindparam("b_id"),
+                        d.c.status == Status.SENDING,
+                        d.c.lease_owner == worker,
+                    )
+                    .values(
+                        status=Status.PENDING.value,
+                        next_attempt_at=bindparam("b_next"),
+                        last_error=bindparam("b_error"),
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=bindparam("b_now"),
+                    ),
+                    [
+                        {
+                            "b_id": r.delivery_id,
+                            "b_next": r.next_attempt_at or r.finished_at,
+                            "b_error": r.detail,
+                            "b_now": r.finished_at,
+                        }
+                        for r in retry
+                    ],
+                )
+
+    def next_due(self, action_ids: Sequence[str]) -> dt.datetime | None:
+        if not action_ids:
+            return None
+        d = deliveries
+        with self.engine.begin() as conn:
+            pending = conn.scalar(
+                select(func.min(d.c.next_attempt_at)).where(
+                    d.c.action_id.in_(list(action_ids)), d.c.status == Status.PENDING
+                )
+            )
+            leased = conn.scalar(
+                select(func.min(d.c.lease_until)).where(
+                    d.c.action_id.in_(list(action_ids)), d.c.status == Status.SENDING
+                )
+            )
+        times = [t for t in (pending, leased) if t is not None]
+        return min(times) if times else None
+
+    # deadlines and controls ----------------------------------------------------------------
+    def finish_pending(self, action_id: str, status: Status, now: dt.datetime) -> int:
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(
+                    d.c.action_id == action_id,
+                    or_(
+                        d.c.status == Status.PENDING,
+                        and_(d.c.status == Status.SENDING, d.c.lease_until < now),
+                    ),
+                )
+                .values(status=status.value, lease_owner=None, lease_until=None, updated_at=now)
+            ).rowcount
+
+    def revive(self, action_id: str, from_status: Status, now: dt.datetime) -> int:
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(d.c.action_id == action_id, d.c.status == from_status)
+                .values(status=Status.PENDING.value, next_attempt_at=now, updated_at=now)
+            ).rowcount
+
+    # reports -----------------------------------------------------------------------------
+    def queue_counts(self) -> list[QueueCount]:
+        d = deliveries
+        oldest = func.min(case((d.c.status == Status.PENDING, d.c.next_attempt_at)))
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(d.c.action_id, d.c.target_id, d.c.channel, d.c.status, func.count(), oldest)
+                .group_by(d.c.action_id, d.c.target_id, d.c.channel, d.c.status)
+                .order_by(d.c.action_id, d.c.target_id, d.c.channel, d.c.status)
+            ).all()
+        return [
+QueueCount(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows
+        ]
+
+    def attempt_log(
+        self, action_id: str | None = None, target_id: str | None = None
+    ) -> Iterator[AttemptRow]:
+        a = attempts
+        query = select(a).order_by(a.c.id)
+        if action_id:
+            query = query.where(a.c.action_id == action_id)
+        if target_id:
+            query = query.where(a.c.target_id == target_id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=2000).execute(query)
+            for r in result:
+                yield AttemptRow(
+                    r.id, r.delivery_id, r.action_id, r.target_id, r.channel,
+                    r.started_at, r.finished_at, r.outcome, r.code, r.detail, r.worker,
+                )
+            conn.rollback()

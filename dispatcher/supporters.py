@@ -1,0 +1,126 @@
+"""Supporters from a CRM's CSV export: validated whole before anything is written.
+
+Columns: ``email,name,language,city,country,actions,opted_in_at``. ``actions`` is ``all`` or a
+``;``-separated list of action ids; ``opted_in_at`` is when the supporter agreed to letters being
+sent in their name (ISO 8601 with an offset). A file with any bad row imports nothing, and every
+bad row is reported with its row number (the header is row 1, as in a spreadsheet).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+
+from babel import Locale
+
+from dispatcher.config import normalise_email, parse_language
+from dispatcher.store import Store, SupporterRecord
+
+COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_at")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TERRITORIES = set(Locale("en").territories)
+
+
+class SupporterFileError(Exception):
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__(f"{path}: {len(problems)} problem(s); nothing was imported")
+        self.path = path
+        self.problems = problems
+
+
+def _text(value: str, column: str, limit: int, required: bool) -> str:
+    value = value.strip()
+    if required and not value:
+        raise ValueError(f"{column} is empty")
+    if _CONTROL.search(value):
+        raise ValueError(f"{column} contains a control character (such as a line break)")
+    if len(value) > limit:
+        raise ValueError(f"{column} is longer than {limit} characters")
+    return value
+
+
+def parse_row(row: dict[str, str], known_actions: Collection[str], now: dt.datetime) -> SupporterRecord:
+    """One CSV row as a record, or ``ValueError`` naming the column and the problem."""
+    email = normalise_email(row["email"].strip())
+    name = _text(row["name"], "name", 200, required=True)
+    language = row["language"].strip()
+    try:
+        parse_language(language)
+    except ValueError as exc:
+        raise ValueError(f"language: {exc}") from exc
+    city = _text(row["city"], "city", 200, required=False)
+    country = row["country"].strip().upper()
+    if country and country not in _TERRITORIES:
+        raise ValueError(f"country {country!r} is not an ISO 3166 country code")
+    scopes = tuple(dict.fromkeys(s.strip() for s in row["actions"].split(";") if s.strip()))
+    if not scopes:
+        raise ValueError("actions is empty: give 'all' or action ids separated by ';'")
+    unknown = [s for s in scopes if s != "all" and s not in known_actions]
+    if unknown:
+        raise ValueError(f"actions: unknown action id(s) {', '.join(unknown)}")
+    try:
+        opted_in = dt.datetime.fromisoformat(row["opted_in_at"].strip())
+    except ValueError as exc:
+        raise ValueError(f"opted_in_at {row['opted_in_at']!r} is not an ISO 8601 date and time") from exc
+    if opted_in.tzinfo is None:
+        raise ValueError("opted_in_at needs a UTC offset (e.g. 2025-03-14T20:15:00+08:00)")
+    if opted_in > now:
+        raise ValueError("opted_in_at is in the future")
+    return SupporterRecord(email, name, language, city, country, scopes, opted_in.astimezone(dt.UTC))
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SupporterFileError(path, [f"row 1: missing column(s) {', '.join(missing)}"])
+        for number, row in enumerate(reader, start=2):
+            if None in row or any(v is None for v in row.values()):
+                raise SupporterFileError(path, [f"row {number}: wrong number of fields"])
+            yield number, row
+
+
+def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) -> int:
+    """Check every row; raises ``SupporterFileError`` listing all problems. Returns the row count."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    count = 0
+    try:
+        for number, row in _rows(path):
+            count += 1
+            try:
+                record = parse_row(row, known_actions, now)
+            except ValueError as exc:
+                problems.append(f"row {number}: {exc}")
+                continue
+            if record.email in seen:
+                problems.append(f"row {number}: {record.email} already appears in row {seen[record.email]}")
+            seen[record.email] = number
+    except UnicodeDecodeError as exc:
+        problems.append(f"the file is not UTF-8: {exc}")
+    if problems:
+        raise SupporterFileError(path, problems)
+    return count
+
+
+def import_file(
+    store: Store,
+    path: Path,
+    known_actions: Collection[str],
+    now: dt.datetime,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Validate the whole file, then write it in one transaction."""
+    validate_file(path, known_actions, now)
+
+    def records() -> Iterator[SupporterRecord]:
+        for number, row in _rows(path):
+            if progress and number % 10_000 == 0:
+                progress(number - 1)
+            yield parse_row(row, known_actions, now)
+
+    return store.import_supporters(records(), now)
