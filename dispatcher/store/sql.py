@@ -283,8 +283,10 @@ class SqlStore(Store):
                             chosen,
                         )
                         .on_conflict_do_nothing()
+                        # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg 3.
+                        .returning(deliveries.c.id)
                     )
-                    created += max(conn.execute(stmt).rowcount, 0)
+                    created += len(conn.execute(stmt).all())
             lo = hi
             if progress:
                 progress(min(hi, top), top)

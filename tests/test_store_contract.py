@@ -1,0 +1,207 @@
+"""One contract for every Store implementation, run over a SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from sqlalchemy import update
+
+from dispatcher.store import AttemptResult, ClaimGroup, Outcome, Status, Store, SupporterRecord, open_store
+from dispatcher.store.schema import consents
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+LEASE = dt.timedelta(seconds=60)
+
+
+def people(n: int, scopes: tuple[str, ...] = ("act",), start: int = 0) -> list[SupporterRecord]:
+    return [
+        SupporterRecord(
+            email=f"p{i}@example.net", name=f"Person {i}", language="en", city="Town", country="GB",
+            scopes=scopes, opted_in_at=NOW - dt.timedelta(days=1),
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def group(limit: int = 100, target: str = "t1") -> list[ClaimGroup]:
+    return [ClaimGroup("act", target, "email", limit)]
+
+
+def result(claim_id: int, outcome: Outcome, **kw: object) -> AttemptResult:
+    return AttemptResult(
+        delivery_id=claim_id, action_id="act", target_id="t1", channel="email",
+        started_at=NOW, finished_at=NOW, outcome=outcome, **kw,  # type: ignore[arg-type]
+    )
+
+
+def statuses(store: Store) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in store.queue_counts():
+        out[row.status] = out.get(row.status, 0) + row.count
+    return out
+
+
+def test_import_upserts_and_keeps_first_consent(store: Store) -> None:
+    assert store.import_supporters(people(3), NOW) == 3
+    renamed = SupporterRecord("p0@example.net", "Renamed", "de", "", "", ("act", "all"), NOW)
+    store.import_supporters([renamed], NOW + dt.timedelta(hours=1))
+    assert store.supporter_count() == 3
+    signer = store.find_signer("p0@example.net")
+    assert signer is not None and signer.name == "Renamed" and signer.language == "de"
+    assert store.find_signer("nobody@example.net") is None
+
+
+def test_plan_is_idempotent_batched_and_follows_consent(store: Store) -> None:
+    store.import_supporters(people(5), NOW)
+    store.import_supporters(people(2, scopes=("all",), start=5), NOW)
+    store.import_supporters(people(2, scopes=("other",), start=7), NOW)
+    seen: list[tuple[int, int]] = []
+    pairs = [("t1", "email"), ("t2", "email")]
+    created = store.plan("act", pairs, NOW, batch=2, progress=lambda done, top: seen.append((done, top)))
+    assert created == 7 * 2
+    assert seen[-1] == (9, 9) and len(seen) == 5
+    assert store.plan("act", pairs, NOW, batch=2) == 0
+    assert statuses(store) == {"pending": 14}
+
+
+def test_plan_skips_revoked_and_future_consent(store: Store) -> None:
+    store.import_supporters(people(3), NOW)
+    late = SupporterRecord("late@example.net", "Late", "en", "", "", ("act",), NOW + dt.timedelta(days=1))
+    store.import_supporters([late], NOW)
+    engine = store.engine  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(update(consents).where(consents.c.supporter_id == 1).values(revoked_at=NOW))
+    assert store.plan("act", [("t1", "email")], NOW) == 2
+
+
+def test_claim_leases_and_two_workers_never_share(store: Store) -> None:
+    store.import_supporters(people(10), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    a = store.claim("A", group(6), NOW, LEASE)
+    b = store.claim("B", group(6), NOW, LEASE)
+    assert len(a) == 6 and len(b) == 4
+    assert not {c.delivery_id for c in a} & {c.delivery_id for c in b}
+    assert all(c.attempt == 1 and c.signer.email.endswith("@example.net") for c in a)
+    assert store.claim("C", group(), NOW, LEASE) == []
+
+
+def test_expired_lease_is_taken_over_and_logged_as_interrupted(store: Store) -> None:
+    store.import_supporters(people(2), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    first = store.claim("dead", group(), NOW, LEASE)
+    assert store.claim("B", group(), NOW + dt.timedelta(seconds=30), LEASE) == []
+    taken = store.claim("B", group(), NOW + dt.timedelta(seconds=61), LEASE)
+    assert [c.delivery_id for c in taken] == [c.delivery_id for c in first]
+    assert all(c.attempt == 2 for c in taken)
+    log = list(store.attempt_log())
+    assert [r.outcome for r in log] == ["interrupted", "interrupted"]
+    assert "dead" in log[0].detail and log[0].worker == "B"
+
+
+def test_restart_under_same_worker_id_reclaims_at_once(store: Store) -> None:
+    store.import_supporters(people(2), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    store.claim("w1", group(), NOW, LEASE)
+    assert store.expire_leases_of("w1", NOW) == 2
+    assert len(store.claim("w1", group(), NOW, LEASE)) == 2
+
+
+def test_record_outcomes(store: Store) -> None:
+    store.import_supporters(people(3), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    c1, c2, c3 = store.claim("A", group(), NOW, LEASE)
+    later = NOW + dt.timedelta(minutes=5)
+    store.record("A", [
+        result(c1.delivery_id, Outcome.SENT, code=250, detail="ok", language="en"),
+        result(c2.delivery_id, Outcome.RETRY, code=451, detail="try later", next_attempt_at=later),
+        result(c3.delivery_id, Outcome.FAILED, code=550, detail="no such user"),
+    ])
+    assert statuses(store) == {"sent": 1, "pending": 1, "failed": 1}
+    assert store.next_due(["act"]) == later
+    assert store.claim("A", group(), NOW, LEASE) == []
+    again = store.claim("A", group(), later, LEASE)
+    assert [c.delivery_id for c in again] == [c2.delivery_id] and again[0].attempt == 2
+    assert [(r.outcome, r.code) for r in store.attempt_log(target_id="t1")] == [
+        ("sent", 250), ("retry", 451), ("failed", 550)
+    ]
+    assert list(store.attempt_log(action_id="other")) == []
+
+
+def test_retry_does_not_revive_cancelled_but_sent_wins(store: Store) -> None:
+    store.import_supporters(people(2), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    c1, c2 = store.claim("A", group(), NOW, LEASE)
+    # Closing while both are in flight: leased rows are left to their senders.
+    assert store.finish_pending("act", Status.CANCELLED, NOW) == 0
+    store.record("A", [result(c1.delivery_id, Outcome.SENT)])
+    store.finish_pending("act", Status.CANCELLED, NOW + dt.timedelta(seconds=61))
+    store.record("A", [result(c2.delivery_id, Outcome.RETRY, next_attempt_at=NOW)])
+    assert statuses(store) == {"sent": 1, "cancelled": 1}
+
+
+def test_release_gives_back_without_counting_an_attempt(store: Store) -> None:
+    store.import_supporters(people(2), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    claims = store.claim("A", group(), NOW, LEASE)
+    assert store.release("B", [c.delivery_id for c in claims], NOW) == 0  # not B's lease
+    assert store.release("A", [c.delivery_id for c in claims], NOW) == 2
+    assert all(c.attempt == 1 for c in store.claim("A", group(), NOW, LEASE))
+
+
+def test_expire_and_revive(store: Store) -> None:
+    store.import_supporters(people(4), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    assert store.finish_pending("act", Status.EXPIRED, NOW) == 4
+    assert store.claim("A", group(), NOW, LEASE) == []
+    assert store.revive("act", Status.EXPIRED, NOW) == 4
+    assert len(store.claim("A", group(), NOW, LEASE)) == 4
+
+
+def test_action_state_roundtrip(store: Store) -> None:
+    assert store.action_states() == {}
+    store.set_action_state("act", by="staff", now=NOW, status="paused")
+    later = NOW + dt.timedelta(days=3)
+    store.set_action_state("act", by="boss", now=NOW, deadline=later)
+    state = store.action_states()["act"]
+    assert (state.status, state.deadline, state.updated_by) == ("paused", later, "boss")
+
+
+def test_instance_secret_is_stable(store: Store, db_url: str) -> None:
+    secret = store.instance_secret()
+    assert len(secret) == 16
+    other = open_store(db_url)
+    try:
+        assert other.instance_secret() == secret
+    finally:
+        other.close()
+
+
+def test_concurrent_claims_from_separate_connections_are_disjoint(store: Store, db_url: str) -> None:
+    store.import_supporters(people(400), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    got: dict[str, list[int]] = {}
+    stores = [open_store(db_url, migrate=False) for _ in range(4)]
+
+    def worker(name: str, s: Store) -> None:
+        ids: list[int] = []
+        while claims := s.claim(name, group(7), NOW, LEASE):
+            ids += [c.delivery_id for c in claims]
+        got[name] = ids
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}", s)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in stores:
+        s.close()
+    everything = [i for ids in got.values() for i in ids]
+    assert len(everything) == 400 == len(set(everything))
+
+
+@pytest.mark.parametrize("n", [0])
+def test_plan_with_no_pairs_creates_nothing(store: Store, n: int) -> None:
+    store.import_supporters(people(2), NOW)
+    assert store.plan("act", [], NOW) == n
