@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from dispatcher.channels import Channel, Envelope, SendError
 from dispatcher.config import Action, ActionSet, Settings, load_actions
@@ -96,8 +96,8 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(self._concurrency())
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._backoff = wait_exponential_jitter(
-            initial=settings.retry_initial, max=settings.retry_max, jitter=settings.retry_initial
+        self._backoff = wait_exponential(multiplier=settings.retry_initial, max=settings.retry_max) + wait_random(
+            0, settings.retry_initial
         )
 
     def _concurrency(self) -> int:

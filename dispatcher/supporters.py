@@ -21,7 +21,9 @@ from dispatcher.store import Store, SupporterRecord
 
 COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_at")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_TERRITORIES = set(Locale("en").territories)
+# CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
+_NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
+_TERRITORIES = {c for c in Locale("en").territories if len(c) == 2 and c.isalpha()} - _NOT_COUNTRIES
 
 
 class SupporterFileError(Exception):
@@ -44,7 +46,8 @@ def _text(value: str, column: str, limit: int, required: bool) -> str:
 
 def parse_row(row: dict[str, str], known_actions: Collection[str], now: dt.datetime) -> SupporterRecord:
     """One CSV row as a record, or ``ValueError`` naming the column and the problem."""
-    email = normalise_email(row["email"].strip())
+    # Mailbox local parts are case-sensitive in theory only; a CRM export differs in case, not people.
+    email = normalise_email(row["email"].strip()).lower()
     name = _text(row["name"], "name", 200, required=True)
     language = row["language"].strip()
     try:

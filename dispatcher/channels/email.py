@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from dispatcher.channels import Channel, Envelope, Reply, SendError
 from dispatcher.config import Action, Target
@@ -236,7 +236,7 @@ class SmtpTransport(MailTransport):
         # delivery's attempt fail as transient, and the persisted backoff takes over.
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(3),
-            wait=wait_exponential_jitter(initial=0.1, max=1.0),
+            wait=wait_exponential(multiplier=0.1, max=1.0) + wait_random(0, 0.1),
             retry=retry_if_exception_type((aiosmtplib.SMTPConnectError, ConnectionError)),
             reraise=True,
         ):

@@ -1,0 +1,88 @@
+"""The command line, end to end on a real SQLite file and the local Maildir outbox."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from dispatcher.cli import main
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
+        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+        "DISPATCHER_ACTIONS_DIR": str(ROOT / "config" / "actions"),
+        "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
+        "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
+    }
+
+
+def cli(env: dict[str, str], *args: str, ok: bool = True) -> Result:
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    assert (result.exit_code == 0) == ok, result.output
+    return result
+
+
+def test_demo_flow_sends_only_the_demo_to_the_outbox(env: dict[str, str], tmp_path: Path) -> None:
+    assert "5 actions checked, no problems" in cli(env, "check").output
+    assert "imported 6 supporters" in cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv")).output
+    cli(env, "run", "--once")
+    box = mailbox.Maildir(str(tmp_path / "outbox"), create=False)
+    messages = [message_from_bytes(m.as_bytes(), policy=policy.default) for m in box]
+    assert len(messages) == 6
+    assert {str(m["To"]) for m in messages} == {'"President (demo)" <president@example.org>'}
+    assert all("ambassador@example.org" in str(m["Cc"]) for m in messages)
+    actions = cli(env, "actions").output
+    assert "ua-61-21-update-1" in actions and "closed (deadline passed)" in actions
+    demo = next(line for line in actions.splitlines() if line.startswith("demo-xinjiang"))
+    assert demo.split()[1] == "active" and demo.split()[-4] == "6"  # six sent
+    queue = cli(env, "queue").output
+    assert "president-demo" in queue and "sent" in queue
+    # A second run sends nothing twice.
+    cli(env, "run", "--once")
+    assert len(list(mailbox.Maildir(str(tmp_path / "outbox"), create=False))) == 6
+    log = json.loads(cli(env, "log", "--format", "json", "--target", "president-demo").output)
+    assert len(log) == 6 and {r["outcome"] for r in log} == {"sent"}
+    csv_lines = cli(env, "log", "--format", "csv").output.splitlines()
+    assert csv_lines[0].startswith("id,delivery_id,action_id") and len(csv_lines) == 7
+    summary = cli(env, "log", "--summary").output
+    assert "demo-xinjiang  president-demo  email    6" in summary
+
+
+def test_preview_and_errors(env: dict[str, str]) -> None:
+    out = cli(env, "preview", "ua-61-21-update-1", "--target", "xi-jinping", "--lang", "zh-Hant").output
+    assert "Language: zh-Hant" in out and "致國家主席習近平" in out
+    out = cli(env, "preview", "ua-61-21-update-1", "--target", "nobody", ok=False).output
+    assert "has no target 'nobody'" in out
+    out = cli(env, "pause", "no-such-action", ok=False).output
+    assert "no action 'no-such-action'" in out
+
+
+def test_controls(env: dict[str, str]) -> None:
+    cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv"))
+    assert "paused" in cli(env, "pause", "demo-xinjiang").output
+    assert "only an active action can be paused" in cli(env, "pause", "demo-xinjiang", ok=False).output
+    cli(env, "run", "--once")
+    assert "pending" in cli(env, "queue").output or "sent" not in cli(env, "queue").output
+    assert "resumed" in cli(env, "resume", "demo-xinjiang").output
+    out = cli(env, "extend", "ua-61-21-update-1", "2020-01-01", ok=False).output
+    assert "in the past" in out
+    assert "closed; 0 pending" in cli(env, "close", "demo-xinjiang").output
+    assert "only a paused action" in cli(env, "resume", "demo-xinjiang", ok=False).output
+    assert "closed (by" in cli(env, "actions").output
+
+
+def test_bad_action_file_is_reported_by_check(env: dict[str, str], tmp_path: Path) -> None:
+    actions = tmp_path / "actions"
+    actions.mkdir()
+    (actions / "bad.yaml").write_text("id: bad\ntitle: x\ndeadline: 2030-01-01\nlanguages: [en]\ntargets: []\n")
+    out = cli({**env, "DISPATCHER_ACTIONS_DIR": str(actions)}, "check", ok=False).output
+    assert "bad.yaml: targets:" in out and "at least 1 item" in out

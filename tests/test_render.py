@@ -1,0 +1,111 @@
+"""Letters render per target and language; template mistakes are caught before anything is sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from dispatcher.config import Action, load_actions
+from dispatcher.render import Renderer, RenderError
+from dispatcher.store import Signer
+from tests.conftest import ROOT
+
+TODAY = dt.date(2026, 11, 23)
+SIGNER = Signer("林小文", "lin@example.net", "Taipei", "TW", "zh-Hant")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, Action]:
+    return load_actions(ROOT / "config" / "actions").actions
+
+
+def test_every_shipped_action_renders(shipped: dict[str, Action]) -> None:
+    renderer = Renderer(ROOT / "templates")
+    for action in shipped.values():
+        assert renderer.check(action, ("email", "fax"), TODAY) == []
+
+
+def test_language_follows_target_then_action(shipped: dict[str, Action]) -> None:
+    renderer = Renderer(ROOT / "templates")
+    update = shipped["ua-61-21-update-1"]
+    xi = update.target("xi-jinping")
+    assert renderer.language_for(update, xi) == "zh-Hans"
+    letter = renderer.render(update, xi, "zh-Hans", SIGNER, TODAY)
+    assert "2026年11月23日" in letter.body and "林小文" in letter.body and "台湾" in letter.body
+    english = renderer.render(update, xi, "en", SIGNER, TODAY)
+    assert "November 23, 2026" in english.body and "Taiwan" in english.body
+    assert "UA 61/21" in english.subject
+    traditional = renderer.render(update, xi, "zh-Hant", SIGNER, TODAY)
+    assert "致國家主席習近平" in traditional.body
+
+
+def make(tmp_path: Path, templates: dict[str, str], target_langs: str = "[de, en]") -> tuple[Renderer, Action]:
+    (tmp_path / "actions").mkdir(parents=True)
+    (tmp_path / "actions" / "a.yaml").write_text(
+        f"""
+id: a
+title: T
+deadline: 2030-01-01
+status: active
+languages: [en]
+targets:
+  - id: t
+    name: Target
+    languages: {target_langs}
+    salutation: {{en: Dear Target}}
+    email: t@example.org
+    channels: [email]
+"""
+    )
+    for name, text in templates.items():
+        path = tmp_path / "templates" / "a" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    loaded = load_actions(tmp_path / "actions")
+    assert not loaded.errors
+    return Renderer(tmp_path / "templates"), loaded.actions["a"]
+
+
+GOOD = "{% block subject %}Hello {{ target.name }}{% endblock %}{% block body %}{{ target.salutation }},\n{{ supporter.name }}{% endblock %}"
+
+
+def test_falls_back_to_the_action_language(tmp_path: Path) -> None:
+    renderer, action = make(tmp_path, {"en.j2": GOOD})
+    assert renderer.language_for(action, action.target("t")) == "en"
+    assert renderer.check(action, ("email",), TODAY) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("{% block subject %}x{% endblock %}{% block body %}{{ supporter.nmae }}{% endblock %}", "UndefinedError"),
+        ("{% block subject %}x{% endblock %}{% block body %}{{ oops(){% endblock %}", "TemplateSyntaxError"),
+        ("{% block body %}no subject{% endblock %}", "subject block"),
+        ("{% block subject %}x{% endblock %}{% block body %}{{ ''.__class__.__mro__ }}{% endblock %}", ""),
+        ("{% block subject %}x{% endblock %}{% block body %}{{ target.__init__.__globals__ }}{% endblock %}", ""),
+    ],
+)
+def test_template_errors_are_reported_by_check(tmp_path: Path, template: str, problem: str) -> None:
+    renderer, action = make(tmp_path, {"en.j2": template})
+    problems = renderer.check(action, ("email",), TODAY)
+    assert len(problems) == 1 and problem in str(problems[0])
+
+
+def test_missing_template_and_salutation(tmp_path: Path) -> None:
+    renderer, action = make(tmp_path, {"de.j2": GOOD})
+    problems = renderer.check(action, ("email",), TODAY)
+    assert "no salutation for de" in str(problems[0])
+    renderer, action = make(tmp_path / "x", {"fr.j2": GOOD}, target_langs="[de]")
+    problems = renderer.check(action, ("email",), TODAY)
+    assert "no template" in str(problems[0])
+    with pytest.raises(RenderError):
+        renderer.render(action, action.target("t"), "en", SIGNER, TODAY)
+
+
+def test_supporter_text_is_data_not_template(tmp_path: Path) -> None:
+    renderer, action = make(tmp_path, {"en.j2": GOOD})
+    evil = Signer("{{ 7*7 }} {% raw %}", "e@example.net", "", "", "en")
+    letter = renderer.render(action, action.target("t"), "en", evil, TODAY)
+    assert "{{ 7*7 }} {% raw %}" in letter.body
