@@ -58,7 +58,9 @@ class Context:
         loaded = self.actions()
         if action_id not in loaded.actions:
             known = ", ".join(sorted(loaded.actions)) or "none"
-            raise click.ClickException(f"no action {action_id!r} in {self.settings.actions_dir} (known: {known})")
+            raise click.ClickException(
+                f"no action {action_id!r} in {self.settings.actions_dir} (known: {known})"
+            )
         return loaded.actions[action_id]
 
 
@@ -100,14 +102,19 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Plan and send what is due now, then exit (for cron and tests).")
-@click.option("--worker-id", help="Name of this worker; a restart under the same id resends its in-flight letters at once.")
+@click.option(
+    "--worker-id",
+    help="Name of this worker; a restart under the same id resends its in-flight letters at once.",
+)
 @pass_ctx
 def run(ctx: Context, once: bool, worker_id: str | None) -> None:
     """Plan deliveries and send them, until stopped with SIGTERM or Ctrl-C."""
     settings, store = ctx.settings, ctx.store
     channels = make_channels(settings, store.instance_secret())
-    dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=once and sys.stderr.isatty())
-    where = settings.smtp_url and settings.smtp_url.split("@")[-1] or f"Maildir {settings.outbox}"
+    dispatcher = Dispatcher(
+        settings, store, channels, worker_id=worker_id, progress=once and sys.stderr.isatty()
+    )
+    where = (settings.smtp_url and settings.smtp_url.split("@")[-1]) or f"Maildir {settings.outbox}"
     click.echo(f"sending email via {where}", err=True)
     tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
     click.echo(tally.line(), err=True)
@@ -128,14 +135,16 @@ def check(ctx: Context) -> None:
             problems.append(f"{loaded.sources[action.id]}: {error}")
         for target in action.targets:
             if not target.channels:
-                click.echo(f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target")
+                click.echo(
+                    f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target"
+                )
             for channel in target.channels:
                 if channel not in channels:
                     click.echo(f"note: {action.id} × {target.id}: channel {channel} is not available yet")
-        for target_id, channel in action.delivery_pairs(channels):
+        for target_id, via in action.delivery_pairs(channels):
             language = renderer.language_for(action, action.target(target_id))
             if language:
-                click.echo(f"ok: {action.id} × {target_id} × {channel} × {language}")
+                click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -178,15 +187,30 @@ def queue(ctx: Context) -> None:
     table(["action", "target", "channel", "status", "count", "oldest due"], rows)
 
 
-LOG_FIELDS = ["id", "delivery_id", "action_id", "target_id", "channel", "started_at", "finished_at",
-              "outcome", "code", "detail", "worker"]
+LOG_FIELDS = [
+    "id",
+    "delivery_id",
+    "action_id",
+    "target_id",
+    "channel",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "code",
+    "detail",
+    "worker",
+]
 
 
 @main.command("log")
 @click.option("--action", "action_id", help="Only this action.")
 @click.option("--target", "target_id", help="Only this target.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--summary", is_flag=True, help="Print the count to report to officials instead of every attempt.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--summary", is_flag=True, help="Print the count to report to officials instead of every attempt."
+)
 @pass_ctx
 def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: str, summary: bool) -> None:
     """The per-target send log: every attempt, its outcome and the server's reply."""
@@ -207,7 +231,10 @@ def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: st
     elif fmt == "json":
         click.echo("[", nl=False)
         for i, v in enumerate(values):
-            record = {f: (x.isoformat() if isinstance(x, dt.datetime) else x) for f, x in zip(LOG_FIELDS, v, strict=True)}
+            record = {
+                f: (x.isoformat() if isinstance(x, dt.datetime) else x)
+                for f, x in zip(LOG_FIELDS, v, strict=True)
+            }
             click.echo(("," if i else "") + "\n" + json.dumps(record, ensure_ascii=False), nl=False)
         click.echo("\n]")
     else:
@@ -223,7 +250,9 @@ def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: st
 @click.option("--lang", "language", help="Language (default: as the dispatcher would choose).")
 @click.option("--as", "signer_email", help="Render as this imported supporter (default: a sample signer).")
 @pass_ctx
-def preview(ctx: Context, action_id: str, target_id: str, language: str | None, signer_email: str | None) -> None:
+def preview(
+    ctx: Context, action_id: str, target_id: str, language: str | None, signer_email: str | None
+) -> None:
     """Print the letter ACTION_ID would send to one target."""
     action = ctx.action(action_id)
     try:
@@ -306,7 +335,9 @@ def extend(ctx: Context, action_id: str, deadline: str) -> None:
     action, by, now = _control(ctx, action_id)
     try:
         until: dt.date | dt.datetime = (
-            dt.datetime.fromisoformat(deadline) if "T" in deadline or " " in deadline else dt.date.fromisoformat(deadline)
+            dt.datetime.fromisoformat(deadline)
+            if "T" in deadline or " " in deadline
+            else dt.date.fromisoformat(deadline)
         )
     except ValueError as exc:
         raise click.ClickException(f"{deadline!r} is not a date (2026-12-31) or date-time") from exc

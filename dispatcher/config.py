@@ -340,9 +340,7 @@ class Settings(BaseModel):
 ENV_PREFIX = "DISPATCHER_"
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, file: Path | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, file: Path | None = None) -> Settings:
     """Merge ``config/dispatcher.toml`` (if any) with ``DISPATCHER_*`` variables."""
     environ = os.environ if environ is None else environ
     file = Path(environ.get(ENV_PREFIX + "SETTINGS", "config/dispatcher.toml")) if file is None else file

@@ -130,9 +130,7 @@ class Renderer:
             self._views[key] = views
         return views
 
-    def render(
-        self, action: Action, target: Target, language: str, signer: Signer, today: dt.date
-    ) -> Letter:
+    def render(self, action: Action, target: Target, language: str, signer: Signer, today: dt.date) -> Letter:
         try:
             template = self._template(action, language)
             action_view, target_view = self._views_for(action, target, language)
@@ -149,13 +147,16 @@ class Renderer:
             )
             blocks = template.blocks
             if "subject" not in blocks or "body" not in blocks:
-                raise RenderError(action.id, target.id, language, "template needs a subject block and a body block")
+                raise RenderError(
+                    action.id, target.id, language, "template needs a subject block and a body block"
+                )
             subject = " ".join("".join(blocks["subject"](context)).split())
             body = "".join(blocks["body"](context)).strip("\n") + "\n"
         except RenderError:
             raise
         except TemplateError as exc:
-            where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            line = getattr(exc, "lineno", None)
+            where = f" (line {line})" if line else ""
             raise RenderError(action.id, target.id, language, f"{type(exc).__name__}{where}: {exc}") from exc
         if not subject:
             raise RenderError(action.id, target.id, language, "the subject is empty")

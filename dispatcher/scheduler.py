@@ -10,6 +10,7 @@ seconds of replies, and a second send carries the same Message-ID.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -96,9 +97,9 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(self._concurrency())
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._backoff = wait_exponential(multiplier=settings.retry_initial, max=settings.retry_max) + wait_random(
-            0, settings.retry_initial
-        )
+        self._backoff = wait_exponential(
+            multiplier=settings.retry_initial, max=settings.retry_max
+        ) + wait_random(0, settings.retry_initial)
 
     def _concurrency(self) -> int:
         # Two letters per SMTP connection keeps every connection busy while the next is built.
@@ -222,7 +223,9 @@ class Dispatcher:
                 if language is None:
                     raise RenderError(action.id, target.id, None, "no template for this target")
                 letter = self.renderer.render(action, target, language, claim.signer, now.date())
-                reply = await channel.send(Envelope(action, target, letter, claim.signer, claim.delivery_id, now))
+                reply = await channel.send(
+                    Envelope(action, target, letter, claim.signer, claim.delivery_id, now)
+                )
             except RenderError as exc:
                 outcome = result(finished_at=self.clock(), outcome=Outcome.FAILED, detail=f"render: {exc}")
             except SendError as exc:
@@ -230,14 +233,23 @@ class Dispatcher:
                 if exc.transient and claim.attempt < self.settings.max_attempts:
                     retry_at = self._next_attempt(claim.attempt, finished)
                     outcome = result(
-                        finished_at=finished, outcome=Outcome.RETRY, code=exc.code, detail=exc.detail,
+                        finished_at=finished,
+                        outcome=Outcome.RETRY,
+                        code=exc.code,
+                        detail=exc.detail,
                         next_attempt_at=retry_at,
                     )
                 else:
-                    why = exc.detail if not exc.transient else f"gave up after {claim.attempt} attempts: {exc.detail}"
+                    why = (
+                        exc.detail
+                        if not exc.transient
+                        else f"gave up after {claim.attempt} attempts: {exc.detail}"
+                    )
                     outcome = result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
             else:
-                outcome = result(finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail)
+                outcome = result(
+                    finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail
+                )
             self._results.append(outcome)
             self.tally.counts[outcome.outcome.value] += 1
         finally:
@@ -261,12 +273,10 @@ class Dispatcher:
             await asyncio.sleep(every)
             print(self.tally.line(), file=sys.stderr, flush=True)
 
-    async def _idle_wait(self, timeout: float) -> None:
+    async def _idle_wait(self, seconds: float) -> None:
         self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _nothing_due(self) -> bool:
         due = await self.db(self.store.next_due, list(self.open))
@@ -292,7 +302,9 @@ class Dispatcher:
             await channel.start()
         released = await self.db(self.store.expire_leases_of, self.worker_id, self.clock())
         if released:
-            log.warning("%d deliveries were in flight when %s last stopped; resending them", released, self.worker_id)
+            log.warning(
+                "%d deliveries were in flight when %s last stopped; resending them", released, self.worker_id
+            )
         tasks = [asyncio.create_task(self._flusher())]
         if self.progress:
             tasks.append(asyncio.create_task(self._report(2.0)))
@@ -328,11 +340,19 @@ class Dispatcher:
         tasks = await self._start()
         scheduler = AsyncIOScheduler(timezone=dt.UTC)
         now = self.clock()
-        scheduler.add_job(self.plan, "interval", seconds=self.settings.plan_interval, next_run_time=now,
-                          id="plan", max_instances=1, coalesce=True)
+        scheduler.add_job(
+            self.plan,
+            "interval",
+            seconds=self.settings.plan_interval,
+            next_run_time=now,
+            id="plan",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(self.refresh, "interval", seconds=1, id="refresh", max_instances=1, coalesce=True)
-        scheduler.add_job(self.sweep, "interval", seconds=10, next_run_time=now, id="sweep",
-                          max_instances=1, coalesce=True)
+        scheduler.add_job(
+            self.sweep, "interval", seconds=10, next_run_time=now, id="sweep", max_instances=1, coalesce=True
+        )
         scheduler.start()
         log.info("dispatcher %s running; %s", self.worker_id, ", ".join(self.channels))
         try:

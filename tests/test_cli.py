@@ -33,7 +33,10 @@ def cli(env: dict[str, str], *args: str, ok: bool = True) -> Result:
 
 def test_demo_flow_sends_only_the_demo_to_the_outbox(env: dict[str, str], tmp_path: Path) -> None:
     assert "5 actions checked, no problems" in cli(env, "check").output
-    assert "imported 6 supporters" in cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv")).output
+    assert (
+        "imported 6 supporters"
+        in cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv")).output
+    )
     cli(env, "run", "--once")
     box = mailbox.Maildir(str(tmp_path / "outbox"), create=False)
     messages = [message_from_bytes(m.as_bytes(), policy=policy.default) for m in box]
@@ -83,6 +86,8 @@ def test_controls(env: dict[str, str]) -> None:
 def test_bad_action_file_is_reported_by_check(env: dict[str, str], tmp_path: Path) -> None:
     actions = tmp_path / "actions"
     actions.mkdir()
-    (actions / "bad.yaml").write_text("id: bad\ntitle: x\ndeadline: 2030-01-01\nlanguages: [en]\ntargets: []\n")
+    (actions / "bad.yaml").write_text(
+        "id: bad\ntitle: x\ndeadline: 2030-01-01\nlanguages: [en]\ntargets: []\n"
+    )
     out = cli({**env, "DISPATCHER_ACTIONS_DIR": str(actions)}, "check", ok=False).output
     assert "bad.yaml: targets:" in out and "at least 1 item" in out

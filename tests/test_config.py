@@ -41,7 +41,11 @@ def test_the_shipped_actions_load_and_the_seeds_are_closed() -> None:
     loaded = load_actions(ROOT / "config" / "actions")
     assert loaded.errors == []
     assert set(loaded.actions) == {
-        "demo-xinjiang", "eu-xinjiang-2018", "petition-xuar-camps", "ua-61-21", "ua-61-21-update-1"
+        "demo-xinjiang",
+        "eu-xinjiang-2018",
+        "petition-xuar-camps",
+        "ua-61-21",
+        "ua-61-21-update-1",
     }
     update = loaded.actions["ua-61-21-update-1"]
     assert update.reference.startswith("UA 61/21 Update 1")
@@ -103,14 +107,24 @@ def test_a_bad_file_stops_only_that_action(tmp_path: Path) -> None:
 
 
 def test_scripts() -> None:
-    assert [script_of(t) for t in ("zh-Hans", "zh-Hant", "en", "de", "zh")] == ["Hans", "Hant", "Latn", "Latn", "Hans"]
+    assert [script_of(t) for t in ("zh-Hans", "zh-Hant", "en", "de", "zh")] == [
+        "Hans",
+        "Hant",
+        "Latn",
+        "Latn",
+        "Hans",
+    ]
 
 
 def test_settings_from_env_and_file(tmp_path: Path) -> None:
     file = tmp_path / "dispatcher.toml"
-    file.write_text('smtp_pool = 4\nrate_per_target = 0.5\n')
+    file.write_text("smtp_pool = 4\nrate_per_target = 0.5\n")
     settings = load_settings({"DISPATCHER_SMTP_POOL": "16", "DISPATCHER_FROM": "Org <org@example.org>"}, file)
-    assert settings.smtp_pool == 16 and settings.rate_per_target == 0.5 and settings.sender == "Org <org@example.org>"
+    assert (
+        settings.smtp_pool == 16
+        and settings.rate_per_target == 0.5
+        and settings.sender == "Org <org@example.org>"
+    )
     assert settings.database_url == "sqlite:///var/dispatcher.db" and settings.smtp_url is None
     file.write_text('smtp_url = "smtp://user:secret@mail.example.org"\n')
     with pytest.raises(ValueError, match="passwords belong in DISPATCHER_SMTP_URL"):

@@ -17,11 +17,20 @@ from dispatcher.store import Signer
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 ACTION = Action.model_validate(
     {
-        "id": "a", "title": "T", "deadline": "2030-01-01", "status": "active", "languages": ["en"],
+        "id": "a",
+        "title": "T",
+        "deadline": "2030-01-01",
+        "status": "active",
+        "languages": ["en"],
         "targets": [
             {"id": "to", "name": "Président Xi", "email": "to@example.org", "channels": ["email"]},
-            {"id": "cc", "name": "Ambassador, Embassy", "role": "cc", "email": "cc@example.org",
-             "channels": ["email"]},
+            {
+                "id": "cc",
+                "name": "Ambassador, Embassy",
+                "role": "cc",
+                "email": "cc@example.org",
+                "channels": ["email"],
+            },
         ],
     }
 )
@@ -70,8 +79,19 @@ def test_no_name_can_add_a_header_or_a_recipient(name: str) -> None:
     msg = build(name, subject=name)
     assert msg["Bcc"] is None
     assert sorted(msg.keys()) == sorted(
-        ["Message-ID", "Date", "From", "Reply-To", "To", "Cc", "Subject", "MIME-Version", "Content-Type",
-         "Content-Transfer-Encoding", "Content-Language"]
+        [
+            "Message-ID",
+            "Date",
+            "From",
+            "Reply-To",
+            "To",
+            "Cc",
+            "Subject",
+            "MIME-Version",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "Content-Language",
+        ]
     )
     assert len(msg["From"].addresses) == 1 and msg["From"].addresses[0].addr_spec == "letters@example.org"
     assert len(msg["Reply-To"].addresses) == 1

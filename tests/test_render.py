@@ -41,7 +41,9 @@ def test_language_follows_target_then_action(shipped: dict[str, Action]) -> None
     assert "致國家主席習近平" in traditional.body
 
 
-def make(tmp_path: Path, templates: dict[str, str], target_langs: str = "[de, en]") -> tuple[Renderer, Action]:
+def make(
+    tmp_path: Path, templates: dict[str, str], target_langs: str = "[de, en]"
+) -> tuple[Renderer, Action]:
     (tmp_path / "actions").mkdir(parents=True)
     (tmp_path / "actions" / "a.yaml").write_text(
         f"""
@@ -68,7 +70,10 @@ targets:
     return Renderer(tmp_path / "templates"), loaded.actions["a"]
 
 
-GOOD = "{% block subject %}Hello {{ target.name }}{% endblock %}{% block body %}{{ target.salutation }},\n{{ supporter.name }}{% endblock %}"
+GOOD = (
+    "{% block subject %}Hello {{ target.name }}{% endblock %}"
+    "{% block body %}{{ target.salutation }},\n{{ supporter.name }}{% endblock %}"
+)
 
 
 def test_falls_back_to_the_action_language(tmp_path: Path) -> None:
@@ -80,11 +85,18 @@ def test_falls_back_to_the_action_language(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("template", "problem"),
     [
-        ("{% block subject %}x{% endblock %}{% block body %}{{ supporter.nmae }}{% endblock %}", "UndefinedError"),
+        (
+            "{% block subject %}x{% endblock %}{% block body %}{{ supporter.nmae }}{% endblock %}",
+            "UndefinedError",
+        ),
         ("{% block subject %}x{% endblock %}{% block body %}{{ oops(){% endblock %}", "TemplateSyntaxError"),
         ("{% block body %}no subject{% endblock %}", "subject block"),
         ("{% block subject %}x{% endblock %}{% block body %}{{ ''.__class__.__mro__ }}{% endblock %}", ""),
-        ("{% block subject %}x{% endblock %}{% block body %}{{ target.__init__.__globals__ }}{% endblock %}", ""),
+        (
+            "{% block subject %}x{% endblock %}"
+            "{% block body %}{{ target.__init__.__globals__ }}{% endblock %}",
+            "",
+        ),
     ],
 )
 def test_template_errors_are_reported_by_check(tmp_path: Path, template: str, problem: str) -> None:

@@ -18,8 +18,13 @@ LEASE = dt.timedelta(seconds=60)
 def people(n: int, scopes: tuple[str, ...] = ("act",), start: int = 0) -> list[SupporterRecord]:
     return [
         SupporterRecord(
-            email=f"p{i}@example.net", name=f"Person {i}", language="en", city="Town", country="GB",
-            scopes=scopes, opted_in_at=NOW - dt.timedelta(days=1),
+            email=f"p{i}@example.net",
+            name=f"Person {i}",
+            language="en",
+            city="Town",
+            country="GB",
+            scopes=scopes,
+            opted_in_at=NOW - dt.timedelta(days=1),
         )
         for i in range(start, start + n)
     ]
@@ -31,8 +36,14 @@ def group(limit: int = 100, target: str = "t1") -> list[ClaimGroup]:
 
 def result(claim_id: int, outcome: Outcome, **kw: object) -> AttemptResult:
     return AttemptResult(
-        delivery_id=claim_id, action_id="act", target_id="t1", channel="email",
-        started_at=NOW, finished_at=NOW, outcome=outcome, **kw,  # type: ignore[arg-type]
+        delivery_id=claim_id,
+        action_id="act",
+        target_id="t1",
+        channel="email",
+        started_at=NOW,
+        finished_at=NOW,
+        outcome=outcome,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -113,18 +124,23 @@ def test_record_outcomes(store: Store) -> None:
     store.plan("act", [("t1", "email")], NOW)
     c1, c2, c3 = store.claim("A", group(), NOW, LEASE)
     later = NOW + dt.timedelta(minutes=5)
-    store.record("A", [
-        result(c1.delivery_id, Outcome.SENT, code=250, detail="ok", language="en"),
-        result(c2.delivery_id, Outcome.RETRY, code=451, detail="try later", next_attempt_at=later),
-        result(c3.delivery_id, Outcome.FAILED, code=550, detail="no such user"),
-    ])
+    store.record(
+        "A",
+        [
+            result(c1.delivery_id, Outcome.SENT, code=250, detail="ok", language="en"),
+            result(c2.delivery_id, Outcome.RETRY, code=451, detail="try later", next_attempt_at=later),
+            result(c3.delivery_id, Outcome.FAILED, code=550, detail="no such user"),
+        ],
+    )
     assert statuses(store) == {"sent": 1, "pending": 1, "failed": 1}
     assert store.next_due(["act"]) == later
     assert store.claim("A", group(), NOW, LEASE) == []
     again = store.claim("A", group(), later, LEASE)
     assert [c.delivery_id for c in again] == [c2.delivery_id] and again[0].attempt == 2
     assert [(r.outcome, r.code) for r in store.attempt_log(target_id="t1")] == [
-        ("sent", 250), ("retry", 451), ("failed", 550)
+        ("sent", 250),
+        ("retry", 451),
+        ("failed", 550),
     ]
     assert list(store.attempt_log(action_id="other")) == []
 

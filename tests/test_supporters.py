@@ -48,9 +48,15 @@ def test_every_bad_row_is_reported_and_nothing_is_written(store: Store, tmp_path
         import_file(store, path, {"act"}, NOW)
     problems = caught.value.problems
     expected = [
-        ("row 3", "valid email"), ("row 4", "control character"), ("row 5", "BCP 47"),
-        ("row 6", "ISO 3166"), ("row 7", "unknown action id(s) nope"), ("row 8", "UTC offset"),
-        ("row 9", "ISO 8601"), ("row 10", "already appears in row 2"), ("row 11", "name is empty"),
+        ("row 3", "valid email"),
+        ("row 4", "control character"),
+        ("row 5", "BCP 47"),
+        ("row 6", "ISO 3166"),
+        ("row 7", "unknown action id(s) nope"),
+        ("row 8", "UTC offset"),
+        ("row 9", "ISO 8601"),
+        ("row 10", "already appears in row 2"),
+        ("row 11", "name is empty"),
         ("row 12", "in the future"),
     ]
     assert len(problems) == len(expected)

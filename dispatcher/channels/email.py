@@ -20,6 +20,7 @@ import ssl
 from dataclasses import dataclass
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -202,9 +203,11 @@ _CONNECTION_ERRORS = (
 class SmtpTransport(MailTransport):
     """A pool of persistent aiosmtplib connections; each carries many messages in turn."""
 
-    DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
+    DEFAULT_PORTS: ClassVar[dict[str, int]] = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
 
-    def __init__(self, url: str, pool_size: int = 8, timeout: float = 30.0, cafile: Path | None = None) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 8, timeout: float = 30.0, cafile: Path | None = None
+    ) -> None:
         parts = urlsplit(url)
         self.scheme = parts.scheme
         self.host = parts.hostname or "localhost"
@@ -257,7 +260,11 @@ class SmtpTransport(MailTransport):
             errors, reply = await client.sendmail(mail.sender, list(mail.recipients), mail.data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
-            raise SendError(f"{first.code} {first.message} ({first.recipient})", transient=first.code < 500, code=first.code) from exc
+            raise SendError(
+                f"{first.code} {first.message} ({first.recipient})",
+                transient=first.code < 500,
+                code=first.code,
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421 or not (client and client.is_connected):
                 self._discard(client)
@@ -272,7 +279,9 @@ class SmtpTransport(MailTransport):
         main = mail.recipients[0]
         if main in errors:
             refused = errors[main]
-            raise SendError(f"{refused.code} {refused.message} ({main})", transient=refused.code < 500, code=refused.code)
+            raise SendError(
+                f"{refused.code} {refused.message} ({main})", transient=refused.code < 500, code=refused.code
+            )
         detail = reply
         if errors:
             detail += "; copies refused: " + ", ".join(f"{r} {e.code} {e.message}" for r, e in errors.items())

@@ -191,7 +191,9 @@ class SqlStore(Store):
             ],
         )
         found = conn.execute(
-            select(supporters.c.email, supporters.c.id).where(supporters.c.email.in_([r.email for r in batch]))
+            select(supporters.c.email, supporters.c.id).where(
+                supporters.c.email.in_([r.email for r in batch])
+            )
         )
         ids = {email: supporter_id for email, supporter_id in found}
         rows = [
@@ -389,7 +391,9 @@ class SqlStore(Store):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
-                .where(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+                .where(
+                    d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING
+                )
                 .values(
                     status=Status.PENDING.value,
                     lease_owner=None,
@@ -449,7 +453,9 @@ class SqlStore(Store):
                     [
                         {
                             "b_id": r.delivery_id,
-                            "b_status": Status.SENT.value if r.outcome is Outcome.SENT else Status.FAILED.value,
+                            "b_status": Status.SENT.value
+                            if r.outcome is Outcome.SENT
+                            else Status.FAILED.value,
                             "b_sent_at": r.finished_at if r.outcome is Outcome.SENT else None,
                             "b_error": None if r.outcome is Outcome.SENT else r.detail,
                             "b_language": r.language,
@@ -540,13 +546,9 @@ class SqlStore(Store):
                 .group_by(d.c.action_id, d.c.target_id, d.c.channel, d.c.status)
                 .order_by(d.c.action_id, d.c.target_id, d.c.channel, d.c.status)
             ).all()
-        return [
-QueueCount(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows
-        ]
+        return [QueueCount(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
 
-    def attempt_log(
-        self, action_id: str | None = None, target_id: str | None = None
-    ) -> Iterator[AttemptRow]:
+    def attempt_log(self, action_id: str | None = None, target_id: str | None = None) -> Iterator[AttemptRow]:
         a = attempts
         query = select(a).order_by(a.c.id)
         if action_id:
@@ -557,7 +559,16 @@ QueueCount(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows
             result = conn.execution_options(yield_per=2000).execute(query)
             for r in result:
                 yield AttemptRow(
-                    r.id, r.delivery_id, r.action_id, r.target_id, r.channel,
-                    r.started_at, r.finished_at, r.outcome, r.code, r.detail, r.worker,
+                    r.id,
+                    r.delivery_id,
+                    r.action_id,
+                    r.target_id,
+                    r.channel,
+                    r.started_at,
+                    r.finished_at,
+                    r.outcome,
+                    r.code,
+                    r.detail,
+                    r.worker,
                 )
             conn.rollback()
