@@ -1,0 +1,678 @@
+"""End-to-end email throughput of the dispatcher, next to the machine's SMTP ceiling and a naive baseline.
+
+usage: python bench/email_throughput.py [--n 20000] [--rounds 3] [--pools 8,16] [--profile]
+
+One run, all traffic on 127.0.0.1:
+
+1. starts ``smtp-sink -c -u nobody 127.0.0.1:PORT 256`` (postfix's sink, never the postfix daemon) under
+   ``timeout`` and stops it by PID at the end, also on error or Ctrl-C;
+2. ceiling: ``smtp-source -s 16 -d -m N -l 2000 ...`` into it, exactly as shared/peer-bench does (messages/s
+   over the wall time of the smtp-source process);
+3. naive baseline, as peer-bench's ``b.naive``: ONE thread, stdlib ``smtplib``, a NEW CONNECTION PER MESSAGE;
+   unlike peer-bench it also renders each letter (plain Jinja2 from the same template files) and builds it
+   as ``email.message.EmailMessage`` (policy=default) with the same headers and recipients. No durable log;
+4. the dispatcher: ``dispatcher run --once`` as a subprocess on a fresh copy of an imported SQLite file (one
+   ``to`` + one ``cc`` target, N supporters), once per SMTP pool size; wall time covers interpreter start,
+   plan, render, send and the durable attempt log. Afterwards the SQLite file must show every delivery
+   ``sent`` and one ``sent`` attempt row each, and smtp-sink's message counter must have grown by as many;
+5. repeats all of it ``--rounds`` times (scenarios interleaved) and prints a markdown table; writes it and the
+   raw figures as JSON to bench/results/ (git-ignored).
+
+Every child runs under ``timeout(1)``; the temp dir is removed at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import pstats
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+HOST = "127.0.0.1"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+TEMPLATE_SRC = REPO / "templates" / "ua-61-21-update-1"
+ACTION_ID = "bench-ua"
+TEMPLATE_SET = "bench-letters"
+LANGUAGES = ("zh-Hans", "en")
+SENDER = "Letters (bench) <letters@example.org>"
+MSG_LEN = 2000  # smtp-source -l, as in peer-bench
+
+_children: set[subprocess.Popen[bytes]] = set()
+
+
+def say(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, secs: float = 10.0) -> None:
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {HOST}:{port} after {secs}s")
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the ``timeout`` wrapper by PID (it passes the signal on to its child), then SIGKILL."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    _children.discard(proc)
+
+
+@dataclass
+class Run:
+    rc: int
+    wall: float
+    rss_mb: float
+    out: str
+    err: str
+
+
+def measured(cmd: Sequence[str], limit: float, *, env: dict[str, str] | None = None, cwd: Path | None = None,
+             logs: Path, tag: str) -> Run:
+    """Run ``cmd`` under ``timeout``; wall seconds and peak RSS of the tree (wait4 folds reaped children in)."""
+    out_path, err_path = logs / f"{tag}.out", logs / f"{tag}.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(["timeout", "-k", "5", f"{limit:.0f}", *cmd], stdout=out, stderr=err,
+                                env=env, cwd=cwd)
+        _children.add(proc)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            _children.discard(proc)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(proc.returncode, wall, usage.ru_maxrss / 1024.0,
+               out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+
+
+def check(run: Run, what: str) -> None:
+    if run.rc != 0:
+        why = " (killed by timeout)" if run.rc in (124, 137) else ""
+        raise RuntimeError(f"{what} failed, exit {run.rc}{why}\n--- stdout\n{run.out[-2000:]}\n"
+                           f"--- stderr\n{run.err[-3000:]}")
+
+
+class Sink:
+    """smtp-sink with running counters (-c) written to a file; bounded lifetime; stopped by PID."""
+
+    def __init__(self, port: int, lifetime: float, logs: Path) -> None:
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.cmd = ["smtp-sink", "-c", *user, f"{HOST}:{port}", "256"]
+        self.counter_file = logs / "smtp-sink.counters"
+        self._out = self.counter_file.open("wb")
+        self._err = (logs / "smtp-sink.err").open("wb")
+        self.proc = subprocess.Popen(["timeout", "-k", "5", f"{lifetime:.0f}", *self.cmd],
+                                     stdout=self._out, stderr=self._err)
+        _children.add(self.proc)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            self.close()
+            raise
+
+    def messages(self) -> int | None:
+        """Messages received so far (the last ``mesg=`` counter smtp-sink printed)."""
+        with self.counter_file.open("rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4096))
+            found = re.findall(rb"mesg=(\d+)", fh.read())
+        return int(found[-1]) if found else (0 if size == 0 else None)
+
+    def settled_messages(self) -> int | None:
+        """The counter once it has stopped moving (the sink prints it after each '.' and QUIT)."""
+        last = self.messages()
+        for _ in range(20):
+            time.sleep(0.1)
+            now = self.messages()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def close(self) -> None:
+        stop(self.proc)
+        self._out.close()
+        self._err.close()
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+LATIN_FIRST = ["Zoë", "Amélie", "José", "Jonas", "Aoife", "Łukasz", "Søren", "Fatima", "Olivia", "Mateo",
+               "Chloé", "Gulnar", "Dilnur", "Kemal", "Ingrid", "Priya"]
+LATIN_LAST = ["Dubois", "Weber", "García", "O'Brien", "Müller", "Kowalski", "Nørgaard", "Smith", "Okafor",
+              "Rossi", "Tursun", "Yılmaz", "Lindqvist", "Nakamura"]
+CJK_SURNAME = ["王", "李", "张", "刘", "陈", "林", "黄", "周", "吴", "徐", "欧阳"]
+CJK_GIVEN = ["芳", "小文", "伟", "静", "敏", "磊", "洋", "婷", "建华", "丽娟", "志强"]
+PLACES = [("Taipei", "TW", "zh-Hant"), ("Lyon", "FR", "fr"), ("Berlin", "DE", "de"), ("", "", "zh-Hans"),
+          ("Zürich", "CH", "de"), ("London", "GB", "en"), ("Hong Kong", "HK", "zh-Hant"), ("", "", "en")]
+OFFSETS = ["+08:00", "+02:00", "+00:00", "-05:00", "+05:30"]
+
+
+def supporter_rows(n: int, seed: int = 61) -> Iterator[dict[str, str]]:
+    rng = random.Random(seed)
+    for i in range(n):
+        city, country, language = PLACES[i % len(PLACES)]
+        if i % 2:
+            name = rng.choice(CJK_SURNAME) + rng.choice(CJK_GIVEN)
+        else:
+            name = f"{rng.choice(LATIN_FIRST)} {rng.choice(LATIN_LAST)}"
+            if i % 10 == 4:
+                name = f"{name.split()[1]}, {name.split()[0]}"  # a comma: must be quoted in headers
+        day = dt.date(2025, 1, 1) + dt.timedelta(days=rng.randrange(300))
+        yield {"email": f"supporter{i:07d}@example.net", "name": name, "language": language, "city": city,
+               "country": country, "actions": ACTION_ID,
+               "opted_in_at": f"{day.isoformat()}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00"
+                              f"{rng.choice(OFFSETS)}"}
+
+
+def write_fixtures(root: Path, n: int, to_targets: int) -> dict[str, Path]:
+    actions, templates = root / "actions", root / "templates" / TEMPLATE_SET
+    actions.mkdir(parents=True)
+    templates.mkdir(parents=True)
+    for language in LANGUAGES:
+        shutil.copy(TEMPLATE_SRC / f"{language}.j2", templates / f"{language}.j2")
+    deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date().isoformat()
+    lines = [
+        f"id: {ACTION_ID}", "title: Bench - missing and arbitrarily detained in Xinjiang",
+        "reference: UA 61/21", f"deadline: {deadline}", "timezone: UTC", "status: active",
+        f"languages: [{', '.join(LANGUAGES)}]", f"template_set: {TEMPLATE_SET}", "targets:",
+    ]
+    for k in range(to_targets):
+        # The first target reads Chinese; further ones alternate, so several targets mix the languages.
+        langs = "zh-Hans, en" if k % 2 == 0 else "en, zh-Hans"
+        lines += [
+            f"  - id: official-{k + 1}", f"    name: Official {k + 1} (bench)", "    title: Bench recipient",
+            "    role: to", f"    languages: [{langs}]", "    salutation:",
+            f"      en: Dear Official {k + 1}", f"      zh-Hans: 尊敬的官员{k + 1}",
+            f"    email: official-{k + 1}@example.org", "    address:",
+            "      Latn: |-", "        Bench Office", "        1 Example Street", "    channels: [email]",
+        ]
+    lines += [
+        "  - id: embassy-cc", "    name: Ambassador (bench)", "    title: Bench copy recipient", "    role: cc",
+        "    languages: [zh-Hans, en]", "    salutation:", "      en: Dear Ambassador",
+        "      zh-Hans: 尊敬的大使", "    email: ambassador@example.org", "    channels: [email]",
+    ]
+    (actions / f"{ACTION_ID}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    csv_path = root / "supporters.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["email", "name", "language", "city", "country", "actions",
+                                                "opted_in_at"])
+        writer.writeheader()
+        writer.writerows(supporter_rows(n))
+    return {"actions": actions, "templates": root / "templates", "csv": csv_path,
+            "action": actions / f"{ACTION_ID}.yaml"}
+
+
+# ---------------------------------------------------------------------------------------- baseline worker
+def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Path, n: int) -> None:
+    """Naive pipeline, one thread: per letter Jinja2 render + EmailMessage + a new smtplib connection.
+
+    The letter is the one the dispatcher sends for the first ``to`` target: same template files, same
+    context fields, same From/Reply-To/To/Cc/Subject/Date/Message-ID headers, same two recipients.
+    """
+    import smtplib
+    from email.headerregistry import Address
+    from email.message import EmailMessage
+    from email.utils import format_datetime, make_msgid
+    from types import SimpleNamespace
+
+    import jinja2
+    import yaml
+    from babel import Locale
+    from babel.dates import format_date
+
+    action = yaml.safe_load(action_path.read_text(encoding="utf-8"))
+    target = next(t for t in action["targets"] if t["role"] == "to")
+    copy = next(t for t in action["targets"] if t["role"] == "cc")
+    language = target["languages"][0]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    template = env.get_template(f"{action['template_set']}/{language}.j2")
+    locale = Locale.parse(language.replace("-", "_"))
+    today = format_date(dt.date.today(), format="long", locale=locale)
+    action_view = SimpleNamespace(reference=action["reference"], title=action["title"])
+    target_view = SimpleNamespace(name=target["name"], salutation=target["salutation"][language],
+                                  title=target["title"], address="")
+    with csv_path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    org = Address("Letters (bench)", addr_spec="letters@example.org")
+
+    t0 = time.perf_counter()
+    sent = 0
+    for row in rows:
+        supporter = SimpleNamespace(name=row["name"], city=row["city"], country=row["country"],
+                                    country_name=str(locale.territories.get(row["country"], "")))
+        ctx = template.new_context({"action": action_view, "target": target_view, "supporter": supporter,
+                                    "language": language, "today": today})
+        subject = " ".join("".join(template.blocks["subject"](ctx)).split())
+        body = "".join(template.blocks["body"](ctx)).strip("\n") + "\n"
+        msg = EmailMessage()
+        msg["Message-ID"] = make_msgid(domain="example.org")
+        msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+        msg["From"] = Address(row["name"], addr_spec=org.addr_spec)
+        msg["Reply-To"] = Address(row["name"], addr_spec=row["email"])
+        msg["To"] = Address(target["name"], addr_spec=target["email"])
+        msg["Cc"] = Address(copy["name"], addr_spec=copy["email"])
+        msg["Subject"] = subject
+        msg["Content-Language"] = language
+        msg.set_content(body)
+        with smtplib.SMTP(HOST, port, local_hostname="bench.invalid", timeout=10) as smtp:
+            smtp.send_message(msg)
+        sent += 1
+    secs = time.perf_counter() - t0
+    print(json.dumps({"n": sent, "secs": secs, "rate": sent / secs, "threads": 1, "language": language}),
+          flush=True)
+
+
+# ---------------------------------------------------------------------------------------- scenarios
+@dataclass
+class Sample:
+    round: int
+    rate: float
+    wall: float
+    rss_mb: float | None = None
+    received: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    samples: list[Sample] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        self.args = args
+        self.n: int = args.n
+        self.n_baseline: int = args.n_baseline or args.n
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.dispatcher_bin = args.dispatcher
+        self.expected = self.n * args.to_targets
+        self.limit_ceiling = 60 + self.n / 1000
+        self.limit_baseline = 60 + self.n_baseline / 50
+        self.limit_dispatcher = 60 + self.expected / 50
+        self.limit_import = 60 + self.n / 200
+        per_round = self.limit_ceiling + self.limit_baseline + (len(args.pools) + 1) * self.limit_dispatcher
+        self.sink_lifetime = args.rounds * per_round + self.limit_import + 3 * self.limit_dispatcher + 120
+        self.scenarios: dict[str, Scenario] = {}
+        self.commands: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.port = 0
+        self.sink: Sink | None = None
+        self.files: dict[str, Path] = {}
+
+    # helpers ------------------------------------------------------------------------------------
+    def env(self, db: Path, pool: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+        env.update({
+            "DISPATCHER_SETTINGS": str(self.root / "no-settings-file.toml"),
+            "DISPATCHER_DATABASE_URL": f"sqlite:///{db}",
+            "DISPATCHER_ACTIONS_DIR": str(self.files["actions"]),
+            "DISPATCHER_TEMPLATES_DIR": str(self.files["templates"]),
+            "DISPATCHER_OUTBOX": str(self.root / "outbox"),
+            "DISPATCHER_SMTP_URL": f"smtp://{HOST}:{self.port}",
+            "DISPATCHER_SMTP_POOL": str(pool),
+            "DISPATCHER_RATE_PER_TARGET": "1000000000",
+            "DISPATCHER_BURST_PER_TARGET": "1000000000",
+            "DISPATCHER_RATE_GLOBAL": "1000000000",
+            "DISPATCHER_FROM": SENDER,
+        })
+        return env
+
+    def record(self, key: str, label: str, sample: Sample) -> None:
+        self.scenarios.setdefault(key, Scenario(key, label)).samples.append(sample)
+
+    def received_since(self, before: int | None) -> int | None:
+        assert self.sink is not None
+        after = self.sink.settled_messages()
+        return None if before is None or after is None else after - before
+
+    # setup ----------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.files = write_fixtures(self.root, self.n, self.args.to_targets)
+        self.port = free_port()
+        self.sink = Sink(self.port, self.sink_lifetime, self.logs)
+        self.commands["sink"] = " ".join(self.sink.cmd) + f"  (under timeout {self.sink_lifetime:.0f}s)"
+        say(f"smtp-sink on {HOST}:{self.port}, pid {self.sink.proc.pid} (timeout wrapper)")
+        base = self.root / "base.db"
+        cmd = [self.dispatcher_bin, "supporters", "import", str(self.files["csv"])]
+        self.commands["import"] = shlex.join(cmd)
+        run = measured(cmd, self.limit_import, env=self.env(base, 8), cwd=self.root, logs=self.logs, tag="import")
+        check(run, "dispatcher supporters import")
+        if f"imported {self.n} supporters" not in run.out:
+            raise RuntimeError(f"import did not report {self.n} supporters: {run.out!r}")
+        self.import_secs = run.wall
+        say(f"imported {self.n} supporters in {run.wall:.1f}s ({self.n / run.wall:,.0f} rows/s)")
+        # An empty store with the same action: `run --once` on it is the fixed cost (start, imports, checks).
+        empty = self.root / "empty.db"
+        check(measured([self.dispatcher_bin, "db", "upgrade"], 60, env=self.env(empty, 8), cwd=self.root,
+                       logs=self.logs, tag="empty-upgrade"), "dispatcher db upgrade")
+        self.base_db, self.empty_db = base, empty
+
+    # scenarios ------------------------------------------------------------------------------------
+    def ceiling(self, r: int) -> float:
+        cmd = ["smtp-source", "-s", "16", "-d", "-m", str(self.n), "-l", str(MSG_LEN), "-M", "bench.invalid",
+               "-f", "sender@bench.invalid", "-t", "rcpt@bench.invalid", f"{HOST}:{self.port}"]
+        self.commands["ceiling"] = shlex.join(cmd)
+        assert self.sink is not None
+        before = self.sink.settled_messages()
+        run = measured(cmd, self.limit_ceiling, logs=self.logs, tag=f"r{r}-ceiling")
+        check(run, "smtp-source")
+        rate = self.n / run.wall
+        self.record("ceiling", "ceiling: smtp-source -s 16 -d -> smtp-sink", Sample(r, rate, run.wall, None,
+                                                                                     self.received_since(before)))
+        return rate
+
+    def baseline(self, r: int) -> float:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-baseline", "--port", str(self.port),
+               "--n", str(self.n_baseline), "--root", str(self.root)]
+        self.commands["baseline"] = shlex.join(cmd)
+        assert self.sink is not None
+        before = self.sink.settled_messages()
+        run = measured(cmd, self.limit_baseline, logs=self.logs, tag=f"r{r}-baseline")
+        check(run, "baseline worker")
+        d = json.loads(run.out.strip().splitlines()[-1])
+        if d["n"] != self.n_baseline:
+            raise RuntimeError(f"baseline sent {d['n']} of {self.n_baseline}")
+        self.record("baseline", "naive: 1 thread, Jinja2 + EmailMessage + smtplib, new connection per letter",
+                    Sample(r, d["rate"], d["secs"], run.rss_mb, self.received_since(before), d))
+        return float(d["rate"])
+
+    def dispatcher(self, r: int, pool: int) -> float:
+        db = self.root / f"r{r}-pool{pool}.db"
+        shutil.copy(self.base_db, db)
+        cmd = [self.dispatcher_bin, "run", "--once"]
+        self.commands["dispatcher"] = shlex.join(cmd)
+        assert self.sink is not None
+        before = self.sink.settled_messages()
+        run = measured(cmd, self.limit_dispatcher, env=self.env(db, pool), cwd=self.root, logs=self.logs,
+                       tag=f"r{r}-pool{pool}")
+        check(run, f"dispatcher run --once (pool {pool})")
+        received = self.received_since(before)
+        counts = verify_store(db, self.expected)
+        if received is not None and received != self.expected:
+            raise RuntimeError(f"smtp-sink counted {received} messages, the store says {self.expected} sent")
+        tally = re.findall(r"sent (\d+) · retry (\d+) · failed (\d+) · (\d+) letters/s", run.err)
+        if not tally or int(tally[-1][0]) != self.expected:
+            raise RuntimeError(f"dispatcher's own tally is not {self.expected} sent: {tally} {run.err[-1000:]}")
+        rate = self.expected / run.wall
+        extra = {"tally_rate": int(tally[-1][3]), "store": counts, "db": str(db)}
+        self.record(f"dispatcher-pool{pool}",
+                    f"dispatcher run --once, SMTP_POOL={pool} (plan+render+send+durable log, wall incl. start)",
+                    Sample(r, rate, run.wall, run.rss_mb, received, extra))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        return rate
+
+    def fixed_cost(self, r: int) -> None:
+        db = self.root / "empty-run.db"
+        shutil.copy(self.empty_db, db)
+        run = measured([self.dispatcher_bin, "run", "--once"], 120, env=self.env(db, 8), cwd=self.root,
+                       logs=self.logs, tag=f"r{r}-fixed")
+        check(run, "dispatcher run --once on an empty store")
+        self.record("fixed", "dispatcher run --once with no supporters (fixed cost, s)",
+                    Sample(r, float("nan"), run.wall, run.rss_mb))
+
+    def one_round(self, r: int) -> None:
+        say(f"--- round {r + 1}/{self.args.rounds}")
+        rate = self.ceiling(r)
+        say(f"  ceiling   {rate:9,.0f} msg/s")
+        rate = self.baseline(r)
+        say(f"  baseline  {rate:9,.0f} letters/s")
+        for pool in self.args.pools:
+            rate = self.dispatcher(r, pool)
+            s = self.scenarios[f"dispatcher-pool{pool}"].samples[-1]
+            say(f"  dispatcher pool {pool:<3} {rate:9,.0f} letters/s  (wall {s.wall:.2f}s, own tally "
+                f"{s.extra['tally_rate']}/s, peak RSS {s.rss_mb:.0f} MB, sink got {s.received})")
+        self.fixed_cost(r)
+        say(f"  fixed cost of run --once: {self.scenarios['fixed'].samples[-1].wall:.2f}s")
+
+    def profile(self) -> str:
+        """One more dispatcher run (first pool size) under cProfile; the top functions as text."""
+        pool = self.args.pools[0]
+        db = self.root / "profile.db"
+        shutil.copy(self.base_db, db)
+        out = self.root / "dispatcher.prof"
+        cmd = [sys.executable, "-m", "cProfile", "-o", str(out), self.dispatcher_bin, "run", "--once"]
+        self.commands["profile"] = shlex.join(cmd)
+        run = measured(cmd, 3 * self.limit_dispatcher, env=self.env(db, pool), cwd=self.root, logs=self.logs,
+                       tag="profile")
+        check(run, "dispatcher under cProfile")
+        verify_store(db, self.expected)
+        keep = HERE / "results" / "dispatcher.prof"
+        keep.parent.mkdir(exist_ok=True)
+        shutil.copy(out, keep)
+        import io
+
+        text = io.StringIO()
+        stats = pstats.Stats(str(out), stream=text)
+        stats.strip_dirs().sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        return f"cProfile of `{shlex.join(cmd)}` (pool {pool}, wall {run.wall:.1f}s with profiler), saved " \
+               f"to {keep}\n" + text.getvalue()
+
+
+def verify_store(db: Path, expected: int) -> dict[str, Any]:
+    """Every delivery sent and exactly one 'sent' attempt row for each, straight from the SQLite file."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        deliveries = dict(con.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+        attempts = dict(con.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome").fetchall())
+        distinct = con.execute("SELECT count(DISTINCT delivery_id) FROM attempts WHERE outcome='sent'").fetchone()[0]
+        languages = dict(con.execute("SELECT language, count(*) FROM deliveries GROUP BY language").fetchall())
+    finally:
+        con.close()
+    counts = {"deliveries": deliveries, "attempts": attempts, "languages": languages}
+    if deliveries != {"sent": expected} or attempts != {"sent": expected} or distinct != expected:
+        raise RuntimeError(f"{db}: expected {expected} sent deliveries with one sent attempt each, found {counts}"
+                           f" ({distinct} distinct deliveries in the attempt log)")
+    return counts
+
+
+# ---------------------------------------------------------------------------------------- report
+def fmt(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def per_round(s: Scenario, other: Scenario | None) -> list[float]:
+    if other is None:
+        return []
+    by_round = {o.round: o.rate for o in other.samples}
+    return [x.rate / by_round[x.round] for x in s.samples if x.round in by_round]
+
+
+def report(bench: Bench, argv: list[str], started: float, profile: str | None) -> tuple[str, dict[str, Any]]:
+    sc = bench.scenarios
+    ceiling, baseline = sc.get("ceiling"), sc.get("baseline")
+    lines = [
+        "| scenario | letters | median letters/s | min–max | × ceiling | × baseline | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = []
+    for key, s in sc.items():
+        if key == "fixed":
+            continue
+        rates = [x.rate for x in s.samples]
+        vs_ceiling, vs_baseline = per_round(s, ceiling), per_round(s, baseline)
+        rss = [x.rss_mb for x in s.samples if x.rss_mb is not None]
+        n = bench.n_baseline if key == "baseline" else (bench.expected if key.startswith("dispatcher") else bench.n)
+        row = {"key": key, "label": s.label, "n": n, "median": statistics.median(rates), "min": min(rates),
+               "max": max(rates),
+               "x_ceiling": statistics.median(vs_ceiling) if vs_ceiling else None,
+               "x_baseline": statistics.median(vs_baseline) if vs_baseline else None,
+               "peak_rss_mb": max(rss) if rss else None}
+        rows.append(row)
+        lines.append(
+            f"| {s.label} | {n:,} | {fmt(row['median'])} | {fmt(row['min'])}–{fmt(row['max'])} | "
+            f"{row['x_ceiling']:.3f} | {row['x_baseline']:.2f} | "
+            f"{'' if row['peak_rss_mb'] is None else format(row['peak_rss_mb'], '.0f')} |"
+        )
+    lines.append("")
+    lines.append("× ceiling and × baseline are medians of per-round ratios (each round runs all scenarios in turn). "
+                 "Ceiling and baseline rows count messages; the ceiling's are 2 KB, one recipient.")
+    for key, s in sc.items():
+        if key.startswith("dispatcher"):
+            tallies = [x.extra["tally_rate"] for x in s.samples]
+            walls = [x.wall for x in s.samples]
+            lines.append(f"- {key}: wall {min(walls):.2f}–{max(walls):.2f}s; the dispatcher's own tally line "
+                         f"(from Dispatcher() to the end, no interpreter start) median {statistics.median(tallies):,}"
+                         f" letters/s; smtp-sink counted {[x.received for x in s.samples]} messages")
+    if "fixed" in sc:
+        fixed = [x.wall for x in sc["fixed"].samples]
+        lines.append(f"- fixed cost of `dispatcher run --once` on a store with no supporters (interpreter, imports, "
+                     f"migration check, action check, SMTP pool close): median {statistics.median(fixed):.2f}s")
+    if baseline:
+        lines.append(f"- baseline letters are in {baseline.samples[0].extra.get('language')}, as the dispatcher's "
+                     f"for the first `to` target; smtp-sink counted {[x.received for x in baseline.samples]}")
+    if ceiling:
+        lines.append(f"- ceiling: smtp-sink counted {[x.received for x in ceiling.samples]}")
+    lines.append(f"- supporters import (`dispatcher supporters import`, once): {bench.import_secs:.1f}s, "
+                 f"{bench.n / bench.import_secs:,.0f} rows/s")
+    lines += bench.notes
+    lines += ["", "command: `" + shlex.join([sys.executable, *argv]) + "`"]
+    for name, cmd in bench.commands.items():
+        if name != "profile":
+            lines.append(f"- {name}: `{cmd}`")
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    lines.append(f"- {os.cpu_count()} CPUs, load after {' '.join(load)}, python {platform.python_version()}, "
+                 f"total {time.perf_counter() - started:.0f}s, {git_state()}")
+    table = "\n".join(lines)
+    data = {"argv": argv, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(bench.args).items()},
+            "commands": bench.commands, "rows": rows,
+            "samples": {k: [asdict(x) for x in s.samples] for k, s in sc.items()},
+            "cpus": os.cpu_count(), "loadavg": load, "git": git_state(), "profile": profile}
+    return table, data
+
+
+def git_state() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "dispatcher"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "git ?"
+    return f"git {head}" + (" (dispatcher/ has uncommitted changes)" if dirty else "")
+
+
+# ---------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--n", type=int, default=20000, help="supporters = letters per dispatcher run (default 20000)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--pools", default="8,16", help="DISPATCHER_SMTP_POOL values, comma-separated (default 8,16)")
+    p.add_argument("--n-baseline", type=int, default=0, help="letters for the naive baseline (default: --n)")
+    p.add_argument("--to-targets", type=int, default=1, help="'to' targets (each gets a letter; +1 cc always)")
+    p.add_argument("--dispatcher", default=str(Path(sys.executable).parent / "dispatcher"),
+                   help="the dispatcher console script (default: next to this python)")
+    p.add_argument("--profile", action="store_true", help="also run the dispatcher once under cProfile")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (databases, logs)")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    # internal: the baseline worker process
+    p.add_argument("--worker-baseline", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.pools = [int(x) for x in str(args.pools).split(",") if x.strip()]
+    return args
+
+
+def _raise_exit(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker_baseline:
+        root: Path = args.root
+        baseline_worker(args.port, root / "supporters.csv", root / "actions" / f"{ACTION_ID}.yaml",
+                        root / "templates", args.n)
+        return 0
+    for tool in ("smtp-sink", "smtp-source", "timeout"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found (apt-get install -y postfix coreutils; never start the postfix daemon)")
+    if not Path(args.dispatcher).exists():
+        sys.exit(f"no dispatcher script at {args.dispatcher}: run with the venv's python or pass --dispatcher")
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGHUP, _raise_exit)
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="email-bench-"))
+    say(f"temp dir {root}; n={args.n} rounds={args.rounds} pools={args.pools}")
+    bench = Bench(args, root)
+    out: TextIO = sys.stdout
+    try:
+        bench.setup()
+        for r in range(args.rounds):
+            bench.one_round(r)
+        profile = bench.profile() if args.profile else None
+        table, data = report(bench, argv, started, profile)
+    finally:
+        for proc in list(_children):
+            if bench.sink is None or proc is not bench.sink.proc:
+                stop(proc)
+        if bench.sink is not None:
+            bench.sink.close()
+            say(f"smtp-sink stopped (pid {bench.sink.proc.pid}); counters in {bench.sink.counter_file}")
+        if args.keep:
+            say(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for name in (f"email_throughput-{stamp}", "email_throughput-latest"):
+        (args.out / f"{name}.md").write_text(table + "\n" + (f"\n```\n{profile}\n```\n" if profile else ""),
+                                             encoding="utf-8")
+        (args.out / f"{name}.json").write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    print(table, file=out)
+    if profile:
+        print("\n" + profile, file=out)
+    say(f"written to {args.out}/email_throughput-{stamp}.{{md,json}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
