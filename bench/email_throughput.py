@@ -108,7 +108,8 @@ class Run:
 
 def measured(cmd: Sequence[str], limit: float, *, env: dict[str, str] | None = None, cwd: Path | None = None,
              logs: Path, tag: str) -> Run:
-    """Run ``cmd`` under ``timeout``; wall seconds and peak RSS of the tree (wait4 folds reaped children in)."""
+    """Run ``cmd`` under ``timeout``: wall seconds, and the peak RSS of the tree (wait4 folds in reaped
+    children's maxrss, so the ``timeout`` wrapper reports its child's)."""
     out_path, err_path = logs / f"{tag}.out", logs / f"{tag}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         t0 = time.perf_counter()
@@ -227,7 +228,8 @@ def write_fixtures(root: Path, n: int, to_targets: int) -> dict[str, Path]:
             "      Latn: |-", "        Bench Office", "        1 Example Street", "    channels: [email]",
         ]
     lines += [
-        "  - id: embassy-cc", "    name: Ambassador (bench)", "    title: Bench copy recipient", "    role: cc",
+        "  - id: embassy-cc", "    name: Ambassador (bench)", "    title: Bench copy recipient",
+        "    role: cc",
         "    languages: [zh-Hans, en]", "    salutation:", "      en: Dear Ambassador",
         "      zh-Hans: 尊敬的大使", "    email: ambassador@example.org", "    channels: [email]",
     ]
@@ -264,7 +266,8 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
     target = next(t for t in action["targets"] if t["role"] == "to")
     copy = next(t for t in action["targets"] if t["role"] == "cc")
     language = target["languages"][0]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=False,
+    # Plain-text letters, as in dispatcher/render.py: no HTML, so no autoescape.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=False,  # noqa: S701
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     template = env.get_template(f"{action['template_set']}/{language}.j2")
     locale = Locale.parse(language.replace("-", "_"))
@@ -380,7 +383,8 @@ class Bench:
         base = self.root / "base.db"
         cmd = [self.dispatcher_bin, "supporters", "import", str(self.files["csv"])]
         self.commands["import"] = shlex.join(cmd)
-        run = measured(cmd, self.limit_import, env=self.env(base, 8), cwd=self.root, logs=self.logs, tag="import")
+        run = measured(cmd, self.limit_import, env=self.env(base, 8), cwd=self.root, logs=self.logs,
+                       tag="import")
         check(run, "dispatcher supporters import")
         if f"imported {self.n} supporters" not in run.out:
             raise RuntimeError(f"import did not report {self.n} supporters: {run.out!r}")
@@ -437,11 +441,11 @@ class Bench:
             raise RuntimeError(f"smtp-sink counted {received} messages, the store says {self.expected} sent")
         tally = re.findall(r"sent (\d+) · retry (\d+) · failed (\d+) · (\d+) letters/s", run.err)
         if not tally or int(tally[-1][0]) != self.expected:
-            raise RuntimeError(f"dispatcher's own tally is not {self.expected} sent: {tally} {run.err[-1000:]}")
+            raise RuntimeError(f"dispatcher's tally is not {self.expected} sent: {tally} {run.err[-1000:]}")
         rate = self.expected / run.wall
         extra = {"tally_rate": int(tally[-1][3]), "store": counts, "db": str(db)}
         self.record(f"dispatcher-pool{pool}",
-                    f"dispatcher run --once, SMTP_POOL={pool} (plan+render+send+durable log, wall incl. start)",
+                    f"dispatcher run --once, SMTP_POOL={pool} (plan+render+send+log, wall incl. start)",
                     Sample(r, rate, run.wall, run.rss_mb, received, extra))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -501,14 +505,16 @@ def verify_store(db: Path, expected: int) -> dict[str, Any]:
     try:
         deliveries = dict(con.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
         attempts = dict(con.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome").fetchall())
-        distinct = con.execute("SELECT count(DISTINCT delivery_id) FROM attempts WHERE outcome='sent'").fetchone()[0]
-        languages = dict(con.execute("SELECT language, count(*) FROM deliveries GROUP BY language").fetchall())
+        distinct = con.execute(
+            "SELECT count(DISTINCT delivery_id) FROM attempts WHERE outcome = 'sent'").fetchone()[0]
+        languages = dict(con.execute(
+            "SELECT language, count(*) FROM deliveries GROUP BY language").fetchall())
     finally:
         con.close()
     counts = {"deliveries": deliveries, "attempts": attempts, "languages": languages}
     if deliveries != {"sent": expected} or attempts != {"sent": expected} or distinct != expected:
-        raise RuntimeError(f"{db}: expected {expected} sent deliveries with one sent attempt each, found {counts}"
-                           f" ({distinct} distinct deliveries in the attempt log)")
+        raise RuntimeError(f"{db}: expected {expected} sent deliveries with one sent attempt each, found "
+                           f"{counts} ({distinct} distinct deliveries in the attempt log)")
     return counts
 
 
@@ -538,7 +544,7 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
         rates = [x.rate for x in s.samples]
         vs_ceiling, vs_baseline = per_round(s, ceiling), per_round(s, baseline)
         rss = [x.rss_mb for x in s.samples if x.rss_mb is not None]
-        n = bench.n_baseline if key == "baseline" else (bench.expected if key.startswith("dispatcher") else bench.n)
+        n = bench.expected if key.startswith("dispatcher") else bench.n_baseline if "baseline" in key else bench.n
         row = {"key": key, "label": s.label, "n": n, "median": statistics.median(rates), "min": min(rates),
                "max": max(rates),
                "x_ceiling": statistics.median(vs_ceiling) if vs_ceiling else None,
@@ -551,22 +557,24 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
             f"{'' if row['peak_rss_mb'] is None else format(row['peak_rss_mb'], '.0f')} |"
         )
     lines.append("")
-    lines.append("× ceiling and × baseline are medians of per-round ratios (each round runs all scenarios in turn). "
-                 "Ceiling and baseline rows count messages; the ceiling's are 2 KB, one recipient.")
+    lines.append("× ceiling and × baseline are medians of per-round ratios (each round runs every scenario in "
+                 "turn). The ceiling and transport-only rows count 2 KB messages with one recipient.")
     for key, s in sc.items():
         if key.startswith("dispatcher"):
             tallies = [x.extra["tally_rate"] for x in s.samples]
             walls = [x.wall for x in s.samples]
             lines.append(f"- {key}: wall {min(walls):.2f}–{max(walls):.2f}s; the dispatcher's own tally line "
-                         f"(from Dispatcher() to the end, no interpreter start) median {statistics.median(tallies):,}"
-                         f" letters/s; smtp-sink counted {[x.received for x in s.samples]} messages")
+                         f"(from Dispatcher() to the end, no interpreter start) median "
+                         f"{statistics.median(tallies):,} letters/s; smtp-sink counted "
+                         f"{[x.received for x in s.samples]} messages")
     if "fixed" in sc:
         fixed = [x.wall for x in sc["fixed"].samples]
-        lines.append(f"- fixed cost of `dispatcher run --once` on a store with no supporters (interpreter, imports, "
-                     f"migration check, action check, SMTP pool close): median {statistics.median(fixed):.2f}s")
+        lines.append(f"- fixed cost of `dispatcher run --once` on a store with no supporters (interpreter, "
+                     f"imports, migration check, action check): median {statistics.median(fixed):.2f}s")
     if baseline:
-        lines.append(f"- baseline letters are in {baseline.samples[0].extra.get('language')}, as the dispatcher's "
-                     f"for the first `to` target; smtp-sink counted {[x.received for x in baseline.samples]}")
+        lines.append(f"- baseline letters are in {baseline.samples[0].extra.get('language')}, as the "
+                     f"dispatcher's to the first `to` target; smtp-sink counted "
+                     f"{[x.received for x in baseline.samples]}")
     if ceiling:
         lines.append(f"- ceiling: smtp-sink counted {[x.received for x in ceiling.samples]}")
     lines.append(f"- supporters import (`dispatcher supporters import`, once): {bench.import_secs:.1f}s, "
@@ -580,7 +588,8 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
     lines.append(f"- {os.cpu_count()} CPUs, load after {' '.join(load)}, python {platform.python_version()}, "
                  f"total {time.perf_counter() - started:.0f}s, {git_state()}")
     table = "\n".join(lines)
-    data = {"argv": argv, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(bench.args).items()},
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(bench.args).items()}
+    data = {"argv": argv, "config": config,
             "commands": bench.commands, "rows": rows,
             "samples": {k: [asdict(x) for x in s.samples] for k, s in sc.items()},
             "cpus": os.cpu_count(), "loadavg": load, "git": git_state(), "profile": profile}
@@ -601,11 +610,11 @@ def git_state() -> str:
 # ---------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--n", type=int, default=20000, help="supporters = letters per dispatcher run (default 20000)")
+    p.add_argument("--n", type=int, default=20000, help="supporters = letters per run (default 20000)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--pools", default="8,16", help="DISPATCHER_SMTP_POOL values, comma-separated (default 8,16)")
+    p.add_argument("--pools", default="8,16", help="DISPATCHER_SMTP_POOL values, comma-separated")
     p.add_argument("--n-baseline", type=int, default=0, help="letters for the naive baseline (default: --n)")
-    p.add_argument("--to-targets", type=int, default=1, help="'to' targets (each gets a letter; +1 cc always)")
+    p.add_argument("--to-targets", type=int, default=1, help="'to' targets, each gets a letter (+1 cc)")
     p.add_argument("--dispatcher", default=str(Path(sys.executable).parent / "dispatcher"),
                    help="the dispatcher console script (default: next to this python)")
     p.add_argument("--profile", action="store_true", help="also run the dispatcher once under cProfile")
@@ -634,9 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for tool in ("smtp-sink", "smtp-source", "timeout"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} not found (apt-get install -y postfix coreutils; never start the postfix daemon)")
+            sys.exit(f"{tool} not found (apt-get install -y postfix; never start the postfix daemon)")
     if not Path(args.dispatcher).exists():
-        sys.exit(f"no dispatcher script at {args.dispatcher}: run with the venv's python or pass --dispatcher")
+        sys.exit(f"no dispatcher at {args.dispatcher}: run with the venv's python or pass --dispatcher")
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGHUP, _raise_exit)
     started = time.perf_counter()

@@ -79,6 +79,14 @@ def when(value: dt.datetime | None, zone: Any = dt.UTC) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if value else ""
 
 
+def deadline_text(deadline: dt.datetime, zone: Any) -> str:
+    """A deadline at midnight is the end of the day before: show it as 24:00 of that day."""
+    local = deadline.astimezone(zone)
+    if local.time() == dt.time(0, 0):
+        return f"{local - dt.timedelta(days=1):%Y-%m-%d} 24:00 {local:%Z}"
+    return when(deadline, zone)
+
+
 def time_left(deadline: dt.datetime, now: dt.datetime) -> str:
     left = deadline - now
     if left.total_seconds() <= 0:
@@ -170,7 +178,7 @@ def actions(ctx: Context) -> None:
         if renderer.check(action, ("email",), now.date()):
             label += " [held: run dispatcher check]"
         rows.append(
-            [action.id, label, when(view.deadline, action.zone), time_left(view.deadline, now)]
+            [action.id, label, deadline_text(view.deadline, action.zone), time_left(view.deadline, now)]
             + [counts[action.id][s] for s in STATUSES]
         )
     table(["action", "status", "deadline", "left", *STATUSES], rows)

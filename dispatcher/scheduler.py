@@ -263,14 +263,19 @@ class Dispatcher:
         if release:
             await self.db(self.store.release, self.worker_id, release, self.clock())
 
+    async def _until_stopped(self, seconds: float) -> bool:
+        """Sleep, waking early on stop; True while the dispatcher is still running."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return not self._stop.is_set()
+
     async def _flusher(self) -> None:
-        while not self._stop.is_set():
-            await asyncio.sleep(FLUSH_EVERY)
+        # Never cancelled: a flush cut short would drop results it had already taken.
+        while await self._until_stopped(FLUSH_EVERY):
             await self.flush()
 
     async def _report(self, every: float) -> None:
-        while not self._stop.is_set():
-            await asyncio.sleep(every)
+        while await self._until_stopped(every):
             print(self.tally.line(), file=sys.stderr, flush=True)
 
     async def _idle_wait(self, seconds: float) -> None:
@@ -314,9 +319,7 @@ class Dispatcher:
         self._stop.set()
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=self.settings.smtp_timeout + 5)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks)
         await self.flush()
         for channel in self.channels.values():
             await channel.close()
