@@ -306,6 +306,23 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
           flush=True)
 
 
+def transport_worker(port: int, n: int) -> None:
+    """peer-bench's ``b.naive`` as is: a prebuilt ~2 KB message, one thread, a new connection per message."""
+    import smtplib
+
+    line = b"x" * 76 + b"\r\n"
+    body = (line * (MSG_LEN // len(line) + 1))[:MSG_LEN]
+    msg = (b"From: sender@bench.invalid\r\nTo: rcpt@bench.invalid\r\nSubject: bench\r\n"
+           b"Message-ID: <bench.0@bench.invalid>\r\n\r\n" + body)
+    t0 = time.perf_counter()
+    for i in range(n):
+        smtp = smtplib.SMTP(HOST, port, local_hostname="bench.invalid", timeout=10)
+        smtp.sendmail("sender@bench.invalid", [f"r{i}@bench.invalid"], msg)
+        smtp.quit()
+    secs = time.perf_counter() - t0
+    print(json.dumps({"n": n, "secs": secs, "rate": n / secs, "threads": 1}), flush=True)
+
+
 # ---------------------------------------------------------------------------------------- scenarios
 @dataclass
 class Sample:
@@ -338,7 +355,8 @@ class Bench:
         self.limit_baseline = 60 + self.n_baseline / 50
         self.limit_dispatcher = 60 + self.expected / 50
         self.limit_import = 60 + self.n / 200
-        per_round = self.limit_ceiling + self.limit_baseline + (len(args.pools) + 1) * self.limit_dispatcher
+        runs = len(args.pools) + 1
+        per_round = self.limit_ceiling + 2 * self.limit_baseline + runs * self.limit_dispatcher
         self.sink_lifetime = args.rounds * per_round + self.limit_import + 3 * self.limit_dispatcher + 120
         self.scenarios: dict[str, Scenario] = {}
         self.commands: dict[str, str] = {}
@@ -410,19 +428,26 @@ class Bench:
                                                                                      self.received_since(before)))
         return rate
 
-    def baseline(self, r: int) -> float:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-baseline", "--port", str(self.port),
-               "--n", str(self.n_baseline), "--root", str(self.root)]
-        self.commands["baseline"] = shlex.join(cmd)
+    def baseline(self, r: int, mode: str = "letters") -> float:
+        """mode ``letters``: the naive baseline proper; ``transport``: peer-bench's b.naive, for context."""
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-baseline", mode, "--port",
+               str(self.port), "--n", str(self.n_baseline), "--root", str(self.root)]
+        key = "baseline" if mode == "letters" else "naive-transport"
+        self.commands[key] = shlex.join(cmd)
         assert self.sink is not None
         before = self.sink.settled_messages()
-        run = measured(cmd, self.limit_baseline, logs=self.logs, tag=f"r{r}-baseline")
-        check(run, "baseline worker")
+        run = measured(cmd, self.limit_baseline, logs=self.logs, tag=f"r{r}-{key}")
+        check(run, f"{key} worker")
         d = json.loads(run.out.strip().splitlines()[-1])
         if d["n"] != self.n_baseline:
-            raise RuntimeError(f"baseline sent {d['n']} of {self.n_baseline}")
-        self.record("baseline", "naive: 1 thread, Jinja2 + EmailMessage + smtplib, new connection per letter",
-                    Sample(r, d["rate"], d["secs"], run.rss_mb, self.received_since(before), d))
+            raise RuntimeError(f"{key} sent {d['n']} of {self.n_baseline}")
+        received = self.received_since(before)
+        if received is not None and received != self.n_baseline:
+            raise RuntimeError(f"smtp-sink counted {received} messages from {key}, not {self.n_baseline}")
+        label = ("naive baseline: 1 thread, Jinja2 + EmailMessage + smtplib, new connection per letter"
+                 if mode == "letters" else
+                 "naive transport only (peer-bench b.naive): prebuilt 2 KB, smtplib, new connection per msg")
+        self.record(key, label, Sample(r, d["rate"], d["secs"], run.rss_mb, received, d))
         return float(d["rate"])
 
     def dispatcher(self, r: int, pool: int) -> float:
@@ -463,9 +488,11 @@ class Bench:
     def one_round(self, r: int) -> None:
         say(f"--- round {r + 1}/{self.args.rounds}")
         rate = self.ceiling(r)
-        say(f"  ceiling   {rate:9,.0f} msg/s")
+        say(f"  ceiling              {rate:9,.0f} msg/s")
+        rate = self.baseline(r, "transport")
+        say(f"  naive transport only {rate:9,.0f} msg/s")
         rate = self.baseline(r)
-        say(f"  baseline  {rate:9,.0f} letters/s")
+        say(f"  naive baseline       {rate:9,.0f} letters/s")
         for pool in self.args.pools:
             rate = self.dispatcher(r, pool)
             s = self.scenarios[f"dispatcher-pool{pool}"].samples[-1]
@@ -544,7 +571,8 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
         rates = [x.rate for x in s.samples]
         vs_ceiling, vs_baseline = per_round(s, ceiling), per_round(s, baseline)
         rss = [x.rss_mb for x in s.samples if x.rss_mb is not None]
-        n = bench.expected if key.startswith("dispatcher") else bench.n_baseline if "baseline" in key else bench.n
+        n = bench.n_baseline if key in ("baseline", "naive-transport") else bench.n
+        n = bench.expected if key.startswith("dispatcher") else n
         row = {"key": key, "label": s.label, "n": n, "median": statistics.median(rates), "min": min(rates),
                "max": max(rates),
                "x_ceiling": statistics.median(vs_ceiling) if vs_ceiling else None,
@@ -557,8 +585,8 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
             f"{'' if row['peak_rss_mb'] is None else format(row['peak_rss_mb'], '.0f')} |"
         )
     lines.append("")
-    lines.append("× ceiling and × baseline are medians of per-round ratios (each round runs every scenario in "
-                 "turn). The ceiling and transport-only rows count 2 KB messages with one recipient.")
+    lines.append("× ceiling and × baseline are medians of per-round ratios (each round runs every scenario "
+                 "in turn). The ceiling and transport-only rows count 2 KB messages with one recipient.")
     for key, s in sc.items():
         if key.startswith("dispatcher"):
             tallies = [x.extra["tally_rate"] for x in s.samples]
@@ -577,10 +605,13 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
                      f"{[x.received for x in baseline.samples]}")
     if ceiling:
         lines.append(f"- ceiling: smtp-sink counted {[x.received for x in ceiling.samples]}")
+    transport = sc.get("naive-transport")
+    if transport:
+        lines.append(f"- naive transport only: smtp-sink counted {[x.received for x in transport.samples]}")
     lines.append(f"- supporters import (`dispatcher supporters import`, once): {bench.import_secs:.1f}s, "
                  f"{bench.n / bench.import_secs:,.0f} rows/s")
     lines += bench.notes
-    lines += ["", "command: `" + shlex.join([sys.executable, *argv]) + "`"]
+    lines += ["", "command: `" + shlex.join([sys.executable, sys.argv[0], *argv]) + "`"]
     for name, cmd in bench.commands.items():
         if name != "profile":
             lines.append(f"- {name}: `{cmd}`")
@@ -621,7 +652,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (databases, logs)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     # internal: the baseline worker process
-    p.add_argument("--worker-baseline", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-baseline", choices=["letters", "transport"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -636,6 +667,9 @@ def _raise_exit(signum: int, _frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.worker_baseline == "transport":
+        transport_worker(args.port, args.n)
+        return 0
     if args.worker_baseline:
         root: Path = args.root
         baseline_worker(args.port, root / "supporters.csv", root / "actions" / f"{ACTION_ID}.yaml",
@@ -665,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop(proc)
         if bench.sink is not None:
             bench.sink.close()
-            say(f"smtp-sink stopped (pid {bench.sink.proc.pid}); counters in {bench.sink.counter_file}")
+            say(f"smtp-sink stopped (pid {bench.sink.proc.pid})")
         if args.keep:
             say(f"kept {root}")
         else:

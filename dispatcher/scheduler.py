@@ -1,8 +1,8 @@
 """The running dispatcher: plan, claim, render, send, record, expire.
 
-One asyncio loop does the sending; store calls run on one dedicated thread so a commit's fsync
-never stalls the SMTP connections. APScheduler drives the periodic jobs (re-read action files and
-plan, refresh staff controls, expire at deadlines). Results are committed in small groups: the
+One asyncio loop does the sending and re-reads staff controls every second; store calls run on
+one dedicated thread so a commit's fsync never stalls the SMTP connections. APScheduler drives the
+periodic jobs: re-read action files and plan, expire deliveries past their deadline. Results are committed in small groups: the
 letters at risk of a second send after a crash are those in flight plus at most ``FLUSH_EVERY``
 seconds of replies, and a second send carries the same Message-ID.
 """
@@ -39,7 +39,7 @@ log = logging.getLogger("dispatcher")
 
 T = TypeVar("T")
 FLUSH_EVERY = 0.05  # seconds between commits of attempt results
-FLUSH_SIZE = 256
+REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
 
 
 def utcnow() -> dt.datetime:
@@ -97,6 +97,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(self._concurrency())
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._refreshed = 0.0
         self._backoff = wait_exponential(
             multiplier=settings.retry_initial, max=settings.retry_max
         ) + wait_random(0, settings.retry_initial)
@@ -133,6 +134,7 @@ class Dispatcher:
 
     async def refresh(self) -> None:
         self.states = await self.db(self.store.action_states)
+        self._refreshed = time.monotonic()
         self._recompute()
         self._wake.set()
 
@@ -289,6 +291,11 @@ class Dispatcher:
 
     async def send_loop(self, *, once: bool) -> None:
         while not self._stop.is_set():
+            # Staff controls and deadlines reach the loop within a second, whatever else runs.
+            if time.monotonic() - self._refreshed >= REFRESH_EVERY:
+                await self.refresh()
+            else:
+                self._recompute()
             claims = await self._claim()
             for claim in claims:
                 await self._slots.acquire()
@@ -332,6 +339,8 @@ class Dispatcher:
             await self.sweep()
             await self.plan()
             await self.send_loop(once=True)
+            await self.flush()
+            await self.sweep()
         finally:
             await self._finish(tasks)
         return self.tally
@@ -352,7 +361,6 @@ class Dispatcher:
             max_instances=1,
             coalesce=True,
         )
-        scheduler.add_job(self.refresh, "interval", seconds=1, id="refresh", max_instances=1, coalesce=True)
         scheduler.add_job(
             self.sweep, "interval", seconds=10, next_run_time=now, id="sweep", max_instances=1, coalesce=True
         )
