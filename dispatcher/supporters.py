@@ -23,7 +23,9 @@ COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
 _NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
-_TERRITORIES = {str(c) for c in Locale("en").territories if len(str(c)) == 2 and str(c).isalpha()} - _NOT_COUNTRIES
+_TERRITORIES = {
+    str(c) for c in Locale("en").territories if len(str(c)) == 2 and str(c).isalpha()
+} - _NOT_COUNTRIES
 
 
 class SupporterFileError(Exception):

@@ -72,19 +72,22 @@ def test_plan_is_idempotent_batched_and_follows_consent(store: Store) -> None:
     pairs = [("t1", "email"), ("t2", "email")]
     created = store.plan("act", pairs, NOW, batch=2, progress=lambda done, top: seen.append((done, top)))
     assert created == 7 * 2
-    assert seen[-1] == (9, 9) and len(seen) == 5
+    assert seen[-1] == (18, 18) and len(seen) == 10  # 9 consents for each of 2 pairs, 2 at a time
     assert store.plan("act", pairs, NOW, batch=2) == 0
     assert statuses(store) == {"pending": 14}
 
 
-def test_plan_skips_revoked_and_future_consent(store: Store) -> None:
+def test_plan_skips_revoked_consent_and_replans_only_new_consents(store: Store) -> None:
     store.import_supporters(people(3), NOW)
-    late = SupporterRecord("late@example.net", "Late", "en", "", "", ("act",), NOW + dt.timedelta(days=1))
-    store.import_supporters([late], NOW)
     engine = store.engine  # type: ignore[attr-defined]
     with engine.begin() as conn:
         conn.execute(update(consents).where(consents.c.supporter_id == 1).values(revoked_at=NOW))
     assert store.plan("act", [("t1", "email")], NOW) == 2
+    store.import_supporters(people(2, start=3), NOW)
+    assert store.plan("act", [("t1", "email")], NOW) == 2
+    # A new target starts from the first consent; another action is planned on its own.
+    assert store.plan("act", [("t1", "email"), ("t2", "email")], NOW) == 4
+    assert store.plan("act2", [("t1", "email")], NOW) == 0
 
 
 def test_claim_leases_and_two_workers_never_share(store: Store) -> None:

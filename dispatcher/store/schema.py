@@ -125,6 +125,16 @@ deliveries = Table(
     Index(None, "action_id", "target_id", "channel", "status", "next_attempt_at"),
 )
 
+# How far planning got: per action × target × channel, the highest consent id already expanded.
+plan_marks = Table(
+    "plan_marks",
+    metadata,
+    Column("action_id", String(128), primary_key=True),
+    Column("target_id", String(128), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("consent_id", BigId, nullable=False),
+)
+
 # Append-only: one row per attempt, never updated.
 attempts = Table(
     "attempts",

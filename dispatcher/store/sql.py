@@ -45,6 +45,7 @@ from dispatcher.store.schema import (
     consents,
     deliveries,
     meta,
+    plan_marks,
     supporters,
 )
 
@@ -232,67 +233,92 @@ class SqlStore(Store):
         batch: int = 5000,
         progress: Progress | None = None,
     ) -> int:
-        if not pairs:
-            return 0
+        # Consents are only ever added (revoking sets a time, never deletes), so each pair keeps
+        # a watermark: the highest consent id it has planned. Re-planning every minute then
+        # reads only new consents, and a new action or target starts from zero.
         with self.engine.begin() as conn:
-            top = int(conn.scalar(select(func.max(supporters.c.id))) or 0)
+            top = int(conn.scalar(select(func.max(consents.c.id))) or 0)
+            marks = {
+                (r.target_id, r.channel): r.consent_id
+                for r in conn.execute(select(plan_marks).where(plan_marks.c.action_id == action_id))
+            }
         created = 0
-        lo = 0
-        s, c = supporters, consents
-        while lo < top:
-            hi = lo + batch
-            with self.engine.begin() as conn:
-                for target_id, channel in pairs:
-                    chosen = (
-                        select(
-                            literal(action_id),
-                            s.c.id,
-                            literal(target_id),
-                            literal(channel),
-                            func.min(c.c.id),
-                            literal(Status.PENDING.value),
-                            literal(0),
-                            literal(now, deliveries.c.next_attempt_at.type),
-                            literal(now, deliveries.c.created_at.type),
-                            literal(now, deliveries.c.updated_at.type),
+        todo = [(pair, marks.get(pair, 0)) for pair in pairs]
+        total = sum(top - mark for _, mark in todo)
+        done = 0
+        for (target_id, channel), mark in todo:
+            lo = mark
+            while lo < top:
+                hi = min(lo + batch, top)
+                with self.engine.begin() as conn:
+                    created += self._plan_batch(conn, action_id, target_id, channel, lo, hi, now)
+                    conn.execute(
+                        self._insert(plan_marks)
+                        .values(action_id=action_id, target_id=target_id, channel=channel, consent_id=hi)
+                        .on_conflict_do_update(
+                            index_elements=["action_id", "target_id", "channel"], set_={"consent_id": hi}
                         )
-                        .join(c, c.c.supporter_id == s.c.id)
-                        .where(
-                            s.c.id > lo,
-                            s.c.id <= hi,
-                            c.c.scope.in_(["all", action_id]),
-                            c.c.revoked_at.is_(None),
-                            c.c.opted_in_at <= now,
-                            or_(c.c.channels == "*", c.c.channels.contains(channel)),
-                        )
-                        .group_by(s.c.id)
                     )
-                    stmt = (
-                        self._insert(deliveries)
-                        .from_select(
-                            [
-                                "action_id",
-                                "supporter_id",
-                                "target_id",
-                                "channel",
-                                "consent_id",
-                                "status",
-                                "attempts",
-                                "next_attempt_at",
-                                "created_at",
-                                "updated_at",
-                            ],
-                            chosen,
-                        )
-                        .on_conflict_do_nothing()
-                        # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg 3.
-                        .returning(deliveries.c.id)
-                    )
-                    created += len(conn.execute(stmt).all())
-            lo = hi
-            if progress:
-                progress(min(hi, top), top)
+                done += hi - lo
+                lo = hi
+                if progress:
+                    progress(done, total)
         return created
+
+    def _plan_batch(
+        self,
+        conn: Connection,
+        action_id: str,
+        target_id: str,
+        channel: str,
+        lo: int,
+        hi: int,
+        now: dt.datetime,
+    ) -> int:
+        s, c = supporters, consents
+        chosen = (
+            select(
+                literal(action_id),
+                s.c.id,
+                literal(target_id),
+                literal(channel),
+                func.min(c.c.id),
+                literal(Status.PENDING.value),
+                literal(0),
+                literal(now, deliveries.c.next_attempt_at.type),
+                literal(now, deliveries.c.created_at.type),
+                literal(now, deliveries.c.updated_at.type),
+            )
+            .join(c, c.c.supporter_id == s.c.id)
+            .where(
+                c.c.id > lo,
+                c.c.id <= hi,
+                c.c.scope.in_(["all", action_id]),
+                c.c.revoked_at.is_(None),
+                or_(c.c.channels == "*", c.c.channels.contains(channel)),
+            )
+            .group_by(s.c.id)
+        )
+        columns = [
+            "action_id",
+            "supporter_id",
+            "target_id",
+            "channel",
+            "consent_id",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "updated_at",
+        ]
+        stmt = (
+            self._insert(deliveries)
+            .from_select(columns, chosen)
+            .on_conflict_do_nothing()
+            # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg 3.
+            .returning(deliveries.c.id)
+        )
+        return len(conn.execute(stmt).all())
 
     # sending -----------------------------------------------------------------------------
     def claim(

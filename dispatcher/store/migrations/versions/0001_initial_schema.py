@@ -118,6 +118,14 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_table(
+        "plan_marks",
+        sa.Column("action_id", sa.String(length=128), nullable=False),
+        sa.Column("target_id", sa.String(length=128), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("consent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.PrimaryKeyConstraint("action_id", "target_id", "channel", name=op.f("pk_plan_marks")),
+    )
+    op.create_table(
         "attempts",
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
@@ -153,6 +161,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_attempts_delivery_id"), table_name="attempts")
     op.drop_index(op.f("ix_attempts_action_id_target_id_started_at"), table_name="attempts")
     op.drop_table("attempts")
+    op.drop_table("plan_marks")
     op.drop_index(
         op.f("ix_deliveries_action_id_target_id_channel_status_next_attempt_at"), table_name="deliveries"
     )
