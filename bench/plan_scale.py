@@ -76,9 +76,10 @@ def main() -> None:
     print(f"command: python bench/plan_scale.py --n {args.n}" + (f" --url {args.url}" if args.url else ""))
     print(f"database: {url.split('://')[0]}  supporters: {args.n}  deliveries: {int(planned['created'])}")
     print(f"import  {imported['seconds']:7.2f} s  peak RSS {imported['peak_rss_mb']:6.1f} MB")
+    rate = planned["created"] / planned["seconds"]
     print(
         f"plan    {planned['seconds']:7.2f} s  peak RSS {planned['peak_rss_mb']:6.1f} MB"
-        f"  ({planned['created'] / planned['seconds']:,.0f} deliveries/s; re-plan {planned['replan_seconds']:.2f} s)"
+        f"  ({rate:,.0f} deliveries/s; re-plan {planned['replan_seconds']:.2f} s)"
     )
 
 

@@ -2,9 +2,11 @@
 
 One asyncio loop does the sending and re-reads staff controls every second; store calls run on
 one dedicated thread so a commit's fsync never stalls the SMTP connections. APScheduler drives the
-periodic jobs: re-read action files and plan, expire deliveries past their deadline. Results are committed in small groups: the
-letters at risk of a second send after a crash are those in flight plus at most ``FLUSH_EVERY``
-seconds of replies, and a second send carries the same Message-ID.
+periodic jobs: re-read action files and plan, expire deliveries past their deadline.
+
+Results are committed in small groups: the letters at risk of a second send after a crash are
+those in flight plus at most ``FLUSH_EVERY`` seconds of replies, and a second send carries the
+same Message-ID.
 """
 
 from __future__ import annotations
