@@ -202,6 +202,20 @@ class Dispatcher:
         state.attempt_number = attempt
         return now + dt.timedelta(seconds=self._backoff(state))
 
+    def _transient(self, claim: Claim, result: Callable[..., AttemptResult], exc: SendError) -> AttemptResult:
+        """A retry with backoff while attempts remain; otherwise (or if permanent) a failure."""
+        finished = self.clock()
+        if exc.transient and claim.attempt < self.settings.max_attempts:
+            return result(
+                finished_at=finished,
+                outcome=Outcome.RETRY,
+                code=exc.code,
+                detail=exc.detail,
+                next_attempt_at=self._next_attempt(claim.attempt, finished),
+            )
+        why = f"gave up after {claim.attempt} attempts: {exc.detail}" if exc.transient else exc.detail
+        return result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
+
     async def _send_one(self, claim: Claim) -> None:
         try:
             opened = self.open.get(claim.action_id)
@@ -233,23 +247,12 @@ class Dispatcher:
             except RenderError as exc:
                 outcome = result(finished_at=self.clock(), outcome=Outcome.FAILED, detail=f"render: {exc}")
             except SendError as exc:
-                finished = self.clock()
-                if exc.transient and claim.attempt < self.settings.max_attempts:
-                    retry_at = self._next_attempt(claim.attempt, finished)
-                    outcome = result(
-                        finished_at=finished,
-                        outcome=Outcome.RETRY,
-                        code=exc.code,
-                        detail=exc.detail,
-                        next_attempt_at=retry_at,
-                    )
-                else:
-                    why = (
-                        exc.detail
-                        if not exc.transient
-                        else f"gave up after {claim.attempt} attempts: {exc.detail}"
-                    )
-                    outcome = result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
+                outcome = self._transient(claim, result, exc)
+            except Exception as exc:
+                # A bug or an unforeseen error in a channel must cost one attempt, not the loop.
+                log.exception("delivery %d: unexpected error", claim.delivery_id)
+                unexpected = SendError(f"{type(exc).__name__}: {exc}", transient=True)
+                outcome = self._transient(claim, result, unexpected)
             else:
                 outcome = result(
                     finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail

@@ -270,7 +270,9 @@ class SmtpTransport(MailTransport):
                 self._discard(client)
                 client = None
             raise SendError(f"{exc.code} {exc.message}", transient=exc.code < 500, code=exc.code) from exc
-        except _CONNECTION_ERRORS as exc:
+        except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException) as exc:
+            # Includes a server that offers no AUTH or no STARTTLS: a configuration problem the
+            # operator can fix, so the letters wait with backoff instead of failing at once.
             self._discard(client)
             client = None
             raise SendError(f"{type(exc).__name__}: {exc}", transient=True) from exc

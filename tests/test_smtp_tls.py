@@ -1,0 +1,132 @@
+"""smtps:// and smtp+starttls:// with AUTH, against a real aiosmtpd server using a test CA."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+from dispatcher.channels import SendError
+from dispatcher.channels.email import OutgoingMail, SmtpTransport
+
+USER, PASSWORD = "org", "s3cr3t p@ss"
+
+
+class Keep:
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes, Any]] = []
+        self.logins: list[bytes] = []
+
+    def authenticate(
+        self, server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login == USER.encode()
+            and data.password == PASSWORD.encode()
+        )
+        if ok:
+            self.logins.append(data.login)
+        return AuthResult(success=ok, handled=False)
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        assert envelope.mail_from is not None and envelope.content is not None
+        content = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), content, session.auth_data))
+        return "250 kept"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[trustme.CA, Path]]:
+    authority = trustme.CA()
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    yield authority, path
+
+
+def serve(ca: trustme.CA, implicit: bool) -> tuple[Controller, Keep]:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    handler = Keep()
+    # aiosmtpd does not count implicit TLS as TLS for AUTH; the socket is TLS all the same.
+    kwargs: dict[str, Any] = {
+        "authenticator": handler.authenticate,
+        "auth_required": True,
+        "auth_require_tls": not implicit,
+    }
+    if implicit:
+        kwargs["ssl_context"] = server_ctx
+    else:
+        kwargs["tls_context"] = server_ctx
+        kwargs["require_starttls"] = True
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), server_hostname="localhost", **kwargs
+    )
+    controller.start()
+    return controller, handler
+
+
+MAIL = OutgoingMail(
+    "letters@example.org", ("to@example.org",), b"Subject: hi\r\n\r\nbody\r\n", "<x@example.org>"
+)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("scheme", ["smtps", "smtp+starttls"])
+async def test_tls_and_auth(ca: tuple[trustme.CA, Path], scheme: str) -> None:
+    authority, cafile = ca
+    controller, handler = serve(authority, implicit=scheme == "smtps")
+    try:
+        secret = quote(PASSWORD, safe="")
+        url = f"{scheme}://{USER}:{secret}@localhost:{controller.port}"
+        transport = SmtpTransport(url, pool_size=2, timeout=10, cafile=cafile)
+        replies = [await transport.send(MAIL) for _ in range(3)]
+        await transport.close()
+        assert all(r.code == 250 for r in replies)
+        assert [(m, r) for m, r, _, _ in handler.received] == [
+            ("letters@example.org", ["to@example.org"])
+        ] * 3
+        assert handler.logins == [USER.encode()]  # three letters, one connection, one login
+    finally:
+        controller.stop()
+
+
+async def test_untrusted_certificate_is_a_transient_failure(ca: tuple[trustme.CA, Path]) -> None:
+    authority, _ = ca
+    controller, handler = serve(authority, implicit=True)
+    try:
+        transport = SmtpTransport(f"smtps://{USER}:x@localhost:{controller.port}", pool_size=1, timeout=5)
+        with pytest.raises(SendError) as caught:
+            await transport.send(MAIL)
+        assert caught.value.transient and "certificate" in caught.value.detail.lower()
+        assert handler.received == []
+    finally:
+        controller.stop()
+
+
+async def test_wrong_password_is_permanent(ca: tuple[trustme.CA, Path]) -> None:
+    authority, cafile = ca
+    controller, handler = serve(authority, implicit=False)
+    try:
+        url = f"smtp+starttls://{USER}:wrong@localhost:{controller.port}"
+        transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
+        with pytest.raises(SendError) as caught:
+            await transport.send(MAIL)
+        assert caught.value.code == 535 and not caught.value.transient
+        assert handler.received == []
+    finally:
+        controller.stop()
