@@ -156,12 +156,25 @@ class Dispatcher:
         now = self.clock()
         total = 0
         for action, _deadline in list(self.open.values()):
-            created = await self.db(plan_action, self.store, action, tuple(self.channels), now)
+            created = await self.db(
+                plan_action, self.store, action, tuple(self.channels), now, self._plan_progress(action.id)
+            )
             if created:
                 log.info("%s: planned %d new deliveries", action.id, created)
             total += created
         self._wake.set()
         return total
+
+    @staticmethod
+    def _plan_progress(action_id: str) -> Callable[[int, int], None]:
+        last = [time.monotonic()]
+
+        def report(done: int, total: int) -> None:
+            if time.monotonic() - last[0] >= 2.0:
+                last[0] = time.monotonic()
+                log.info("%s: planning, %d of %d consents read", action_id, done, total)
+
+        return report
 
     # sending -------------------------------------------------------------------------------
     def _groups(self) -> list[tuple[ClaimGroup, tuple[str, ...]]]:
