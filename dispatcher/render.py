@@ -94,6 +94,7 @@ class Renderer:
         )
         self.env.filters["date"] = self._date_filter
         self._views: dict[tuple[str, str, str], tuple[ActionView, TargetView]] = {}
+        self._languages: dict[str, set[str]] = {}
 
     @staticmethod
     @pass_context
@@ -102,8 +103,13 @@ class Renderer:
         return _long_date(day, str(context["language"]))
 
     def languages(self, template_set: str) -> set[str]:
-        folder = self.templates_dir / template_set
-        return {p.stem for p in folder.glob("*.j2")} if folder.is_dir() else set()
+        # Cached for the renderer's life: the dispatcher makes a new renderer when it reloads.
+        found = self._languages.get(template_set)
+        if found is None:
+            folder = self.templates_dir / template_set
+            found = {p.stem for p in folder.glob("*.j2")} if folder.is_dir() else set()
+            self._languages[template_set] = found
+        return found
 
     def language_for(self, action: Action, target: Target) -> str | None:
         """The target's first language with a template, else the action's first that has one."""

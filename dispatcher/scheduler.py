@@ -95,8 +95,12 @@ class Dispatcher:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._results: list[AttemptResult] = []
         self._release: list[int] = []
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(self._concurrency())
+        # Claimed deliveries wait here for a sender; the next batch is claimed while this one
+        # is still being sent, so the SMTP connections never idle on a database round trip.
+        self._queue: asyncio.Queue[Claim | None] = asyncio.Queue()
+        self._busy = 0
+        # Claim again only when the queue runs low, so each claim is a batch, not a trickle.
+        self._low_water = settings.batch_size // 2
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._refreshed = 0.0
@@ -178,7 +182,7 @@ class Dispatcher:
 
     # sending -------------------------------------------------------------------------------
     def _groups(self) -> list[tuple[ClaimGroup, tuple[str, ...]]]:
-        room = max(0, self.settings.batch_size - len(self._inflight))
+        room = max(0, 2 * self.settings.batch_size - self._queue.qsize())
         groups: list[tuple[ClaimGroup, tuple[str, ...]]] = []
         for action, _deadline in self.open.values():
             for target_id, channel_name in action.delivery_pairs(tuple(self.channels)):
@@ -229,51 +233,56 @@ class Dispatcher:
         why = f"gave up after {claim.attempt} attempts: {exc.detail}" if exc.transient else exc.detail
         return result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
 
-    async def _send_one(self, claim: Claim) -> None:
-        try:
-            opened = self.open.get(claim.action_id)
-            now = self.clock()
-            if opened is None or now >= opened[1]:
-                # Paused, closed or past its deadline since the claim: not an attempt.
-                self._release.append(claim.delivery_id)
-                return
-            action = opened[0]
-            target = action.target(claim.target_id)
-            channel = self.channels[claim.channel]
-            language = self.renderer.language_for(action, target)
-            result = partial(
-                AttemptResult,
-                delivery_id=claim.delivery_id,
-                action_id=claim.action_id,
-                target_id=claim.target_id,
-                channel=claim.channel,
-                started_at=now,
-                language=language,
-            )
+    async def _sender(self) -> None:
+        while (claim := await self._queue.get()) is not None:
+            self._busy += 1
             try:
-                if language is None:
-                    raise RenderError(action.id, target.id, None, "no template for this target")
-                letter = self.renderer.render(action, target, language, claim.signer, now.date())
-                reply = await channel.send(
-                    Envelope(action, target, letter, claim.signer, claim.delivery_id, now)
-                )
-            except RenderError as exc:
-                outcome = result(finished_at=self.clock(), outcome=Outcome.FAILED, detail=f"render: {exc}")
-            except SendError as exc:
-                outcome = self._transient(claim, result, exc)
-            except Exception as exc:
-                # A bug or an unforeseen error in a channel must cost one attempt, not the loop.
-                log.exception("delivery %d: unexpected error", claim.delivery_id)
-                unexpected = SendError(f"{type(exc).__name__}: {exc}", transient=True)
-                outcome = self._transient(claim, result, unexpected)
-            else:
-                outcome = result(
-                    finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail
-                )
-            self._results.append(outcome)
-            self.tally.counts[outcome.outcome.value] += 1
-        finally:
-            self._slots.release()
+                await self._send_one(claim)
+            finally:
+                self._busy -= 1
+                if self._queue.qsize() == self._low_water:
+                    self._wake.set()
+
+    async def _send_one(self, claim: Claim) -> None:
+        opened = self.open.get(claim.action_id)
+        now = self.clock()
+        if opened is None or now >= opened[1]:
+            # Paused, closed or past its deadline since the claim: not an attempt.
+            self._release.append(claim.delivery_id)
+            return
+        action = opened[0]
+        target = action.target(claim.target_id)
+        channel = self.channels[claim.channel]
+        language = self.renderer.language_for(action, target)
+        result = partial(
+            AttemptResult,
+            delivery_id=claim.delivery_id,
+            action_id=claim.action_id,
+            target_id=claim.target_id,
+            channel=claim.channel,
+            started_at=now,
+            language=language,
+        )
+        try:
+            if language is None:
+                raise RenderError(action.id, target.id, None, "no template for this target")
+            letter = self.renderer.render(action, target, language, claim.signer, now.date())
+            reply = await channel.send(Envelope(action, target, letter, claim.signer, claim.delivery_id, now))
+        except RenderError as exc:
+            outcome = result(finished_at=self.clock(), outcome=Outcome.FAILED, detail=f"render: {exc}")
+        except SendError as exc:
+            outcome = self._transient(claim, result, exc)
+        except Exception as exc:
+            # A bug or an unforeseen error in a channel must cost one attempt, not the loop.
+            log.exception("delivery %d: unexpected error", claim.delivery_id)
+            unexpected = SendError(f"{type(exc).__name__}: {exc}", transient=True)
+            outcome = self._transient(claim, result, unexpected)
+        else:
+            outcome = result(
+                finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail
+            )
+        self._results.append(outcome)
+        self.tally.counts[outcome.outcome.value] += 1
 
     async def flush(self) -> None:
         results, self._results = self._results, []
@@ -308,23 +317,33 @@ class Dispatcher:
         return due is None or due > self.clock()
 
     async def send_loop(self, *, once: bool) -> None:
-        while not self._stop.is_set():
-            # Staff controls and deadlines reach the loop within a second, whatever else runs.
-            if time.monotonic() - self._refreshed >= REFRESH_EVERY:
-                await self.refresh()
-            else:
-                self._recompute()
-            claims = await self._claim()
-            for claim in claims:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._send_one(claim))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-            if claims:
-                continue
-            if once and not self._inflight and await self._nothing_due():
-                return
-            await self._idle_wait(min(1.0, max(0.005, self._pacing_wait())))
+        senders = [asyncio.create_task(self._sender()) for _ in range(self._concurrency())]
+        try:
+            while not self._stop.is_set():
+                # Staff controls and deadlines reach the loop within a second, whatever else runs.
+                if time.monotonic() - self._refreshed >= REFRESH_EVERY:
+                    await self.refresh()
+                else:
+                    self._recompute()
+                full = self._queue.qsize() > self._low_water
+                if not full:
+                    claims = await self._claim()
+                    for claim in claims:
+                        self._queue.put_nowait(claim)
+                    if claims:
+                        continue
+                    if once and self._queue.empty() and not self._busy and await self._nothing_due():
+                        return
+                await self._idle_wait(1.0 if full else min(1.0, max(0.005, self._pacing_wait())))
+        finally:
+            # Claimed but never attempted: hand them back for this or another worker.
+            while not self._queue.empty():
+                left = self._queue.get_nowait()
+                if left is not None:
+                    self._release.append(left.delivery_id)
+            for _ in senders:
+                self._queue.put_nowait(None)
+            await asyncio.wait(senders, timeout=self.settings.smtp_timeout + 5)
 
     # lifecycle -----------------------------------------------------------------------------
     async def _start(self) -> list[asyncio.Task[None]]:
@@ -342,8 +361,6 @@ class Dispatcher:
 
     async def _finish(self, tasks: list[asyncio.Task[None]]) -> None:
         self._stop.set()
-        if self._inflight:
-            await asyncio.wait(list(self._inflight), timeout=self.settings.smtp_timeout + 5)
         await asyncio.gather(*tasks)
         await self.flush()
         for channel in self.channels.values():

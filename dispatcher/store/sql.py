@@ -462,14 +462,34 @@ class SqlStore(Store):
                 ],
             )
             # What happened on the wire wins: a letter sent while staff closed the action is sent.
-            final = [r for r in results if r.outcome in (Outcome.SENT, Outcome.FAILED)]
-            if final:
+            # Sent letters are the bulk: one UPDATE per language and group, not one per letter
+            # (sent_at is the group's last finish; each attempt row keeps its exact time).
+            sent: dict[str | None, list[AttemptResult]] = {}
+            for r in results:
+                if r.outcome is Outcome.SENT:
+                    sent.setdefault(r.language, []).append(r)
+            for language, group in sent.items():
+                finished = max(r.finished_at for r in group)
+                conn.execute(
+                    update(d)
+                    .where(d.c.id.in_([r.delivery_id for r in group]))
+                    .values(
+                        status=Status.SENT.value,
+                        sent_at=finished,
+                        last_error=None,
+                        language=language,
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=finished,
+                    )
+                )
+            failed = [r for r in results if r.outcome is Outcome.FAILED]
+            if failed:
                 conn.execute(
                     update(d)
                     .where(d.c.id == bindparam("b_id"))
                     .values(
-                        status=bindparam("b_status"),
-                        sent_at=bindparam("b_sent_at"),
+                        status=Status.FAILED.value,
                         last_error=bindparam("b_error"),
                         language=bindparam("b_language"),
                         lease_owner=None,
@@ -479,15 +499,11 @@ class SqlStore(Store):
                     [
                         {
                             "b_id": r.delivery_id,
-                            "b_status": Status.SENT.value
-                            if r.outcome is Outcome.SENT
-                            else Status.FAILED.value,
-                            "b_sent_at": r.finished_at if r.outcome is Outcome.SENT else None,
-                            "b_error": None if r.outcome is Outcome.SENT else r.detail,
+                            "b_error": r.detail,
                             "b_language": r.language,
                             "b_now": r.finished_at,
                         }
-                        for r in final
+                        for r in failed
                     ],
                 )
             # A retry must not revive a delivery that was cancelled or expired meanwhile.
