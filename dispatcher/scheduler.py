@@ -97,10 +97,14 @@ class Dispatcher:
         self._release: list[int] = []
         # Claimed deliveries wait here for a sender; the next batch is claimed while this one
         # is still being sent, so the SMTP connections never idle on a database round trip.
-        self._queue: asyncio.Queue[Claim | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Claim, float] | None] = asyncio.Queue()
         self._busy = 0
-        # Claim again only when the queue runs low, so each claim is a batch, not a trickle.
-        self._low_water = settings.batch_size // 2
+        # Claim again only when the queue runs low, so each claim is a batch, not a trickle. A
+        # queued letter's lease is already running and nothing renews it: the queue holds only
+        # what the senders will start soon, or the lease runs out, the letter is claimed again
+        # (by this worker or another) and sent twice.
+        self._ahead = min(settings.batch_size, 2 * self._concurrency())
+        self._low_water = self._ahead // 2
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._refreshed = 0.0
@@ -182,7 +186,7 @@ class Dispatcher:
 
     # sending -------------------------------------------------------------------------------
     def _groups(self) -> list[tuple[ClaimGroup, tuple[str, ...]]]:
-        room = max(0, 2 * self.settings.batch_size - self._queue.qsize())
+        room = max(0, self._ahead - self._queue.qsize())
         groups: list[tuple[ClaimGroup, tuple[str, ...]]] = []
         for action, _deadline in self.open.values():
             for target_id, channel_name in action.delivery_pairs(tuple(self.channels)):
@@ -234,13 +238,19 @@ class Dispatcher:
         return result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
 
     async def _sender(self) -> None:
-        while (claim := await self._queue.get()) is not None:
+        while (item := await self._queue.get()) is not None:
+            claim, claimed_at = item
             self._busy += 1
             try:
+                if time.monotonic() - claimed_at > self.settings.lease_seconds / 2:
+                    # Whatever held it up, half its lease is gone: starting now could outlive the
+                    # lease and race another worker's claim. Hand it back, unattempted.
+                    self._release.append(claim.delivery_id)
+                    continue
                 await self._send_one(claim)
             finally:
                 self._busy -= 1
-                if self._queue.qsize() == self._low_water:
+                if self._queue.qsize() <= self._low_water:
                     self._wake.set()
 
     async def _send_one(self, claim: Claim) -> None:
@@ -328,8 +338,9 @@ class Dispatcher:
                 full = self._queue.qsize() > self._low_water
                 if not full:
                     claims = await self._claim()
+                    claimed_at = time.monotonic()
                     for claim in claims:
-                        self._queue.put_nowait(claim)
+                        self._queue.put_nowait((claim, claimed_at))
                     if claims:
                         continue
                     if once and self._queue.empty() and not self._busy and await self._nothing_due():
@@ -340,7 +351,7 @@ class Dispatcher:
             while not self._queue.empty():
                 left = self._queue.get_nowait()
                 if left is not None:
-                    self._release.append(left.delivery_id)
+                    self._release.append(left[0].delivery_id)
             for _ in senders:
                 self._queue.put_nowait(None)
             await asyncio.wait(senders, timeout=self.settings.smtp_timeout + 5)

@@ -68,6 +68,13 @@ def _header(data: bytes, name: str) -> str | None:
     return None if value is None else str(value).strip()
 
 
+def _address(data: bytes, name: str) -> str | None:
+    """The first address (``addr_spec``) in an address header such as Reply-To."""
+    value = parse_headers(data)[name]
+    addresses = getattr(value, "addresses", ())
+    return str(addresses[0].addr_spec) if addresses else None
+
+
 @dataclass(frozen=True)
 class Received:
     """A message the server accepted (replied 250 to its DATA)."""
@@ -77,7 +84,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     message_id: str | None
-    reply_to: str | None
+    reply_to: str | None  # the address only
     at: float  # time.time() when the data arrived
 
     def message(self) -> EmailMessage:
@@ -172,8 +179,9 @@ class ScriptedHandler:
         with self._lock:
             return self._connections
 
-    def message_ids(self) -> list[str | None]:
-        return [r.message_id for r in self.received()]
+    def message_ids(self) -> list[str]:
+        """Message-IDs of the accepted messages in order ("" for a message without one)."""
+        return [r.message_id or "" for r in self.received()]
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until at least ``count`` messages were accepted; ``TimeoutError`` otherwise."""
@@ -220,7 +228,7 @@ class ScriptedHandler:
             asyncio.get_running_loop().call_soon(transport.close)  # after the reply is written
         return REPLIES[reply]
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         number = self._number(envelope)
@@ -233,7 +241,7 @@ class ScriptedHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         number = self._number(envelope)
         data = bytes(envelope.original_content or b"")
         message_id = _header(data, "Message-ID")
@@ -247,7 +255,7 @@ class ScriptedHandler:
             rcpt_tos=tuple(envelope.rcpt_tos),
             data=data,
             message_id=message_id,
-            reply_to=_header(data, "Reply-To"),
+            reply_to=_address(data, "Reply-To"),
             at=time.time(),
         )
         if self.on_message is not None:
@@ -261,7 +269,7 @@ class ScriptedHandler:
             await asyncio.sleep(self.delay)
         return "250 OK queued as " + (message_id or "-")
 
-    async def handle_EHLO(  # noqa: N802
+    async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         # Every client connection starts with EHLO; the controller's readiness probe does not.
@@ -271,13 +279,13 @@ class ScriptedHandler:
         return responses
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     """A Controller that binds to port 0 and learns the port the kernel chose."""
 
     def _trigger_server(self) -> None:
-        assert self.server is not None
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 class SmtpServer:
@@ -346,7 +354,7 @@ class SmtpServer:
     def events(self) -> list[Event]:
         return self.handler.events()
 
-    def message_ids(self) -> list[str | None]:
+    def message_ids(self) -> list[str]:
         return self.handler.message_ids()
 
     @property
@@ -382,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     with args.out.open("a", encoding="utf-8") as out:
-        server = SmtpServer(ScriptedHandler(on_message=_writer(out), delay=args.delay), host=args.host, port=args.port)
+        server = SmtpServer(
+            ScriptedHandler(on_message=_writer(out), delay=args.delay), host=args.host, port=args.port
+        )
         with server:
             print(f"PORT {server.port}", flush=True)
             while not done.wait(0.2):

@@ -230,9 +230,12 @@ class SmtpTransport(MailTransport):
         self.timeout = timeout
         self.tls_context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
         self.pool_size = pool_size
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP | None] = asyncio.LifoQueue()
-        for _ in range(pool_size):
-            self._idle.put_nowait(None)
+        # A fair semaphore (first come, first served) guards the idle connections. An
+        # asyncio.Queue is not fair: a sender that puts its connection back and asks again at once
+        # overtakes the senders already waiting, who may then wait for the whole campaign while
+        # the leases on the letters they hold run out, and those letters are sent twice.
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: list[aiosmtplib.SMTP] = []
 
     def describe(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
@@ -282,13 +285,14 @@ class SmtpTransport(MailTransport):
             refused: dict[str, aiosmtplib.SMTPResponse] = {}
             for recipient in mail.recipients:
                 reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient))
-                if reply.code not in (250, 251):
-                    refused[recipient] = reply
-            # The letter is for the first recipient; copies without it would be letters to nobody.
-            if mail.recipients[0] in refused:
-                raise aiosmtplib.SMTPRecipientsRefused(
-                    [aiosmtplib.SMTPRecipientRefused(r.code, r.message, a) for a, r in refused.items()]
-                )
+                if reply.code in (250, 251):
+                    continue
+                if recipient == mail.recipients[0]:
+                    # The letter is for the addressee; copies without it are letters to nobody.
+                    raise aiosmtplib.SMTPRecipientsRefused(
+                        [aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)]
+                    )
+                refused[recipient] = reply
             reply = await client.data(mail.data)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             if client.is_connected:
@@ -303,7 +307,11 @@ class SmtpTransport(MailTransport):
             client.close()
 
     async def send(self, mail: OutgoingMail) -> Reply:
-        client = await self._idle.get()
+        async with self._slots:
+            return await self._send(mail)
+
+    async def _send(self, mail: OutgoingMail) -> Reply:
+        client = self._idle.pop() if self._idle else None
         try:
             if client is None or not client.is_connected:
                 client = await self._connect()
@@ -327,16 +335,17 @@ class SmtpTransport(MailTransport):
             client = None
             raise SendError(f"{type(exc).__name__}: {exc}", transient=True) from exc
         finally:
-            self._idle.put_nowait(client)
+            if client is not None:
+                self._idle.append(client)
         detail = reply
         if errors:
             detail += "; copies refused: " + ", ".join(f"{r} {e.code} {e.message}" for r, e in errors.items())
         return Reply(250, detail)
 
     async def close(self) -> None:
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client is not None and client.is_connected:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
                 try:
                     await client.quit()
                 except (aiosmtplib.SMTPException, OSError):
