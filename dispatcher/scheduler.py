@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-from dispatcher.channels import Channel, Envelope, SendError
+from dispatcher.channels import Channel, Envelope, SendError, Unavailable
 from dispatcher.config import Action, ActionSet, Settings, load_actions
 from dispatcher.pacing import Pacer
 from dispatcher.planner import effective, plan_action, sendable, terminal_status
@@ -189,7 +189,7 @@ class Dispatcher:
         room = max(0, self._ahead - self._queue.qsize())
         groups: list[tuple[ClaimGroup, tuple[str, ...]]] = []
         for action, _deadline in self.open.values():
-            for target_id, channel_name in action.delivery_pairs(tuple(self.channels)):
+            for target_id, channel_name in action.delivery_pairs(self._up()):
                 channel = self.channels[channel_name]
                 keys = channel.pacing_keys(action, action.target(target_id))
                 n = self.pacer.budget(keys, room)
@@ -197,12 +197,16 @@ class Dispatcher:
                     groups.append((ClaimGroup(action.id, target_id, channel_name, n), keys))
         return groups
 
+    def _up(self) -> tuple[str, ...]:
+        return tuple(name for name, channel in self.channels.items() if channel.ready_in() <= 0)
+
     def _pacing_wait(self) -> float:
         waits = [
             self.pacer.wait(self.channels[ch].pacing_keys(action, action.target(t)))
             for action, _ in self.open.values()
-            for t, ch in action.delivery_pairs(tuple(self.channels))
+            for t, ch in action.delivery_pairs(self._up())
         ]
+        waits += [c.ready_in() for c in self.channels.values() if c.ready_in() > 0]
         return min(waits, default=1.0)
 
     async def _claim(self) -> list[Claim]:
@@ -280,6 +284,9 @@ class Dispatcher:
             reply = await channel.send(Envelope(action, target, letter, claim.signer, claim.delivery_id, now))
         except RenderError as exc:
             outcome = result(finished_at=self.clock(), outcome=Outcome.FAILED, detail=f"render: {exc}")
+        except Unavailable:
+            self._release.append(claim.delivery_id)  # not attempted: the circuit is open
+            return
         except SendError as exc:
             outcome = self._transient(claim, result, exc)
         except Exception as exc:
@@ -323,7 +330,11 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _nothing_due(self) -> bool:
-        due = await self.db(self.store.next_due, list(self.open))
+        """Nothing more to send now on the channels that are up (``--once`` may end)."""
+        up = self._up()
+        for name in set(self.channels) - set(up):
+            log.warning("%s channel unavailable; its letters stay queued for a later run", name)
+        due = await self.db(self.store.next_due, list(self.open), up)
         return due is None or due > self.clock()
 
     async def send_loop(self, *, once: bool) -> None:

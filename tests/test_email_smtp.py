@@ -537,3 +537,22 @@ async def test_refused_to_recipient_sends_nothing_to_the_copies(
     assert smtp.received() == []
     assert [e for e in smtp.events() if e.stage == "data"] == []
     assert_log_matches_wire(db, smtp)
+
+
+async def test_an_unreachable_server_costs_one_attempt_per_connection_then_waits(
+    tmp_path: Path, db: Store, action: Action
+) -> None:
+    db.import_supporters(people(30), utcnow())
+    with SmtpServer() as gone:
+        url = gone.url  # a port that was just free: nothing listens on it once the server stops
+    settings = make_settings(tmp_path, url)
+    started = time.monotonic()
+    tally = await run_once(settings, db)
+    assert time.monotonic() - started < 15
+    assert tally.counts["sent"] == 0 and 1 <= tally.counts["retry"] <= settings.smtp_pool
+    assert {r.status for r in delivery_rows(db)} == {"pending"}
+    assert all(a.outcome == "retry" and "connect" in a.detail.lower() for a in db.attempt_log())
+    with SmtpServer(port=int(url.rsplit(":", 1)[1])) as back:
+        await run_once(settings, db, clock=later(3600))
+        assert len(set(back.message_ids())) == 30
+    assert {r.status for r in delivery_rows(db)} == {"sent"}

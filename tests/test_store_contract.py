@@ -136,7 +136,8 @@ def test_record_outcomes(store: Store) -> None:
         ],
     )
     assert statuses(store) == {"sent": 1, "pending": 1, "failed": 1}
-    assert store.next_due(["act"]) == later
+    assert store.next_due(["act"], ["email"]) == later
+    assert store.next_due(["act"], ["fax"]) is None
     assert store.claim("A", group(), NOW, LEASE) == []
     again = store.claim("A", group(), later, LEASE)
     assert [c.delivery_id for c in again] == [c2.delivery_id] and again[0].attempt == 2

@@ -30,6 +30,10 @@ class SendError(Exception):
         self.code = code
 
 
+class Unavailable(Exception):
+    """The channel is known to be down (its circuit is open): nothing was attempted."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """Everything a channel needs to send one delivery."""
@@ -50,6 +54,10 @@ class Channel(abc.ABC):
 
     async def close(self) -> None:
         """Close what ``start`` opened; called once, on shutdown."""
+
+    def ready_in(self) -> float:
+        """Seconds until the channel should be tried again; 0 when it is up."""
+        return 0.0
 
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
         """Whose rate limits one letter to ``target`` counts against."""

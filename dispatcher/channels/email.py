@@ -18,6 +18,7 @@ import hashlib
 import mailbox
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
@@ -28,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from dispatcher.channels import Channel, Envelope, Reply, SendError
+from dispatcher.channels import Channel, Envelope, Reply, SendError, Unavailable
 from dispatcher.config import Action, Target
 
 # C0, DEL, C1 and the Unicode line/paragraph separators: none may reach a header.
@@ -184,6 +185,10 @@ class MailTransport(abc.ABC):
     async def start(self) -> None:
         """Open what the transport keeps open."""
 
+    def ready_in(self) -> float:
+        """Seconds until the transport should be tried again; 0 when it is up."""
+        return 0.0
+
     async def close(self) -> None:
         """Close what ``start`` opened."""
 
@@ -236,6 +241,13 @@ class SmtpTransport(MailTransport):
         # the leases on the letters they hold run out, and those letters are sent twice.
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []
+        # Circuit breaker: after a failed connect the server counts as down for a while (1 s,
+        # doubling to 60 s), so an outage costs one attempt per connection, not one per letter.
+        self._failures = 0
+        self._down_until = 0.0
+
+    def ready_in(self) -> float:
+        return max(0.0, self._down_until - time.monotonic())
 
     def describe(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
@@ -311,10 +323,18 @@ class SmtpTransport(MailTransport):
             return await self._send(mail)
 
     async def _send(self, mail: OutgoingMail) -> Reply:
+        if self.ready_in() > 0:
+            raise Unavailable(f"{self.describe()} unreachable; next try in {self.ready_in():.0f} s")
         client = self._idle.pop() if self._idle else None
         try:
             if client is None or not client.is_connected:
-                client = await self._connect()
+                try:
+                    client = await self._connect()
+                except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException):
+                    self._failures += 1
+                    self._down_until = time.monotonic() + min(60.0, 2.0 ** (self._failures - 1))
+                    raise
+                self._failures = 0
             errors, reply = await self._transaction(client, mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
@@ -371,6 +391,9 @@ class EmailChannel(Channel):
 
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
         return (target.id, *(c.id for c in self.copies(action, target)))
+
+    def ready_in(self) -> float:
+        return self.transport.ready_in()
 
     async def send(self, envelope: Envelope) -> Reply:
         mail = self.builder.build(envelope, self.copies(envelope.action, envelope.target))

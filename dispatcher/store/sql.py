@@ -535,19 +535,23 @@ class SqlStore(Store):
                     ],
                 )
 
-    def next_due(self, action_ids: Sequence[str]) -> dt.datetime | None:
-        if not action_ids:
+    def next_due(self, action_ids: Sequence[str], channels: Sequence[str]) -> dt.datetime | None:
+        if not action_ids or not channels:
             return None
         d = deliveries
         with self.engine.begin() as conn:
             pending = conn.scalar(
                 select(func.min(d.c.next_attempt_at)).where(
-                    d.c.action_id.in_(list(action_ids)), d.c.status == Status.PENDING
+                    d.c.action_id.in_(list(action_ids)),
+                    d.c.channel.in_(list(channels)),
+                    d.c.status == Status.PENDING,
                 )
             )
             leased = conn.scalar(
                 select(func.min(d.c.lease_until)).where(
-                    d.c.action_id.in_(list(action_ids)), d.c.status == Status.SENDING
+                    d.c.action_id.in_(list(action_ids)),
+                    d.c.channel.in_(list(channels)),
+                    d.c.status == Status.SENDING,
                 )
             )
         times = [t for t in (pending, leased) if t is not None]
