@@ -8,7 +8,7 @@ A template defines a ``subject`` block and a ``body`` block. Templates are trust
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -81,10 +81,30 @@ def _country_name(country: str, language: str) -> str:
     return str(_locale(language).territories.get(country, country)) if country else ""
 
 
+_VIEW_FIELDS = {
+    view: frozenset(f.name for f in fields(view)) for view in (ActionView, TargetView, SupporterView)
+}
+
+
+class LetterEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with our view objects limited to their data fields.
+
+    The views are frozen dataclasses of plain values, so a template may read their fields and
+    nothing else (no methods, no dunders). Deciding that from a dict lookup, rather than by the
+    sandbox's general checks, takes a tenth of the time: the checks were most of a render.
+    """
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        allowed = _VIEW_FIELDS.get(type(obj))
+        if allowed is not None:
+            return attr in allowed
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+
 class Renderer:
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = LetterEnvironment(
             loader=FileSystemLoader(str(templates_dir)),
             undefined=StrictUndefined,
             autoescape=False,

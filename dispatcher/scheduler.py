@@ -99,12 +99,12 @@ class Dispatcher:
         # is still being sent, so the SMTP connections never idle on a database round trip.
         self._queue: asyncio.Queue[tuple[Claim, float] | None] = asyncio.Queue()
         self._busy = 0
-        # Claim again only when the queue runs low, so each claim is a batch, not a trickle. A
-        # queued letter's lease is already running and nothing renews it: the queue holds only
-        # what the senders will start soon, or the lease runs out, the letter is claimed again
-        # (by this worker or another) and sent twice.
-        self._ahead = min(settings.batch_size, 2 * self._concurrency())
-        self._low_water = self._ahead // 2
+        # A queued letter's lease is already running and nothing renews it, so the queue holds
+        # only what the senders will start within a quarter of a lease at the rate they are
+        # going (at least two rounds of senders, at most a batch); a claim made again when the
+        # queue is half empty is then a batch, not a trickle.
+        self._ahead = 2 * self._concurrency()
+        self._window = (time.monotonic(), 0)  # start of the current second, letters finished in it
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._refreshed = 0.0
@@ -197,6 +197,18 @@ class Dispatcher:
                     groups.append((ClaimGroup(action.id, target_id, channel_name, n), keys))
         return groups
 
+    def _note_finished(self) -> None:
+        """Count a finished letter; once a second, size the claim-ahead queue from the rate."""
+        start, count = self._window
+        now = time.monotonic()
+        if now - start < 1.0:
+            self._window = (start, count + 1)
+            return
+        rate = (count + 1) / (now - start)
+        wanted = int(rate * self.settings.lease_seconds / 4)
+        self._ahead = max(2 * self._concurrency(), min(self.settings.batch_size, wanted))
+        self._window = (now, 0)
+
     def _up(self) -> tuple[str, ...]:
         return tuple(name for name, channel in self.channels.items() if channel.ready_in() <= 0)
 
@@ -254,7 +266,8 @@ class Dispatcher:
                 await self._send_one(claim)
             finally:
                 self._busy -= 1
-                if self._queue.qsize() <= self._low_water:
+                self._note_finished()
+                if self._queue.qsize() <= self._ahead // 2:
                     self._wake.set()
 
     async def _send_one(self, claim: Claim) -> None:
@@ -346,7 +359,7 @@ class Dispatcher:
                     await self.refresh()
                 else:
                     self._recompute()
-                full = self._queue.qsize() > self._low_water
+                full = self._queue.qsize() > self._ahead // 2
                 if not full:
                     claims = await self._claim()
                     claimed_at = time.monotonic()

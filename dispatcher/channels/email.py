@@ -284,19 +284,20 @@ class SmtpTransport(MailTransport):
     async def _transaction(
         client: aiosmtplib.SMTP, mail: OutgoingMail
     ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-        """MAIL, RCPT…, DATA, as ``SMTP.sendmail`` does, minus its per-message address parsing.
+        """MAIL, RCPT…, DATA, as ``SMTP.sendmail`` does, minus its per-message costs.
 
         ``sendmail`` parses every address twice with ``email.utils.parseaddr`` (about 100 µs
         each: more than half of our CPU per letter). Our addresses were validated when they
         entered the system; ``smtp_path`` checks they are safe on a command line, once each.
+        The caller sets one timeout for the transaction, not one timer per command.
         """
         try:
-            reply = await client.execute_command(b"MAIL", b"FROM:" + smtp_path(mail.sender))
+            reply = await client.execute_command(b"MAIL", b"FROM:" + smtp_path(mail.sender), timeout=None)
             if reply.code != 250:
                 raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail.sender)
             refused: dict[str, aiosmtplib.SMTPResponse] = {}
             for recipient in mail.recipients:
-                reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient))
+                reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient), timeout=None)
                 if reply.code in (250, 251):
                     continue
                 if recipient == mail.recipients[0]:
@@ -305,7 +306,7 @@ class SmtpTransport(MailTransport):
                         [aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)]
                     )
                 refused[recipient] = reply
-            reply = await client.data(mail.data)
+            reply = await client.data(mail.data, timeout=None)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             if client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
@@ -335,7 +336,9 @@ class SmtpTransport(MailTransport):
                     self._down_until = time.monotonic() + min(60.0, 2.0 ** (self._failures - 1))
                     raise
                 self._failures = 0
-            errors, reply = await self._transaction(client, mail)
+            # One deadline for the whole transaction instead of a timer per command.
+            async with asyncio.timeout(self.timeout):
+                errors, reply = await self._transaction(client, mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             raise SendError(
