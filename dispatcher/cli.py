@@ -119,9 +119,7 @@ def run(ctx: Context, once: bool, worker_id: str | None) -> None:
     """Plan deliveries and send them, until stopped with SIGTERM or Ctrl-C."""
     settings, store = ctx.settings, ctx.store
     channels = make_channels(settings, store.instance_secret())
-    dispatcher = Dispatcher(
-        settings, store, channels, worker_id=worker_id, progress=once and sys.stderr.isatty()
-    )
+    dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=2.0 if once else 60.0)
     where = (settings.smtp_url and settings.smtp_url.split("@")[-1]) or f"Maildir {settings.outbox}"
     click.echo(f"sending email via {where}", err=True)
     tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())

@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -77,7 +76,7 @@ class Dispatcher:
         *,
         worker_id: str | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
-        progress: bool = False,
+        progress: float | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -334,8 +333,12 @@ class Dispatcher:
             await self.flush()
 
     async def _report(self, every: float) -> None:
+        last = ""
         while await self._until_stopped(every):
-            print(self.tally.line(), file=sys.stderr, flush=True)
+            line = self.tally.line()
+            if line.split(" · ")[:3] != last.split(" · ")[:3]:  # only when the counts moved
+                log.info("progress: %s", line)
+                last = line
 
     async def _idle_wait(self, seconds: float) -> None:
         self._wake.clear()
@@ -391,7 +394,7 @@ class Dispatcher:
             )
         tasks = [asyncio.create_task(self._flusher())]
         if self.progress:
-            tasks.append(asyncio.create_task(self._report(2.0)))
+            tasks.append(asyncio.create_task(self._report(self.progress)))
         return tasks
 
     async def _finish(self, tasks: list[asyncio.Task[None]]) -> None:
