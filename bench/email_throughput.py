@@ -27,6 +27,8 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import hashlib
+import io
 import json
 import os
 import platform
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,35 +105,74 @@ class Run:
     rc: int
     wall: float
     rss_mb: float
+    cpu: float  # user + system seconds of the whole tree
     out: str
     err: str
 
 
-def measured(cmd: Sequence[str], limit: float, *, env: dict[str, str] | None = None, cwd: Path | None = None,
-             logs: Path, tag: str) -> Run:
-    """Run ``cmd`` under ``timeout``: wall seconds, and the peak RSS of the tree (wait4 folds in reaped
-    children's maxrss, so the ``timeout`` wrapper reports its child's)."""
-    out_path, err_path = logs / f"{tag}.out", logs / f"{tag}.err"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(["timeout", "-k", "5", f"{limit:.0f}", *cmd], stdout=out, stderr=err,
-                                env=env, cwd=cwd)
+def measured_many(
+    cmds: Sequence[Sequence[str]],
+    limit: float,
+    *,
+    envs: Sequence[dict[str, str] | None],
+    cwd: Path | None = None,
+    logs: Path,
+    tag: str,
+) -> list[Run]:
+    """Start every command at once, each under ``timeout``; per process: exit code, wall seconds from the
+    common start to its exit, peak RSS (wait4 folds reaped children's maxrss into the ``timeout`` wrapper's)
+    and CPU seconds (user + system, children included)."""
+    procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    t0 = time.perf_counter()
+    for k, (cmd, env) in enumerate(zip(cmds, envs, strict=True)):
+        name = tag if len(cmds) == 1 else f"{tag}-p{k}"
+        out_path, err_path = logs / f"{name}.out", logs / f"{name}.err"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen(
+                ["timeout", "-k", "5", f"{limit:.0f}", *cmd], stdout=out, stderr=err, env=env, cwd=cwd
+            )
         _children.add(proc)
+        procs.append((proc, out_path, err_path))
+    runs = []
+    for proc, out_path, err_path in procs:
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             _children.discard(proc)
         wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(proc.returncode, wall, usage.ru_maxrss / 1024.0,
-               out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        runs.append(
+            Run(
+                proc.returncode,
+                wall,
+                usage.ru_maxrss / 1024.0,
+                usage.ru_utime + usage.ru_stime,
+                out_path.read_text(errors="replace"),
+                err_path.read_text(errors="replace"),
+            )
+        )
+    return runs
+
+
+def measured(
+    cmd: Sequence[str],
+    limit: float,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    logs: Path,
+    tag: str,
+) -> Run:
+    """One command under ``timeout``: see ``measured_many``."""
+    return measured_many([cmd], limit, envs=[env], cwd=cwd, logs=logs, tag=tag)[0]
 
 
 def check(run: Run, what: str) -> None:
     if run.rc != 0:
         why = " (killed by timeout)" if run.rc in (124, 137) else ""
-        raise RuntimeError(f"{what} failed, exit {run.rc}{why}\n--- stdout\n{run.out[-2000:]}\n"
-                           f"--- stderr\n{run.err[-3000:]}")
+        raise RuntimeError(
+            f"{what} failed, exit {run.rc}{why}\n--- stdout\n{run.out[-2000:]}\n--- stderr\n{run.err[-3000:]}"
+        )
 
 
 class Sink:
@@ -142,8 +184,9 @@ class Sink:
         self.counter_file = logs / "smtp-sink.counters"
         self._out = self.counter_file.open("wb")
         self._err = (logs / "smtp-sink.err").open("wb")
-        self.proc = subprocess.Popen(["timeout", "-k", "5", f"{lifetime:.0f}", *self.cmd],
-                                     stdout=self._out, stderr=self._err)
+        self.proc = subprocess.Popen(
+            ["timeout", "-k", "5", f"{lifetime:.0f}", *self.cmd], stdout=self._out, stderr=self._err
+        )
         _children.add(self.proc)
         try:
             wait_port(port)
@@ -177,14 +220,52 @@ class Sink:
 
 
 # ---------------------------------------------------------------------------------------- fixtures
-LATIN_FIRST = ["Zoë", "Amélie", "José", "Jonas", "Aoife", "Łukasz", "Søren", "Fatima", "Olivia", "Mateo",
-               "Chloé", "Gulnar", "Dilnur", "Kemal", "Ingrid", "Priya"]
-LATIN_LAST = ["Dubois", "Weber", "García", "O'Brien", "Müller", "Kowalski", "Nørgaard", "Smith", "Okafor",
-              "Rossi", "Tursun", "Yılmaz", "Lindqvist", "Nakamura"]
+LATIN_FIRST = [
+    "Zoë",
+    "Amélie",
+    "José",
+    "Jonas",
+    "Aoife",
+    "Łukasz",
+    "Søren",
+    "Fatima",
+    "Olivia",
+    "Mateo",
+    "Chloé",
+    "Gulnar",
+    "Dilnur",
+    "Kemal",
+    "Ingrid",
+    "Priya",
+]
+LATIN_LAST = [
+    "Dubois",
+    "Weber",
+    "García",
+    "O'Brien",
+    "Müller",
+    "Kowalski",
+    "Nørgaard",
+    "Smith",
+    "Okafor",
+    "Rossi",
+    "Tursun",
+    "Yılmaz",
+    "Lindqvist",
+    "Nakamura",
+]
 CJK_SURNAME = ["王", "李", "张", "刘", "陈", "林", "黄", "周", "吴", "徐", "欧阳"]
 CJK_GIVEN = ["芳", "小文", "伟", "静", "敏", "磊", "洋", "婷", "建华", "丽娟", "志强"]
-PLACES = [("Taipei", "TW", "zh-Hant"), ("Lyon", "FR", "fr"), ("Berlin", "DE", "de"), ("", "", "zh-Hans"),
-          ("Zürich", "CH", "de"), ("London", "GB", "en"), ("Hong Kong", "HK", "zh-Hant"), ("", "", "en")]
+PLACES = [
+    ("Taipei", "TW", "zh-Hant"),
+    ("Lyon", "FR", "fr"),
+    ("Berlin", "DE", "de"),
+    ("", "", "zh-Hans"),
+    ("Zürich", "CH", "de"),
+    ("London", "GB", "en"),
+    ("Hong Kong", "HK", "zh-Hant"),
+    ("", "", "en"),
+]
 OFFSETS = ["+08:00", "+02:00", "+00:00", "-05:00", "+05:30"]
 
 
@@ -199,10 +280,16 @@ def supporter_rows(n: int, seed: int = 61) -> Iterator[dict[str, str]]:
             if i % 10 == 4:
                 name = f"{name.split()[1]}, {name.split()[0]}"  # a comma: must be quoted in headers
         day = dt.date(2025, 1, 1) + dt.timedelta(days=rng.randrange(300))
-        yield {"email": f"supporter{i:07d}@example.net", "name": name, "language": language, "city": city,
-               "country": country, "actions": ACTION_ID,
-               "opted_in_at": f"{day.isoformat()}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00"
-                              f"{rng.choice(OFFSETS)}"}
+        yield {
+            "email": f"supporter{i:07d}@example.net",
+            "name": name,
+            "language": language,
+            "city": city,
+            "country": country,
+            "actions": ACTION_ID,
+            "opted_in_at": f"{day.isoformat()}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00"
+            f"{rng.choice(OFFSETS)}",
+        }
 
 
 def write_fixtures(root: Path, n: int, to_targets: int) -> dict[str, Path]:
@@ -213,35 +300,61 @@ def write_fixtures(root: Path, n: int, to_targets: int) -> dict[str, Path]:
         shutil.copy(TEMPLATE_SRC / f"{language}.j2", templates / f"{language}.j2")
     deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date().isoformat()
     lines = [
-        f"id: {ACTION_ID}", "title: Bench - missing and arbitrarily detained in Xinjiang",
-        "reference: UA 61/21", f"deadline: {deadline}", "timezone: UTC", "status: active",
-        f"languages: [{', '.join(LANGUAGES)}]", f"template_set: {TEMPLATE_SET}", "targets:",
+        f"id: {ACTION_ID}",
+        "title: Bench - missing and arbitrarily detained in Xinjiang",
+        "reference: UA 61/21",
+        f"deadline: {deadline}",
+        "timezone: UTC",
+        "status: active",
+        f"languages: [{', '.join(LANGUAGES)}]",
+        f"template_set: {TEMPLATE_SET}",
+        "targets:",
     ]
     for k in range(to_targets):
         # The first target reads Chinese; further ones alternate, so several targets mix the languages.
         langs = "zh-Hans, en" if k % 2 == 0 else "en, zh-Hans"
         lines += [
-            f"  - id: official-{k + 1}", f"    name: Official {k + 1} (bench)", "    title: Bench recipient",
-            "    role: to", f"    languages: [{langs}]", "    salutation:",
-            f"      en: Dear Official {k + 1}", f"      zh-Hans: 尊敬的官员{k + 1}",
-            f"    email: official-{k + 1}@example.org", "    address:",
-            "      Latn: |-", "        Bench Office", "        1 Example Street", "    channels: [email]",
+            f"  - id: official-{k + 1}",
+            f"    name: Official {k + 1} (bench)",
+            "    title: Bench recipient",
+            "    role: to",
+            f"    languages: [{langs}]",
+            "    salutation:",
+            f"      en: Dear Official {k + 1}",
+            f"      zh-Hans: 尊敬的官员{k + 1}",
+            f"    email: official-{k + 1}@example.org",
+            "    address:",
+            "      Latn: |-",
+            "        Bench Office",
+            "        1 Example Street",
+            "    channels: [email]",
         ]
     lines += [
-        "  - id: embassy-cc", "    name: Ambassador (bench)", "    title: Bench copy recipient",
+        "  - id: embassy-cc",
+        "    name: Ambassador (bench)",
+        "    title: Bench copy recipient",
         "    role: cc",
-        "    languages: [zh-Hans, en]", "    salutation:", "      en: Dear Ambassador",
-        "      zh-Hans: 尊敬的大使", "    email: ambassador@example.org", "    channels: [email]",
+        "    languages: [zh-Hans, en]",
+        "    salutation:",
+        "      en: Dear Ambassador",
+        "      zh-Hans: 尊敬的大使",
+        "    email: ambassador@example.org",
+        "    channels: [email]",
     ]
     (actions / f"{ACTION_ID}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     csv_path = root / "supporters.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["email", "name", "language", "city", "country", "actions",
-                                                "opted_in_at"])
+        writer = csv.DictWriter(
+            fh, fieldnames=["email", "name", "language", "city", "country", "actions", "opted_in_at"]
+        )
         writer.writeheader()
         writer.writerows(supporter_rows(n))
-    return {"actions": actions, "templates": root / "templates", "csv": csv_path,
-            "action": actions / f"{ACTION_ID}.yaml"}
+    return {
+        "actions": actions,
+        "templates": root / "templates",
+        "csv": csv_path,
+        "action": actions / f"{ACTION_ID}.yaml",
+    }
 
 
 # ---------------------------------------------------------------------------------------- baseline worker
@@ -267,14 +380,20 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
     copy = next(t for t in action["targets"] if t["role"] == "cc")
     language = target["languages"][0]
     # Plain-text letters, as in dispatcher/render.py: no HTML, so no autoescape.
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=False,  # noqa: S701
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=False,  # noqa: S701
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
     template = env.get_template(f"{action['template_set']}/{language}.j2")
     locale = Locale.parse(language.replace("-", "_"))
     today = format_date(dt.date.today(), format="long", locale=locale)
     action_view = SimpleNamespace(reference=action["reference"], title=action["title"])
-    target_view = SimpleNamespace(name=target["name"], salutation=target["salutation"][language],
-                                  title=target["title"], address="")
+    target_view = SimpleNamespace(
+        name=target["name"], salutation=target["salutation"][language], title=target["title"], address=""
+    )
     with csv_path.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))[:n]
     org = Address("Letters (bench)", addr_spec="letters@example.org")
@@ -282,10 +401,21 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
     t0 = time.perf_counter()
     sent = 0
     for row in rows:
-        supporter = SimpleNamespace(name=row["name"], city=row["city"], country=row["country"],
-                                    country_name=str(locale.territories.get(row["country"], "")))
-        ctx = template.new_context({"action": action_view, "target": target_view, "supporter": supporter,
-                                    "language": language, "today": today})
+        supporter = SimpleNamespace(
+            name=row["name"],
+            city=row["city"],
+            country=row["country"],
+            country_name=str(locale.territories.get(row["country"], "")),
+        )
+        ctx = template.new_context(
+            {
+                "action": action_view,
+                "target": target_view,
+                "supporter": supporter,
+                "language": language,
+                "today": today,
+            }
+        )
         subject = " ".join("".join(template.blocks["subject"](ctx)).split())
         body = "".join(template.blocks["body"](ctx)).strip("\n") + "\n"
         msg = EmailMessage()
@@ -302,8 +432,10 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
             smtp.send_message(msg)
         sent += 1
     secs = time.perf_counter() - t0
-    print(json.dumps({"n": sent, "secs": secs, "rate": sent / secs, "threads": 1, "language": language}),
-          flush=True)
+    print(
+        json.dumps({"n": sent, "secs": secs, "rate": sent / secs, "threads": 1, "language": language}),
+        flush=True,
+    )
 
 
 def transport_worker(port: int, n: int) -> None:
@@ -312,8 +444,10 @@ def transport_worker(port: int, n: int) -> None:
 
     line = b"x" * 76 + b"\r\n"
     body = (line * (MSG_LEN // len(line) + 1))[:MSG_LEN]
-    msg = (b"From: sender@bench.invalid\r\nTo: rcpt@bench.invalid\r\nSubject: bench\r\n"
-           b"Message-ID: <bench.0@bench.invalid>\r\n\r\n" + body)
+    msg = (
+        b"From: sender@bench.invalid\r\nTo: rcpt@bench.invalid\r\nSubject: bench\r\n"
+        b"Message-ID: <bench.0@bench.invalid>\r\n\r\n" + body
+    )
     t0 = time.perf_counter()
     for i in range(n):
         smtp = smtplib.SMTP(HOST, port, local_hostname="bench.invalid", timeout=10)
@@ -355,7 +489,7 @@ class Bench:
         self.limit_baseline = 60 + self.n_baseline / 50
         self.limit_dispatcher = 60 + self.expected / 50
         self.limit_import = 60 + self.n / 200
-        runs = len(args.pools) + 1
+        runs = len(args.pools) + len(args.procs) + 1
         per_round = self.limit_ceiling + 2 * self.limit_baseline + runs * self.limit_dispatcher
         self.sink_lifetime = args.rounds * per_round + self.limit_import + 3 * self.limit_dispatcher + 120
         self.scenarios: dict[str, Scenario] = {}
@@ -364,24 +498,50 @@ class Bench:
         self.port = 0
         self.sink: Sink | None = None
         self.files: dict[str, Path] = {}
+        self.load_before = loadavg()
+        # Others edit dispatcher/ while this runs: measure a copy taken now, so every run in this bench
+        # measures the same code (PYTHONPATH puts it ahead of the editable install).
+        self.snapshot: Path | None = None if args.live else root / "src"
+        self.code_start = code_state(REPO / "dispatcher")
+        self.import_secs = float("nan")
 
     # helpers ------------------------------------------------------------------------------------
     def env(self, db: Path, pool: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-        env.update({
-            "DISPATCHER_SETTINGS": str(self.root / "no-settings-file.toml"),
-            "DISPATCHER_DATABASE_URL": f"sqlite:///{db}",
-            "DISPATCHER_ACTIONS_DIR": str(self.files["actions"]),
-            "DISPATCHER_TEMPLATES_DIR": str(self.files["templates"]),
-            "DISPATCHER_OUTBOX": str(self.root / "outbox"),
-            "DISPATCHER_SMTP_URL": f"smtp://{HOST}:{self.port}",
-            "DISPATCHER_SMTP_POOL": str(pool),
-            "DISPATCHER_RATE_PER_TARGET": "1000000000",
-            "DISPATCHER_BURST_PER_TARGET": "1000000000",
-            "DISPATCHER_RATE_GLOBAL": "1000000000",
-            "DISPATCHER_FROM": SENDER,
-        })
+        env.update(
+            {
+                "DISPATCHER_SETTINGS": str(self.root / "no-settings-file.toml"),
+                "DISPATCHER_DATABASE_URL": f"sqlite:///{db}",
+                "DISPATCHER_ACTIONS_DIR": str(self.files["actions"]),
+                "DISPATCHER_TEMPLATES_DIR": str(self.files["templates"]),
+                "DISPATCHER_OUTBOX": str(self.root / "outbox"),
+                "DISPATCHER_SMTP_URL": f"smtp://{HOST}:{self.port}",
+                "DISPATCHER_SMTP_POOL": str(pool),
+                "DISPATCHER_RATE_PER_TARGET": "1000000000",
+                "DISPATCHER_BURST_PER_TARGET": "1000000000",
+                "DISPATCHER_RATE_GLOBAL": "1000000000",
+                "DISPATCHER_FROM": SENDER,
+            }
+        )
+        if self.snapshot is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.snapshot), *filter(None, [env.get("PYTHONPATH")])])
         return env
+
+    def take_snapshot(self) -> None:
+        if self.snapshot is None:
+            return
+        shutil.copytree(
+            REPO / "dispatcher", self.snapshot / "dispatcher", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        self.code_start = code_state(self.snapshot / "dispatcher")
+        env = self.env(self.root / "unused.db", 8)
+        probe = "import dispatcher.cli; print(dispatcher.cli.__file__)"
+        found = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60, cwd=self.root
+        )
+        where = found.stdout.strip()
+        if found.returncode != 0 or not where.startswith(str(self.snapshot)):
+            raise RuntimeError(f"the dispatcher snapshot is not what gets imported: {where!r} {found.stderr}")
 
     def record(self, key: str, label: str, sample: Sample) -> None:
         self.scenarios.setdefault(key, Scenario(key, label)).samples.append(sample)
@@ -394,6 +554,7 @@ class Bench:
     # setup ----------------------------------------------------------------------------------------
     def setup(self) -> None:
         self.files = write_fixtures(self.root, self.n, self.args.to_targets)
+        self.take_snapshot()
         self.port = free_port()
         self.sink = Sink(self.port, self.sink_lifetime, self.logs)
         self.commands["sink"] = " ".join(self.sink.cmd) + f"  (under timeout {self.sink_lifetime:.0f}s)"
@@ -401,8 +562,9 @@ class Bench:
         base = self.root / "base.db"
         cmd = [self.dispatcher_bin, "supporters", "import", str(self.files["csv"])]
         self.commands["import"] = shlex.join(cmd)
-        run = measured(cmd, self.limit_import, env=self.env(base, 8), cwd=self.root, logs=self.logs,
-                       tag="import")
+        run = measured(
+            cmd, self.limit_import, env=self.env(base, 8), cwd=self.root, logs=self.logs, tag="import"
+        )
         check(run, "dispatcher supporters import")
         if f"imported {self.n} supporters" not in run.out:
             raise RuntimeError(f"import did not report {self.n} supporters: {run.out!r}")
@@ -410,28 +572,65 @@ class Bench:
         say(f"imported {self.n} supporters in {run.wall:.1f}s ({self.n / run.wall:,.0f} rows/s)")
         # An empty store with the same action: `run --once` on it is the fixed cost (start, imports, checks).
         empty = self.root / "empty.db"
-        check(measured([self.dispatcher_bin, "db", "upgrade"], 60, env=self.env(empty, 8), cwd=self.root,
-                       logs=self.logs, tag="empty-upgrade"), "dispatcher db upgrade")
+        check(
+            measured(
+                [self.dispatcher_bin, "db", "upgrade"],
+                60,
+                env=self.env(empty, 8),
+                cwd=self.root,
+                logs=self.logs,
+                tag="empty-upgrade",
+            ),
+            "dispatcher db upgrade",
+        )
         self.base_db, self.empty_db = base, empty
 
     # scenarios ------------------------------------------------------------------------------------
     def ceiling(self, r: int) -> float:
-        cmd = ["smtp-source", "-s", "16", "-d", "-m", str(self.n), "-l", str(MSG_LEN), "-M", "bench.invalid",
-               "-f", "sender@bench.invalid", "-t", "rcpt@bench.invalid", f"{HOST}:{self.port}"]
+        cmd = [
+            "smtp-source",
+            "-s",
+            "16",
+            "-d",
+            "-m",
+            str(self.n),
+            "-l",
+            str(MSG_LEN),
+            "-M",
+            "bench.invalid",
+            "-f",
+            "sender@bench.invalid",
+            "-t",
+            "rcpt@bench.invalid",
+            f"{HOST}:{self.port}",
+        ]
         self.commands["ceiling"] = shlex.join(cmd)
         assert self.sink is not None
         before = self.sink.settled_messages()
         run = measured(cmd, self.limit_ceiling, logs=self.logs, tag=f"r{r}-ceiling")
         check(run, "smtp-source")
         rate = self.n / run.wall
-        self.record("ceiling", "ceiling: smtp-source -s 16 -d -> smtp-sink", Sample(r, rate, run.wall, None,
-                                                                                     self.received_since(before)))
+        self.record(
+            "ceiling",
+            "ceiling: smtp-source -s 16 -d -> smtp-sink",
+            Sample(r, rate, run.wall, None, self.received_since(before)),
+        )
         return rate
 
     def baseline(self, r: int, mode: str = "letters") -> float:
         """mode ``letters``: the naive baseline proper; ``transport``: peer-bench's b.naive, for context."""
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-baseline", mode, "--port",
-               str(self.port), "--n", str(self.n_baseline), "--root", str(self.root)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker-baseline",
+            mode,
+            "--port",
+            str(self.port),
+            "--n",
+            str(self.n_baseline),
+            "--root",
+            str(self.root),
+        ]
         key = "baseline" if mode == "letters" else "naive-transport"
         self.commands[key] = shlex.join(cmd)
         assert self.sink is not None
@@ -444,46 +643,81 @@ class Bench:
         received = self.received_since(before)
         if received is not None and received != self.n_baseline:
             raise RuntimeError(f"smtp-sink counted {received} messages from {key}, not {self.n_baseline}")
-        label = ("naive baseline: 1 thread, Jinja2 + EmailMessage + smtplib, new connection per letter"
-                 if mode == "letters" else
-                 "naive transport only (peer-bench b.naive): prebuilt 2 KB, smtplib, new connection per msg")
+        label = (
+            "naive baseline: 1 thread, Jinja2 + EmailMessage + smtplib, new connection per letter"
+            if mode == "letters"
+            else "naive transport only (peer-bench b.naive): prebuilt 2 KB, smtplib, new connection per msg"
+        )
         self.record(key, label, Sample(r, d["rate"], d["secs"], run.rss_mb, received, d))
         return float(d["rate"])
 
-    def dispatcher(self, r: int, pool: int) -> float:
-        db = self.root / f"r{r}-pool{pool}.db"
+    def dispatcher(self, r: int, pool: int, procs: int = 1) -> Sample:
+        """``procs`` processes of ``dispatcher run --once`` (distinct worker ids) on one fresh SQLite copy."""
+        key = f"dispatcher-pool{pool}" + (f"-x{procs}" if procs > 1 else "")
+        db = self.root / f"r{r}-{key}.db"
         shutil.copy(self.base_db, db)
-        cmd = [self.dispatcher_bin, "run", "--once"]
-        self.commands["dispatcher"] = shlex.join(cmd)
+        cmds = [
+            [self.dispatcher_bin, "run", "--once"]
+            if procs == 1
+            else [self.dispatcher_bin, "run", "--once", "--worker-id", f"bench-{k}"]
+            for k in range(procs)
+        ]
+        self.commands[key] = " & ".join(shlex.join(c) for c in cmds)
         assert self.sink is not None
         before = self.sink.settled_messages()
-        run = measured(cmd, self.limit_dispatcher, env=self.env(db, pool), cwd=self.root, logs=self.logs,
-                       tag=f"r{r}-pool{pool}")
-        check(run, f"dispatcher run --once (pool {pool})")
+        runs = measured_many(
+            cmds,
+            self.limit_dispatcher,
+            envs=[self.env(db, pool)] * procs,
+            cwd=self.root,
+            logs=self.logs,
+            tag=f"r{r}-{key}",
+        )
+        for run in runs:
+            check(run, f"dispatcher run --once (pool {pool}, {procs} process(es))")
         received = self.received_since(before)
         counts = verify_store(db, self.expected)
         if received is not None and received != self.expected:
             raise RuntimeError(f"smtp-sink counted {received} messages, the store says {self.expected} sent")
-        tally = re.findall(r"sent (\d+) · retry (\d+) · failed (\d+) · (\d+) letters/s", run.err)
-        if not tally or int(tally[-1][0]) != self.expected:
-            raise RuntimeError(f"dispatcher's tally is not {self.expected} sent: {tally} {run.err[-1000:]}")
-        rate = self.expected / run.wall
-        extra = {"tally_rate": int(tally[-1][3]), "store": counts, "db": str(db)}
-        self.record(f"dispatcher-pool{pool}",
-                    f"dispatcher run --once, SMTP_POOL={pool} (plan+render+send+log, wall incl. start)",
-                    Sample(r, rate, run.wall, run.rss_mb, received, extra))
+        tallies = [
+            re.findall(r"sent (\d+) · retry (\d+) · failed (\d+) · (\d+) letters/s", run.err) for run in runs
+        ]
+        if not all(tallies) or sum(int(t[-1][0]) for t in tallies) != self.expected:
+            raise RuntimeError(f"dispatchers' tallies do not add up to {self.expected} sent: {tallies}")
+        wall = max(run.wall for run in runs)
+        rate = self.expected / wall
+        extra = {
+            "tally_rate": sum(int(t[-1][3]) for t in tallies),
+            "cpu_s": sum(run.cpu for run in runs),
+            "per_process_sent": [int(t[-1][0]) for t in tallies],
+            "store": counts,
+        }
+        label = f"dispatcher run --once, SMTP_POOL={pool} (plan+render+send+log, wall incl. start)"
+        if procs > 1:
+            label = f"{procs} × dispatcher run --once on one SQLite file, SMTP_POOL={pool} each"
+        sample = Sample(r, rate, wall, max(run.rss_mb for run in runs), received, extra)
+        self.record(key, label, sample)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return rate
+        return sample
 
     def fixed_cost(self, r: int) -> None:
         db = self.root / "empty-run.db"
         shutil.copy(self.empty_db, db)
-        run = measured([self.dispatcher_bin, "run", "--once"], 120, env=self.env(db, 8), cwd=self.root,
-                       logs=self.logs, tag=f"r{r}-fixed")
+        run = measured(
+            [self.dispatcher_bin, "run", "--once"],
+            120,
+            env=self.env(db, 8),
+            cwd=self.root,
+            logs=self.logs,
+            tag=f"r{r}-fixed",
+        )
         check(run, "dispatcher run --once on an empty store")
-        self.record("fixed", "dispatcher run --once with no supporters (fixed cost, s)",
-                    Sample(r, float("nan"), run.wall, run.rss_mb))
+        self.record(
+            "fixed",
+            "dispatcher run --once with no supporters (fixed cost, s)",
+            Sample(r, float("nan"), run.wall, run.rss_mb, None, {"cpu_s": run.cpu}),
+        )
 
     def one_round(self, r: int) -> None:
         say(f"--- round {r + 1}/{self.args.rounds}")
@@ -493,37 +727,96 @@ class Bench:
         say(f"  naive transport only {rate:9,.0f} msg/s")
         rate = self.baseline(r)
         say(f"  naive baseline       {rate:9,.0f} letters/s")
-        for pool in self.args.pools:
-            rate = self.dispatcher(r, pool)
-            s = self.scenarios[f"dispatcher-pool{pool}"].samples[-1]
-            say(f"  dispatcher pool {pool:<3} {rate:9,.0f} letters/s  (wall {s.wall:.2f}s, own tally "
-                f"{s.extra['tally_rate']}/s, peak RSS {s.rss_mb:.0f} MB, sink got {s.received})")
+        runs = [(pool, 1) for pool in self.args.pools]
+        runs += [(self.args.pools[0], procs) for procs in self.args.procs if procs > 1]
+        for pool, procs in runs:
+            s = self.dispatcher(r, pool, procs)
+            say(
+                f"  dispatcher pool {pool:<3} ×{procs} {s.rate:9,.0f} letters/s  (wall {s.wall:.2f}s, CPU "
+                f"{s.extra['cpu_s']:.2f}s, own tally {s.extra['tally_rate']}/s, peak RSS {s.rss_mb:.0f} MB, "
+                f"sink got {s.received})"
+            )
         self.fixed_cost(r)
         say(f"  fixed cost of run --once: {self.scenarios['fixed'].samples[-1].wall:.2f}s")
 
     def profile(self) -> str:
-        """One more dispatcher run (first pool size) under cProfile; the top functions as text."""
+        """One more dispatcher run (first pool size) under py-spy (sampling, only threads holding the GIL)
+        if it is installed next to this python, else under cProfile; the top functions as text."""
         pool = self.args.pools[0]
         db = self.root / "profile.db"
         shutil.copy(self.base_db, db)
-        out = self.root / "dispatcher.prof"
-        cmd = [sys.executable, "-m", "cProfile", "-o", str(out), self.dispatcher_bin, "run", "--once"]
+        self.args.out.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).parent / "py-spy"
+        if spy.exists():
+            out = self.args.out / "dispatcher.pyspy.txt"
+            cmd = [
+                str(spy),
+                "record",
+                "--gil",
+                "--threads",
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "--",
+                self.dispatcher_bin,
+                "run",
+                "--once",
+            ]
+        else:
+            out = self.args.out / "dispatcher.prof"
+            cmd = [sys.executable, "-m", "cProfile", "-o", str(out), self.dispatcher_bin, "run", "--once"]
         self.commands["profile"] = shlex.join(cmd)
-        run = measured(cmd, 3 * self.limit_dispatcher, env=self.env(db, pool), cwd=self.root, logs=self.logs,
-                       tag="profile")
-        check(run, "dispatcher under cProfile")
+        run = measured(
+            cmd,
+            3 * self.limit_dispatcher,
+            env=self.env(db, pool),
+            cwd=self.root,
+            logs=self.logs,
+            tag="profile",
+        )
+        check(run, "dispatcher under a profiler")
         verify_store(db, self.expected)
-        keep = HERE / "results" / "dispatcher.prof"
-        keep.parent.mkdir(exist_ok=True)
-        shutil.copy(out, keep)
-        import io
-
+        tool = "py-spy --gil" if spy.exists() else "cProfile"
+        head = (
+            f"{tool} of `dispatcher run --once`, {self.expected:,} letters, pool {pool}: wall "
+            f"{run.wall:.1f}s with the profiler, CPU {run.cpu:.1f}s; raw data in {out}\n"
+        )
+        if spy.exists():
+            return head + top_of_collapsed(out)
         text = io.StringIO()
         stats = pstats.Stats(str(out), stream=text)
         stats.strip_dirs().sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)
-        return f"cProfile of `{shlex.join(cmd)}` (pool {pool}, wall {run.wall:.1f}s with profiler), saved " \
-               f"to {keep}\n" + text.getvalue()
+        return head + text.getvalue()
+
+
+def top_of_collapsed(path: Path, n_self: int = 25, n_incl: int = 45) -> str:
+    """Self and inclusive shares per function from py-spy's raw (collapsed stacks) output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    if not total:
+        return "(no samples)\n"
+    lines = [f"{total} samples of threads holding the GIL (250 Hz)", "self:"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(n_self)]
+    lines.append("inclusive (frames of the dispatcher, aiosmtplib, jinja2, sqlalchemy and threads):")
+    interesting = re.compile(r"^thread|dispatcher/|aiosmtplib/|jinja2/|sqlalchemy/engine/base|parseaddr")
+    picked = [(f, c) for f, c in inclusive.most_common() if interesting.search(f)][:n_incl]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in picked]
+    return "\n".join(lines) + "\n"
 
 
 def verify_store(db: Path, expected: int) -> dict[str, Any]:
@@ -533,15 +826,19 @@ def verify_store(db: Path, expected: int) -> dict[str, Any]:
         deliveries = dict(con.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
         attempts = dict(con.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome").fetchall())
         distinct = con.execute(
-            "SELECT count(DISTINCT delivery_id) FROM attempts WHERE outcome = 'sent'").fetchone()[0]
-        languages = dict(con.execute(
-            "SELECT language, count(*) FROM deliveries GROUP BY language").fetchall())
+            "SELECT count(DISTINCT delivery_id) FROM attempts WHERE outcome = 'sent'"
+        ).fetchone()[0]
+        languages = dict(
+            con.execute("SELECT language, count(*) FROM deliveries GROUP BY language").fetchall()
+        )
     finally:
         con.close()
     counts = {"deliveries": deliveries, "attempts": attempts, "languages": languages}
     if deliveries != {"sent": expected} or attempts != {"sent": expected} or distinct != expected:
-        raise RuntimeError(f"{db}: expected {expected} sent deliveries with one sent attempt each, found "
-                           f"{counts} ({distinct} distinct deliveries in the attempt log)")
+        raise RuntimeError(
+            f"{db}: expected {expected} sent deliveries with one sent attempt each, found "
+            f"{counts} ({distinct} distinct deliveries in the attempt log)"
+        )
     return counts
 
 
@@ -573,69 +870,141 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
         rss = [x.rss_mb for x in s.samples if x.rss_mb is not None]
         n = bench.n_baseline if key in ("baseline", "naive-transport") else bench.n
         n = bench.expected if key.startswith("dispatcher") else n
-        row = {"key": key, "label": s.label, "n": n, "median": statistics.median(rates), "min": min(rates),
-               "max": max(rates),
-               "x_ceiling": statistics.median(vs_ceiling) if vs_ceiling else None,
-               "x_baseline": statistics.median(vs_baseline) if vs_baseline else None,
-               "peak_rss_mb": max(rss) if rss else None}
-        rows.append(row)
+        median = statistics.median(rates)
+        x_ceiling = statistics.median(vs_ceiling) if vs_ceiling else None
+        x_baseline = statistics.median(vs_baseline) if vs_baseline else None
+        peak = max(rss) if rss else None
+        rows.append(
+            {
+                "key": key,
+                "label": s.label,
+                "n": n,
+                "median": median,
+                "min": min(rates),
+                "max": max(rates),
+                "x_ceiling": x_ceiling,
+                "x_baseline": x_baseline,
+                "peak_rss_mb": peak,
+            }
+        )
         lines.append(
-            f"| {s.label} | {n:,} | {fmt(row['median'])} | {fmt(row['min'])}–{fmt(row['max'])} | "
-            f"{row['x_ceiling']:.3f} | {row['x_baseline']:.2f} | "
-            f"{'' if row['peak_rss_mb'] is None else format(row['peak_rss_mb'], '.0f')} |"
+            f"| {s.label} | {n:,} | {fmt(median)} | {fmt(min(rates))}–{fmt(max(rates))} | "
+            f"{'' if x_ceiling is None else format(x_ceiling, '.3f')} | "
+            f"{'' if x_baseline is None else format(x_baseline, '.2f')} | "
+            f"{'' if peak is None else format(peak, '.0f')} |"
         )
     lines.append("")
-    lines.append("× ceiling and × baseline are medians of per-round ratios (each round runs every scenario "
-                 "in turn). The ceiling and transport-only rows count 2 KB messages with one recipient.")
+    lines.append(
+        "× ceiling and × baseline are medians of per-round ratios (each round runs every scenario "
+        "in turn). The ceiling and transport-only rows count 2 KB messages with one recipient."
+    )
     for key, s in sc.items():
         if key.startswith("dispatcher"):
             tallies = [x.extra["tally_rate"] for x in s.samples]
             walls = [x.wall for x in s.samples]
-            lines.append(f"- {key}: wall {min(walls):.2f}–{max(walls):.2f}s; the dispatcher's own tally line "
-                         f"(from Dispatcher() to the end, no interpreter start) median "
-                         f"{statistics.median(tallies):,} letters/s; smtp-sink counted "
-                         f"{[x.received for x in s.samples]} messages")
+            cpu = statistics.median(x.extra["cpu_s"] for x in s.samples)
+            share = cpu / statistics.median(walls)
+            lines.append(
+                f"- {key}: wall {min(walls):.2f}–{max(walls):.2f}s; CPU (user+sys) median {cpu:.2f}s"
+                f" = {cpu / bench.expected * 1e6:,.0f} µs/letter, {share:.0%} of one core; the "
+                f"dispatcher's own tally line (from Dispatcher() to the end, no interpreter start) "
+                f"median {statistics.median(tallies):,} letters/s; smtp-sink counted "
+                f"{[x.received for x in s.samples]} messages"
+            )
     if "fixed" in sc:
         fixed = [x.wall for x in sc["fixed"].samples]
-        lines.append(f"- fixed cost of `dispatcher run --once` on a store with no supporters (interpreter, "
-                     f"imports, migration check, action check): median {statistics.median(fixed):.2f}s")
+        lines.append(
+            f"- fixed cost of `dispatcher run --once` on a store with no supporters (interpreter, "
+            f"imports, migration check, action check): median {statistics.median(fixed):.2f}s"
+        )
     if baseline:
-        lines.append(f"- baseline letters are in {baseline.samples[0].extra.get('language')}, as the "
-                     f"dispatcher's to the first `to` target; smtp-sink counted "
-                     f"{[x.received for x in baseline.samples]}")
+        lines.append(
+            f"- baseline letters are in {baseline.samples[0].extra.get('language')}, as the "
+            f"dispatcher's to the first `to` target; smtp-sink counted "
+            f"{[x.received for x in baseline.samples]}"
+        )
     if ceiling:
         lines.append(f"- ceiling: smtp-sink counted {[x.received for x in ceiling.samples]}")
     transport = sc.get("naive-transport")
     if transport:
         lines.append(f"- naive transport only: smtp-sink counted {[x.received for x in transport.samples]}")
-    lines.append(f"- supporters import (`dispatcher supporters import`, once): {bench.import_secs:.1f}s, "
-                 f"{bench.n / bench.import_secs:,.0f} rows/s")
+    lines.append(
+        f"- supporters import (`dispatcher supporters import`, once): {bench.import_secs:.1f}s, "
+        f"{bench.n / bench.import_secs:,.0f} rows/s"
+    )
     lines += bench.notes
     lines += ["", "command: `" + shlex.join([sys.executable, sys.argv[0], *argv]) + "`"]
     for name, cmd in bench.commands.items():
         if name != "profile":
             lines.append(f"- {name}: `{cmd}`")
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    lines.append(f"- {os.cpu_count()} CPUs, load after {' '.join(load)}, python {platform.python_version()}, "
-                 f"total {time.perf_counter() - started:.0f}s, {git_state()}")
+    env = bench.env(Path("<tmp>/<run>.db"), 0)
+    shown = " ".join(
+        f"{k}={shlex.quote(v.replace(str(bench.root), '<tmp>'))}"
+        for k, v in sorted(env.items())
+        if k.startswith("DISPATCHER_") and k != "DISPATCHER_SMTP_POOL"
+    )
+    lines.append(f"- dispatcher environment: `{shown}` DISPATCHER_SMTP_POOL=<pool>, cwd <tmp>")
+    code_end = code_state(REPO / "dispatcher")
+    lines.append(
+        f"- {os.cpu_count()} CPUs, load before {bench.load_before}, after {loadavg()}; python "
+        f"{platform.python_version()}; total {time.perf_counter() - started:.0f}s"
+    )
+    taken = "a copy taken at the start (PYTHONPATH)" if bench.snapshot else "the live tree"
+    lines.append(f"- code measured: {taken}: {bench.code_start}")
+    if code_end.rpartition(" ")[2] != bench.code_start.rpartition(" ")[2]:
+        if bench.snapshot:
+            lines.append(f"- the repo's dispatcher/ changed during the run (not measured): {code_end}")
+        else:
+            lines.append(f"- WARNING: dispatcher/ changed during the run; at the end: {code_end}")
+    elif code_end != bench.code_start:
+        lines.append(f"- (same dispatcher/ sources at the end, now {code_end})")
     table = "\n".join(lines)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(bench.args).items()}
-    data = {"argv": argv, "config": config,
-            "commands": bench.commands, "rows": rows,
-            "samples": {k: [asdict(x) for x in s.samples] for k, s in sc.items()},
-            "cpus": os.cpu_count(), "loadavg": load, "git": git_state(), "profile": profile}
+    data = {
+        "argv": argv,
+        "config": config,
+        "commands": bench.commands,
+        "rows": rows,
+        "samples": {k: [asdict(x) for x in s.samples] for k, s in sc.items()},
+        "cpus": os.cpu_count(),
+        "load_before": bench.load_before,
+        "load_after": loadavg(),
+        "code_start": bench.code_start,
+        "code_end": code_end,
+        "profile": profile,
+    }
     return table, data
 
 
-def git_state() -> str:
+def code_state(sources: Path) -> str:
+    """HEAD, whether the repo's dispatcher/ differs from it, and a hash of the ``sources`` tree."""
+    digest = hashlib.sha256()
+    for path in sorted(sources.rglob("*.py")):
+        digest.update(str(path.relative_to(sources)).encode() + b"\0" + path.read_bytes())
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "dispatcher"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "dispatcher"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        return "git ?"
-    return f"git {head}" + (" (dispatcher/ has uncommitted changes)" if dirty else "")
+        head, dirty = "?", ""
+    return (
+        f"git {head}{' + uncommitted changes in dispatcher/' if dirty else ''}, dispatcher/ sha256 "
+        f"{digest.hexdigest()[:12]}"
+    )
+
+
+def loadavg() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "?"
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -644,11 +1013,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=20000, help="supporters = letters per run (default 20000)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pools", default="8,16", help="DISPATCHER_SMTP_POOL values, comma-separated")
+    p.add_argument(
+        "--procs",
+        default="1",
+        help="also run N dispatcher processes at once on one SQLite file "
+        "(with the first pool size), e.g. 1,2",
+    )
     p.add_argument("--n-baseline", type=int, default=0, help="letters for the naive baseline (default: --n)")
     p.add_argument("--to-targets", type=int, default=1, help="'to' targets, each gets a letter (+1 cc)")
-    p.add_argument("--dispatcher", default=str(Path(sys.executable).parent / "dispatcher"),
-                   help="the dispatcher console script (default: next to this python)")
+    p.add_argument(
+        "--dispatcher",
+        default=str(Path(sys.executable).parent / "dispatcher"),
+        help="the dispatcher console script (default: next to this python)",
+    )
     p.add_argument("--profile", action="store_true", help="also run the dispatcher once under cProfile")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="measure the live dispatcher/ tree, not a copy taken "
+        "at the start (others may edit it during the run)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (databases, logs)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     # internal: the baseline worker process
@@ -657,6 +1041,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.pools = [int(x) for x in str(args.pools).split(",") if x.strip()]
+    args.procs = [int(x) for x in str(args.procs).split(",") if x.strip()]
     return args
 
 
@@ -672,8 +1057,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker_baseline:
         root: Path = args.root
-        baseline_worker(args.port, root / "supporters.csv", root / "actions" / f"{ACTION_ID}.yaml",
-                        root / "templates", args.n)
+        baseline_worker(
+            args.port,
+            root / "supporters.csv",
+            root / "actions" / f"{ACTION_ID}.yaml",
+            root / "templates",
+            args.n,
+        )
         return 0
     for tool in ("smtp-sink", "smtp-source", "timeout"):
         if shutil.which(tool) is None:
@@ -707,8 +1097,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for name in (f"email_throughput-{stamp}", "email_throughput-latest"):
-        (args.out / f"{name}.md").write_text(table + "\n" + (f"\n```\n{profile}\n```\n" if profile else ""),
-                                             encoding="utf-8")
+        (args.out / f"{name}.md").write_text(
+            table + "\n" + (f"\n```\n{profile}\n```\n" if profile else ""), encoding="utf-8"
+        )
         (args.out / f"{name}.json").write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
     print(table, file=out)
     if profile:

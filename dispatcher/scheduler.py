@@ -126,16 +126,18 @@ class Dispatcher:
         for error in loaded.errors:
             log.error("action file: %s", error)
         today = self.clock().date()
+        # Check with the renderer that will send: the current one caches templates and would
+        # pass one that staff have since broken.
+        renderer = Renderer(self.settings.templates_dir)
         held: dict[str, list[RenderError]] = {}
         for action in loaded.actions.values():
-            problems = self.renderer.check(action, tuple(self.channels), today)
+            problems = renderer.check(action, tuple(self.channels), today)
             if problems:
                 held[action.id] = problems
                 if action.id not in self.held:
                     for problem in problems:
                         log.error("holding %s, nothing will be sent: %s", action.id, problem)
-        self.actions, self.held = loaded, held
-        self.renderer = Renderer(self.settings.templates_dir)  # drop cached templates and views
+        self.actions, self.held, self.renderer = loaded, held, renderer
         self._recompute()
 
     def _recompute(self) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from dispatcher.channels import make_channels
 from dispatcher.config import Settings
 from dispatcher.scheduler import Dispatcher
-from dispatcher.store import open_store
+from dispatcher.store import Signer, open_store
 from dispatcher.supporters import import_file
 
 ACTION = """
@@ -132,3 +132,22 @@ def test_sigterm_stops_cleanly_and_hands_back_unsent_claims(tmp_path: Path) -> N
     final = counts(config.database_url)
     assert "sending" not in final and final["sent"] + final["pending"] == 60
     assert len(list(mailbox.Maildir(str(config.outbox), create=False))) == final["sent"]
+
+
+async def test_a_template_broken_while_running_holds_the_action_at_the_next_reload(tmp_path: Path) -> None:
+    config = setup(tmp_path, 3, {"live": "2035-01-01"})
+    store = open_store(config.database_url)
+    dispatcher = Dispatcher(config, store, make_channels(config, store.instance_secret()))
+    dispatcher.reload_actions()
+    assert dispatcher.held == {}
+    # Sending renders (and so caches) the template, as a running dispatcher does between reloads.
+    action = dispatcher.actions.actions["live"]
+    signer = Signer("Ann", "a@example.net", "", "", "en")
+    dispatcher.renderer.render(action, action.target("pres"), "en", signer, dt.date.today())
+    (tmp_path / "templates" / "live" / "en.j2").write_text(
+        "{% block subject %}x{% endblock %}{% block body %}{{ supporter.nmae }}{% endblock %}"
+    )
+    dispatcher.reload_actions()
+    assert list(dispatcher.held) == ["live"] and "nmae" in str(dispatcher.held["live"][0])
+    assert "live" not in dispatcher.open
+    store.close()
