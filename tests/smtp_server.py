@@ -333,20 +333,14 @@ class SmtpServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # conveniences: the handler's API
-    def fail(
-        self,
-        *,
-        at: Stage,
-        reply: ReplyKind,
-        rcpt: str | None = None,
-        messages: Collection[int] | None = None,
-        times: int | None = None,
-    ) -> Rule:
-        return self.handler.fail(at=at, reply=reply, rcpt=rcpt, messages=messages, times=times)
+    # conveniences: the handler's scripting API, straight through
+    @property
+    def fail(self) -> Callable[..., Rule]:
+        return self.handler.fail
 
-    def clear_rules(self) -> None:
-        self.handler.clear_rules()
+    @property
+    def clear_rules(self) -> Callable[[], None]:
+        return self.handler.clear_rules
 
     def received(self) -> list[Received]:
         return self.handler.received()
