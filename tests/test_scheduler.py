@@ -15,8 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from dispatcher import controls
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
+from dispatcher.config import Settings, load_actions
 from dispatcher.scheduler import Dispatcher
 from dispatcher.store import Signer, open_store
 from dispatcher.supporters import import_file
@@ -151,3 +152,24 @@ async def test_a_template_broken_while_running_holds_the_action_at_the_next_relo
     assert list(dispatcher.held) == ["live"] and "nmae" in str(dispatcher.held["live"][0])
     assert "live" not in dispatcher.open
     store.close()
+
+
+async def test_extend_after_the_deadline_sends_the_expired_letters(tmp_path: Path) -> None:
+    deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    config = setup(tmp_path, 6, {"late": deadline}, rate_per_target=2.0, burst_per_target=1)
+    store = open_store(config.database_url)
+
+    async def run() -> None:
+        await Dispatcher(config, store, make_channels(config, store.instance_secret())).run_once()
+
+    await run()
+    first = counts(config.database_url)
+    assert first.get("expired", 0) > 0 and first["sent"] + first["expired"] == 6
+    action = load_actions(config.actions_dir).actions["late"]
+    revived = controls.extend(store, action, dt.date(2035, 1, 1), "staff", dt.datetime.now(dt.UTC))
+    assert revived == first["expired"]
+    config = config.model_copy(update={"rate_per_target": 1000.0, "burst_per_target": 1000})
+    await run()
+    store.close()
+    assert counts(config.database_url) == {"sent": 6}
+    assert len(list(mailbox.Maildir(str(tmp_path / "outbox"), create=False))) == 6
