@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from dispatcher import controls
-from dispatcher.channels import make_channels
+from dispatcher.channels import IMPLEMENTED, make_channels
 from dispatcher.config import Action, ActionSet, Settings, load_actions, load_settings
 from dispatcher.planner import effective
 from dispatcher.render import SAMPLE_SIGNER, Renderer, RenderError
@@ -131,11 +131,11 @@ def run(ctx: Context, once: bool, worker_id: str | None) -> None:
 @pass_ctx
 def check(ctx: Context) -> None:
     """Validate every action file and render every action × target × language, sending nothing."""
-    loaded = ctx.actions()
+    loaded = load_actions(ctx.settings.actions_dir)
     renderer = Renderer(ctx.settings.templates_dir)
     problems = [str(e) for e in loaded.errors]
     today = utcnow().date()
-    channels = ("email",)
+    channels = IMPLEMENTED
     for action in loaded.actions.values():
         for error in renderer.check(action, channels, today):
             problems.append(f"{loaded.sources[action.id]}: {error}")
@@ -173,7 +173,7 @@ def actions(ctx: Context) -> None:
     for action in loaded.actions.values():
         view = effective(action, states.get(action.id), now)
         label = view.label
-        if renderer.check(action, ("email",), now.date()):
+        if renderer.check(action, IMPLEMENTED, now.date()):
             label += " [held: run dispatcher check]"
         rows.append(
             [action.id, label, deadline_text(view.deadline, action.zone), time_left(view.deadline, now)]

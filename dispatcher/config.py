@@ -32,7 +32,6 @@ from pydantic import (
     model_validator,
 )
 
-CHANNELS = ("email", "fax")
 Channel = Literal["email", "fax"]
 
 

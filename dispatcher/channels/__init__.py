@@ -67,6 +67,10 @@ class Channel(abc.ABC):
     async def send(self, envelope: Envelope) -> Reply: ...
 
 
+# The channels this version can send through; fax joins with its providers.
+IMPLEMENTED = ("email",)
+
+
 def make_channels(settings: Settings, secret: bytes) -> dict[str, Channel]:
     """The channels this dispatcher can send through, from its settings."""
     from dispatcher.channels.email import EmailChannel, MaildirTransport, MessageBuilder, SmtpTransport

@@ -125,10 +125,6 @@ class QueueCount:
 Progress = Callable[[int, int], None]
 
 
-class ImportConflict(Exception):
-    """An import row names a supporter in a way the store cannot accept."""
-
-
 class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
