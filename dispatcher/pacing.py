@@ -30,6 +30,10 @@ class TokenBucket:
         self.available()
         self.tokens -= n
 
+    def give_back(self, n: float) -> None:
+        self.available()
+        self.tokens = min(self.burst, self.tokens + n)
+
     def wait_for_one(self) -> float:
         missing = 1 - self.available()
         return max(0.0, missing / self.rate)
@@ -64,6 +68,12 @@ class Pacer:
         self.global_bucket.take(n)
         for key in keys:
             self._bucket(key).take(n)
+
+    def give_back(self, keys: Sequence[str], n: int) -> None:
+        """Return tokens taken for letters that were not claimed after all."""
+        self.global_bucket.give_back(n)
+        for key in keys:
+            self._bucket(key).give_back(n)
 
     def wait(self, keys: Sequence[str]) -> float:
         """Seconds until one more letter to these keys may start."""

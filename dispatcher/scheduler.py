@@ -187,6 +187,12 @@ class Dispatcher:
 
     # sending -------------------------------------------------------------------------------
     def _groups(self) -> list[tuple[ClaimGroup, tuple[str, ...]]]:
+        """What to claim per action × target × channel, its tokens taken from the pacer now.
+
+        Taking as we go matters: groups share buckets (the global one, a target copied on
+        several targets' letters), and budgets computed side by side would each spend them.
+        ``_claim`` gives back what the store did not hand out.
+        """
         room = max(0, self._ahead - self._queue.qsize())
         groups: list[tuple[ClaimGroup, tuple[str, ...]]] = []
         for action, _deadline in self.open.values():
@@ -195,6 +201,8 @@ class Dispatcher:
                 keys = channel.pacing_keys(action, action.target(target_id))
                 n = self.pacer.budget(keys, room)
                 if n > 0:
+                    self.pacer.take(keys, n)
+                    room -= n
                     groups.append((ClaimGroup(action.id, target_id, channel_name, n), keys))
         return groups
 
@@ -230,9 +238,9 @@ class Dispatcher:
         claims = await self.db(self.store.claim, self.worker_id, [g for g, _ in groups], self.clock(), lease)
         taken = Counter((c.action_id, c.target_id, c.channel) for c in claims)
         for group, keys in groups:
-            n = taken[(group.action_id, group.target_id, group.channel)]
-            if n:
-                self.pacer.take(keys, n)
+            unused = group.limit - taken[(group.action_id, group.target_id, group.channel)]
+            if unused:
+                self.pacer.give_back(keys, unused)
         return claims
 
     def _next_attempt(self, attempt: int, now: dt.datetime) -> dt.datetime:

@@ -56,3 +56,13 @@ def test_sustained_rate_over_a_minute() -> None:
         sent += n
         clock.now += 0.1
     assert 10 + 2 * 59 <= sent <= 10 + 2 * 60
+
+
+def test_tokens_given_back_never_exceed_the_burst() -> None:
+    clock = Clock()
+    pacer = Pacer(rate_per_target=1.0, burst_per_target=3, rate_global=1000.0, clock=clock)
+    pacer.take(["pres"], 3)
+    pacer.give_back(["pres"], 2)
+    assert pacer.budget(["pres"], cap=10) == 2
+    pacer.give_back(["pres"], 5)
+    assert pacer.budget(["pres"], cap=10) == 3

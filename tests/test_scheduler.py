@@ -173,3 +173,31 @@ async def test_extend_after_the_deadline_sends_the_expired_letters(tmp_path: Pat
     store.close()
     assert counts(config.database_url) == {"sent": 6}
     assert len(list(mailbox.Maildir(str(tmp_path / "outbox"), create=False))) == 6
+
+
+async def test_a_target_copied_on_two_targets_letters_is_paced_once(tmp_path: Path) -> None:
+    config = setup(tmp_path, 20, {"shared": "2035-01-01"}, burst_per_target=3, rate_per_target=0.001)
+    (tmp_path / "actions" / "shared.yaml").write_text(
+        ACTION.format(id="shared", deadline="2035-01-01")
+        + """  - id: minister
+    name: Minister
+    salutation: {en: Dear Minister}
+    email: minister@example.org
+    channels: [email]
+  - id: amb
+    name: Ambassador
+    role: cc
+    salutation: {en: Dear Ambassador}
+    email: amb@example.org
+    channels: [email]
+"""
+    )
+    store = open_store(config.database_url)
+    dispatcher = Dispatcher(config, store, make_channels(config, store.instance_secret()))
+    assert await dispatcher.plan() == 40
+    groups = dispatcher._groups()
+    store.close()
+    # Letters to the president and to the minister are all copied to the ambassador, whose
+    # burst of three is shared by both groups, not granted to each.
+    assert {g.target_id for g, _ in groups} <= {"pres", "minister"}
+    assert sum(g.limit for g, _ in groups) == 3
