@@ -83,9 +83,7 @@ def serve(ca: trustme.CA, implicit: bool) -> tuple[Controller, Keep]:
     return controller, handler
 
 
-MAIL = OutgoingMail(
-    "letters@example.org", ("to@example.org",), b"Subject: hi\r\n\r\nbody\r\n", "<x@example.org>"
-)
+MAIL = OutgoingMail("letters@example.org", ("to@example.org",), b"Subject: hi\r\n\r\nbody\r\n")
 
 
 @pytest.mark.parametrize("scheme", ["smtps", "smtp+starttls"])

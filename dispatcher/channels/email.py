@@ -133,7 +133,6 @@ class OutgoingMail:
     sender: str
     recipients: tuple[str, ...]
     data: bytes
-    message_id: str
 
 
 class MessageBuilder:
@@ -177,7 +176,6 @@ class MessageBuilder:
             sender=self.org_address,
             recipients=(target.email, *(address for _, address in cc)),
             data="".join(head).encode("ascii") + body,
-            message_id=mid,
         )
 
 
