@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import getpass
-import json
 import logging
 import sys
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from dispatcher.channels import IMPLEMENTED, make_channels
 from dispatcher.config import Action, ActionSet, Settings, load_actions, load_settings
 from dispatcher.planner import effective
 from dispatcher.render import SAMPLE_SIGNER, Renderer, RenderError
+from dispatcher.sanitize import csv_writer, json_text, terminal_text
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.supporters import SupporterFileError, import_file
@@ -38,8 +36,9 @@ class Context:
         if self._settings is None:
             try:
                 self._settings = load_settings()
-            except ValueError as exc:
-                raise click.ClickException(f"settings: {exc}") from exc
+            except (ValueError, OSError) as exc:
+                # The message names the variable or file, never a value (a URL may hold a password).
+                raise click.ClickException(f"settings: {exc}") from None
         return self._settings
 
     @property
@@ -68,7 +67,8 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    data = [[("" if v is None else str(v)) for v in row] for row in rows]
+    """Rows of values, aligned; stored text may hold escape sequences, shown here escaped."""
+    data = [[("" if v is None else terminal_text(str(v))) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in data)]) for i, h in enumerate(headers)]
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in data:
@@ -120,10 +120,11 @@ def run(ctx: Context, once: bool, worker_id: str | None) -> None:
     settings, store = ctx.settings, ctx.store
     channels = make_channels(settings, store.instance_secret())
     dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=2.0 if once else 60.0)
-    where = (settings.smtp_url and settings.smtp_url.split("@")[-1]) or f"Maildir {settings.outbox}"
+    where = str(settings.smtp_url) if settings.smtp_url else f"Maildir {settings.outbox}"  # no password
     click.echo(f"sending email via {where}", err=True)
     tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
-    click.echo(tally.line(), err=True)
+    # --once sends what is due now at the paced rate; retries due later wait for the next run.
+    click.echo(f"{tally.line()}; {dispatcher.left.line()}" if once else tally.line(), err=True)
     store.close()
 
 
@@ -164,9 +165,7 @@ def actions(ctx: Context) -> None:
     """Every action: status, deadline in its time zone, time left, deliveries by status."""
     loaded = ctx.actions()
     states = ctx.store.action_states()
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in ctx.store.queue_counts():
-        counts[row.action_id][row.status] += row.count
+    counts = ctx.store.action_counts()
     renderer = Renderer(ctx.settings.templates_dir)
     now = utcnow()
     rows = []
@@ -177,7 +176,7 @@ def actions(ctx: Context) -> None:
             label += " [held: run dispatcher check]"
         rows.append(
             [action.id, label, deadline_text(view.deadline, action.zone), time_left(view.deadline, now)]
-            + [counts[action.id][s] for s in STATUSES]
+            + [counts.get(action.id, {}).get(s, 0) for s in STATUSES]
         )
     table(["action", "status", "deadline", "left", *STATUSES], rows)
 
@@ -220,17 +219,22 @@ LOG_FIELDS = [
 @pass_ctx
 def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: str, summary: bool) -> None:
     """The per-target send log: every attempt, its outcome and the server's reply."""
-    rows = ctx.store.attempt_log(action_id, target_id)
     if summary:
-        sent: dict[tuple[str, str, str], int] = defaultdict(int)
-        for row in rows:
-            if row.outcome == "sent":
-                sent[(row.action_id, row.target_id, row.channel)] += 1
-        table(["action", "target", "channel", "letters sent"], [[*k, v] for k, v in sorted(sent.items())])
+        # Letters, not attempts: a letter resent after a crash is counted once.
+        counts = ctx.store.sent_counts(action_id)
+        table(
+            ["action", "target", "channel", "letters sent"],
+            [
+                [c.action_id, c.target_id, c.channel, c.letters]
+                for c in counts
+                if target_id in (None, c.target_id)
+            ],
+        )
         return
+    rows = ctx.store.attempt_log(action_id, target_id)
     values = ([getattr(r, f) for f in LOG_FIELDS] for r in rows)
     if fmt == "csv":
-        writer = csv.writer(sys.stdout)
+        writer = csv_writer(sys.stdout)
         writer.writerow(LOG_FIELDS)
         for v in values:
             writer.writerow([x.isoformat() if isinstance(x, dt.datetime) else x for x in v])
@@ -241,7 +245,7 @@ def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: st
                 f: (x.isoformat() if isinstance(x, dt.datetime) else x)
                 for f, x in zip(LOG_FIELDS, v, strict=True)
             }
-            click.echo(("," if i else "") + "\n" + json.dumps(record, ensure_ascii=False), nl=False)
+            click.echo(("," if i else "") + "\n" + json_text(record), nl=False)
         click.echo("\n]")
     else:
         table(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import json
 import mailbox
 from email import message_from_bytes, policy
@@ -11,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dispatcher.cli import main
+from dispatcher.store import AttemptResult, Outcome, open_store
 from tests.conftest import ROOT
 
 
@@ -91,3 +95,83 @@ def test_bad_action_file_is_reported_by_check(env: dict[str, str], tmp_path: Pat
     )
     out = cli({**env, "DISPATCHER_ACTIONS_DIR": str(actions)}, "check", ok=False).output
     assert "bad.yaml: targets:" in out and "at least 1 item" in out
+
+
+# Stored text is not ours: an SMTP server's reply is kept verbatim in the attempt's detail. -------
+HOSTILE = [
+    '=HYPERLINK("http://x","y")',
+    "\x1b[31mred\x1b[0m",
+    "+1-2",
+    "  @SUM(1)",
+    "\x9b2J wiped",
+    "invoice\u202egnp.exe",
+    "450 first line\r\n450 second line",
+]
+RAW_CONTROLS = ["\x1b", "\x9b", "\r", "\u202e"]
+
+
+def store_replies(env: dict[str, str], details: list[str]) -> None:
+    """Send the demo letters to the Maildir, then log a retry with each reply on one of them."""
+    cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv"))
+    cli(env, "run", "--once")
+    sent = json.loads(cli(env, "log", "--format", "json").output)[0]
+    now = dt.datetime.now(dt.UTC)
+    store = open_store(env["DISPATCHER_DATABASE_URL"])
+    try:
+        store.record(
+            "a-server",
+            [
+                AttemptResult(
+                    sent["delivery_id"],
+                    sent["action_id"],
+                    sent["target_id"],
+                    "email",
+                    now,
+                    now,
+                    Outcome.RETRY,
+                    # A negative number we write is an int: it must stay a number in the CSV.
+                    code=-451 if detail.startswith("+") else 451,
+                    detail=detail,
+                )
+                for detail in details
+            ],
+        )
+    finally:
+        store.close()
+
+
+def test_csv_log_cells_cannot_become_formulas(env: dict[str, str]) -> None:
+    store_replies(env, HOSTILE)
+    out = cli(env, "log", "--format", "csv").output.replace("\r\n", "\n")  # csv's line ends
+    assert not any(c in out for c in RAW_CONTROLS)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 6 + len(HOSTILE)
+    for row in rows:
+        for name, cell in row.items():
+            stripped = cell.lstrip()
+            numeric = name in ("id", "delivery_id", "code") and stripped.lstrip("-").isdigit()
+            assert numeric or not stripped.startswith(("=", "+", "-", "@")), (name, cell)
+    details = [r["detail"] for r in rows if r["worker"] == "a-server"]
+    assert details[0] == '\'=HYPERLINK("http://x","y")'
+    assert details[2] == "'+1-2" and details[3] == "'  @SUM(1)"
+    assert details[1] == "\\x1b[31mred\\x1b[0m"
+    assert details[6] == "450 first line\\r\n450 second line"  # the line break itself is data
+    assert {r["code"] for r in rows if r["worker"] == "a-server"} == {"451", "-451"}  # numbers stay numbers
+
+
+def test_table_log_shows_controls_escaped_and_keeps_one_line_per_attempt(env: dict[str, str]) -> None:
+    store_replies(env, HOSTILE)
+    out = cli(env, "log").output
+    assert not any(c in out for c in RAW_CONTROLS)
+    assert "\\x1b[31mred" in out and "invoice\\u202egnp.exe" in out and "\\x9b2J" in out
+    assert len(out.splitlines()) == 1 + 6 + len(HOSTILE)
+    assert all(line.isprintable() for line in out.splitlines())
+
+
+def test_json_log_keeps_the_reply_exactly_but_never_raw(env: dict[str, str]) -> None:
+    store_replies(env, HOSTILE)
+    out = cli(env, "log", "--format", "json").output
+    assert not any(c in out for c in RAW_CONTROLS)
+    assert all(line.isprintable() for line in out.splitlines())
+    details = [r["detail"] for r in json.loads(out) if r["worker"] == "a-server"]
+    assert details == HOSTILE

@@ -6,8 +6,16 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from dispatcher.config import ActionStatus, load_action_file, load_actions, load_settings, script_of
+from dispatcher.config import (
+    ActionStatus,
+    Settings,
+    load_action_file,
+    load_actions,
+    load_settings,
+    script_of,
+)
 from tests.conftest import ROOT
 
 GOOD = """
@@ -131,3 +139,105 @@ def test_settings_from_env_and_file(tmp_path: Path) -> None:
         load_settings({}, file)
     with pytest.raises(ValueError, match="scheme"):
         load_settings({"DISPATCHER_SMTP_URL": "http://x"}, tmp_path / "none.toml")
+
+
+# DISPATCHER_SMTP_URL: parsed once, the password never shown --------------------------------------
+SECRET = "hunter2-Zq9"
+
+
+def smtp(url: str, **env: str) -> Settings:
+    return load_settings({"DISPATCHER_SMTP_URL": url, **env}, Path("/nonexistent/none.toml"))
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "password"),
+    [
+        ("smtps://user:pa/ss@mail.example.org:465", "user", "pa/ss"),
+        ("smtps://user:p#a?s@s/w@mail.example.org", "user", "p#a?s@s/w"),
+        ("smtp+starttls://me@example.org:pa:ss@mail.example.org:587", "me@example.org", "pa:ss"),
+        ("smtps://me%40example.org:p%2Fw%25@mail.example.org/", "me@example.org", "p/w%"),
+        ("SMTPS://u:s3cr3t p@ss@mail.example.org", "u", "s3cr3t p@ss"),
+    ],
+)
+def test_smtp_url_userinfo_is_split_at_the_last_at_sign(url: str, user: str, password: str) -> None:
+    parsed = smtp(url).smtp_url
+    assert parsed is not None and parsed.host == "mail.example.org"
+    assert (parsed.username, parsed.password) == (user, password)
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme", "host", "port"),
+    [
+        ("smtp://relay.local", "smtp", "relay.local", 25),
+        ("smtps://u:p@mail.example.org", "smtps", "mail.example.org", 465),
+        ("smtp+starttls://u:p@mail.example.org", "smtp+starttls", "mail.example.org", 587),
+        ("smtp://[::1]:2525", "smtp", "::1", 2525),
+        ("smtp://127.0.0.1:2525/", "smtp", "127.0.0.1", 2525),
+    ],
+)
+def test_smtp_url_host_port_and_default_ports(url: str, scheme: str, host: str, port: int) -> None:
+    parsed = smtp(url).smtp_url
+    assert parsed is not None and (parsed.scheme, parsed.host, parsed.port) == (scheme, host, port)
+
+
+def test_no_smtp_url_means_maildir() -> None:
+    assert smtp("").smtp_url is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"ftp://user:{SECRET}@host", "scheme 'ftp' is not smtp, smtps or smtp+starttls"),
+        (f"user:{SECRET}@host", "must start with smtp://, smtps:// or smtp+starttls://"),
+        (f"smtps://user:{SECRET}@host:notaport", "host[:port]"),
+        (f"smtps://user:{SECRET}@host:99999", "port"),
+        (f"smtps://user:{SECRET}:host", "host[:port]"),
+        (f"smtps://user:{SECRET}@", "host[:port]"),
+        (f"smtps://user:{SECRET}@host?x=1", "host[:port]"),
+        (f"smtps://:{SECRET}@host", "no user name"),
+        ("smtps://user@host", "no password"),
+        (f"smtp://user:{SECRET}@host", "smtps://"),
+    ],
+)
+def test_a_bad_smtp_url_is_explained_without_its_secret(url: str, problem: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        smtp(url)
+    text = str(caught.value)
+    assert "DISPATCHER_SMTP_URL" in text and problem in text, text
+    assert SECRET not in text and SECRET not in repr(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained input
+
+
+def test_plain_auth_needs_tls_or_an_explicit_opt_in() -> None:
+    with pytest.raises(ValueError, match=r"smtp\+starttls://.*DISPATCHER_SMTP_ALLOW_PLAIN_AUTH"):
+        smtp(f"smtp://user:{SECRET}@relay.local")
+    allowed = smtp(f"smtp://user:{SECRET}@relay.local", DISPATCHER_SMTP_ALLOW_PLAIN_AUTH="true")
+    assert allowed.smtp_allow_plain_auth and allowed.smtp_url is not None
+    assert allowed.smtp_url.password == SECRET
+    assert not smtp("smtp://relay.local").smtp_allow_plain_auth  # no credentials: nothing to protect
+
+
+def test_the_password_is_in_no_repr_str_or_dump() -> None:
+    settings = smtp(f"smtps://user:{SECRET}@mail.example.org")
+    assert settings.smtp_url is not None
+    shown = [repr(settings), str(settings), repr(settings.smtp_url), str(settings.smtp_url)]
+    shown += [str(settings.model_dump()), settings.model_dump_json()]
+    assert all(SECRET not in s for s in shown), shown
+    assert str(settings.smtp_url) == "smtps://mail.example.org:465"
+
+
+def test_settings_validated_directly_hide_their_input() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({"smtp_url": f"ftp://user:{SECRET}@host", "smtp_pool": "many"})
+    assert SECRET not in str(caught.value) and "input_value" not in str(caught.value)
+
+
+def test_a_password_in_the_settings_file_is_refused_whatever_its_characters(tmp_path: Path) -> None:
+    file = tmp_path / "dispatcher.toml"
+    file.write_text(f'smtp_url = "smtps://user:pa/{SECRET}@mail.example.org"\n')
+    with pytest.raises(ValueError, match="passwords belong in DISPATCHER_SMTP_URL") as caught:
+        load_settings({}, file)
+    assert SECRET not in str(caught.value)
+    file.write_text('smtp_url = "smtps://relay.example.org"\nsmtp_pool = "many"\n')
+    with pytest.raises(ValueError, match=r"dispatcher.toml: smtp_pool: .*integer"):
+        load_settings({}, file)

@@ -25,7 +25,8 @@ import pytest
 from sqlalchemy import select as sql_select
 
 from dispatcher.channels.email import message_id
-from dispatcher.scheduler import FLUSH_EVERY, utcnow
+from dispatcher.results import FLUSH_EVERY
+from dispatcher.scheduler import utcnow
 from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore

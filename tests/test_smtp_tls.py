@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -13,9 +15,13 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from click.testing import CliRunner
 
 from dispatcher.channels import SendError
 from dispatcher.channels.email import OutgoingMail, SmtpTransport
+from dispatcher.cli import main
+from dispatcher.store import open_store
+from tests.conftest import ROOT
 
 # aiosmtpd warns when AUTH may go without STARTTLS; our smtps server is TLS from the first byte.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -24,7 +30,8 @@ USER, PASSWORD = "org", "s3cr3t p@ss"
 
 
 class Keep:
-    def __init__(self) -> None:
+    def __init__(self, password: str = PASSWORD) -> None:
+        self.password = password
         self.received: list[tuple[str, list[str], bytes, Any]] = []
         self.logins: list[bytes] = []
 
@@ -34,7 +41,7 @@ class Keep:
         ok = (
             isinstance(data, LoginPassword)
             and data.login == USER.encode()
-            and data.password == PASSWORD.encode()
+            and data.password == self.password.encode()
         )
         if ok:
             self.logins.append(data.login)
@@ -61,10 +68,10 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[trustme.CA, P
     yield authority, path
 
 
-def serve(ca: trustme.CA, implicit: bool) -> tuple[Controller, Keep]:
+def serve(ca: trustme.CA, implicit: bool, password: str = PASSWORD) -> tuple[Controller, Keep]:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
-    handler = Keep()
+    handler = Keep(password)
     # aiosmtpd does not count implicit TLS as TLS for AUTH; the socket is TLS all the same.
     kwargs: dict[str, Any] = {
         "authenticator": handler.authenticate,
@@ -130,3 +137,95 @@ async def test_wrong_password_is_permanent(ca: tuple[trustme.CA, Path]) -> None:
         assert handler.received == []
     finally:
         controller.stop()
+
+
+# The password: unencoded reserved characters work, and it is shown nowhere ---------------------
+RAW_PASSWORD = "p@ss/w#rd?x:y"  # unencoded: '@', '/', '#', '?' and ':' each broke urlsplit
+WRONG = "wr0ng/p@ss#Zq9"
+
+
+def secret_forms(password: str) -> list[str]:
+    """The password as it could leak: itself, and as AUTH PLAIN or AUTH LOGIN send it."""
+    plain = base64.b64encode(f"\0{USER}\0{password}".encode()).decode()
+    return [password, plain, base64.b64encode(password.encode()).decode()]
+
+
+def client_records(caplog: pytest.LogCaptureFixture) -> str:
+    """Every log record of the client side; aiosmtpd's own ("mail.log") is the server's business."""
+    return "\n".join(
+        f"{r.name} {r.getMessage()} {r.exc_text or ''}"
+        for r in caplog.records
+        if not r.name.startswith("mail.log")
+    )
+
+
+@pytest.mark.parametrize("scheme", ["smtps", "smtp+starttls"])
+async def test_reserved_characters_in_the_password_need_no_encoding(
+    ca: tuple[trustme.CA, Path], scheme: str
+) -> None:
+    authority, cafile = ca
+    controller, handler = serve(authority, implicit=scheme == "smtps", password=RAW_PASSWORD)
+    try:
+        url = f"{scheme}://{USER}:{RAW_PASSWORD}@localhost:{controller.port}"
+        transport = SmtpTransport(url, pool_size=1, timeout=10, cafile=cafile)
+        assert transport.describe() == f"{scheme}://localhost:{controller.port}"
+        assert (await transport.send(MAIL)).code == 250
+        await transport.close()
+        assert handler.logins == [USER.encode()]
+    finally:
+        controller.stop()
+
+
+async def test_a_refused_login_logs_and_raises_no_password(
+    ca: tuple[trustme.CA, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    authority, cafile = ca
+    controller, handler = serve(authority, implicit=False)
+    try:
+        url = f"smtp+starttls://{USER}:{WRONG}@localhost:{controller.port}"
+        transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
+        with pytest.raises(SendError) as caught:
+            await transport.send(MAIL)
+    finally:
+        controller.stop()
+    assert caught.value.code == 535 and handler.logins == []
+    errors = [caught.value, caught.value.__cause__, caught.value.__context__]
+    shown = [str(e) for e in errors] + [repr(e) for e in errors] + [repr(transport.__dict__)]
+    shown += [transport.describe(), client_records(caplog)]
+    assert not [s for s in shown for form in secret_forms(WRONG) if form in s]
+
+
+def test_a_refused_login_leaves_no_password_in_the_send_log_or_output(
+    ca: tuple[trustme.CA, Path], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    authority, cafile = ca
+    controller, _ = serve(authority, implicit=True)
+    database = f"sqlite:///{tmp_path / 'd.db'}"
+    env = {
+        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
+        "DISPATCHER_DATABASE_URL": database,
+        "DISPATCHER_ACTIONS_DIR": str(ROOT / "config" / "actions"),
+        "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
+        "DISPATCHER_SMTP_URL": f"smtps://{USER}:{WRONG}@localhost:{controller.port}",
+        "DISPATCHER_SMTP_CAFILE": str(cafile),
+        "DISPATCHER_SMTP_TIMEOUT": "5",
+    }
+    runner = CliRunner()
+    try:
+        imported = runner.invoke(
+            main, ["supporters", "import", str(ROOT / "config/demo-supporters.csv")], env=env
+        )
+        assert imported.exit_code == 0, imported.output
+        run = runner.invoke(main, ["-v", "run", "--once"], env=env)
+    finally:
+        controller.stop()
+    store = open_store(database)
+    try:
+        details = [(a.outcome, a.code, a.detail) for a in store.attempt_log()]
+    finally:
+        store.close()
+    assert details and all(code == 535 for _, code, _ in details), details
+    shown = [run.output, repr(run.exception), client_records(caplog), *(d for _, _, d in details)]
+    assert not [s for s in shown for form in secret_forms(WRONG) if form in s]

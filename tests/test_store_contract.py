@@ -8,7 +8,18 @@ import threading
 import pytest
 from sqlalchemy import update
 
-from dispatcher.store import AttemptResult, ClaimGroup, Outcome, Status, Store, SupporterRecord, open_store
+from dispatcher.pacing import Limits
+from dispatcher.store import (
+    AttemptResult,
+    Claim,
+    ClaimGroup,
+    ClaimRequest,
+    Outcome,
+    Status,
+    Store,
+    SupporterRecord,
+    open_store,
+)
 from dispatcher.store.schema import consents
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -30,8 +41,15 @@ def people(n: int, scopes: tuple[str, ...] = ("act",), start: int = 0) -> list[S
     ]
 
 
-def group(limit: int = 100, target: str = "t1") -> list[ClaimGroup]:
-    return [ClaimGroup("act", target, "email", limit)]
+UNPACED = Limits(rate=1e6, burst=1e6, global_rate=1e6)
+
+
+def take(
+    store: Store, worker: str, limit: int = 100, at: dt.datetime = NOW, limits: Limits = UNPACED
+) -> list[Claim]:
+    """Claim up to ``limit`` letters of act × t1 × email."""
+    group = ClaimGroup("act", "t1", "email", ("email:t1@example.org",))
+    return store.claim(worker, ClaimRequest([group], {"email": limit}, limits), at, LEASE).claims
 
 
 def result(claim_id: int, outcome: Outcome, **kw: object) -> AttemptResult:
@@ -93,20 +111,22 @@ def test_plan_skips_revoked_consent_and_replans_only_new_consents(store: Store) 
 def test_claim_leases_and_two_workers_never_share(store: Store) -> None:
     store.import_supporters(people(10), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    a = store.claim("A", group(6), NOW, LEASE)
-    b = store.claim("B", group(6), NOW, LEASE)
+    a = take(store, "A", 6)
+    b = take(store, "B", 6)
     assert len(a) == 6 and len(b) == 4
     assert not {c.delivery_id for c in a} & {c.delivery_id for c in b}
     assert all(c.attempt == 1 and c.signer.email.endswith("@example.net") for c in a)
-    assert store.claim("C", group(), NOW, LEASE) == []
+    assert take(store, "C") == []
 
 
 def test_expired_lease_is_taken_over_and_logged_as_interrupted(store: Store) -> None:
     store.import_supporters(people(2), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    first = store.claim("dead", group(), NOW, LEASE)
-    assert store.claim("B", group(), NOW + dt.timedelta(seconds=30), LEASE) == []
-    taken = store.claim("B", group(), NOW + dt.timedelta(seconds=61), LEASE)
+    first = take(store, "dead")
+    assert store.recover("B", NOW + dt.timedelta(seconds=30)) == 0
+    assert take(store, "B", at=NOW + dt.timedelta(seconds=30)) == []
+    assert store.recover("B", NOW + dt.timedelta(seconds=61)) == 2
+    taken = take(store, "B", at=NOW + dt.timedelta(seconds=61))
     assert [c.delivery_id for c in taken] == [c.delivery_id for c in first]
     assert all(c.attempt == 2 for c in taken)
     log = list(store.attempt_log())
@@ -117,15 +137,16 @@ def test_expired_lease_is_taken_over_and_logged_as_interrupted(store: Store) -> 
 def test_restart_under_same_worker_id_reclaims_at_once(store: Store) -> None:
     store.import_supporters(people(2), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    store.claim("w1", group(), NOW, LEASE)
+    take(store, "w1")
     assert store.expire_leases_of("w1", NOW) == 2
-    assert len(store.claim("w1", group(), NOW, LEASE)) == 2
+    assert store.recover("w1", NOW) == 2
+    assert len(take(store, "w1")) == 2
 
 
 def test_record_outcomes(store: Store) -> None:
     store.import_supporters(people(3), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    c1, c2, c3 = store.claim("A", group(), NOW, LEASE)
+    c1, c2, c3 = take(store, "A")
     later = NOW + dt.timedelta(minutes=5)
     store.record(
         "A",
@@ -136,10 +157,10 @@ def test_record_outcomes(store: Store) -> None:
         ],
     )
     assert statuses(store) == {"sent": 1, "pending": 1, "failed": 1}
-    assert store.next_due(["act"], ["email"]) == later
-    assert store.next_due(["act"], ["fax"]) is None
-    assert store.claim("A", group(), NOW, LEASE) == []
-    again = store.claim("A", group(), later, LEASE)
+    assert store.next_due([("act", "t1", "email")]) == later
+    assert store.next_due([("act", "t1", "fax"), ("act", "t2", "email")]) is None
+    assert take(store, "A") == []
+    again = take(store, "A", at=later)
     assert [c.delivery_id for c in again] == [c2.delivery_id] and again[0].attempt == 2
     assert [(r.outcome, r.code) for r in store.attempt_log(target_id="t1")] == [
         ("sent", 250),
@@ -152,7 +173,7 @@ def test_record_outcomes(store: Store) -> None:
 def test_retry_does_not_revive_cancelled_but_sent_wins(store: Store) -> None:
     store.import_supporters(people(2), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    c1, c2 = store.claim("A", group(), NOW, LEASE)
+    c1, c2 = take(store, "A")
     # Closing while both are in flight: leased rows are left to their senders.
     assert store.finish_pending("act", Status.CANCELLED, NOW) == 0
     store.record("A", [result(c1.delivery_id, Outcome.SENT)])
@@ -164,19 +185,19 @@ def test_retry_does_not_revive_cancelled_but_sent_wins(store: Store) -> None:
 def test_release_gives_back_without_counting_an_attempt(store: Store) -> None:
     store.import_supporters(people(2), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    claims = store.claim("A", group(), NOW, LEASE)
+    claims = take(store, "A")
     assert store.release("B", [c.delivery_id for c in claims], NOW) == 0  # not B's lease
     assert store.release("A", [c.delivery_id for c in claims], NOW) == 2
-    assert all(c.attempt == 1 for c in store.claim("A", group(), NOW, LEASE))
+    assert all(c.attempt == 1 for c in take(store, "A"))
 
 
 def test_expire_and_revive(store: Store) -> None:
     store.import_supporters(people(4), NOW)
     store.plan("act", [("t1", "email")], NOW)
     assert store.finish_pending("act", Status.EXPIRED, NOW) == 4
-    assert store.claim("A", group(), NOW, LEASE) == []
+    assert take(store, "A") == []
     assert store.revive("act", Status.EXPIRED, NOW) == 4
-    assert len(store.claim("A", group(), NOW, LEASE)) == 4
+    assert len(take(store, "A")) == 4
 
 
 def test_action_state_roundtrip(store: Store) -> None:
@@ -206,7 +227,7 @@ def test_concurrent_claims_from_separate_connections_are_disjoint(store: Store, 
 
     def worker(name: str, s: Store) -> None:
         ids: list[int] = []
-        while claims := s.claim(name, group(7), NOW, LEASE):
+        while claims := take(s, name, 7):
             ids += [c.delivery_id for c in claims]
         got[name] = ids
 
@@ -225,3 +246,27 @@ def test_concurrent_claims_from_separate_connections_are_disjoint(store: Store, 
 def test_plan_with_no_pairs_creates_nothing(store: Store, n: int) -> None:
     store.import_supporters(people(2), NOW)
     assert store.plan("act", [], NOW) == n
+
+
+def test_reports_are_counted_by_the_database_and_paged(store: Store) -> None:
+    store.import_supporters(people(5), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    c1, c2, c3, _c4, _c5 = take(store, "A")
+    store.record(
+        "A",
+        [
+            result(c1.delivery_id, Outcome.SENT),
+            result(c2.delivery_id, Outcome.SENT),
+            result(c3.delivery_id, Outcome.FAILED, detail="550"),
+        ],
+    )
+    assert store.action_counts() == {"act": {"sent": 2, "failed": 1, "sending": 2}}
+    assert [(s.target_id, s.letters) for s in store.sent_counts()] == [("t1", 2)]
+    assert store.sent_counts("other") == []
+    first = store.attempts_after(0, 2)
+    assert [a.outcome for a in first] == ["sent", "sent"]
+    rest = store.attempts_after(first[-1].id, 2)
+    assert [a.outcome for a in rest] == ["failed"] and store.attempts_after(rest[-1].id, 2) == []
+    assert [a.id for a in store.attempt_log(page=1)] == [a.id for a in first + rest]
+    backlog = store.backlog(NOW)
+    assert (backlog.due_now, backlog.later) == (0, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from dispatcher.config import Action, Settings, Target
@@ -31,7 +32,8 @@ class SendError(Exception):
 
 
 class Unavailable(Exception):
-    """The channel is known to be down (its circuit is open): nothing was attempted."""
+    """Nothing was attempted: the channel is down (its circuit is open), or the letter could not
+    start by its ``start_by`` time and goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,16 @@ class Envelope:
     signer: Signer
     delivery_id: int
     now: dt.datetime
+    start_by: float = math.inf  # time.monotonic() after which the attempt must not start (pacing)
 
 
 class Channel(abc.ABC):
     name: str
+
+    @property
+    def concurrency(self) -> int:
+        """How many letters this channel works on at once in one dispatcher."""
+        return 4
 
     async def start(self) -> None:
         """Open connections, if the transport keeps any."""
@@ -59,9 +67,13 @@ class Channel(abc.ABC):
         """Seconds until the channel should be tried again; 0 when it is up."""
         return 0.0
 
+    @abc.abstractmethod
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
-        """Whose rate limits one letter to ``target`` counts against."""
-        return (target.id,)
+        """The recipients one letter to ``target`` reaches, as pacing bucket keys.
+
+        Keyed by address, not by target id: the same official named in two actions has one
+        mailbox, and one limit.
+        """
 
     @abc.abstractmethod
     async def send(self, envelope: Envelope) -> Reply: ...

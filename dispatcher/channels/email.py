@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import mailbox
+import math
 import re
 import ssl
 import time
@@ -24,13 +25,12 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from dispatcher.channels import Channel, Envelope, Reply, SendError, Unavailable
-from dispatcher.config import Action, Target
+from dispatcher.config import SMTP_DEFAULT_PORTS, Action, SmtpUrl, Target, parse_smtp_url
 
 # C0, DEL, C1 and the Unicode line/paragraph separators: none may reach a header.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085]")
@@ -190,8 +190,14 @@ class MailTransport(abc.ABC):
     async def close(self) -> None:
         """Close what ``start`` opened."""
 
+    @property
+    def concurrency(self) -> int:
+        """Letters worth having in hand at once."""
+        return 4
+
     @abc.abstractmethod
-    async def send(self, mail: OutgoingMail) -> Reply: ...
+    async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
+        """Deliver ``mail``; raise ``Unavailable`` if it cannot start by ``start_by`` (monotonic)."""
 
 
 class MaildirTransport(MailTransport):
@@ -201,7 +207,7 @@ class MaildirTransport(MailTransport):
         self.path = path
         self.box = mailbox.Maildir(str(path), create=True)
 
-    async def send(self, mail: OutgoingMail) -> Reply:
+    async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
         key = self.box.add(mail.data)
         return Reply(250, f"written to {self.path / 'new' / key}")
 
@@ -219,17 +225,18 @@ _CONNECTION_ERRORS = (
 class SmtpTransport(MailTransport):
     """A pool of persistent aiosmtplib connections; each carries many messages in turn."""
 
-    DEFAULT_PORTS: ClassVar[dict[str, int]] = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
+    DEFAULT_PORTS: ClassVar[dict[str, int]] = SMTP_DEFAULT_PORTS
 
     def __init__(
-        self, url: str, pool_size: int = 8, timeout: float = 30.0, cafile: Path | None = None
+        self, url: str | SmtpUrl, pool_size: int = 8, timeout: float = 30.0, cafile: Path | None = None
     ) -> None:
-        parts = urlsplit(url)
-        self.scheme = parts.scheme
-        self.host = parts.hostname or "localhost"
-        self.port = parts.port or self.DEFAULT_PORTS[self.scheme]
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        # Parsed by the one parser settings use too (whose errors never repeat the URL). Whether
+        # credentials may go over plain smtp:// is the settings' decision, not the transport's.
+        self.url = url if isinstance(url, SmtpUrl) else parse_smtp_url(url)
+        self.scheme = self.url.scheme
+        self.host = self.url.host
+        self.port = self.url.port
+        self.username = self.url.username
         self.timeout = timeout
         self.tls_context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
         self.pool_size = pool_size
@@ -247,8 +254,15 @@ class SmtpTransport(MailTransport):
     def ready_in(self) -> float:
         return max(0.0, self._down_until - time.monotonic())
 
+    @property
+    def password(self) -> str | None:
+        # Read from the URL, never copied into this object's __dict__ (which a debugger or a
+        # careless repr would show); SmtpUrl keeps it out of its own repr.
+        return self.url.password
+
     def describe(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+        """Where letters go, fit for logs: scheme, host and port, no credentials."""
+        return str(self.url)
 
     async def _connect(self) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(
@@ -317,8 +331,15 @@ class SmtpTransport(MailTransport):
         if client is not None and client.is_connected:
             client.close()
 
-    async def send(self, mail: OutgoingMail) -> Reply:
+    @property
+    def concurrency(self) -> int:
+        # Two letters per connection: the next is built while one is on the wire.
+        return max(4, 2 * self.pool_size)
+
+    async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
         async with self._slots:
+            if time.monotonic() > start_by:
+                raise Unavailable("waited too long for a connection; handed back unattempted")
             return await self._send(mail)
 
     async def _send(self, mail: OutgoingMail) -> Reply:
@@ -391,11 +412,15 @@ class EmailChannel(Channel):
         return [c for c in action.copies("email") if c.id != target.id]
 
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
-        return (target.id, *(c.id for c in self.copies(action, target)))
+        return tuple(f"email:{t.email}" for t in (target, *self.copies(action, target)))
+
+    @property
+    def concurrency(self) -> int:
+        return self.transport.concurrency
 
     def ready_in(self) -> float:
         return self.transport.ready_in()
 
     async def send(self, envelope: Envelope) -> Reply:
         mail = self.builder.build(envelope, self.copies(envelope.action, envelope.target))
-        return await self.transport.send(mail)
+        return await self.transport.send(mail, envelope.start_by)

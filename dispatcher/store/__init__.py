@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from dispatcher.pacing import Limits
 
 
 class Status(StrEnum):
@@ -64,12 +66,36 @@ class Signer:
     language: str
 
 
+GroupId = tuple[str, str, str]  # action id, target id, channel
+
+
 @dataclass(frozen=True)
 class ClaimGroup:
+    """Deliveries of one action × target × channel, and the pacing buckets a letter spends."""
+
     action_id: str
     target_id: str
     channel: str
-    limit: int
+    keys: tuple[str, ...]
+
+    @property
+    def ident(self) -> GroupId:
+        return (self.action_id, self.target_id, self.channel)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    groups: Sequence[ClaimGroup]
+    room: Mapping[str, int]  # most letters to claim per channel
+    limits: Limits
+    start: int = 0  # which group is served first this round (rotated by the caller)
+
+
+@dataclass(frozen=True)
+class ClaimBatch:
+    claims: list[Claim]
+    dry: frozenset[GroupId]  # asked for letters and had fewer due: nothing more there for now
+    wait: float | None  # seconds until a group that still has letters may claim again
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,33 @@ class AttemptRow:
     code: int | None
     detail: str
     worker: str
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Pending deliveries: due now (held, paused or on a channel that is down), or later."""
+
+    due_now: int
+    later: int
+    next_at: dt.datetime | None
+
+    def line(self) -> str:
+        if not self.due_now and not self.later:
+            return "nothing left pending"
+        parts = []
+        if self.later:
+            parts.append(f"{self.later} wait for a retry, the first at {self.next_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self.due_now:
+            parts.append(f"{self.due_now} due but held, paused or on a channel that is down")
+        return "left pending: " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SentCount:
+    action_id: str
+    target_id: str
+    channel: str
+    letters: int
 
 
 @dataclass(frozen=True)
@@ -173,10 +226,16 @@ class Store(abc.ABC):
 
     # sending
     @abc.abstractmethod
-    def claim(
-        self, worker: str, groups: Sequence[ClaimGroup], now: dt.datetime, lease: dt.timedelta
-    ) -> list[Claim]:
-        """Lease due deliveries; expired leases of others are taken over and logged."""
+    def claim(self, worker: str, request: ClaimRequest, now: dt.datetime, lease: dt.timedelta) -> ClaimBatch:
+        """Lease due deliveries, fairly across groups and as the shared pacing buckets allow.
+
+        One transaction: the buckets are refilled and spent in it, so every worker sharing the
+        store sees one budget per recipient and one for the deployment.
+        """
+
+    @abc.abstractmethod
+    def recover(self, worker: str, now: dt.datetime) -> int:
+        """Deliveries whose lease ran out mid-attempt go back to pending, logged as interrupted."""
 
     @abc.abstractmethod
     def release(self, worker: str, delivery_ids: Sequence[int], now: dt.datetime) -> int:
@@ -190,7 +249,8 @@ class Store(abc.ABC):
     def record(self, worker: str, results: Sequence[AttemptResult]) -> None: ...
 
     @abc.abstractmethod
-    def next_due(self, action_ids: Sequence[str], channels: Sequence[str]) -> dt.datetime | None: ...
+    def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
+        """When the first of these groups has a letter to send (or a lease runs out)."""
 
     # deadlines and controls
     @abc.abstractmethod
@@ -200,14 +260,40 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def revive(self, action_id: str, from_status: Status, now: dt.datetime) -> int: ...
 
-    # reports
     @abc.abstractmethod
-    def queue_counts(self) -> list[QueueCount]: ...
+    def backlog(self, now: dt.datetime) -> Backlog: ...
+
+    # reports: counted by the database (GROUP BY), read in pages, never loaded whole
+    @abc.abstractmethod
+    def queue_counts(self) -> list[QueueCount]:
+        """Deliveries by action × target × channel × status, with the oldest due time."""
 
     @abc.abstractmethod
+    def action_counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries by action and status."""
+
+    @abc.abstractmethod
+    def sent_counts(self, action_id: str | None = None) -> list[SentCount]:
+        """Letters sent per action × target × channel: the count reported to officials."""
+
+    @abc.abstractmethod
+    def attempts_after(
+        self,
+        after_id: int,
+        limit: int,
+        action_id: str | None = None,
+        target_id: str | None = None,
+    ) -> list[AttemptRow]:
+        """One page of the send log, oldest first, after the attempt ``after_id``."""
+
     def attempt_log(
-        self, action_id: str | None = None, target_id: str | None = None
-    ) -> Iterator[AttemptRow]: ...
+        self, action_id: str | None = None, target_id: str | None = None, page: int = 2000
+    ) -> Iterator[AttemptRow]:
+        """The whole send log, page by page: each page its own short read."""
+        after = 0
+        while rows := self.attempts_after(after, page, action_id, target_id):
+            yield from rows
+            after = rows[-1].id
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -123,6 +125,23 @@ deliveries = Table(
     Column("sent_at", UTCDateTime()),
     UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
     Index(None, "action_id", "target_id", "channel", "status", "next_attempt_at"),
+    # Finding leases that ran out must not scan the table: only in-flight rows are indexed.
+    Index(
+        "ix_deliveries_leased",
+        "lease_until",
+        sqlite_where=text("status = 'sending'"),
+        postgresql_where=text("status = 'sending'"),
+    ),
+)
+
+# Token buckets shared by every worker (see dispatcher.pacing): a claim refills and spends them
+# in its own transaction, so pacing holds for the deployment, not per process.
+pacing_buckets = Table(
+    "pacing_buckets",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # How far planning got: per action × target × channel, the highest consent id already expanded.

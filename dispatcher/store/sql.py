@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -20,36 +22,64 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql import CompoundSelect, Select
 
+from dispatcher import pacing
+from dispatcher.pacing import Limits
 from dispatcher.store import (
     ActionState,
     AttemptResult,
     AttemptRow,
+    Backlog,
     Claim,
+    ClaimBatch,
     ClaimGroup,
+    ClaimRequest,
+    GroupId,
     Outcome,
     Progress,
     QueueCount,
+    SentCount,
     Signer,
     Status,
     Store,
     SupporterRecord,
 )
 from dispatcher.store.schema import (
+    UTCDateTime,
     action_state,
     attempts,
     consents,
     deliveries,
     meta,
+    pacing_buckets,
     plan_marks,
     supporters,
 )
 
 IMPORT_BATCH = 1000
+
+
+READ = {"dispatcher_read": True}  # execution option: a read-only transaction
+
+
+def _owner_only(database: str) -> None:
+    """Create the SQLite file (and its folder) readable by its owner alone, or tighten it.
+
+    It holds supporters' names and addresses and the Message-ID secret. SQLite gives its -wal and
+    -shm files the database file's permissions.
+    """
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def engine_for(url: str) -> Engine:
@@ -60,7 +90,7 @@ def engine_for(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(parsed.database)
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -77,11 +107,20 @@ def engine_for(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        # IMMEDIATE takes the write lock up front, so two processes claiming from one file
-        # serialise instead of both reading the same pending rows.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A write takes the lock up front (IMMEDIATE), so two processes claiming from one file
+        # serialise instead of both reading the same pending rows. A read takes no lock: under
+        # WAL it sees a snapshot, and a long export never stalls the senders.
+        read = conn.get_execution_options().get("dispatcher_read", False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSelect[Any]]:
+    """UNION ALL of ``parts``: one statement for most rounds (SQLite allows 500 terms in one)."""
+    for chunk in range(0, len(parts), 200):
+        piece = parts[chunk : chunk + 200]
+        yield piece[0] if len(piece) == 1 else union_all(*piece)
 
 
 class SqlStore(Store):
@@ -96,6 +135,14 @@ class SqlStore(Store):
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction: on SQLite it takes no write lock (see ``engine_for``)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**READ)
+            with conn.begin():
+                yield conn
 
     def _insert(self, table: Any) -> Any:
         module = postgresql if self.dialect == "postgresql" else sqlite
@@ -115,7 +162,7 @@ class SqlStore(Store):
 
     # runtime state -----------------------------------------------------------------------
     def action_states(self) -> dict[str, ActionState]:
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(action_state)).all()
         return {
             r.action_id: ActionState(r.action_id, r.status, r.deadline, r.updated_at, r.updated_by)
@@ -213,14 +260,17 @@ class SqlStore(Store):
         return len(batch)
 
     def supporter_count(self) -> int:
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             return int(conn.scalar(select(func.count()).select_from(supporters)) or 0)
 
     def find_signer(self, email: str) -> Signer | None:
         s = supporters
-        with self.engine.begin() as conn:
+        # Imported addresses are stored in lower case; whoever types one may not.
+        with self._read() as conn:
             row = conn.execute(
-                select(s.c.name, s.c.email, s.c.city, s.c.country, s.c.language).where(s.c.email == email)
+                select(s.c.name, s.c.email, s.c.city, s.c.country, s.c.language).where(
+                    s.c.email == email.strip().lower()
+                )
             ).first()
         return Signer(*row) if row else None
 
@@ -321,85 +371,116 @@ class SqlStore(Store):
         return len(conn.execute(stmt).all())
 
     # sending -----------------------------------------------------------------------------
-    def claim(
-        self, worker: str, groups: Sequence[ClaimGroup], now: dt.datetime, lease: dt.timedelta
-    ) -> list[Claim]:
-        d = deliveries
-        due = or_(
-            and_(d.c.status == Status.PENDING, d.c.next_attempt_at <= now),
-            and_(d.c.status == Status.SENDING, d.c.lease_until < now),
-        )
+    def claim(self, worker: str, request: ClaimRequest, now: dt.datetime, lease: dt.timedelta) -> ClaimBatch:
+        groups = list(request.groups)
+        if not groups:
+            return ClaimBatch([], frozenset(), None)
         with self.engine.begin() as conn:
-            picked: list[Any] = []
-            for g in groups:
-                if g.limit <= 0:
-                    continue
-                picked += conn.execute(
-                    select(d.c.id, d.c.status, d.c.lease_owner, d.c.action_id, d.c.target_id, d.c.channel)
-                    .where(
-                        d.c.action_id == g.action_id,
-                        d.c.target_id == g.target_id,
-                        d.c.channel == g.channel,
-                        due,
-                    )
-                    .order_by(d.c.next_attempt_at, d.c.id)
-                    .limit(g.limit)
-                    .with_for_update(skip_locked=True)
-                ).all()
-            if not picked:
-                return []
-            ids = [row.id for row in picked]
-            abandoned = [row for row in picked if row.status == Status.SENDING]
-            if abandoned:
-                conn.execute(
-                    attempts.insert(),
-                    [
-                        {
-                            "delivery_id": row.id,
-                            "action_id": row.action_id,
-                            "target_id": row.target_id,
-                            "channel": row.channel,
-                            "started_at": now,
-                            "finished_at": now,
-                            "outcome": Outcome.INTERRUPTED.value,
-                            "detail": f"lease of {row.lease_owner} ran out mid-attempt; "
-                            "outcome unknown, sending again with the same Message-ID",
-                            "worker": worker,
-                        }
-                        for row in abandoned
-                    ],
+            tokens = self._buckets(conn, groups, request.limits, now)
+            wanted = pacing.asks(groups, tokens, request.room)
+            rows = self._due(conn, groups, wanted, now)
+            chosen = pacing.allocate(groups, rows, tokens, dict(request.room), request.start)
+            claims = self._lease(conn, worker, [row for _, row in chosen], now, lease)
+            self._spend(conn, tokens, now)
+        dry = frozenset(g.ident for g, n, got in zip(groups, wanted, rows, strict=True) if n and len(got) < n)
+        waiting = [g for g in groups if g.ident not in dry]
+        return ClaimBatch(claims, dry, pacing.wait(waiting, tokens, request.limits))
+
+    def _buckets(
+        self, conn: Connection, groups: Sequence[ClaimGroup], limits: Limits, now: dt.datetime
+    ) -> dict[str, float]:
+        """Lock and refill every bucket these groups spend (the global one first, always)."""
+        keys = sorted({pacing.GLOBAL, *(k for g in groups for k in g.keys)})
+        b = pacing_buckets
+        conn.execute(
+            self._insert(b)
+            .values([{"key": k, "tokens": limits.of(k)[1], "updated_at": now} for k in keys])
+            .on_conflict_do_nothing()
+        )
+        # Sorted, the global bucket first: every claim locks in the same order, and no two
+        # claims deadlock on each other's buckets.
+        found = conn.execute(
+            select(b.c.key, b.c.tokens, b.c.updated_at)
+            .where(b.c.key.in_(keys))
+            .order_by(b.c.key)
+            .with_for_update()
+        )
+        return {r.key: pacing.refilled(r.tokens, r.updated_at, now, *limits.of(r.key)) for r in found}
+
+    def _spend(self, conn: Connection, tokens: dict[str, float], now: dt.datetime) -> None:
+        b = pacing_buckets
+        conn.execute(
+            update(b)
+            .where(b.c.key == bindparam("b_key"))
+            .values(tokens=bindparam("b_tokens"), updated_at=now),
+            [{"b_key": k, "b_tokens": v} for k, v in tokens.items()],
+        )
+
+    def _due(
+        self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
+    ) -> list[list[int]]:
+        """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement."""
+        d = deliveries
+        parts = []
+        for i, (g, n) in enumerate(zip(groups, wanted, strict=True)):
+            if n <= 0:
+                continue
+            head = (
+                select(d.c.id, literal(i).label("g"))
+                .where(
+                    d.c.action_id == g.action_id,
+                    d.c.target_id == g.target_id,
+                    d.c.channel == g.channel,
+                    d.c.status == Status.PENDING,
+                    d.c.next_attempt_at <= now,
                 )
-            conn.execute(
-                update(d)
-                .where(d.c.id.in_(ids))
-                .values(
-                    status=Status.SENDING.value,
-                    lease_owner=worker,
-                    lease_until=now + lease,
-                    attempts=d.c.attempts + 1,
-                    updated_at=now,
-                )
+                .order_by(d.c.next_attempt_at)
+                .limit(n)
+                .with_for_update(skip_locked=True)
+                .subquery()
             )
-            s = supporters
-            rows = conn.execute(
-                select(
-                    d.c.id,
-                    d.c.action_id,
-                    d.c.target_id,
-                    d.c.channel,
-                    d.c.attempts,
-                    s.c.name,
-                    s.c.email,
-                    s.c.city,
-                    s.c.country,
-                    s.c.language,
-                )
-                .join(s, s.c.id == d.c.supporter_id)
-                .where(d.c.id.in_(ids))
-                .order_by(d.c.id)
-            ).all()
-        return [
-            Claim(
+            parts.append(select(head.c.id, head.c.g))
+        out: list[list[int]] = [[] for _ in groups]
+        for query in _compound(parts):
+            for row in conn.execute(query):
+                out[row.g].append(row.id)
+        return out
+
+    def _lease(
+        self, conn: Connection, worker: str, ids: list[int], now: dt.datetime, lease: dt.timedelta
+    ) -> list[Claim]:
+        if not ids:
+            return []
+        d, s = deliveries, supporters
+        conn.execute(
+            update(d)
+            .where(d.c.id.in_(ids))
+            .values(
+                status=Status.SENDING.value,
+                lease_owner=worker,
+                lease_until=now + lease,
+                attempts=d.c.attempts + 1,
+                updated_at=now,
+            )
+        )
+        rows = conn.execute(
+            select(
+                d.c.id,
+                d.c.action_id,
+                d.c.target_id,
+                d.c.channel,
+                d.c.attempts,
+                s.c.name,
+                s.c.email,
+                s.c.city,
+                s.c.country,
+                s.c.language,
+            )
+            .join(s, s.c.id == d.c.supporter_id)
+            .where(d.c.id.in_(ids))
+        )
+        by_id = {
+            r.id: Claim(
                 delivery_id=r.id,
                 action_id=r.action_id,
                 target_id=r.target_id,
@@ -408,7 +489,43 @@ class SqlStore(Store):
                 signer=Signer(r.name, r.email, r.city, r.country, r.language),
             )
             for r in rows
-        ]
+        }
+        return [by_id[i] for i in ids]  # the fair order the allocator chose
+
+    def recover(self, worker: str, now: dt.datetime) -> int:
+        d = deliveries
+        with self.engine.begin() as conn:
+            lost = conn.execute(
+                select(d.c.id, d.c.action_id, d.c.target_id, d.c.channel, d.c.lease_owner)
+                .where(d.c.status == Status.SENDING, d.c.lease_until < now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not lost:
+                return 0
+            conn.execute(
+                attempts.insert(),
+                [
+                    {
+                        "delivery_id": row.id,
+                        "action_id": row.action_id,
+                        "target_id": row.target_id,
+                        "channel": row.channel,
+                        "started_at": now,
+                        "finished_at": now,
+                        "outcome": Outcome.INTERRUPTED.value,
+                        "detail": f"lease of {row.lease_owner} ran out mid-attempt; "
+                        "outcome unknown, sending again with the same Message-ID",
+                        "worker": worker,
+                    }
+                    for row in lost
+                ],
+            )
+            conn.execute(
+                update(d)
+                .where(d.c.id.in_([row.id for row in lost]))
+                .values(status=Status.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now)
+            )
+        return len(lost)
 
     def release(self, worker: str, delivery_ids: Sequence[int], now: dt.datetime) -> int:
         if not delivery_ids:
@@ -535,27 +652,33 @@ class SqlStore(Store):
                     ],
                 )
 
-    def next_due(self, action_ids: Sequence[str], channels: Sequence[str]) -> dt.datetime | None:
-        if not action_ids or not channels:
+    def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
+        if not groups:
             return None
         d = deliveries
-        with self.engine.begin() as conn:
-            pending = conn.scalar(
-                select(func.min(d.c.next_attempt_at)).where(
-                    d.c.action_id.in_(list(action_ids)),
-                    d.c.channel.in_(list(channels)),
-                    d.c.status == Status.PENDING,
-                )
+        parts = [
+            select(func.min(d.c.next_attempt_at).label("due")).where(
+                d.c.action_id == a, d.c.target_id == t, d.c.channel == c, d.c.status == Status.PENDING
             )
-            leased = conn.scalar(
-                select(func.min(d.c.lease_until)).where(
-                    d.c.action_id.in_(list(action_ids)),
-                    d.c.channel.in_(list(channels)),
-                    d.c.status == Status.SENDING,
-                )
-            )
-        times = [t for t in (pending, leased) if t is not None]
-        return min(times) if times else None
+            for a, t, c in groups
+        ]
+        parts.append(select(func.min(d.c.lease_until).label("due")).where(d.c.status == Status.SENDING))
+        with self._read() as conn:
+            times = [due for query in _compound(parts) for due in conn.scalars(query) if due is not None]
+        return min(times, default=None)
+
+    def backlog(self, now: dt.datetime) -> Backlog:
+        d = deliveries
+        later = d.c.next_attempt_at > now
+        with self._read() as conn:
+            row = conn.execute(
+                select(
+                    func.count(case((later, 1))),
+                    func.count(case((~later, 1))),
+                    func.min(case((later, d.c.next_attempt_at)), type_=UTCDateTime()),
+                ).where(d.c.status == Status.PENDING)
+            ).one()
+        return Backlog(int(row[1]), int(row[0]), row[2])
 
     # deadlines and controls ----------------------------------------------------------------
     def finish_pending(self, action_id: str, status: Status, now: dt.datetime) -> int:
@@ -586,7 +709,7 @@ class SqlStore(Store):
     def queue_counts(self) -> list[QueueCount]:
         d = deliveries
         oldest = func.min(case((d.c.status == Status.PENDING, d.c.next_attempt_at)))
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(d.c.action_id, d.c.target_id, d.c.channel, d.c.status, func.count(), oldest)
                 .group_by(d.c.action_id, d.c.target_id, d.c.channel, d.c.status)
@@ -594,17 +717,46 @@ class SqlStore(Store):
             ).all()
         return [QueueCount(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
 
-    def attempt_log(self, action_id: str | None = None, target_id: str | None = None) -> Iterator[AttemptRow]:
+    def action_counts(self) -> dict[str, dict[str, int]]:
+        d = deliveries
+        with self._read() as conn:
+            rows = conn.execute(
+                select(d.c.action_id, d.c.status, func.count()).group_by(d.c.action_id, d.c.status)
+            )
+            out: dict[str, dict[str, int]] = {}
+            for action_id, status, count in rows:
+                out.setdefault(action_id, {})[status] = int(count)
+        return out
+
+    def sent_counts(self, action_id: str | None = None) -> list[SentCount]:
+        d = deliveries
+        query = (
+            select(d.c.action_id, d.c.target_id, d.c.channel, func.count())
+            .where(d.c.status == Status.SENT)
+            .group_by(d.c.action_id, d.c.target_id, d.c.channel)
+            .order_by(d.c.action_id, d.c.target_id, d.c.channel)
+        )
+        if action_id:
+            query = query.where(d.c.action_id == action_id)
+        with self._read() as conn:
+            return [SentCount(r[0], r[1], r[2], int(r[3])) for r in conn.execute(query)]
+
+    def attempts_after(
+        self,
+        after_id: int,
+        limit: int,
+        action_id: str | None = None,
+        target_id: str | None = None,
+    ) -> list[AttemptRow]:
         a = attempts
-        query = select(a).order_by(a.c.id)
+        query = select(a).where(a.c.id > after_id).order_by(a.c.id).limit(limit)
         if action_id:
             query = query.where(a.c.action_id == action_id)
         if target_id:
             query = query.where(a.c.target_id == target_id)
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=2000).execute(query)
-            for r in result:
-                yield AttemptRow(
+        with self._read() as conn:
+            return [
+                AttemptRow(
                     r.id,
                     r.delivery_id,
                     r.action_id,
@@ -617,4 +769,5 @@ class SqlStore(Store):
                     r.detail,
                     r.worker,
                 )
-            conn.rollback()
+                for r in conn.execute(query)
+            ]

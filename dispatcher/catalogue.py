@@ -1,0 +1,106 @@
+"""The actions a running dispatcher knows: read from their files, checked, and combined with
+the staff controls in the store into what may send now.
+
+An action whose letters cannot all render is held, whole, rather than half sent. A letter that
+fails to render while sending holds its action until its templates change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from dispatcher.config import Action, ActionSet, Settings, Target, load_actions
+from dispatcher.planner import effective, sendable, terminal_status
+from dispatcher.render import Renderer, RenderError
+from dispatcher.store import ActionState, ClaimGroup, Status
+
+log = logging.getLogger("dispatcher")
+
+PacingKeys = Callable[[str, Action, Target], tuple[str, ...]]  # (channel, action, target) -> keys
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and times of a template folder's files: changes when staff edit it."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))
+
+
+class Catalogue:
+    def __init__(
+        self, settings: Settings, channels: tuple[str, ...], clock: Callable[[], dt.datetime]
+    ) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.clock = clock
+        self.loaded = ActionSet()
+        self.states: dict[str, ActionState] = {}
+        self.held: dict[str, list[RenderError]] = {}
+        # Failures while sending, with the template folder as it was then: held until it changes.
+        self._failed: dict[str, tuple[tuple[tuple[str, int, int], ...], RenderError]] = {}
+        self.open: dict[str, tuple[Action, dt.datetime]] = {}
+        self.renderer = Renderer(settings.templates_dir)
+
+    def reload(self) -> None:
+        """Re-read action files and check every letter each action would send."""
+        loaded = load_actions(self.settings.actions_dir)
+        for error in loaded.errors:
+            log.error("action file: %s", error)
+        # Check with the renderer that will send: the current one caches templates and would
+        # pass one that staff have since broken.
+        renderer = Renderer(self.settings.templates_dir)
+        held: dict[str, list[RenderError]] = {}
+        for action in loaded.actions.values():
+            problems = renderer.check(action, self.channels, self.clock().date())
+            failed = self._failed.get(action.id)
+            if failed and failed[0] == self._template_state(action):
+                problems = [*problems, failed[1]]
+            if problems:
+                held[action.id] = problems
+                if action.id not in self.held:
+                    for problem in problems:
+                        log.error("holding %s, nothing will be sent: %s", action.id, problem)
+            elif action.id in self.held:
+                log.info("%s: checked again, no problems; sending resumes", action.id)
+        self._failed = {a: f for a, f in self._failed.items() if a in held}
+        self.loaded, self.held, self.renderer = loaded, held, renderer
+        self.recompute()
+
+    def _template_state(self, action: Action) -> tuple[tuple[str, int, int], ...]:
+        return _fingerprint(self.settings.templates_dir / action.templates)
+
+    def hold(self, action_id: str, problem: RenderError) -> None:
+        """A letter failed to render while sending: nothing more of this action until fixed."""
+        if action_id not in self.held:
+            log.error("holding %s, nothing more will be sent: %s", action_id, problem)
+        self.held.setdefault(action_id, []).append(problem)
+        action = self.loaded.actions.get(action_id)
+        if action is not None:
+            self._failed[action_id] = (self._template_state(action), problem)
+        self.recompute()
+
+    def set_states(self, states: dict[str, ActionState]) -> None:
+        self.states = states
+        self.recompute()
+
+    def recompute(self) -> None:
+        self.open = sendable(self.loaded.actions, self.states, self.held, self.clock())
+
+    def finished(self) -> Iterator[tuple[str, Status]]:
+        """Actions that can no longer send, with what their pending deliveries become."""
+        now = self.clock()
+        for action_id, action in self.loaded.actions.items():
+            final = terminal_status(effective(action, self.states.get(action_id), now))
+            if final is not None:
+                yield action_id, final
+
+    def groups(self, up: tuple[str, ...], keys: PacingKeys) -> list[ClaimGroup]:
+        """Every action × target × channel that may send now, on the channels that are up."""
+        return [
+            ClaimGroup(action.id, target_id, channel, keys(channel, action, action.target(target_id)))
+            for action, _deadline in self.open.values()
+            for target_id, channel in action.delivery_pairs(up)
+        ]

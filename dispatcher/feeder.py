@@ -1,0 +1,118 @@
+"""The claim feeder: leases letters from the store for the senders, a little ahead of them.
+
+Each round is one claim in the store (see ``Store.claim``): capacity goes only to groups with
+letters due, shared round-robin, as the deployment's pacing buckets allow. A group that came back
+with fewer letters than asked is dry and is not asked again until the next refresh.
+
+Queued letters spend their pacing tokens when claimed, so a letter must start soon after:
+each channel's queue holds only what its senders start within half of ``START_WITHIN`` at the
+rate they are going, and a sender hands back a letter that waited longer than ``START_WITHIN``.
+So what an official receives in any span T stays within burst + rate × (T + START_WITHIN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from dispatcher.channels import Channel
+from dispatcher.pacing import Limits
+from dispatcher.store import Claim, ClaimGroup, ClaimRequest, GroupId, Store
+from dispatcher.store.thread import StoreThread
+
+START_WITHIN = 1.0  # seconds from claim to the start of the attempt, or the letter goes back
+
+
+@dataclass(frozen=True)
+class Queued:
+    claim: Claim
+    claimed_at: float  # time.monotonic()
+
+    def late(self) -> bool:
+        return time.monotonic() - self.claimed_at > START_WITHIN
+
+
+class ChannelQueue:
+    """Claimed letters of one channel waiting for its senders, sized from their pace."""
+
+    def __init__(self, concurrency: int, batch_size: int) -> None:
+        self.items: asyncio.Queue[Queued | None] = asyncio.Queue()
+        self.low = max(2, concurrency // 2)
+        self.high = max(self.low, batch_size)
+        self.ahead = self.low
+        self._window = (time.monotonic(), 0)  # start of the current second, letters finished in it
+
+    def room(self) -> int:
+        """How many to claim: none until the queue is half empty, then up to ``ahead``."""
+        size = self.items.qsize()
+        return 0 if size > self.ahead // 2 else self.ahead - size
+
+    def finished_one(self) -> None:
+        start, count = self._window
+        now = time.monotonic()
+        if now - start < 1.0:
+            self._window = (start, count + 1)
+            return
+        rate = (count + 1) / (now - start)
+        self.ahead = max(self.low, min(self.high, int(rate * START_WITHIN / 2)))
+        self._window = (now, 0)
+
+
+class Feeder:
+    def __init__(
+        self,
+        store: Store,
+        db: StoreThread,
+        worker_id: str,
+        channels: Mapping[str, Channel],
+        limits: Limits,
+        lease: dt.timedelta,
+        batch_size: int,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.worker_id = worker_id
+        self.limits = limits
+        self.lease = lease
+        self.clock = clock
+        self.queues = {name: ChannelQueue(ch.concurrency, batch_size) for name, ch in channels.items()}
+        self.dry: set[GroupId] = set()
+        self.wait: float | None = None  # until a group with letters has pacing tokens again
+        self._round = 0
+
+    async def fill(self, groups: list[ClaimGroup]) -> int:
+        """One claim round; returns how many letters were queued."""
+        asked = [g for g in groups if g.ident not in self.dry]
+        room = {name: queue.room() for name, queue in self.queues.items()}
+        if not any(room.get(g.channel, 0) for g in asked):
+            self.wait = None
+            return 0
+        request = ClaimRequest(asked, room, self.limits, self._round)
+        self._round += 1
+        batch = await self.db(self.store.claim, self.worker_id, request, self.clock(), self.lease)
+        self.dry |= batch.dry
+        self.wait = batch.wait
+        now = time.monotonic()
+        for claim in batch.claims:
+            self.queues[claim.channel].items.put_nowait(Queued(claim, now))
+        return len(batch.claims)
+
+    def full(self) -> bool:
+        return all(q.room() == 0 for q in self.queues.values())
+
+    def empty(self) -> bool:
+        return all(q.items.empty() for q in self.queues.values())
+
+    def drain(self) -> list[int]:
+        """Take every queued claim out (at shutdown): their delivery ids, to hand back."""
+        ids = []
+        for queue in self.queues.values():
+            while not queue.items.empty():
+                item = queue.items.get_nowait()
+                if item is not None:
+                    ids.append(item.claim.delivery_id)
+        return ids

@@ -1,0 +1,75 @@
+"""Outcomes of attempts, and claims handed back unattempted, committed in small groups.
+
+The letters at risk of a second send after a crash are those in flight plus at most
+``FLUSH_EVERY`` seconds of replies, and a second send carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dispatcher.store import AttemptResult, Store
+from dispatcher.store.thread import StoreThread
+
+FLUSH_EVERY = 0.05  # seconds between commits of attempt results
+
+
+@dataclass
+class Tally:
+    """Counts for progress lines."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        sent = self.counts["sent"]
+        return (
+            f"sent {sent} · retry {self.counts['retry']} · failed {self.counts['failed']}"
+            f" · {sent / elapsed:.0f} letters/s"
+        )
+
+
+class ResultWriter:
+    def __init__(
+        self, store: Store, db: StoreThread, worker_id: str, clock: Callable[[], dt.datetime]
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.worker_id = worker_id
+        self.clock = clock
+        self.tally = Tally()
+        self._results: list[AttemptResult] = []
+        self._release: list[int] = []
+
+    def add(self, result: AttemptResult) -> None:
+        self._results.append(result)
+        self.tally.counts[result.outcome.value] += 1
+
+    def release(self, delivery_id: int) -> None:
+        """A claim that was not attempted goes back to the queue, its attempt not counted."""
+        self._release.append(delivery_id)
+
+    async def flush(self) -> None:
+        results, self._results = self._results, []
+        release, self._release = self._release, []
+        if results:
+            await self.db(self.store.record, self.worker_id, results)
+        if release:
+            await self.db(self.store.release, self.worker_id, release, self.clock())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every ``FLUSH_EVERY`` seconds until ``stop``.
+
+        Never cancel this task: a flush cut short would drop results it had already taken.
+        """
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FLUSH_EVERY)
+            await self.flush()

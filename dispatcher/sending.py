@@ -1,0 +1,121 @@
+"""Sending one claimed letter: render it, hand it to its channel, turn what happened into an
+attempt result (sent, retry with backoff, failed) or a hand-back when nothing was attempted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from functools import partial
+
+from tenacity import RetryCallState, wait_exponential, wait_random
+
+from dispatcher.catalogue import Catalogue
+from dispatcher.channels import Channel, Envelope, SendError, Unavailable
+from dispatcher.config import Settings
+from dispatcher.feeder import START_WITHIN, Queued
+from dispatcher.render import RenderError
+from dispatcher.results import ResultWriter
+from dispatcher.store import AttemptResult, Claim, Outcome
+
+log = logging.getLogger("dispatcher")
+
+
+class Sender:
+    def __init__(
+        self,
+        settings: Settings,
+        catalogue: Catalogue,
+        channels: Mapping[str, Channel],
+        results: ResultWriter,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.max_attempts = settings.max_attempts
+        self.catalogue = catalogue
+        self.channels = channels
+        self.results = results
+        self.clock = clock
+        self._backoff = wait_exponential(
+            multiplier=settings.retry_initial, max=settings.retry_max
+        ) + wait_random(0, settings.retry_initial)
+
+    async def send(self, item: Queued) -> None:
+        claim = item.claim
+        opened = self.catalogue.open.get(claim.action_id)
+        now = self.clock()
+        # Paused, closed, held or past its deadline since the claim, or waited too long to keep
+        # to the pacing it was claimed under: not an attempt, back to the queue.
+        if opened is None or now >= opened[1] or item.late():
+            self.results.release(claim.delivery_id)
+            return
+        action = opened[0]
+        target = action.target(claim.target_id)
+        renderer = self.catalogue.renderer
+        language = renderer.language_for(action, target)
+        try:
+            if language is None:
+                raise RenderError(action.id, target.id, None, "no template for this target")
+            letter = renderer.render(action, target, language, claim.signer, now.date())
+        except Exception as exc:
+            # Whatever a template does, it holds its own action and never stops the others.
+            problem = (
+                exc
+                if isinstance(exc, RenderError)
+                else RenderError(action.id, target.id, language, repr(exc))
+            )
+            self.catalogue.hold(action.id, problem)
+            self.results.release(claim.delivery_id)
+            return
+        envelope = Envelope(
+            action, target, letter, claim.signer, claim.delivery_id, now, item.claimed_at + START_WITHIN
+        )
+        try:
+            self.results.add(await self._attempt(claim, envelope, language))
+        except Unavailable:
+            # The circuit is open, or the letter waited too long for a connection: not attempted.
+            self.results.release(claim.delivery_id)
+
+    async def _attempt(self, claim: Claim, envelope: Envelope, language: str) -> AttemptResult:
+        result = partial(
+            AttemptResult,
+            delivery_id=claim.delivery_id,
+            action_id=claim.action_id,
+            target_id=claim.target_id,
+            channel=claim.channel,
+            started_at=envelope.now,
+            language=language,
+        )
+        try:
+            reply = await self.channels[claim.channel].send(envelope)
+        except Unavailable:
+            raise
+        except SendError as exc:
+            return self._retry_or_fail(claim, result, exc)
+        except Exception as exc:
+            # A bug or an unforeseen error in a channel must cost one attempt, not the loop.
+            log.exception("delivery %d: unexpected error", claim.delivery_id)
+            return self._retry_or_fail(
+                claim, result, SendError(f"{type(exc).__name__}: {exc}", transient=True)
+            )
+        return result(finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail)
+
+    def _retry_or_fail(
+        self, claim: Claim, result: Callable[..., AttemptResult], exc: SendError
+    ) -> AttemptResult:
+        """A retry with backoff while attempts remain; otherwise (or if permanent) a failure."""
+        finished = self.clock()
+        if exc.transient and claim.attempt < self.max_attempts:
+            return result(
+                finished_at=finished,
+                outcome=Outcome.RETRY,
+                code=exc.code,
+                detail=exc.detail,
+                next_attempt_at=self._next_attempt(claim.attempt, finished),
+            )
+        why = f"gave up after {claim.attempt} attempts: {exc.detail}" if exc.transient else exc.detail
+        return result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
+
+    def _next_attempt(self, attempt: int, now: dt.datetime) -> dt.datetime:
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return now + dt.timedelta(seconds=self._backoff(state))
