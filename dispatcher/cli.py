@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dispatcher import controls
 from dispatcher.channels import IMPLEMENTED, make_channels
@@ -44,7 +46,11 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.settings.database_url, migrate=self.settings.auto_migrate)
+            url = self.settings.database_url
+            try:
+                self._store = open_store(url, migrate=self.settings.auto_migrate)
+            except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
+                raise click.ClickException(f"database: {database_problem(url, exc)}") from None
         return self._store
 
     def actions(self) -> ActionSet:
@@ -64,6 +70,22 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def database_problem(url: str, exc: Exception) -> str:
+    """Why the database would not open, in one line, never with its password."""
+    if isinstance(exc, ArgumentError):
+        return "DISPATCHER_DATABASE_URL is not a database URL (sqlite:///path or postgresql://user@host/db)"
+    try:
+        parsed = make_url(url)
+        where, password = parsed.render_as_string(hide_password=True), parsed.password
+    except (ArgumentError, ValueError):
+        # What failed to parse may be part of the password: say nothing of it.
+        return "DISPATCHER_DATABASE_URL does not parse (percent-encode special characters in a password)"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if password:
+        first = first.replace(str(password), "***")
+    return f"cannot open {where}: {first}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -7,6 +7,8 @@ import datetime as dt
 import io
 import json
 import mailbox
+import os
+import stat
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -175,3 +177,28 @@ def test_json_log_keeps_the_reply_exactly_but_never_raw(env: dict[str, str]) -> 
     assert all(line.isprintable() for line in out.splitlines())
     details = [r["detail"] for r in json.loads(out) if r["worker"] == "a-server"]
     assert details == HOSTILE
+
+
+def test_personal_data_files_are_owner_only_whatever_the_umask(env: dict[str, str], tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv"))
+        cli(env, "run", "--once")
+    finally:
+        os.umask(old)
+    for name in ("d.db", "d.db-wal", "d.db-shm"):
+        path = tmp_path / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+    (tmp_path / "old.db").write_bytes(b"")
+    (tmp_path / "old.db").chmod(0o644)
+    cli({**env, "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'old.db'}"}, "queue")
+    assert stat.S_IMODE((tmp_path / "old.db").stat().st_mode) == 0o600  # tightened when opened
+
+
+def test_preview_as_finds_the_supporter_whatever_the_case(env: dict[str, str]) -> None:
+    cli(env, "supporters", "import", str(ROOT / "config/demo-supporters.csv"))
+    out = cli(
+        env, "preview", "demo-xinjiang", "--target", "president-demo", "--as", "Lin.XiaoWen@Example.NET"
+    ).output
+    assert "林小文" in out

@@ -126,3 +126,20 @@ def test_a_refused_login_shows_no_password(env: dict[str, str], tmp_path: Path) 
         controller.stop()
     assert handler.logins == [] and "535" in log, log
     assert "Traceback" not in out and not shows_secret(out, wrong) and not shows_secret(log, wrong), out
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"postgresql://user:{SECRET}@127.0.0.1:1/db", "cannot open postgresql://user:***@127.0.0.1:1/db"),
+        (f"postgresql://user:{SECRET}@host:5x/db", "does not parse"),
+        (f"notaurl:{SECRET}", "is not a database URL"),
+        (f"mysql://user:{SECRET}@host/db", "No module named"),
+    ],
+)
+def test_a_bad_database_url_is_a_clear_error_without_its_password(
+    env: dict[str, str], url: str, problem: str
+) -> None:
+    code, output = dispatcher({**env, "DISPATCHER_DATABASE_URL": url}, "-v", "queue")
+    assert code == 1 and problem in output and "Traceback" not in output, output
+    assert not shows_secret(output), output

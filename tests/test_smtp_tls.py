@@ -30,8 +30,9 @@ USER, PASSWORD = "org", "s3cr3t p@ss"
 
 
 class Keep:
-    def __init__(self, password: str = PASSWORD) -> None:
+    def __init__(self, password: str = PASSWORD, echo: bool = False) -> None:
         self.password = password
+        self.echo = echo  # a careless server that repeats what it was sent in its refusal
         self.received: list[tuple[str, list[str], bytes, Any]] = []
         self.logins: list[bytes] = []
 
@@ -45,6 +46,10 @@ class Keep:
         )
         if ok:
             self.logins.append(data.login)
+        if not ok and self.echo and isinstance(data, LoginPassword):
+            sent = data.password.decode()
+            plain = base64.b64encode(b"\0" + data.login + b"\0" + data.password).decode()
+            return AuthResult(success=False, handled=False, message=f"535 5.7.8 refused {sent} ({plain})")
         return AuthResult(success=ok, handled=False)
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
@@ -68,10 +73,12 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[trustme.CA, P
     yield authority, path
 
 
-def serve(ca: trustme.CA, implicit: bool, password: str = PASSWORD) -> tuple[Controller, Keep]:
+def serve(
+    ca: trustme.CA, implicit: bool, password: str = PASSWORD, echo: bool = False
+) -> tuple[Controller, Keep]:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
-    handler = Keep(password)
+    handler = Keep(password, echo)
     # aiosmtpd does not count implicit TLS as TLS for AUTH; the socket is TLS all the same.
     kwargs: dict[str, Any] = {
         "authenticator": handler.authenticate,
@@ -229,3 +236,17 @@ def test_a_refused_login_leaves_no_password_in_the_send_log_or_output(
     assert details and all(code == 535 for _, code, _ in details), details
     shown = [run.output, repr(run.exception), client_records(caplog), *(d for _, _, d in details)]
     assert not [s for s in shown for form in secret_forms(WRONG) if form in s]
+
+
+async def test_a_server_that_echoes_the_credentials_gets_them_scrubbed(ca: tuple[trustme.CA, Path]) -> None:
+    authority, cafile = ca
+    controller, _ = serve(authority, implicit=True, echo=True)
+    try:
+        url = f"smtps://{USER}:{WRONG}@localhost:{controller.port}"
+        transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
+        with pytest.raises(SendError) as caught:
+            await transport.send(MAIL)
+    finally:
+        controller.stop()
+    assert caught.value.code == 535 and "refused ***" in caught.value.detail
+    assert not [form for form in secret_forms(WRONG) if form in caught.value.detail]

@@ -260,6 +260,19 @@ class SmtpTransport(MailTransport):
         # careless repr would show); SmtpUrl keeps it out of its own repr.
         return self.url.password
 
+    def _scrub(self, text: str) -> str:
+        """A server's reply goes into the send log: a server that echoes what AUTH sent (the
+        password, or it in base64 as AUTH PLAIN and LOGIN send it) must not put it there."""
+        if not self.password:
+            return text
+        plain = f"\0{self.username or ''}\0{self.password}".encode()
+        for secret in (
+            self.password,
+            *(base64.b64encode(v).decode() for v in (plain, self.password.encode())),
+        ):
+            text = text.replace(secret, "***")
+        return text
+
     def describe(self) -> str:
         """Where letters go, fit for logs: scheme, host and port, no credentials."""
         return str(self.url)
@@ -361,7 +374,7 @@ class SmtpTransport(MailTransport):
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             raise SendError(
-                f"{first.code} {first.message} ({first.recipient})",
+                self._scrub(f"{first.code} {first.message} ({first.recipient})"),
                 transient=first.code < 500,
                 code=first.code,
             ) from exc
@@ -369,13 +382,14 @@ class SmtpTransport(MailTransport):
             if exc.code == 421 or not (client and client.is_connected):
                 self._discard(client)
                 client = None
-            raise SendError(f"{exc.code} {exc.message}", transient=exc.code < 500, code=exc.code) from exc
+            detail = self._scrub(f"{exc.code} {exc.message}")
+            raise SendError(detail, transient=exc.code < 500, code=exc.code) from exc
         except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException) as exc:
             # Includes a server that offers no AUTH or no STARTTLS: a configuration problem the
             # operator can fix, so the letters wait with backoff instead of failing at once.
             self._discard(client)
             client = None
-            raise SendError(f"{type(exc).__name__}: {exc}", transient=True) from exc
+            raise SendError(self._scrub(f"{type(exc).__name__}: {exc}"), transient=True) from exc
         finally:
             if client is not None:
                 self._idle.append(client)
