@@ -55,6 +55,7 @@ class ResultWriter:
     def release(self, delivery_id: int) -> None:
         """A claim that was not attempted goes back to the queue, its attempt not counted."""
         self._release.append(delivery_id)
+        self.tally.counts["handed back"] += 1
 
     async def flush(self) -> None:
         results, self._results = self._results, []

@@ -142,6 +142,8 @@ class Dispatcher:
         """``--once`` may end: nothing in hand, and nothing due now on the channels that are up."""
         if not self.feeder.empty() or self._busy:
             return False
+        # A letter handed back but not yet committed still looks leased: commit first.
+        await self.results.flush()
         up = self._up()
         for name in set(self.channels) - set(up):
             log.warning("%s channel unavailable; its letters stay queued for a later run", name)

@@ -95,3 +95,20 @@ async def test_a_long_log_export_never_stalls_the_senders(tmp_path: Path) -> Non
         store.close()
     assert len(smtp.received()) == 1700
     assert took < 15, f"sending waited {took:.0f} s on the export"
+
+
+async def test_letters_handed_back_for_waiting_too_long_still_go_out_in_the_same_run(tmp_path: Path) -> None:
+    # A slow server and one connection: letters in hand wait past START_WITHIN, go back
+    # unattempted, and are claimed again; --once must not end while they are due.
+    write_actions(tmp_path, {"a": ["pres", "minister"]})
+    with SmtpServer(ScriptedHandler(delay=0.4)) as smtp:
+        config = settings(tmp_path, smtp.url, smtp_pool=1, **LIFTED)
+        store = open_store(config.database_url)
+        store.import_supporters(supporters(5), utcnow())
+        dispatcher = await run_once(config, store, limit=90)
+        attempts = list(store.attempt_log())
+        store.close()
+        received = smtp.received()
+    assert len(received) == 10 and len({r.message_id for r in received}) == 10
+    assert [a.outcome for a in attempts] == ["sent"] * 10
+    assert dispatcher.left.due_now == 0 and dispatcher.tally.counts["handed back"] > 0
