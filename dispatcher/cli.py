@@ -15,11 +15,11 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dispatcher import controls
+from dispatcher import controls, faxpdf
 from dispatcher.channels import IMPLEMENTED, make_channels
-from dispatcher.config import Action, ActionSet, Settings, load_actions, load_settings
+from dispatcher.config import Action, ActionSet, Settings, Target, load_actions, load_settings
 from dispatcher.planner import effective
-from dispatcher.render import SAMPLE_SIGNER, Renderer, RenderError
+from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
 from dispatcher.sanitize import csv_writer, json_text, terminal_text
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import Signer, Status, Store, open_store
@@ -174,6 +174,11 @@ def check(ctx: Context) -> None:
             language = renderer.language_for(action, action.target(target_id))
             if language:
                 click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
+    if any("fax" in t.channels for a in loaded.actions.values() for t in a.targets):
+        try:
+            faxpdf.find_font()
+        except faxpdf.FontMissing as exc:
+            click.echo(f"note: {exc}")
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -281,11 +286,23 @@ def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: st
 @click.option("--target", "target_id", required=True, help="Target id.")
 @click.option("--lang", "language", help="Language (default: as the dispatcher would choose).")
 @click.option("--as", "signer_email", help="Render as this imported supporter (default: a sample signer).")
+@click.option("--channel", type=click.Choice(["email", "fax"]), default="email", show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --channel fax: the PDF file.",
+)
 @pass_ctx
 def preview(
-    ctx: Context, action_id: str, target_id: str, language: str | None, signer_email: str | None
+    ctx: Context,
+    action_id: str,
+    target_id: str,
+    language: str | None,
+    signer_email: str | None,
+    channel: str,
+    output: Path | None,
 ) -> None:
-    """Print the letter ACTION_ID would send to one target."""
+    """Print the letter ACTION_ID would send to one target (or write it as a fax PDF)."""
     action = ctx.action(action_id)
     try:
         target = action.target(target_id)
@@ -307,12 +324,29 @@ def preview(
         letter = renderer.render(action, target, language, signer, utcnow().date())
     except RenderError as exc:
         raise click.ClickException(str(exc)) from exc
+    if channel == "fax":
+        _write_fax(action, target, letter, signer, output)
+        return
     click.echo(f"To: {target.name} <{target.email or '-'}>")
     copies = [f"{c.name} <{c.email}>" for c in action.copies("email")]
     if copies:
         click.echo(f"Cc: {', '.join(copies)}")
     click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}\n")
     click.echo(letter.body)
+
+
+def _write_fax(action: Action, target: Target, letter: Letter, signer: Signer, output: Path | None) -> None:
+    if output is None:
+        raise click.ClickException("--channel fax writes a PDF: give --output FILE.pdf")
+    if target.fax is None:
+        raise click.ClickException(f"{target.id} has no fax number")
+    try:
+        font = faxpdf.find_font()
+    except faxpdf.FontMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    head = faxpdf.letterhead(action, target, signer, letter.language, utcnow().date())
+    output.write_bytes(faxpdf.letter_pdf(letter, head, font))
+    click.echo(f"{output}: fax to {head.to_fax}, {head.paper}, {letter.language}")
 
 
 def _control(ctx: Context, action_id: str) -> tuple[Action, str, dt.datetime]:
