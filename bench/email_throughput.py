@@ -1,6 +1,7 @@
 """End-to-end email throughput of the dispatcher, next to the machine's SMTP ceiling and a naive baseline.
 
-usage: python bench/email_throughput.py [--n 20000] [--rounds 3] [--pools 8,16] [--profile]
+usage: python bench/email_throughput.py [--n 20000] [--rounds 3] [--pools 8,16] [--procs 1,2]
+       [--to-targets 1,4] [--profile]
 
 One run, all traffic on 127.0.0.1:
 
@@ -11,10 +12,12 @@ One run, all traffic on 127.0.0.1:
 3. naive baseline, as peer-bench's ``b.naive``: ONE thread, stdlib ``smtplib``, a NEW CONNECTION PER MESSAGE;
    unlike peer-bench it also renders each letter (plain Jinja2 from the same template files) and builds it
    as ``email.message.EmailMessage`` (policy=default) with the same headers and recipients. No durable log;
-4. the dispatcher: ``dispatcher run --once`` as a subprocess on a fresh copy of an imported SQLite file (one
-   ``to`` + one ``cc`` target, N supporters), once per SMTP pool size; wall time covers interpreter start,
-   plan, render, send and the durable attempt log. Afterwards the SQLite file must show every delivery
-   ``sent`` and one ``sent`` attempt row each, and smtp-sink's message counter must have grown by as many;
+4. the dispatcher: ``dispatcher run --once`` as a subprocess on a fresh copy of an imported SQLite file, once
+   per SMTP pool size (and per ``--procs`` count), for each campaign shape of ``--to-targets``: K ``to``
+   targets + one ``cc``, N/K supporters (rounded), so every row sends about N letters; each shape has its
+   own fixture dir and database. Wall time covers interpreter start, plan, render, send and the durable
+   attempt log. Afterwards the SQLite file must show every delivery ``sent`` and one ``sent`` attempt row
+   each, and smtp-sink's message counter must have grown by as many (supporters × K);
 5. repeats all of it ``--rounds`` times (scenarios interleaved) and prints a markdown table; writes it and the
    raw figures as JSON to bench/results/ (git-ignored).
 
@@ -473,6 +476,34 @@ class Scenario:
     key: str
     label: str
     samples: list[Sample] = field(default_factory=list)
+    letters: int | None = None  # letters per run of a dispatcher row (its shape's supporters × to targets)
+
+
+@dataclass
+class Shape:
+    """One campaign shape: ``to_targets`` ``to`` targets + one ``cc``, in its own fixture dir and database."""
+
+    to_targets: int
+    supporters: int
+    root: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    import_secs: float = float("nan")
+
+    @property
+    def letters(self) -> int:
+        return self.supporters * self.to_targets
+
+    @property
+    def label(self) -> str:
+        return f"{self.to_targets} to + 1 cc"
+
+    @property
+    def tag(self) -> str:
+        return f"t{self.to_targets}"
+
+    @property
+    def base_db(self) -> Path:
+        return self.root / "base.db"
 
 
 class Bench:
@@ -484,36 +515,39 @@ class Bench:
         self.logs = root / "logs"
         self.logs.mkdir()
         self.dispatcher_bin = args.dispatcher
-        self.expected = self.n * args.to_targets
+        # Every shape sends about n letters per run: supporters = n / to targets, rounded half up.
+        self.shapes = [Shape(k, max(1, (2 * self.n + k) // (2 * k)), root / f"t{k}") for k in args.to_targets]
+        # The naive baseline keeps the 1-target shape (one `to` + one `cc`), in a dir of its own.
+        self.baseline_root = root / "baseline"
         self.limit_ceiling = 60 + self.n / 1000
         self.limit_baseline = 60 + self.n_baseline / 50
-        self.limit_dispatcher = 60 + self.expected / 50
-        self.limit_import = 60 + self.n / 200
-        runs = len(args.pools) + len(args.procs) + 1
+        self.limit_dispatcher = 60 + max(shape.letters for shape in self.shapes) / 50
+        self.limit_import = 60 + max(shape.supporters for shape in self.shapes) / 200
+        runs = len(self.shapes) * (len(args.pools) + sum(1 for p in args.procs if p > 1)) + 1
         per_round = self.limit_ceiling + 2 * self.limit_baseline + runs * self.limit_dispatcher
-        self.sink_lifetime = args.rounds * per_round + self.limit_import + 3 * self.limit_dispatcher + 120
+        self.sink_lifetime = (
+            args.rounds * per_round + len(self.shapes) * self.limit_import + 3 * self.limit_dispatcher + 120
+        )
         self.scenarios: dict[str, Scenario] = {}
         self.commands: dict[str, str] = {}
         self.notes: list[str] = []
         self.port = 0
         self.sink: Sink | None = None
-        self.files: dict[str, Path] = {}
         self.load_before = loadavg()
         # Others edit dispatcher/ while this runs: measure a copy taken now, so every run in this bench
         # measures the same code (PYTHONPATH puts it ahead of the editable install).
         self.snapshot: Path | None = None if args.live else root / "src"
         self.code_start = code_state(REPO / "dispatcher")
-        self.import_secs = float("nan")
 
     # helpers ------------------------------------------------------------------------------------
-    def env(self, db: Path, pool: int) -> dict[str, str]:
+    def env(self, db: Path, pool: int, shape: Shape) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
         env.update(
             {
                 "DISPATCHER_SETTINGS": str(self.root / "no-settings-file.toml"),
                 "DISPATCHER_DATABASE_URL": f"sqlite:///{db}",
-                "DISPATCHER_ACTIONS_DIR": str(self.files["actions"]),
-                "DISPATCHER_TEMPLATES_DIR": str(self.files["templates"]),
+                "DISPATCHER_ACTIONS_DIR": str(shape.files["actions"]),
+                "DISPATCHER_TEMPLATES_DIR": str(shape.files["templates"]),
                 "DISPATCHER_OUTBOX": str(self.root / "outbox"),
                 "DISPATCHER_SMTP_URL": f"smtp://{HOST}:{self.port}",
                 "DISPATCHER_SMTP_POOL": str(pool),
@@ -534,7 +568,7 @@ class Bench:
             REPO / "dispatcher", self.snapshot / "dispatcher", ignore=shutil.ignore_patterns("__pycache__")
         )
         self.code_start = code_state(self.snapshot / "dispatcher")
-        env = self.env(self.root / "unused.db", 8)
+        env = self.env(self.root / "unused.db", 8, self.shapes[0])
         probe = "import dispatcher.cli; print(dispatcher.cli.__file__)"
         found = subprocess.run(
             [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60, cwd=self.root
@@ -543,8 +577,8 @@ class Bench:
         if found.returncode != 0 or not where.startswith(str(self.snapshot)):
             raise RuntimeError(f"the dispatcher snapshot is not what gets imported: {where!r} {found.stderr}")
 
-    def record(self, key: str, label: str, sample: Sample) -> None:
-        self.scenarios.setdefault(key, Scenario(key, label)).samples.append(sample)
+    def record(self, key: str, label: str, sample: Sample, letters: int | None = None) -> None:
+        self.scenarios.setdefault(key, Scenario(key, label, letters=letters)).samples.append(sample)
 
     def received_since(self, before: int | None) -> int | None:
         assert self.sink is not None
@@ -553,37 +587,47 @@ class Bench:
 
     # setup ----------------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.files = write_fixtures(self.root, self.n, self.args.to_targets)
+        for shape in self.shapes:
+            shape.files = write_fixtures(shape.root, shape.supporters, shape.to_targets)
+        write_fixtures(self.baseline_root, self.n_baseline, 1)
         self.take_snapshot()
         self.port = free_port()
         self.sink = Sink(self.port, self.sink_lifetime, self.logs)
         self.commands["sink"] = " ".join(self.sink.cmd) + f"  (under timeout {self.sink_lifetime:.0f}s)"
         say(f"smtp-sink on {HOST}:{self.port}, pid {self.sink.proc.pid} (timeout wrapper)")
-        base = self.root / "base.db"
-        cmd = [self.dispatcher_bin, "supporters", "import", str(self.files["csv"])]
-        self.commands["import"] = shlex.join(cmd)
-        run = measured(
-            cmd, self.limit_import, env=self.env(base, 8), cwd=self.root, logs=self.logs, tag="import"
-        )
-        check(run, "dispatcher supporters import")
-        if f"imported {self.n} supporters" not in run.out:
-            raise RuntimeError(f"import did not report {self.n} supporters: {run.out!r}")
-        self.import_secs = run.wall
-        say(f"imported {self.n} supporters in {run.wall:.1f}s ({self.n / run.wall:,.0f} rows/s)")
-        # An empty store with the same action: `run --once` on it is the fixed cost (start, imports, checks).
-        empty = self.root / "empty.db"
+        for shape in self.shapes:
+            cmd = [self.dispatcher_bin, "supporters", "import", str(shape.files["csv"])]
+            self.commands["import"] = shlex.join(cmd).replace(str(shape.root), "<tmp>/<shape>")
+            run = measured(
+                cmd,
+                self.limit_import,
+                env=self.env(shape.base_db, 8, shape),
+                cwd=shape.root,
+                logs=self.logs,
+                tag=f"{shape.tag}-import",
+            )
+            check(run, f"dispatcher supporters import ({shape.label})")
+            if f"imported {shape.supporters} supporters" not in run.out:
+                raise RuntimeError(f"import did not report {shape.supporters} supporters: {run.out!r}")
+            shape.import_secs = run.wall
+            say(
+                f"{shape.label}: imported {shape.supporters} supporters in {run.wall:.1f}s "
+                f"({shape.supporters / run.wall:,.0f} rows/s), {shape.letters} letters per run"
+            )
+        # An empty store with the first shape's action: `run --once` on it is the fixed cost (start,
+        # imports, checks).
+        self.empty_db = self.root / "empty.db"
         check(
             measured(
                 [self.dispatcher_bin, "db", "upgrade"],
                 60,
-                env=self.env(empty, 8),
-                cwd=self.root,
+                env=self.env(self.empty_db, 8, self.shapes[0]),
+                cwd=self.shapes[0].root,
                 logs=self.logs,
                 tag="empty-upgrade",
             ),
             "dispatcher db upgrade",
         )
-        self.base_db, self.empty_db = base, empty
 
     # scenarios ------------------------------------------------------------------------------------
     def ceiling(self, r: int) -> float:
@@ -629,7 +673,7 @@ class Bench:
             "--n",
             str(self.n_baseline),
             "--root",
-            str(self.root),
+            str(self.baseline_root),
         ]
         key = "baseline" if mode == "letters" else "naive-transport"
         self.commands[key] = shlex.join(cmd)
@@ -651,11 +695,13 @@ class Bench:
         self.record(key, label, Sample(r, d["rate"], d["secs"], run.rss_mb, received, d))
         return float(d["rate"])
 
-    def dispatcher(self, r: int, pool: int, procs: int = 1) -> Sample:
-        """``procs`` processes of ``dispatcher run --once`` (distinct worker ids) on one fresh SQLite copy."""
-        key = f"dispatcher-pool{pool}" + (f"-x{procs}" if procs > 1 else "")
-        db = self.root / f"r{r}-{key}.db"
-        shutil.copy(self.base_db, db)
+    def dispatcher(self, r: int, shape: Shape, pool: int, procs: int = 1) -> Sample:
+        """``procs`` processes of ``dispatcher run --once`` (distinct worker ids) on one fresh copy of the
+        shape's SQLite file."""
+        key = f"dispatcher-{shape.tag}-pool{pool}" + (f"-x{procs}" if procs > 1 else "")
+        expected = shape.letters
+        db = shape.root / f"r{r}-{key}.db"
+        shutil.copy(shape.base_db, db)
         cmds = [
             [self.dispatcher_bin, "run", "--once"]
             if procs == 1
@@ -668,35 +714,41 @@ class Bench:
         runs = measured_many(
             cmds,
             self.limit_dispatcher,
-            envs=[self.env(db, pool)] * procs,
-            cwd=self.root,
+            envs=[self.env(db, pool, shape)] * procs,
+            cwd=shape.root,
             logs=self.logs,
             tag=f"r{r}-{key}",
         )
         for run in runs:
-            check(run, f"dispatcher run --once (pool {pool}, {procs} process(es))")
+            check(run, f"dispatcher run --once ({shape.label}, pool {pool}, {procs} process(es))")
         received = self.received_since(before)
-        counts = verify_store(db, self.expected)
-        if received is not None and received != self.expected:
-            raise RuntimeError(f"smtp-sink counted {received} messages, the store says {self.expected} sent")
+        counts = verify_store(db, expected)
+        if received is not None and received != expected:
+            raise RuntimeError(
+                f"{shape.label}: smtp-sink counted {received} messages, the store says {expected} sent"
+            )
         tallies = [
             re.findall(r"sent (\d+) · retry (\d+) · failed (\d+) · (\d+) letters/s", run.err) for run in runs
         ]
-        if not all(tallies) or sum(int(t[-1][0]) for t in tallies) != self.expected:
-            raise RuntimeError(f"dispatchers' tallies do not add up to {self.expected} sent: {tallies}")
+        if not all(tallies) or sum(int(t[-1][0]) for t in tallies) != expected:
+            raise RuntimeError(f"dispatchers' tallies do not add up to {expected} sent: {tallies}")
         wall = max(run.wall for run in runs)
-        rate = self.expected / wall
+        rate = expected / wall
         extra = {
             "tally_rate": sum(int(t[-1][3]) for t in tallies),
             "cpu_s": sum(run.cpu for run in runs),
             "per_process_sent": [int(t[-1][0]) for t in tallies],
             "store": counts,
         }
-        label = f"dispatcher run --once, SMTP_POOL={pool} (plan+render+send+log, wall incl. start)"
+        label = (
+            f"{shape.label}: dispatcher run --once, SMTP_POOL={pool} (plan+render+send+log, wall incl. start)"
+        )
         if procs > 1:
-            label = f"{procs} × dispatcher run --once on one SQLite file, SMTP_POOL={pool} each"
+            label = (
+                f"{shape.label}: {procs} × dispatcher run --once on one SQLite file, SMTP_POOL={pool} each"
+            )
         sample = Sample(r, rate, wall, max(run.rss_mb for run in runs), received, extra)
-        self.record(key, label, sample)
+        self.record(key, label, sample, expected)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         return sample
@@ -707,8 +759,8 @@ class Bench:
         run = measured(
             [self.dispatcher_bin, "run", "--once"],
             120,
-            env=self.env(db, 8),
-            cwd=self.root,
+            env=self.env(db, 8, self.shapes[0]),
+            cwd=self.shapes[0].root,
             logs=self.logs,
             tag=f"r{r}-fixed",
         )
@@ -729,22 +781,24 @@ class Bench:
         say(f"  naive baseline       {rate:9,.0f} letters/s")
         runs = [(pool, 1) for pool in self.args.pools]
         runs += [(self.args.pools[0], procs) for procs in self.args.procs if procs > 1]
+        # Shapes side by side: each pool size / process count runs every shape before the next one.
         for pool, procs in runs:
-            s = self.dispatcher(r, pool, procs)
-            say(
-                f"  dispatcher pool {pool:<3} ×{procs} {s.rate:9,.0f} letters/s  (wall {s.wall:.2f}s, CPU "
-                f"{s.extra['cpu_s']:.2f}s, own tally {s.extra['tally_rate']}/s, peak RSS {s.rss_mb:.0f} MB, "
-                f"sink got {s.received})"
-            )
+            for shape in self.shapes:
+                s = self.dispatcher(r, shape, pool, procs)
+                say(
+                    f"  {shape.label:<11} pool {pool:<3} ×{procs} {s.rate:9,.0f} letters/s  (wall "
+                    f"{s.wall:.2f}s, CPU {s.extra['cpu_s']:.2f}s, own tally {s.extra['tally_rate']}/s, "
+                    f"peak RSS {s.rss_mb:.0f} MB, sink got {s.received})"
+                )
         self.fixed_cost(r)
         say(f"  fixed cost of run --once: {self.scenarios['fixed'].samples[-1].wall:.2f}s")
 
     def profile(self) -> str:
-        """One more dispatcher run (first pool size) under py-spy (sampling, only threads holding the GIL)
-        if it is installed next to this python, else under cProfile; the top functions as text."""
-        pool = self.args.pools[0]
-        db = self.root / "profile.db"
-        shutil.copy(self.base_db, db)
+        """One more dispatcher run (first pool size, first shape) under py-spy (sampling, only threads holding
+        the GIL) if it is installed next to this python, else under cProfile; the top functions as text."""
+        pool, shape = self.args.pools[0], self.shapes[0]
+        db = shape.root / "profile.db"
+        shutil.copy(shape.base_db, db)
         self.args.out.mkdir(parents=True, exist_ok=True)
         spy = Path(sys.executable).parent / "py-spy"
         if spy.exists():
@@ -772,16 +826,16 @@ class Bench:
         run = measured(
             cmd,
             3 * self.limit_dispatcher,
-            env=self.env(db, pool),
-            cwd=self.root,
+            env=self.env(db, pool, shape),
+            cwd=shape.root,
             logs=self.logs,
             tag="profile",
         )
         check(run, "dispatcher under a profiler")
-        verify_store(db, self.expected)
+        verify_store(db, shape.letters)
         tool = "py-spy --gil" if spy.exists() else "cProfile"
         head = (
-            f"{tool} of `dispatcher run --once`, {self.expected:,} letters, pool {pool}: wall "
+            f"{tool} of `dispatcher run --once`, {shape.label}, {shape.letters:,} letters, pool {pool}: wall "
             f"{run.wall:.1f}s with the profiler, CPU {run.cpu:.1f}s; raw data in {out}\n"
         )
         if spy.exists():
@@ -869,7 +923,7 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
         vs_ceiling, vs_baseline = per_round(s, ceiling), per_round(s, baseline)
         rss = [x.rss_mb for x in s.samples if x.rss_mb is not None]
         n = bench.n_baseline if key in ("baseline", "naive-transport") else bench.n
-        n = bench.expected if key.startswith("dispatcher") else n
+        n = s.letters if s.letters is not None else n
         median = statistics.median(rates)
         x_ceiling = statistics.median(vs_ceiling) if vs_ceiling else None
         x_baseline = statistics.median(vs_baseline) if vs_baseline else None
@@ -904,9 +958,10 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
             walls = [x.wall for x in s.samples]
             cpu = statistics.median(x.extra["cpu_s"] for x in s.samples)
             share = cpu / statistics.median(walls)
+            letters = s.letters or bench.n
             lines.append(
                 f"- {key}: wall {min(walls):.2f}–{max(walls):.2f}s; CPU (user+sys) median {cpu:.2f}s"
-                f" = {cpu / bench.expected * 1e6:,.0f} µs/letter, {share:.0%} of one core; the "
+                f" = {cpu / letters * 1e6:,.0f} µs/letter, {share:.0%} of one core; the "
                 f"dispatcher's own tally line (from Dispatcher() to the end, no interpreter start) "
                 f"median {statistics.median(tallies):,} letters/s; smtp-sink counted "
                 f"{[x.received for x in s.samples]} messages"
@@ -928,22 +983,28 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
     transport = sc.get("naive-transport")
     if transport:
         lines.append(f"- naive transport only: smtp-sink counted {[x.received for x in transport.samples]}")
-    lines.append(
-        f"- supporters import (`dispatcher supporters import`, once): {bench.import_secs:.1f}s, "
-        f"{bench.n / bench.import_secs:,.0f} rows/s"
-    )
+    for shape in bench.shapes:
+        lines.append(
+            f"- {shape.label}: {shape.supporters:,} supporters × {shape.to_targets} = {shape.letters:,} "
+            f"letters per run; supporters import (`dispatcher supporters import`, once, own fixture dir "
+            f"and database): {shape.import_secs:.1f}s, {shape.supporters / shape.import_secs:,.0f} rows/s"
+        )
     lines += bench.notes
     lines += ["", "command: `" + shlex.join([sys.executable, sys.argv[0], *argv]) + "`"]
     for name, cmd in bench.commands.items():
         if name != "profile":
             lines.append(f"- {name}: `{cmd}`")
-    env = bench.env(Path("<tmp>/<run>.db"), 0)
+    shape = bench.shapes[0]
+    env = bench.env(shape.root / "<run>.db", 0, shape)
     shown = " ".join(
-        f"{k}={shlex.quote(v.replace(str(bench.root), '<tmp>'))}"
+        f"{k}={shlex.quote(v.replace(str(shape.root), '<tmp>/<shape>').replace(str(bench.root), '<tmp>'))}"
         for k, v in sorted(env.items())
         if k.startswith("DISPATCHER_") and k != "DISPATCHER_SMTP_POOL"
     )
-    lines.append(f"- dispatcher environment: `{shown}` DISPATCHER_SMTP_POOL=<pool>, cwd <tmp>")
+    lines.append(
+        f"- dispatcher environment: `{shown}` DISPATCHER_SMTP_POOL=<pool>, cwd <tmp>/<shape> "
+        f"(<shape> = {', '.join(s.tag for s in bench.shapes)})"
+    )
     code_end = code_state(REPO / "dispatcher")
     lines.append(
         f"- {os.cpu_count()} CPUs, load before {bench.load_before}, after {loadavg()}; python "
@@ -964,6 +1025,15 @@ def report(bench: Bench, argv: list[str], started: float, profile: str | None) -
         "argv": argv,
         "config": config,
         "commands": bench.commands,
+        "shapes": [
+            {
+                "to_targets": s.to_targets,
+                "supporters": s.supporters,
+                "letters": s.letters,
+                "import_secs": s.import_secs,
+            }
+            for s in bench.shapes
+        ],
         "rows": rows,
         "samples": {k: [asdict(x) for x in s.samples] for k, s in sc.items()},
         "cpus": os.cpu_count(),
@@ -1006,7 +1076,12 @@ def loadavg() -> str:
 # ---------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--n", type=int, default=20000, help="supporters = letters per run (default 20000)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=20000,
+        help="letters per run (default 20000); each shape imports n / to-targets supporters, rounded",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pools", default="8,16", help="DISPATCHER_SMTP_POOL values, comma-separated")
     p.add_argument(
@@ -1016,7 +1091,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(with the first pool size), e.g. 1,2",
     )
     p.add_argument("--n-baseline", type=int, default=0, help="letters for the naive baseline (default: --n)")
-    p.add_argument("--to-targets", type=int, default=1, help="'to' targets, each gets a letter (+1 cc)")
+    p.add_argument(
+        "--to-targets",
+        default="1",
+        help="campaign shapes, comma-separated, e.g. 1,4: 'to' targets per action (each gets a letter; "
+        "plus one cc), each shape in its own fixture dir and database",
+    )
     p.add_argument(
         "--dispatcher",
         default=str(Path(sys.executable).parent / "dispatcher"),
@@ -1038,6 +1118,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.pools = [int(x) for x in str(args.pools).split(",") if x.strip()]
     args.procs = [int(x) for x in str(args.procs).split(",") if x.strip()]
+    # Shapes in the order given, each once.
+    args.to_targets = list(dict.fromkeys(int(x) for x in str(args.to_targets).split(",") if x.strip()))
+    if not args.to_targets or min(args.to_targets) < 1:
+        p.error("--to-targets: one or more counts >= 1, comma-separated")
+    if not args.pools or min(args.pools) < 1:
+        p.error("--pools: one or more pool sizes >= 1, comma-separated")
     return args
 
 
@@ -1070,7 +1156,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _raise_exit)
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="email-bench-"))
-    say(f"temp dir {root}; n={args.n} rounds={args.rounds} pools={args.pools}")
+    say(
+        f"temp dir {root}; n={args.n} rounds={args.rounds} pools={args.pools} procs={args.procs} "
+        f"to-targets={args.to_targets}"
+    )
     bench = Bench(args, root)
     out: TextIO = sys.stdout
     try:
