@@ -20,7 +20,26 @@ from dispatcher.config import normalise_email, parse_language
 from dispatcher.store import Store, SupporterRecord
 
 COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_at")
+NAME_LIMIT = 200  # characters, as the database columns (store/schema.py)
+CITY_LIMIT = 200
+# Longest value of each column, checked before anything else so that no problem quotes a huge
+# value. Email and language are as wide as their database columns; the others parse into less.
+LIMITS = {
+    "email": 320,
+    "name": NAME_LIMIT,
+    "language": 35,
+    "city": CITY_LIMIT,
+    "country": 16,
+    "actions": 4096,
+    "opted_in_at": 64,
+}
+# csv refuses fields over 131,072 characters by default, so a bigger one could not be named by
+# its column. Above this, the row is reported without it: the rest of the file cannot be trusted.
+CSV_FIELD_LIMIT = 4 * 1024 * 1024
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional controls (embeddings, overrides, isolates, marks) are invisible and reorder what
+# follows them: "Ann \u202eeeL" is displayed "Ann Lee" reversed, in a From: an official reads.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
 _NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
 _TERRITORIES = {
@@ -35,28 +54,40 @@ class SupporterFileError(Exception):
         self.problems = problems
 
 
-def _text(value: str, column: str, limit: int, required: bool) -> str:
+def _text(value: str, column: str, required: bool) -> str:
     value = value.strip()
     if required and not value:
         raise ValueError(f"{column} is empty")
-    if _CONTROL.search(value):
-        raise ValueError(f"{column} contains a control character (such as a line break)")
-    if len(value) > limit:
-        raise ValueError(f"{column} is longer than {limit} characters")
+    if found := _CONTROL.search(value):
+        raise ValueError(
+            f"{column} contains a control character (U+{ord(found[0]):04X}, such as a line break)"
+        )
+    if found := _BIDI.search(value):
+        raise ValueError(
+            f"{column} contains an invisible text-direction control character (U+{ord(found[0]):04X}) "
+            "that changes how the text is shown"
+        )
     return value
+
+
+def _check_lengths(row: dict[str, str]) -> None:
+    for column, limit in LIMITS.items():
+        if len(row[column].strip()) > limit:
+            raise ValueError(f"{column} is longer than {limit:,} characters")
 
 
 def parse_row(row: dict[str, str], known_actions: Collection[str], now: dt.datetime) -> SupporterRecord:
     """One CSV row as a record, or ``ValueError`` naming the column and the problem."""
+    _check_lengths(row)
     # Mailbox local parts are case-sensitive in theory only; a CRM export differs in case, not people.
     email = normalise_email(row["email"].strip()).lower()
-    name = _text(row["name"], "name", 200, required=True)
+    name = _text(row["name"], "name", required=True)
     language = row["language"].strip()
     try:
         parse_language(language)
     except ValueError as exc:
         raise ValueError(f"language: {exc}") from exc
-    city = _text(row["city"], "city", 200, required=False)
+    city = _text(row["city"], "city", required=False)
     country = row["country"].strip().upper()
     if country and country not in _TERRITORIES:
         raise ValueError(f"country {country!r} is not an ISO 3166 country code")
@@ -77,16 +108,39 @@ def parse_row(row: dict[str, str], known_actions: Collection[str], now: dt.datet
     return SupporterRecord(email, name, language, city, country, scopes, opted_in.astimezone(dt.UTC))
 
 
+def _read(path: Path, reader: csv.DictReader[str], number: int) -> dict[str, str] | None:
+    """The next row, or None at the end; a row csv cannot read stops the file there."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        problem = (
+            f"a field is longer than {CSV_FIELD_LIMIT:,} characters"
+            if "field limit" in str(exc)
+            else f"this row cannot be read as CSV ({exc})"
+        )
+        raise SupporterFileError(path, [f"row {number}: {problem}"]) from exc
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    # csv's limit is process-wide; only ever raised here, so no other reader gets a lower one.
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as exc:
+            raise SupporterFileError(path, [f"row 1: the header cannot be read as CSV ({exc})"]) from exc
+        missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise SupporterFileError(path, [f"row 1: missing column(s) {', '.join(missing)}"])
-        for number, row in enumerate(reader, start=2):
+        number = 2
+        while (row := _read(path, reader, number)) is not None:
             if None in row or any(v is None for v in row.values()):
                 raise SupporterFileError(path, [f"row {number}: wrong number of fields"])
             yield number, row
+            number += 1
 
 
 def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) -> int:
@@ -107,6 +161,8 @@ def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) 
             seen[record.email] = number
     except UnicodeDecodeError as exc:
         problems.append(f"the file is not UTF-8: {exc}")
+    except SupporterFileError as exc:  # a row that ends the reading, after the rows before it
+        problems.extend(exc.problems)
     if problems:
         raise SupporterFileError(path, problems)
     return count

@@ -81,3 +81,74 @@ def test_large_import_is_one_transaction(store: Store, tmp_path: Path) -> None:
     rows = [f"p{i}@example.net,Person {i},en,,,all,2025-01-01T10:00:00+00:00\n" for i in range(2500)]
     assert import_file(store, csv_file(tmp_path, *rows), set(), NOW) == 2500
     assert store.supporter_count() == 2500
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "code"),
+    [
+        ("name", "Ann \u202eeeL", "U+202E"),  # RIGHT-TO-LEFT OVERRIDE: "Ann Lee" shown reversed
+        ("name", "\u2067Ann\u2069", "U+2067"),
+        ("name", "Ann\u200f Lee", "U+200F"),
+        ("name", "Ann\u061c Lee", "U+061C"),
+        ("city", "Leeds\u202a", "U+202A"),
+        ("city", "Le\u2066eds", "U+2066"),
+        ("name", "Ann\u200e", "U+200E"),
+    ],
+)
+def test_text_direction_controls_are_refused(
+    store: Store, tmp_path: Path, column: str, value: str, code: str
+) -> None:
+    name, city = (value, "Leeds") if column == "name" else ("Ann", value)
+    path = csv_file(tmp_path, OK, f"b@example.net,{name},en,{city},GB,act,2025-01-01T10:00:00+00:00\n")
+    with pytest.raises(SupporterFileError) as caught:
+        import_file(store, path, {"act"}, NOW)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"row 3: {column} ") and code in problem and "direction" in problem, problem
+    assert store.supporter_count() == 0
+
+
+def test_names_in_right_to_left_scripts_are_fine(store: Store, tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "r@example.net,سارا أحمد,ar,القاهرة,EG,act,2025-01-01T10:00:00+00:00\n")
+    assert import_file(store, path, {"act"}, NOW) == 1
+
+
+FIELDS = {
+    "email": ("{v}@example.net", 320),
+    "name": ("{v}", 200),
+    "language": ("{v}", 35),
+    "city": ("{v}", 200),
+    "country": ("{v}", 16),
+    "actions": ("{v}", 4096),
+    "opted_in_at": ("{v}", 64),
+}
+
+
+@pytest.mark.parametrize("column", FIELDS)
+def test_a_huge_field_is_reported_by_row_and_column(store: Store, tmp_path: Path, column: str) -> None:
+    template, limit = FIELDS[column]
+    values = dict(zip(HEADER.strip().split(","), OK.strip().split(","), strict=True))
+    values[column] = template.format(v="x" * 1_000_000)
+    path = csv_file(tmp_path, OK, ",".join(values.values()) + "\n")
+    with pytest.raises(SupporterFileError) as caught:
+        import_file(store, path, {"act"}, NOW)
+    [problem] = caught.value.problems
+    assert problem == f"row 3: {column} is longer than {limit:,} characters", problem[:300]
+    assert store.supporter_count() == 0
+
+
+def test_a_field_too_large_to_read_is_reported_with_its_row(store: Store, tmp_path: Path) -> None:
+    path = csv_file(tmp_path, OK, OK.replace("a@", "b@"), f'c@example.net,"{"x" * 5_000_000}",en\n', OK)
+    with pytest.raises(SupporterFileError) as caught:
+        import_file(store, path, {"act"}, NOW)
+    [problem] = caught.value.problems
+    assert problem.startswith("row 4: a field is longer than") and "characters" in problem, problem[:300]
+    assert store.supporter_count() == 0
+
+
+def test_limits_match_the_database_columns() -> None:
+    from dispatcher.store import schema
+
+    columns = schema.supporters.c
+    for column in ("email", "name", "language", "city"):
+        length = columns[column].type.length  # type: ignore[attr-defined]
+        assert FIELDS[column][1] == length, column

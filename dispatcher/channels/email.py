@@ -15,9 +15,11 @@ import binascii
 import contextlib
 import datetime as dt
 import hashlib
-import mailbox
+import itertools
 import math
+import os
 import re
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -32,10 +34,17 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from dispatcher.channels import Channel, Envelope, Reply, SendError, Unavailable
 from dispatcher.config import SMTP_DEFAULT_PORTS, Action, SmtpUrl, Target, parse_smtp_url
 
-# C0, DEL, C1 and the Unicode line/paragraph separators: none may reach a header.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085]")
+# C0, DEL, C1, the Unicode line/paragraph separators, and the bidirectional controls (which
+# would make a From: read backwards): none may reach a header.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _ATOMS = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$")
-_WORD_BYTES = 45  # 45 bytes of UTF-8 -> 60 base64 chars: an encoded word under 76 (RFC 2047)
+# 42 bytes of UTF-8 -> 56 base64 characters: a 68-character encoded word (RFC 2047 allows 75),
+# which still fits on a 78-character line after the longest header name we write, "Reply-To: ".
+_WORD_BYTES = 42
+_LINE = 78  # RFC 5322: lines SHOULD be at most 78 characters and MUST be at most 998
+# Folding happens only between words, so a longer ASCII word could not share a 998-octet line
+# with a header name and an address: such a text goes out as encoded words, which are short.
+_LONGEST_WORD = 900
 
 
 def clean(text: str) -> str:
@@ -57,46 +66,55 @@ def _encoded_words(text: str) -> list[str]:
     return words
 
 
-def _fold_ascii(text: str, first: int) -> str:
-    """Fold at spaces so lines stay under 78 characters where words allow."""
+def _fold(name: str, tokens: list[str]) -> str:
+    """``name: tokens``, folded between tokens (never inside one) so that lines stay within 78
+    characters where the tokens allow; a fold replaces the space that separated two tokens."""
     lines: list[str] = []
-    line = ""
-    budget = 78 - first
-    for word in text.split(" "):
-        if line and len(line) + 1 + len(word) > budget:
+    line = f"{name}:"
+    for index, token in enumerate(tokens):
+        if index and len(line) + 1 + len(token) > _LINE:
             lines.append(line)
-            line, budget = word, 77
-        else:
-            line = f"{line} {word}" if line else word
+            line = ""
+        line = f"{line} {token}"
     lines.append(line)
-    return "\r\n ".join(lines)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _plain(tokens: list[str]) -> bool:
+    return max(map(len, tokens)) <= _LONGEST_WORD
 
 
 def unstructured(name: str, value: str) -> str:
     """A header line such as Subject, encoded and folded."""
     value = clean(value)
-    if value.isascii() and "=?" not in value:
-        return f"{name}: {_fold_ascii(value, len(name) + 2)}\r\n"
-    return f"{name}: " + "\r\n ".join(_encoded_words(value)) + "\r\n"
+    words = value.split(" ")
+    if value.isascii() and "=?" not in value and _plain(words):
+        return _fold(name, words)
+    return _fold(name, _encoded_words(value))
 
 
-def mailbox_phrase(display_name: str) -> str:
+def mailbox_phrase(display_name: str) -> list[str]:
+    """A display name as words to fold between: atoms, a quoted string, or encoded words."""
     name = clean(display_name)
     if not name:
-        return ""
+        return []
     if name.isascii() and "=?" not in name:
         if _ATOMS.match(name):
-            return name
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return "\r\n ".join(_encoded_words(name))
+            words = name.split(" ")
+        else:  # folding inside a quoted string is allowed, at its spaces
+            words = ('"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"').split(" ")
+        if _plain(words):
+            return words
+    return _encoded_words(name)
 
 
 def mailbox_header(name: str, entries: list[tuple[str, str]]) -> str:
-    parts = []
+    tokens: list[str] = []
     for display, address in entries:
-        phrase = mailbox_phrase(display)
-        parts.append(f"{phrase} <{address}>" if phrase else f"<{address}>")
-    return f"{name}: " + ",\r\n ".join(parts) + "\r\n"
+        if tokens:
+            tokens[-1] += ","
+        tokens += [*mailbox_phrase(display), f"<{address}>"]
+    return _fold(name, tokens)
 
 
 def encode_body(text: str) -> tuple[str, bytes]:
@@ -201,15 +219,39 @@ class MailTransport(abc.ABC):
 
 
 class MaildirTransport(MailTransport):
-    """Writes each message into a local Maildir: the demo default, nothing leaves the machine."""
+    """Writes each message into a local Maildir: the demo default, nothing leaves the machine.
+
+    The letters carry supporters' names and addresses, so the Maildir is its owner's alone:
+    folders 0700 and messages 0600 whatever the umask (``mailbox.Maildir`` writes 0644 files).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.box = mailbox.Maildir(str(path), create=True)
+        for folder in (path, path / "tmp", path / "new", path / "cur"):
+            self._private_folder(folder)
+        # Unique names as Maildir asks: time, process, a counter and the host (no '/' or ':').
+        self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+        self._count = itertools.count()
+
+    @staticmethod
+    def _private_folder(folder: Path) -> None:
+        """Create ``folder`` for its owner only; one left open by an older version is closed."""
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            if folder.stat().st_uid != os.geteuid():
+                return  # not ours to change
+        folder.chmod(0o700)
 
     async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
-        key = self.box.add(mail.data)
-        return Reply(250, f"written to {self.path / 'new' / key}")
+        name = f"{time.time_ns()}.P{os.getpid()}Q{next(self._count)}.{self._host}"
+        temporary, final = self.path / "tmp" / name, self.path / "new" / name
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(fd, 0o600)  # exactly, even under a umask that takes the owner's bits
+            file.write(mail.data)
+        os.rename(temporary, final)  # readers see whole messages only (Maildir's tmp -> new)
+        return Reply(250, f"written to {final}")
 
 
 _CONNECTION_ERRORS = (
