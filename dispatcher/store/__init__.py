@@ -23,6 +23,9 @@ class Status(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    # Taken by a fax provider, which reports the outcome later; no lease is held meanwhile, so
+    # no worker takes the delivery over and faxes it again while the provider works.
+    SUBMITTED = "submitted"
 
 
 class Outcome(StrEnum):
@@ -32,6 +35,7 @@ class Outcome(StrEnum):
     # A lease ran out while the attempt was in flight (crash, kill -9): the outcome is unknown and
     # the delivery is sent again with the same Message-ID.
     INTERRUPTED = "interrupted"
+    SUBMITTED = "submitted"  # a fax provider accepted the job; its outcome is a later row
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,37 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Submission:
+    """A fax a provider accepted: its job id, the number it dials, the pages it carries."""
+
+    provider: str
+    job_id: str
+    destination: str  # E.164
+    pages: int
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A provider's final word on one job, from a verified webhook or from polling."""
+
+    provider: str
+    job_id: str
+    delivered: bool
+    at: dt.datetime
+    reason: str = ""
+    failure: str | None = None  # busy, no answer, not a fax line… (see the fax channel)
+    retry_at: dt.datetime | None = None  # a failure worth retrying: when; None: final
+    pages: int | None = None
+    duration: float | None = None  # seconds on the line
+
+
+class Resolution(StrEnum):
+    APPLIED = "applied"
+    EARLY = "early"  # before its submission was committed: kept, applied when it lands
+    IGNORED = "ignored"  # a duplicate, or about a job since resubmitted
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     delivery_id: int
     action_id: str
@@ -121,6 +156,7 @@ class AttemptResult:
     detail: str = ""
     language: str | None = None
     next_attempt_at: dt.datetime | None = None
+    submission: Submission | None = None  # with outcome SUBMITTED
 
 
 @dataclass(frozen=True)
@@ -136,6 +172,11 @@ class AttemptRow:
     code: int | None
     detail: str
     worker: str
+    provider: str | None = None
+    job_id: str | None = None
+    destination: str | None = None
+    pages: int | None = None
+    duration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +288,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def record(self, worker: str, results: Sequence[AttemptResult]) -> None: ...
+
+    @abc.abstractmethod
+    def resolve(self, event: ProviderEvent, by: str) -> Resolution:
+        """Apply a provider's final word to its submitted delivery, once: duplicates and events
+        about superseded jobs change nothing; one that arrives before its submission is kept."""
 
     @abc.abstractmethod
     def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -123,7 +124,12 @@ deliveries = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
+    # A fax accepted by its provider (status submitted): whose job it is, and since when.
+    Column("provider", String(32)),
+    Column("provider_job", String(128)),
+    Column("submitted_at", UTCDateTime()),
     UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
+    Index("ix_deliveries_provider_job", "provider", "provider_job"),
     Index(None, "action_id", "target_id", "channel", "status", "next_attempt_at"),
     # Finding leases that ran out must not scan the table: only in-flight rows are indexed.
     Index(
@@ -165,11 +171,36 @@ attempts = Table(
     Column("channel", String(16), nullable=False),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=False),
-    # sent | retry | failed | interrupted
+    # sent | retry | failed | interrupted | submitted
     Column("outcome", String(16), nullable=False),
     Column("code", Integer),
     Column("detail", Text, nullable=False, server_default=""),
     Column("worker", String(128), nullable=False),
+    # Fax attempts: the provider and its job id, the number dialled (E.164), pages, seconds.
+    Column("provider", String(32)),
+    Column("job_id", String(128)),
+    Column("destination", String(32)),
+    Column("pages", Integer),
+    Column("duration", Float),
     Index(None, "action_id", "target_id", "started_at"),
     Index(None, "delivery_id"),
+    Index("ix_attempts_provider_job", "provider", "job_id"),
+)
+
+# A provider's final word that arrived before the submission it answers was committed (the
+# provider can be faster than our commit): kept here and applied when the submission lands.
+early_events = Table(
+    "early_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("job_id", String(128), nullable=False),
+    Column("delivered", Boolean, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("failure", String(32)),
+    Column("retry_at", UTCDateTime()),
+    Column("pages", Integer),
+    Column("duration", Float),
+    Index(None, "provider", "job_id"),
 )

@@ -43,12 +43,15 @@ from dispatcher.store import (
     GroupId,
     Outcome,
     Progress,
+    ProviderEvent,
     QueueCount,
+    Resolution,
     SentCount,
     Signer,
     Status,
     Store,
     SupporterRecord,
+    submissions,
 )
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -121,6 +124,18 @@ def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSe
     for chunk in range(0, len(parts), 200):
         piece = parts[chunk : chunk + 200]
         yield piece[0] if len(piece) == 1 else union_all(*piece)
+
+
+def _submission_columns(result: AttemptResult) -> dict[str, object]:
+    sub = result.submission
+    if sub is None:
+        return {"provider": None, "job_id": None, "destination": None, "pages": None}
+    return {
+        "provider": sub.provider,
+        "job_id": sub.job_id,
+        "destination": sub.destination,
+        "pages": sub.pages,
+    }
 
 
 class SqlStore(Store):
@@ -574,10 +589,12 @@ class SqlStore(Store):
                         "code": r.code,
                         "detail": r.detail,
                         "worker": worker,
+                        **_submission_columns(r),
                     }
                     for r in results
                 ],
             )
+            submissions.record_submitted(conn, worker, results)
             # What happened on the wire wins: a letter sent while staff closed the action is sent.
             # Sent letters are the bulk: one UPDATE per language and group, not one per letter
             # (sent_at is the group's last finish; each attempt row keeps its exact time).
@@ -651,6 +668,10 @@ class SqlStore(Store):
                         for r in retry
                     ],
                 )
+
+    def resolve(self, event: ProviderEvent, by: str) -> Resolution:
+        with self.engine.begin() as conn:
+            return submissions.resolve(conn, event, by)
 
     def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
         if not groups:
@@ -768,6 +789,11 @@ class SqlStore(Store):
                     r.code,
                     r.detail,
                     r.worker,
+                    r.provider,
+                    r.job_id,
+                    r.destination,
+                    r.pages,
+                    r.duration,
                 )
                 for r in conn.execute(query)
             ]
