@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dispatcher.config import Action, ActionSet, Settings, Target, load_actions
+from dispatcher.faxpdf import FontMissing, find_font
 from dispatcher.planner import effective, sendable, terminal_status
 from dispatcher.render import Renderer, RenderError
 from dispatcher.store import ActionState, ClaimGroup, Status
@@ -20,6 +21,10 @@ from dispatcher.store import ActionState, ClaimGroup, Status
 log = logging.getLogger("dispatcher")
 
 PacingKeys = Callable[[str, Action, Target], tuple[str, ...]]  # (channel, action, target) -> keys
+
+
+def faxes(action: Action, channels: tuple[str, ...]) -> bool:
+    return any(via == "fax" for _, via in action.delivery_pairs(channels))
 
 
 def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
@@ -53,8 +58,11 @@ class Catalogue:
         # pass one that staff have since broken.
         renderer = Renderer(self.settings.templates_dir)
         held: dict[str, list[RenderError]] = {}
+        font_problem = self._font_problem(loaded)
         for action in loaded.actions.values():
             problems = renderer.check(action, self.channels, self.clock().date())
+            if font_problem and faxes(action, self.channels):
+                problems = [*problems, RenderError(action.id, "-", None, font_problem)]
             failed = self._failed.get(action.id)
             if failed and failed[0] == self._template_state(action):
                 problems = [*problems, failed[1]]
@@ -68,6 +76,15 @@ class Catalogue:
         self._failed = {a: f for a, f in self._failed.items() if a in held}
         self.loaded, self.held, self.renderer = loaded, held, renderer
         self.recompute()
+
+    def _font_problem(self, loaded: ActionSet) -> str | None:
+        if not any(faxes(a, self.channels) for a in loaded.actions.values()):
+            return None
+        try:
+            find_font(self.settings.fax_font)
+        except FontMissing as exc:
+            return str(exc)
+        return None
 
     def _template_state(self, action: Action) -> tuple[tuple[str, int, int], ...]:
         return _fingerprint(self.settings.templates_dir / action.templates)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dispatcher import controls, faxpdf
+from dispatcher.catalogue import faxes
 from dispatcher.channels import IMPLEMENTED, make_channels
 from dispatcher.config import Action, ActionSet, Settings, Target, load_actions, load_settings
 from dispatcher.planner import effective
@@ -174,11 +175,12 @@ def check(ctx: Context) -> None:
             language = renderer.language_for(action, action.target(target_id))
             if language:
                 click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
-    if any("fax" in t.channels for a in loaded.actions.values() for t in a.targets):
+    faxing = [a.id for a in loaded.actions.values() if faxes(a, channels)]
+    if faxing:
         try:
-            faxpdf.find_font()
+            faxpdf.find_font(ctx.settings.fax_font)
         except faxpdf.FontMissing as exc:
-            click.echo(f"note: {exc}")
+            problems.append(f"{', '.join(faxing)}: {exc}")
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -325,7 +327,7 @@ def preview(
     except RenderError as exc:
         raise click.ClickException(str(exc)) from exc
     if channel == "fax":
-        _write_fax(action, target, letter, signer, output)
+        _write_fax(action, target, letter, signer, output, ctx.settings.fax_font)
         return
     click.echo(f"To: {target.name} <{target.email or '-'}>")
     copies = [f"{c.name} <{c.email}>" for c in action.copies("email")]
@@ -335,18 +337,21 @@ def preview(
     click.echo(letter.body)
 
 
-def _write_fax(action: Action, target: Target, letter: Letter, signer: Signer, output: Path | None) -> None:
+def _write_fax(
+    action: Action, target: Target, letter: Letter, signer: Signer, output: Path | None, font: Path | None
+) -> None:
     if output is None:
         raise click.ClickException("--channel fax writes a PDF: give --output FILE.pdf")
     if target.fax is None:
         raise click.ClickException(f"{target.id} has no fax number")
     try:
-        font = faxpdf.find_font()
+        found = faxpdf.find_font(font)
     except faxpdf.FontMissing as exc:
         raise click.ClickException(str(exc)) from None
     head = faxpdf.letterhead(action, target, signer, letter.language, utcnow().date())
-    output.write_bytes(faxpdf.letter_pdf(letter, head, font))
-    click.echo(f"{output}: fax to {head.to_fax}, {head.paper}, {letter.language}")
+    document = faxpdf.letter_pdf(letter, head, found)
+    output.write_bytes(document.data)
+    click.echo(f"{output}: fax to {head.to_fax}, {document.pages} page(s), {head.paper}, {letter.language}")
 
 
 def _control(ctx: Context, action_id: str) -> tuple[Action, str, dt.datetime]:

@@ -397,6 +397,9 @@ class Settings(BaseModel):
     smtp_pool: int = Field(default=8, ge=1, le=256)
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_cafile: Path | None = None
+    fax_provider: Literal["file"] = "file"
+    fax_outbox: Path = Path("var/fax-outbox")
+    fax_font: Path | None = None
     sender: str = Field(default="Letters (demo) <letters@example.org>", alias="from")
     rate_per_target: float = Field(default=2.0, gt=0)
     burst_per_target: int = Field(default=10, ge=1)

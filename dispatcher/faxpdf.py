@@ -11,7 +11,6 @@ the strip where the receiving machine prints its own header clear of text.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +42,9 @@ class FontMissing(Exception):
     """The CJK font a fax needs is not installed."""
 
 
-def find_font() -> Path:
-    """``DISPATCHER_FAX_FONT``, else Debian's fonts-noto-cjk; a clear error when neither exists."""
-    configured = os.environ.get("DISPATCHER_FAX_FONT")
-    candidates = [Path(configured)] if configured else [d / FONT_FILE for d in FONT_DIRS]
+def find_font(configured: Path | None = None) -> Path:
+    """``configured`` (DISPATCHER_FAX_FONT), else Debian's fonts-noto-cjk; a clear error if absent."""
+    candidates = [configured] if configured else [d / FONT_FILE for d in FONT_DIRS]
     for path in candidates:
         if path.is_file():
             return path
@@ -102,7 +100,13 @@ class _Pages(FPDF):
         self.cell(0, 5, text, align="R")
 
 
-def letter_pdf(letter: Letter, head: Letterhead, font: Path) -> bytes:
+@dataclass(frozen=True)
+class FaxDocument:
+    data: bytes
+    pages: int
+
+
+def letter_pdf(letter: Letter, head: Letterhead, font: Path) -> FaxDocument:
     """The letter as fax pages: letterhead, subject, body; the font embedded (subset)."""
     pdf = _Pages(head, letter.language)
     pdf.add_font("letter", fname=font, collection_font_number=face_for(letter.language))
@@ -122,4 +126,4 @@ def letter_pdf(letter: Letter, head: Letterhead, font: Path) -> bytes:
     pdf.ln(4)
     pdf.set_font(size=11)
     pdf.multi_cell(0, 6, letter.body, new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
+    return FaxDocument(bytes(pdf.output()), pdf.page_no())

@@ -32,12 +32,14 @@ from dispatcher.pacing import Limits
 from dispatcher.planner import plan_action
 from dispatcher.results import ResultWriter, Tally
 from dispatcher.sending import Sender
-from dispatcher.store import Backlog, Store
+from dispatcher.store import Backlog, Resolution, Store
 from dispatcher.store.thread import StoreThread
 
 log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
+POLL_EVERY = 30.0  # seconds between questions to fax providers about the jobs they hold
+POLL_BATCH = 200
 
 __all__ = ["Dispatcher", "Tally", "utcnow"]
 
@@ -97,6 +99,18 @@ class Dispatcher:
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()
+
+    async def poll(self) -> int:
+        """Ask the fax providers what became of the jobs they hold; apply what they say."""
+        resolved = 0
+        for channel in self.channels.values():
+            if channel.provider is None:
+                continue
+            jobs = await self.db(self.store.submitted, channel.provider, POLL_BATCH)
+            for event in await channel.poll(jobs):
+                outcome = await self.db(self.store.resolve, event, f"poll:{self.worker_id}")
+                resolved += outcome is Resolution.APPLIED
+        return resolved
 
     async def sweep(self) -> None:
         """Pending deliveries of actions past their deadline expire; of closed ones, cancel."""
@@ -229,6 +243,7 @@ class Dispatcher:
             await self.plan()
             await self.send_loop(once=True)
             await self.results.flush()
+            await self.poll()
             await self.sweep()
             self.left = await self.db(self.store.backlog, self.clock())
         finally:
@@ -245,6 +260,7 @@ class Dispatcher:
         every = {"max_instances": 1, "coalesce": True, "next_run_time": now}
         scheduler.add_job(self.plan, "interval", seconds=self.settings.plan_interval, id="plan", **every)
         scheduler.add_job(self.sweep, "interval", seconds=10, id="sweep", **every)
+        scheduler.add_job(self.poll, "interval", seconds=POLL_EVERY, id="poll", **every)
         scheduler.start()
         log.info("dispatcher %s running; %s", self.worker_id, ", ".join(self.channels))
         try:

@@ -66,8 +66,9 @@ class Sender:
             self.catalogue.hold(action.id, problem)
             self.results.release(claim.delivery_id)
             return
+        start_by = item.claimed_at + START_WITHIN
         envelope = Envelope(
-            action, target, letter, claim.signer, claim.delivery_id, now, item.claimed_at + START_WITHIN
+            action, target, letter, claim.signer, claim.delivery_id, now, start_by, claim.attempt
         )
         try:
             self.results.add(await self._attempt(claim, envelope, language))
@@ -97,7 +98,15 @@ class Sender:
             return self._retry_or_fail(
                 claim, result, SendError(f"{type(exc).__name__}: {exc}", transient=True)
             )
-        return result(finished_at=self.clock(), outcome=Outcome.SENT, code=reply.code, detail=reply.detail)
+        # A submission is not an outcome yet: the provider's word comes later (Store.resolve).
+        outcome = Outcome.SUBMITTED if reply.submission else Outcome.SENT
+        return result(
+            finished_at=self.clock(),
+            outcome=outcome,
+            code=reply.code,
+            detail=reply.detail,
+            submission=reply.submission,
+        )
 
     def _retry_or_fail(
         self, claim: Claim, result: Callable[..., AttemptResult], exc: SendError

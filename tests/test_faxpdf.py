@@ -34,7 +34,7 @@ MM = 72 / 25.4
 
 def pdf_for(letter: Letter, target: Target = XI) -> bytes:
     head = faxpdf.letterhead(ACTIONS["ua-61-21-update-1"], target, SAMPLE_SIGNER, letter.language, TODAY)
-    return faxpdf.letter_pdf(letter, head, faxpdf.find_font())
+    return faxpdf.letter_pdf(letter, head, faxpdf.find_font()).data
 
 
 def text_of(data: bytes, tmp_path: Path) -> str:

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 
 from dispatcher.config import Action, Settings, Target
 from dispatcher.render import Letter
-from dispatcher.store import Signer
+from dispatcher.store import ProviderEvent, Signer, Submission
 
 
 @dataclass(frozen=True)
 class Reply:
     code: int | None
     detail: str
+    # Set when the channel only handed the letter on (a fax provider took the job): the outcome
+    # comes later, by webhook or polling.
+    submission: Submission | None = None
 
 
 class SendError(Exception):
@@ -47,6 +50,7 @@ class Envelope:
     delivery_id: int
     now: dt.datetime
     start_by: float = math.inf  # time.monotonic() after which the attempt must not start (pacing)
+    attempt: int = 1  # above 1, an earlier attempt may have got through: ask before resending
 
 
 class Channel(abc.ABC):
@@ -78,9 +82,17 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     async def send(self, envelope: Envelope) -> Reply: ...
 
+    # Channels whose outcome comes later (fax) name the provider holding the jobs, and say
+    # what became of them when asked.
+    provider: str | None = None
 
-# The channels this version can send through; fax joins with its providers.
-IMPLEMENTED = ("email",)
+    async def poll(self, job_ids: list[str]) -> list[ProviderEvent]:
+        """The final outcomes among these jobs (the others are still in the provider's hands)."""
+        return []
+
+
+# The channels this version can send through.
+IMPLEMENTED = ("email", "fax")
 
 
 def make_channels(settings: Settings, secret: bytes) -> dict[str, Channel]:
@@ -92,4 +104,9 @@ def make_channels(settings: Settings, secret: bytes) -> dict[str, Channel]:
         if settings.smtp_url
         else MaildirTransport(settings.outbox)
     )
-    return {"email": EmailChannel(transport, MessageBuilder(settings.sender, secret))}
+    from dispatcher.channels.fax import FaxChannel, make_provider
+
+    return {
+        "email": EmailChannel(transport, MessageBuilder(settings.sender, secret)),
+        "fax": FaxChannel(make_provider(settings), secret, settings.fax_font),
+    }

@@ -295,6 +295,10 @@ class Store(abc.ABC):
         about superseded jobs change nothing; one that arrives before its submission is kept."""
 
     @abc.abstractmethod
+    def submitted(self, provider: str, limit: int) -> list[str]:
+        """Job ids of faxes this provider holds, longest waiting first (for polling)."""
+
+    @abc.abstractmethod
     def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
         """When the first of these groups has a letter to send (or a lease runs out)."""
 

@@ -673,6 +673,17 @@ class SqlStore(Store):
         with self.engine.begin() as conn:
             return submissions.resolve(conn, event, by)
 
+    def submitted(self, provider: str, limit: int) -> list[str]:
+        d = deliveries
+        query = (
+            select(d.c.provider_job)
+            .where(d.c.provider == provider, d.c.status == Status.SUBMITTED)
+            .order_by(d.c.submitted_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [str(job) for job in conn.scalars(query)]
+
     def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
         if not groups:
             return None
