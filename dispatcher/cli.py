@@ -233,6 +233,11 @@ LOG_FIELDS = [
     "code",
     "detail",
     "worker",
+    "provider",
+    "job_id",
+    "destination",
+    "pages",
+    "duration",
 ]
 
 
@@ -259,6 +264,10 @@ def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: st
                 if target_id in (None, c.target_id)
             ],
         )
+        pages = [row for row in ctx.store.fax_pages() if action_id in (None, row[0])]
+        if pages:
+            click.echo()
+            table(["action", "fax provider", "pages sent"], pages)
         return
     rows = ctx.store.attempt_log(action_id, target_id)
     values = ([getattr(r, f) for f in LOG_FIELDS] for r in rows)

@@ -83,6 +83,7 @@ async def test_faxes_are_submitted_then_resolved_and_logged(tmp_path: Path) -> N
     await run_once(config, store)
     counts = Counter((r.target_id, r.channel, r.status) for r in store.queue_counts() for _ in range(r.count))
     log = list(store.attempt_log())
+    assert store.fax_pages() == [("a", "file", 6)]
     store.close()
     # The cc target has no email letters of its own but gets its own fax.
     assert counts == {

@@ -327,6 +327,10 @@ class Store(abc.ABC):
         """Letters sent per action × target × channel: the count reported to officials."""
 
     @abc.abstractmethod
+    def fax_pages(self) -> list[tuple[str, str, int]]:
+        """Pages handed to each fax provider per action (what the faxes cost), retries included."""
+
+    @abc.abstractmethod
     def attempts_after(
         self,
         after_id: int,

@@ -773,6 +773,17 @@ class SqlStore(Store):
         with self._read() as conn:
             return [SentCount(r[0], r[1], r[2], int(r[3])) for r in conn.execute(query)]
 
+    def fax_pages(self) -> list[tuple[str, str, int]]:
+        a = attempts
+        query = (
+            select(a.c.action_id, a.c.provider, func.sum(a.c.pages))
+            .where(a.c.outcome == Outcome.SUBMITTED, a.c.pages.is_not(None))
+            .group_by(a.c.action_id, a.c.provider)
+            .order_by(a.c.action_id, a.c.provider)
+        )
+        with self._read() as conn:
+            return [(r[0], r[1], int(r[2])) for r in conn.execute(query)]
+
     def attempts_after(
         self,
         after_id: int,
