@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher.config import Action, load_actions
-from dispatcher.render import MAX_LETTER, RENDER_SECONDS, Renderer, RenderError
+from dispatcher.render import Renderer, RenderError
+from dispatcher.sandbox import MAX_LETTER, RENDER_SECONDS
 from dispatcher.store import Signer
 from tests.conftest import ROOT
 
