@@ -86,9 +86,17 @@ class Received:
     message_id: str | None
     reply_to: str | None  # the address only
     at: float  # time.time() when the data arrived
+    # time.time() when each accepted RCPT arrived, in the order of ``rcpt_tos``: when the letter
+    # reached each mailbox's server, for pacing checks (a slow DATA does not blur them)
+    rcpt_at: tuple[float, ...] = ()
 
     def message(self) -> EmailMessage:
         return parse_message(self.data)
+
+    def arrivals(self) -> list[tuple[str, float]]:
+        """(recipient, time its RCPT arrived) for each accepted recipient of this message."""
+        times = self.rcpt_at if len(self.rcpt_at) == len(self.rcpt_tos) else (self.at,) * len(self.rcpt_tos)
+        return list(zip(self.rcpt_tos, times, strict=True))
 
 
 @dataclass(frozen=True)
@@ -236,7 +244,9 @@ class ScriptedHandler:
         if rule is not None:
             self._event(Event(number, "rcpt", rule.reply, rcpt=address))
             return await self._answer(server, rule.reply)
-        self._event(Event(number, "rcpt", "250", rcpt=address))
+        event = Event(number, "rcpt", "250", rcpt=address)
+        self._event(event)
+        envelope.test_rcpt_at = [*getattr(envelope, "test_rcpt_at", ()), event.at]
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
@@ -257,6 +267,7 @@ class ScriptedHandler:
             message_id=message_id,
             reply_to=_address(data, "Reply-To"),
             at=time.time(),
+            rcpt_at=tuple(getattr(envelope, "test_rcpt_at", ())),
         )
         if self.on_message is not None:
             self.on_message(received)
