@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from dispatcher.config import Action, ActionSet, Settings, Target, load_actions
+from dispatcher.channels import Channel
+from dispatcher.config import Action, ActionSet, Settings, load_actions
 from dispatcher.faxpdf import FontMissing, find_font
 from dispatcher.planner import effective, sendable, terminal_status
 from dispatcher.render import Renderer, RenderError
 from dispatcher.store import ActionState, ClaimGroup, Status
 
 log = logging.getLogger("dispatcher")
-
-PacingKeys = Callable[[str, Action, Target], tuple[str, ...]]  # (channel, action, target) -> keys
 
 
 def faxes(action: Action, channels: tuple[str, ...]) -> bool:
@@ -114,10 +113,12 @@ class Catalogue:
             if final is not None:
                 yield action_id, final
 
-    def groups(self, up: tuple[str, ...], keys: PacingKeys) -> list[ClaimGroup]:
+    def groups(self, up: tuple[str, ...], channels: Mapping[str, Channel]) -> list[ClaimGroup]:
         """Every action × target × channel that may send now, on the channels that are up."""
-        return [
-            ClaimGroup(action.id, target_id, channel, keys(channel, action, action.target(target_id)))
-            for action, _deadline in self.open.values()
-            for target_id, channel in action.delivery_pairs(up)
-        ]
+        out = []
+        for action, _deadline in self.open.values():
+            for target_id, name in action.delivery_pairs(up):
+                target, channel = action.target(target_id), channels[name]
+                keys, line = channel.pacing_keys(action, target), channel.line(action, target)
+                out.append(ClaimGroup(action.id, target_id, name, keys, line))
+        return out

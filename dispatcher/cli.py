@@ -145,6 +145,12 @@ def run(ctx: Context, once: bool, worker_id: str | None) -> None:
     dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=2.0 if once else 60.0)
     where = str(settings.smtp_url) if settings.smtp_url else f"Maildir {settings.outbox}"  # no password
     click.echo(f"sending email via {where}", err=True)
+    # The file provider is the only one yet: say plainly that its faxes reach no fax machine.
+    click.echo(
+        f"sending fax via the {settings.fax_provider} provider: PDFs into {settings.fax_outbox}, "
+        "nothing is dialled",
+        err=True,
+    )
     tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
     # --once sends what is due now at the paced rate; retries due later wait for the next run.
     click.echo(f"{tally.line()}; {dispatcher.left.line()}" if once else tally.line(), err=True)

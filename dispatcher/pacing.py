@@ -48,9 +48,14 @@ class Group(Protocol):
     @property
     def keys(self) -> tuple[str, ...]: ...
 
+    @property
+    def line(self) -> str | None: ...
+
 
 def _keys(group: Group) -> tuple[str, ...]:
-    return (GLOBAL, *dict.fromkeys(group.keys))
+    # A line is a bucket of one token, or none while a letter on it is in flight.
+    line = (group.line,) if group.line else ()
+    return (GLOBAL, *dict.fromkeys(group.keys), *line)
 
 
 def allowance(group: Group, tokens: Mapping[str, float]) -> int:

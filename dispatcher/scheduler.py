@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel
-from dispatcher.config import Action, Settings, Target
+from dispatcher.config import Settings
 from dispatcher.feeder import Feeder
 from dispatcher.pacing import Limits
 from dispatcher.planner import plan_action
@@ -38,8 +38,7 @@ from dispatcher.store.thread import StoreThread
 log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
-POLL_EVERY = 30.0  # seconds between questions to fax providers about the jobs they hold
-POLL_BATCH = 200
+POLL_BATCH = 200  # jobs asked about per channel and poll
 
 __all__ = ["Dispatcher", "Tally", "utcnow"]
 
@@ -82,6 +81,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._refreshed = 0.0
+        self._polled: dict[str, float] = {}
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
 
     @property
@@ -100,12 +100,20 @@ class Dispatcher:
         self._refreshed = time.monotonic()
         self._wake.set()
 
-    async def poll(self) -> int:
-        """Ask the fax providers what became of the jobs they hold; apply what they say."""
+    async def poll(self, only_due: bool = False) -> int:
+        """Ask the fax providers what became of the jobs they hold; apply what they say.
+
+        In the send loop (``only_due``) each channel is asked as often as it says; a fax line
+        stays busy until its job is resolved, so the loop cannot wait for a slower timer.
+        """
         resolved = 0
-        for channel in self.channels.values():
-            if channel.provider is None:
+        now = time.monotonic()
+        for name, channel in self.channels.items():
+            if channel.provider is None or (
+                only_due and now - self._polled.get(name, 0.0) < channel.poll_every
+            ):
                 continue
+            self._polled[name] = now
             jobs = await self.db(self.store.submitted, channel.provider, POLL_BATCH)
             for event in await channel.poll(jobs):
                 outcome = await self.db(self.store.resolve, event, f"poll:{self.worker_id}")
@@ -137,9 +145,6 @@ class Dispatcher:
     def _up(self) -> tuple[str, ...]:
         return tuple(name for name, channel in self.channels.items() if channel.ready_in() <= 0)
 
-    def _pacing_keys(self, channel: str, action: Action, target: Target) -> tuple[str, ...]:
-        return self.channels[channel].pacing_keys(action, target)
-
     async def _sender(self, name: str) -> None:
         queue = self.feeder.queues[name]
         while (item := await queue.items.get()) is not None:
@@ -161,7 +166,7 @@ class Dispatcher:
         up = self._up()
         for name in set(self.channels) - set(up):
             log.warning("%s channel unavailable; its letters stay queued for a later run", name)
-        groups = [g.ident for g in self.catalogue.groups(up, self._pacing_keys)]
+        groups = [g.ident for g in self.catalogue.groups(up, self.channels)]
         due = await self.db(self.store.next_due, groups)
         return due is None or due > self.clock()
 
@@ -181,10 +186,11 @@ class Dispatcher:
             while not self._stop.is_set():
                 # Staff controls and deadlines reach the loop within a second, whatever else runs.
                 if time.monotonic() - self._refreshed >= REFRESH_EVERY:
+                    await self.poll(only_due=True)
                     await self.refresh()
                 else:
                     self.catalogue.recompute()
-                groups = self.catalogue.groups(self._up(), self._pacing_keys)
+                groups = self.catalogue.groups(self._up(), self.channels)
                 if await self.feeder.fill(groups):
                     continue
                 if once and await self._done():
@@ -260,7 +266,6 @@ class Dispatcher:
         every = {"max_instances": 1, "coalesce": True, "next_run_time": now}
         scheduler.add_job(self.plan, "interval", seconds=self.settings.plan_interval, id="plan", **every)
         scheduler.add_job(self.sweep, "interval", seconds=10, id="sweep", **every)
-        scheduler.add_job(self.poll, "interval", seconds=POLL_EVERY, id="poll", **every)
         scheduler.start()
         log.info("dispatcher %s running; %s", self.worker_id, ", ".join(self.channels))
         try:

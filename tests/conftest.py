@@ -28,6 +28,20 @@ def _pg_admin_available() -> str | None:
     return None
 
 
+def cli_env(tmp_path: Path, world: Path | None = None, **extra: str) -> dict[str, str]:
+    """Settings for the real ``dispatcher`` command: a SQLite file and local outboxes under
+    ``tmp_path``, no settings file; actions and templates from ``world`` (default: the repo's)."""
+    return {
+        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
+        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+        "DISPATCHER_ACTIONS_DIR": str((world or ROOT / "config") / "actions"),
+        "DISPATCHER_TEMPLATES_DIR": str(world / "templates" if world else ROOT / "templates"),
+        "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
+        "DISPATCHER_FAX_OUTBOX": str(tmp_path / "fax-outbox"),
+        **extra,
+    }
+
+
 @pytest.fixture(scope="session")
 def pg_admin() -> str:
     problem = _pg_admin_available()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from dispatcher.pacing import Limits
-from dispatcher.store import ClaimBatch, ClaimGroup, ClaimRequest, Store, open_store
+from dispatcher.store import ClaimBatch, ClaimGroup, ClaimRequest, ProviderEvent, Store, open_store
 from tests.test_store_contract import LEASE, NOW, people
 
 DEFAULT = Limits(rate=2, burst=10, global_rate=100)
@@ -127,3 +127,38 @@ def test_recover_hands_back_only_leases_that_ran_out(store: Store) -> None:
     assert store.recover("B", NOW + LEASE) == 0
     assert store.recover("B", NOW + LEASE + dt.timedelta(seconds=1)) == 2
     assert store.next_due([("act", "t1", "email")]) == NOW
+
+
+def fax_group(target: str, number: str, action: str = "act") -> ClaimGroup:
+    return ClaimGroup(action, target, "fax", (f"fax:{number}",), f"line:fax:{number}")
+
+
+def test_one_fax_at_a_time_per_number_across_workers(store: Store, second: Store) -> None:
+    from dispatcher.store import AttemptResult, Outcome, Submission
+
+    store.import_supporters(people(6), NOW)
+    store.plan("act", [("pres", "fax")], NOW)
+    store.plan("other", [("pres", "fax")], NOW)  # the same office named by another action
+    lifted = Limits(1e6, 1e6, 1e6)
+    same_number = [fax_group("pres", "+861062381025"), fax_group("pres", "+861062381025", "other")]
+
+    def fax_claim(s: Store, worker: str) -> list[int]:
+        request = ClaimRequest(same_number, {"fax": 10}, lifted)
+        return [c.delivery_id for c in s.claim(worker, request, NOW, LEASE).claims]
+
+    first = fax_claim(store, "A")
+    assert len(first) == 1 and fax_claim(second, "B") == []  # the line is busy
+    submitted = AttemptResult(
+        first[0],
+        "act",
+        "pres",
+        "fax",
+        NOW,
+        NOW,
+        Outcome.SUBMITTED,
+        submission=Submission("file", "job-1", "+861062381025", 1),
+    )
+    store.record("A", [submitted])
+    assert fax_claim(second, "B") == []  # still busy while the provider has it
+    store.resolve(ProviderEvent("file", "job-1", True, NOW), "poll")
+    assert len(fax_claim(second, "B")) == 1

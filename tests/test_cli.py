@@ -17,18 +17,12 @@ from click.testing import CliRunner, Result
 
 from dispatcher.cli import main
 from dispatcher.store import AttemptResult, Outcome, open_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
-        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
-        "DISPATCHER_ACTIONS_DIR": str(ROOT / "config" / "actions"),
-        "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
-        "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
-    }
+    return cli_env(tmp_path)
 
 
 def cli(env: dict[str, str], *args: str, ok: bool = True) -> Result:

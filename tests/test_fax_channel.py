@@ -16,6 +16,7 @@ from dispatcher.channels.fax import fax_reference
 from dispatcher.config import Settings
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
+from tests.conftest import cli_env
 from tests.test_campaign_shapes import TEMPLATE, supporters
 from tests.test_faxpdf import MISSING
 
@@ -115,7 +116,7 @@ async def test_after_a_crash_the_provider_is_asked_before_faxing_again(tmp_path:
     await first.plan()
     dead = Dispatcher(config, store, make_channels(config, secret), worker_id="dead")
     dead.catalogue.reload()
-    groups = dead.catalogue.groups(("fax",), dead._pacing_keys)
+    groups = dead.catalogue.groups(("fax",), dead.channels)
     while await dead.feeder.fill(groups):
         for queue in dead.feeder.queues.values():
             while not queue.items.empty():
@@ -143,12 +144,6 @@ def test_check_holds_fax_actions_when_the_font_is_missing(tmp_path: Path) -> Non
     from dispatcher.cli import main
 
     write_action(tmp_path)
-    env = {
-        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
-        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
-        "DISPATCHER_ACTIONS_DIR": str(tmp_path / "actions"),
-        "DISPATCHER_TEMPLATES_DIR": str(tmp_path / "templates"),
-        "DISPATCHER_FAX_FONT": str(tmp_path / "no-font.ttc"),
-    }
+    env = cli_env(tmp_path, tmp_path, DISPATCHER_FAX_FONT=str(tmp_path / "no-font.ttc"))
     result = CliRunner().invoke(main, ["check"], env=env)
     assert result.exit_code == 1 and "a: fax letters need the font" in result.output

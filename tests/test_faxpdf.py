@@ -15,7 +15,7 @@ from dispatcher import faxpdf
 from dispatcher.cli import main
 from dispatcher.config import Target, load_actions
 from dispatcher.render import SAMPLE_SIGNER, Letter
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 
 try:
     faxpdf.find_font()
@@ -101,12 +101,7 @@ def test_paper_by_country_and_a_clear_top_strip_on_every_page(tmp_path: Path) ->
 
 
 def test_preview_writes_the_fax_and_names_a_missing_font(tmp_path: Path) -> None:
-    env = {
-        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
-        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
-        "DISPATCHER_ACTIONS_DIR": str(ROOT / "config" / "actions"),
-        "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
-    }
+    env = cli_env(tmp_path)
     out = tmp_path / "xi.pdf"
     args = [
         "preview",

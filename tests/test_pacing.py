@@ -16,6 +16,7 @@ T0 = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 class G:
     channel: str
     keys: tuple[str, ...]
+    line: str | None = None
 
 
 def test_refill_is_capped_by_the_burst_and_ignores_a_lagging_clock() -> None:

@@ -12,22 +12,15 @@ from pathlib import Path
 
 from dispatcher.scheduler import utcnow
 from dispatcher.store import open_store
+from tests.conftest import cli_env
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_campaign_shapes import LIFTED, run_once, settings, supporters, write_actions
 
 CLI = [str(Path(sys.executable).with_name("dispatcher"))]
 
 
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
-        "DISPATCHER_ACTIONS_DIR": str(tmp_path / "actions"),
-        "DISPATCHER_TEMPLATES_DIR": str(tmp_path / "templates"),
-        "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
-        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
-        **extra,
-    }
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, **cli_env(tmp_path, tmp_path)}
 
 
 async def test_once_ends_when_what_is_left_waits_for_a_retry(tmp_path: Path) -> None:

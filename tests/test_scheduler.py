@@ -196,7 +196,7 @@ async def test_a_target_copied_on_two_targets_letters_is_paced_once(tmp_path: Pa
     store = open_store(config.database_url)
     dispatcher = Dispatcher(config, store, make_channels(config, store.instance_secret()))
     assert await dispatcher.plan() == 40
-    groups = dispatcher.catalogue.groups(("email",), dispatcher._pacing_keys)
+    groups = dispatcher.catalogue.groups(("email",), dispatcher.channels)
     queued: list[int] = []
     while await dispatcher.feeder.fill(groups):
         queued += dispatcher.feeder.drain()

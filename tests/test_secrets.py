@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from dispatcher.store import open_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 from tests.test_smtp_tls import USER, free_port, secret_forms, serve
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
@@ -25,15 +25,7 @@ SECRET = "hunter2-Zq9"
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    return {
-        **inherited,
-        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
-        "DISPATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
-        "DISPATCHER_ACTIONS_DIR": str(ROOT / "config" / "actions"),
-        "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
-        "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
-        "DISPATCHER_SMTP_TIMEOUT": "5",
-    }
+    return {**inherited, **cli_env(tmp_path, DISPATCHER_SMTP_TIMEOUT="5")}
 
 
 def dispatcher(env: dict[str, str], *args: str) -> tuple[int, str]:

@@ -21,7 +21,7 @@ from dispatcher.channels import SendError
 from dispatcher.channels.email import OutgoingMail, SmtpTransport
 from dispatcher.cli import main
 from dispatcher.store import open_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 
 # aiosmtpd warns when AUTH may go without STARTTLS; our smtps server is TLS from the first byte.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -210,15 +210,12 @@ def test_a_refused_login_leaves_no_password_in_the_send_log_or_output(
     authority, cafile = ca
     controller, _ = serve(authority, implicit=True)
     database = f"sqlite:///{tmp_path / 'd.db'}"
-    env = {
-        "DISPATCHER_SETTINGS": str(tmp_path / "none.toml"),
-        "DISPATCHER_DATABASE_URL": database,
-        "DISPATCHER_ACTIONS_DIR": str(ROOT / "config" / "actions"),
-        "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
-        "DISPATCHER_SMTP_URL": f"smtps://{USER}:{WRONG}@localhost:{controller.port}",
-        "DISPATCHER_SMTP_CAFILE": str(cafile),
-        "DISPATCHER_SMTP_TIMEOUT": "5",
-    }
+    env = cli_env(
+        tmp_path,
+        DISPATCHER_SMTP_URL=f"smtps://{USER}:{WRONG}@localhost:{controller.port}",
+        DISPATCHER_SMTP_CAFILE=str(cafile),
+        DISPATCHER_SMTP_TIMEOUT="5",
+    )
     runner = CliRunner()
     try:
         imported = runner.invoke(

@@ -71,6 +71,10 @@ class Channel(abc.ABC):
         """Seconds until the channel should be tried again; 0 when it is up."""
         return 0.0
 
+    def line(self, action: Action, target: Target) -> str | None:
+        """A line that carries one letter at a time across all workers (a fax number), if any."""
+        return None
+
     @abc.abstractmethod
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
         """The recipients one letter to ``target`` reaches, as pacing bucket keys.
@@ -85,6 +89,7 @@ class Channel(abc.ABC):
     # Channels whose outcome comes later (fax) name the provider holding the jobs, and say
     # what became of them when asked.
     provider: str | None = None
+    poll_every = 30.0  # seconds between questions about the jobs the provider holds
 
     async def poll(self, job_ids: list[str]) -> list[ProviderEvent]:
         """The final outcomes among these jobs (the others are still in the provider's hands)."""

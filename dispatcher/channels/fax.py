@@ -36,6 +36,7 @@ def fax_reference(secret: bytes, delivery_id: int) -> str:
 class FaxProvider(abc.ABC):
     name: str
     concurrency = 4  # faxes being prepared and submitted at once by one dispatcher
+    poll_every = 30.0  # a provider's API is asked about its jobs this often (webhooks are faster)
 
     @abc.abstractmethod
     async def submit(self, pdf: bytes, to: str, reference: str) -> str:
@@ -64,6 +65,7 @@ class FileProvider(FaxProvider):
     """
 
     name = "file"
+    poll_every = 0.0  # its jobs are done as soon as written
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -101,6 +103,7 @@ class FaxChannel(Channel):
     def __init__(self, provider: FaxProvider, secret: bytes, font: Path | None = None) -> None:
         self.fax = provider
         self.provider = provider.name
+        self.poll_every = provider.poll_every
         self.secret = secret
         self.font = font
 
@@ -110,6 +113,11 @@ class FaxChannel(Channel):
 
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
         return (f"fax:{target.fax}",)
+
+    def line(self, action: Action, target: Target) -> str | None:
+        # A fax machine takes one call at a time: a second fax while one is in the provider's
+        # hands would only meet a busy line (and count as a failed attempt).
+        return f"line:fax:{target.fax}"
 
     async def close(self) -> None:
         await self.fax.close()

@@ -81,6 +81,7 @@ class ClaimGroup:
     target_id: str
     channel: str
     keys: tuple[str, ...]
+    line: str | None = None  # carries one letter at a time: none while one is in flight
 
     @property
     def ident(self) -> GroupId:

@@ -130,6 +130,15 @@ deliveries = Table(
     Column("submitted_at", UTCDateTime()),
     UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
     Index("ix_deliveries_provider_job", "provider", "provider_job"),
+    # Which fax lines are busy: only rows in flight are indexed.
+    Index(
+        "ix_deliveries_in_flight",
+        "channel",
+        "action_id",
+        "target_id",
+        sqlite_where=text("status IN ('sending', 'submitted')"),
+        postgresql_where=text("status IN ('sending', 'submitted')"),
+    ),
     Index(None, "action_id", "target_id", "channel", "status", "next_attempt_at"),
     # Finding leases that ran out must not scan the table: only in-flight rows are indexed.
     Index(

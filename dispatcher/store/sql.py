@@ -392,6 +392,7 @@ class SqlStore(Store):
             return ClaimBatch([], frozenset(), None)
         with self.engine.begin() as conn:
             tokens = self._buckets(conn, groups, request.limits, now)
+            tokens |= self._lines(conn, groups)
             wanted = pacing.asks(groups, tokens, request.room)
             rows = self._due(conn, groups, wanted, now)
             chosen = pacing.allocate(groups, rows, tokens, dict(request.room), request.start)
@@ -422,13 +423,29 @@ class SqlStore(Store):
         )
         return {r.key: pacing.refilled(r.tokens, r.updated_at, now, *limits.of(r.key)) for r in found}
 
+    def _lines(self, conn: Connection, groups: Sequence[ClaimGroup]) -> dict[str, float]:
+        """One token per line, none for a line with a letter in flight (leased or submitted)."""
+        lines = {g.ident: g.line for g in groups if g.line}
+        if not lines:
+            return {}
+        d = deliveries
+        in_flight = conn.execute(
+            select(d.c.action_id, d.c.target_id, d.c.channel)
+            .where(
+                d.c.status.in_([Status.SENDING, Status.SUBMITTED]), d.c.channel.in_({c for _, _, c in lines})
+            )
+            .distinct()
+        )
+        busy = {lines.get((r.action_id, r.target_id, r.channel)) for r in in_flight}
+        return {line: 0.0 if line in busy else 1.0 for line in lines.values() if line}
+
     def _spend(self, conn: Connection, tokens: dict[str, float], now: dt.datetime) -> None:
         b = pacing_buckets
         conn.execute(
             update(b)
             .where(b.c.key == bindparam("b_key"))
             .values(tokens=bindparam("b_tokens"), updated_at=now),
-            [{"b_key": k, "b_tokens": v} for k, v in tokens.items()],
+            [{"b_key": k, "b_tokens": v} for k, v in tokens.items() if not k.startswith("line:")],
         )
 
     def _due(

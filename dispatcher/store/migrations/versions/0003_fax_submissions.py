@@ -24,6 +24,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("provider_job", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_deliveries_provider_job", "deliveries", ["provider", "provider_job"])
+    in_flight = sa.text("status IN ('sending', 'submitted')")
+    op.create_index(
+        "ix_deliveries_in_flight",
+        "deliveries",
+        ["channel", "action_id", "target_id"],
+        sqlite_where=in_flight,
+        postgresql_where=in_flight,
+    )
     with op.batch_alter_table("attempts") as batch:
         batch.add_column(sa.Column("provider", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("job_id", sa.String(length=128), nullable=True))
@@ -55,6 +63,7 @@ def downgrade() -> None:
     with op.batch_alter_table("attempts") as batch:
         for column in ("duration", "pages", "destination", "job_id", "provider"):
             batch.drop_column(column)
+    op.drop_index("ix_deliveries_in_flight", table_name="deliveries")
     op.drop_index("ix_deliveries_provider_job", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
         for column in ("submitted_at", "provider_job", "provider"):
