@@ -31,8 +31,13 @@ class Queued:
     claim: Claim
     claimed_at: float  # time.monotonic()
 
+    @property
+    def start_by(self) -> float:
+        """The last moment (monotonic) the attempt may start under the pacing it was claimed by."""
+        return self.claimed_at + START_WITHIN
+
     def late(self) -> bool:
-        return time.monotonic() - self.claimed_at > START_WITHIN
+        return time.monotonic() > self.start_by
 
 
 class ChannelQueue:

@@ -13,7 +13,7 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel, Envelope, SendError, Unavailable
 from dispatcher.config import Settings
-from dispatcher.feeder import START_WITHIN, Queued
+from dispatcher.feeder import Queued
 from dispatcher.render import RenderError
 from dispatcher.results import ResultWriter
 from dispatcher.store import AttemptResult, Claim, Outcome
@@ -66,9 +66,8 @@ class Sender:
             self.catalogue.hold(action.id, problem)
             self.results.release(claim.delivery_id)
             return
-        start_by = item.claimed_at + START_WITHIN
         envelope = Envelope(
-            action, target, letter, claim.signer, claim.delivery_id, now, start_by, claim.attempt
+            action, target, letter, claim.signer, claim.delivery_id, now, item.start_by, claim.attempt
         )
         try:
             self.results.add(await self._attempt(claim, envelope, language))
