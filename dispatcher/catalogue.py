@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from dispatcher.channels import Channel
-from dispatcher.config import Action, ActionSet, Settings, load_actions
+from dispatcher.config import Action, ActionSet, ActionStatus, Settings, load_actions
 from dispatcher.faxpdf import FontMissing, find_font
 from dispatcher.planner import effective, sendable, terminal_status
 from dispatcher.render import Renderer, RenderError
@@ -113,11 +113,21 @@ class Catalogue:
             if final is not None:
                 yield action_id, final
 
+    def stopped(self) -> list[str]:
+        """Actions paused or closed (by staff, or by their deadline)."""
+        now = self.clock()
+        stopped = (ActionStatus.PAUSED, ActionStatus.CLOSED)
+        return [
+            action_id
+            for action_id, action in self.loaded.actions.items()
+            if effective(action, self.states.get(action_id), now).status in stopped
+        ]
+
     def groups(self, up: tuple[str, ...], channels: Mapping[str, Channel]) -> list[ClaimGroup]:
         """Every action × target × channel that may send now, on the channels that are up."""
         out = []
         for action, _deadline in self.open.values():
-            for target_id, name in action.delivery_pairs(up):
+            for target_id, name in action.claim_pairs(up):
                 target, channel = action.target(target_id), channels[name]
                 keys, line = channel.pacing_keys(action, target), channel.line(action, target)
                 out.append(ClaimGroup(action.id, target_id, name, keys, line))

@@ -16,14 +16,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dispatcher import controls, faxpdf
+from dispatcher.accounts import Role, check_name, hash_password
 from dispatcher.catalogue import faxes
 from dispatcher.channels import IMPLEMENTED, make_channels
 from dispatcher.config import Action, ActionSet, Settings, Target, load_actions, load_settings
+from dispatcher.display import deadline_text, time_left, when
 from dispatcher.planner import effective
 from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
-from dispatcher.sanitize import csv_writer, json_text, terminal_text
+from dispatcher.sanitize import json_text, terminal_text
 from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Signer, Status, Store, open_store
+from dispatcher.store.accounts import AuditEntry
 from dispatcher.supporters import SupporterFileError, import_file
 
 STATUSES = [s.value for s in Status]
@@ -98,27 +102,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def when(value: dt.datetime | None, zone: Any = dt.UTC) -> str:
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if value else ""
-
-
-def deadline_text(deadline: dt.datetime, zone: Any) -> str:
-    """A deadline at midnight is the end of the day before: show it as 24:00 of that day."""
-    local = deadline.astimezone(zone)
-    if local.time() == dt.time(0, 0):
-        return f"{local - dt.timedelta(days=1):%Y-%m-%d} 24:00 {local:%Z}"
-    return when(deadline, zone)
-
-
-def time_left(deadline: dt.datetime, now: dt.datetime) -> str:
-    left = deadline - now
-    if left.total_seconds() <= 0:
-        return "-"
-    if left.days:
-        return f"{left.days}d {left.seconds // 3600}h"
-    return f"{left.seconds // 3600}h {left.seconds % 3600 // 60}m"
-
-
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def main(verbose: bool) -> None:
@@ -141,16 +124,20 @@ def main(verbose: bool) -> None:
 def run(ctx: Context, once: bool, worker_id: str | None) -> None:
     """Plan deliveries and send them, until stopped with SIGTERM or Ctrl-C."""
     settings, store = ctx.settings, ctx.store
-    channels = make_channels(settings, store.instance_secret())
+    try:
+        channels = make_channels(settings, store)
+    except ValueError as exc:  # names the missing settings, never a value
+        raise click.ClickException(f"settings: {exc}") from None
     dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=2.0 if once else 60.0)
     where = str(settings.smtp_url) if settings.smtp_url else f"Maildir {settings.outbox}"  # no password
     click.echo(f"sending email via {where}", err=True)
-    # The file provider is the only one yet: say plainly that its faxes reach no fax machine.
-    click.echo(
-        f"sending fax via the {settings.fax_provider} provider: PDFs into {settings.fax_outbox}, "
-        "nothing is dialled",
-        err=True,
-    )
+    if settings.fax_provider == "file":  # say plainly that these faxes reach no fax machine
+        click.echo(
+            f"sending fax via the file provider: PDFs into {settings.fax_outbox}, nothing is dialled",
+            err=True,
+        )
+    else:
+        click.echo(f"sending fax via {settings.fax_provider}; webhooks to {settings.public_url}", err=True)
     tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
     # --once sends what is due now at the paced rate; retries due later wait for the next run.
     click.echo(f"{tally.line()}; {dispatcher.left.line()}" if once else tally.line(), err=True)
@@ -197,10 +184,14 @@ def check(ctx: Context) -> None:
 @main.command()
 @pass_ctx
 def actions(ctx: Context) -> None:
-    """Every action: status, deadline in its time zone, time left, deliveries by status."""
+    """Every action: status, deadline in its time zone, time left, deliveries by status, and the
+    fax pages submitted per provider (what providers bill)."""
     loaded = ctx.actions()
     states = ctx.store.action_states()
     counts = ctx.store.action_counts()
+    pages: dict[str, list[str]] = {}
+    for action_id, provider, total in ctx.store.fax_pages():
+        pages.setdefault(action_id, []).append(f"{provider}:{total}")
     renderer = Renderer(ctx.settings.templates_dir)
     now = utcnow()
     rows = []
@@ -212,8 +203,9 @@ def actions(ctx: Context) -> None:
         rows.append(
             [action.id, label, deadline_text(view.deadline, action.zone), time_left(view.deadline, now)]
             + [counts.get(action.id, {}).get(s, 0) for s in STATUSES]
+            + [", ".join(pages.get(action.id, [])) or "-"]
         )
-    table(["action", "status", "deadline", "left", *STATUSES], rows)
+    table(["action", "status", "deadline", "left", *STATUSES, "fax-pages"], rows)
 
 
 @main.command()
@@ -225,26 +217,6 @@ def queue(ctx: Context) -> None:
         for r in ctx.store.queue_counts()
     ]
     table(["action", "target", "channel", "status", "count", "oldest due"], rows)
-
-
-LOG_FIELDS = [
-    "id",
-    "delivery_id",
-    "action_id",
-    "target_id",
-    "channel",
-    "started_at",
-    "finished_at",
-    "outcome",
-    "code",
-    "detail",
-    "worker",
-    "provider",
-    "job_id",
-    "destination",
-    "pages",
-    "duration",
-]
 
 
 @main.command("log")
@@ -276,25 +248,32 @@ def send_log(ctx: Context, action_id: str | None, target_id: str | None, fmt: st
             table(["action", "fax provider", "pages sent"], pages)
         return
     rows = ctx.store.attempt_log(action_id, target_id)
-    values = ([getattr(r, f) for f in LOG_FIELDS] for r in rows)
     if fmt == "csv":
-        writer = csv_writer(sys.stdout)
-        writer.writerow(LOG_FIELDS)
-        for v in values:
-            writer.writerow([x.isoformat() if isinstance(x, dt.datetime) else x for x in v])
+        for chunk in csv_chunks(LOG_FIELDS, (log_values(r) for r in rows)):
+            sys.stdout.write(chunk)
     elif fmt == "json":
         click.echo("[", nl=False)
-        for i, v in enumerate(values):
-            record = {
-                f: (x.isoformat() if isinstance(x, dt.datetime) else x)
-                for f, x in zip(LOG_FIELDS, v, strict=True)
-            }
+        for i, r in enumerate(rows):
+            record = dict(zip(LOG_FIELDS, log_values(r), strict=True))
             click.echo(("," if i else "") + "\n" + json_text(record), nl=False)
         click.echo("\n]")
     else:
         table(
             ["attempt", "delivery", "action", "target", "channel", "finished", "outcome", "code", "detail"],
-            ([v[0], v[1], v[2], v[3], v[4], when(v[6]), v[7], v[8], v[9][:80]] for v in values),
+            (
+                [
+                    r.id,
+                    r.delivery_id,
+                    r.action_id,
+                    r.target_id,
+                    r.channel,
+                    when(r.finished_at),
+                    r.outcome,
+                    r.code,
+                    r.detail[:80],
+                ]
+                for r in rows
+            ),
         )
 
 
@@ -454,6 +433,105 @@ def supporters_import(ctx: Context, path: Path) -> None:
             click.echo(f"{path}: {problem}", err=True)
         raise click.ClickException(str(exc)) from exc
     click.echo(f"imported {written} supporters from {path} ({ctx.store.supporter_count()} in the store)")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@pass_ctx
+def web(ctx: Context, host: str, port: int) -> None:
+    """Serve the web app: fax providers' webhooks and the fax PDFs they fetch.
+
+    Put it behind a TLS-terminating proxy at DISPATCHER_PUBLIC_URL; providers call that URL.
+    """
+    import uvicorn
+
+    from dispatcher.web import app_for
+
+    try:
+        app = app_for(ctx.settings, ctx.store)
+    except ValueError as exc:
+        raise click.ClickException(f"settings: {exc}") from None
+    if not ctx.settings.public_url:
+        click.echo("note: DISPATCHER_PUBLIC_URL is not set; providers cannot reach this app", err=True)
+    # Forwarded headers only from the proxies named in DISPATCHER_TRUSTED_PROXIES (client
+    # addresses for rate limits and the audit log); webhook signatures always cover
+    # DISPATCHER_PUBLIC_URL. No access log: media URLs carry tokens.
+    proxies = ctx.settings.trusted_proxies.strip()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+        log_level="info",
+        access_log=False,
+    )
+    ctx.store.close()
+
+
+@main.group()
+def users() -> None:
+    """Accounts of the web app (viewer, operator, staff, admin)."""
+
+
+def _password() -> str:
+    # Never an argument: it would sit in the shell history and in ps for every user to read.
+    if sys.stdin.isatty():
+        return str(click.prompt("password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _audit(ctx: Context, action: str, subject: str, detail: str = "") -> None:
+    ctx.store.accounts.audit(AuditEntry(utcnow(), getpass.getuser(), "cli", action, subject, detail))
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.label for r in Role]), required=True)
+@pass_ctx
+def users_add(ctx: Context, name: str, role: str) -> None:
+    """Add a user; the password is read from standard input, or prompted for."""
+    try:
+        hashed = hash_password(_password())
+        check_name(name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if ctx.store.accounts.credentials(name):
+        raise click.ClickException(f"there is already a user {name!r}")
+    ctx.store.accounts.add(name, Role.named(role), hashed, utcnow())
+    _audit(ctx, "user added", name, role)
+    click.echo(f"added {name} ({role})")
+
+
+@users.command("list")
+@pass_ctx
+def users_list(ctx: Context) -> None:
+    """Every user and their role."""
+    table(["user", "role"], [[u.name, u.role.label] for u in ctx.store.accounts.all_users()])
+
+
+@users.command("remove")
+@click.argument("name")
+@pass_ctx
+def users_remove(ctx: Context, name: str) -> None:
+    """Remove a user; their sessions end at once."""
+    if not ctx.store.accounts.remove(name):
+        raise click.ClickException(f"no user {name!r}")
+    _audit(ctx, "user removed", name)
+    click.echo(f"removed {name}")
+
+
+@users.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice([r.label for r in Role]))
+@pass_ctx
+def users_role(ctx: Context, name: str, role: str) -> None:
+    """Change a user's role."""
+    if not ctx.store.accounts.set_role(name, Role.named(role), utcnow()):
+        raise click.ClickException(f"no user {name!r}")
+    _audit(ctx, "role changed", name, role)
+    click.echo(f"{name} is now {role}")
 
 
 @main.group()

@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -115,6 +116,8 @@ class Target(_Strict):
     fax: str | None = None
     address: dict[str, str] = Field(default_factory=dict)
     channels: list[Channel] = Field(default_factory=list)
+    # After the last failed attempt by fax, send the letter by email instead (off by default).
+    fallback: Literal["email"] | None = None
 
     @field_validator("email")
     @classmethod
@@ -132,12 +135,17 @@ class Target(_Strict):
     @model_validator(mode="after")
     def _channels_have_addresses(self) -> Target:
         if self.fax is not None:
-            object.__setattr__(self, "fax", normalise_fax(self.fax, self.country))
+            try:
+                object.__setattr__(self, "fax", normalise_fax(self.fax, self.country))
+            except ValueError as exc:
+                raise ValueError(f"fax: {exc}") from None
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels lists a channel twice")
         for channel in self.channels:
             if getattr(self, channel) is None:
                 raise ValueError(f"channel {channel!r} is listed but the target has no {channel}")
+        if self.fallback and (self.email is None or "fax" not in self.channels):
+            raise ValueError("fallback: email needs the fax channel and an email address")
         return self
 
     def salutation_for(self, language: str) -> str | None:
@@ -216,6 +224,15 @@ class Action(_Strict):
             if channel in enabled and (t.role == "to" or channel != "email")
         ]
 
+    def fallbacks(self, enabled: tuple[str, ...]) -> dict[str, str]:
+        """Target id → the channel its faxes fall back to, where that channel is enabled."""
+        return {t.id: t.fallback for t in self.targets if t.fallback and t.fallback in enabled}
+
+    def claim_pairs(self, enabled: tuple[str, ...]) -> list[tuple[str, str]]:
+        """The planned pairs, and the fallback ones a failed fax may have created."""
+        pairs = self.delivery_pairs(enabled)
+        return pairs + [(t, via) for t, via in self.fallbacks(enabled).items() if (t, via) not in pairs]
+
     def copies(self, channel: str) -> list[Target]:
         return [t for t in self.targets if t.role == "cc" and channel in t.channels]
 
@@ -248,7 +265,7 @@ class ActionSet:
     errors: list[ConfigError] = field(default_factory=list)
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def _field_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -257,6 +274,11 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
             continue
         else:
             out += f".{part}" if out else str(part)
+    if len(loc) > 1 and loc[0] == "targets" and isinstance(loc[1], int):  # name it, not only its place
+        targets = data.get("targets")
+        target = targets[loc[1]] if isinstance(targets, list) and loc[1] < len(targets) else None
+        if isinstance(target, dict) and target.get("id"):
+            out += f" (target {target['id']})"
     return out
 
 
@@ -273,7 +295,7 @@ def load_action_file(path: Path) -> Action | list[ConfigError]:
         return Action.model_validate(data)
     except ValidationError as exc:
         return [
-            ConfigError(str(path), _field_path(err["loc"]), err["msg"].removeprefix("Value error, "))
+            ConfigError(str(path), _field_path(err["loc"], data), err["msg"].removeprefix("Value error, "))
             for err in exc.errors()
         ]
 
@@ -397,9 +419,33 @@ class Settings(BaseModel):
     smtp_pool: int = Field(default=8, ge=1, le=256)
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_cafile: Path | None = None
-    fax_provider: Literal["file"] = "file"
+    fax_provider: Literal["file", "telnyx", "sinch", "twilio"] = "file"
     fax_outbox: Path = Path("var/fax-outbox")
     fax_font: Path | None = None
+    # Busy and no answer: 20 min, then × 1.9 each time, at most 4 h, with up to 5 min of jitter.
+    fax_max_attempts: int = Field(default=6, ge=1)
+    fax_retry_initial: float = Field(default=20 * 60.0, gt=0)
+    fax_retry_max: float = Field(default=4 * 3600.0, gt=0)
+    # Reverse proxies whose X-Forwarded-For/-Proto the web app believes (comma-separated
+    # addresses); none by default, so a client cannot claim another address to dodge limits.
+    trusted_proxies: str = ""
+    # How fax providers reach the web app (webhooks, media): https://letters.example.org
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    telnyx_base_url: str = "https://api.telnyx.com/v2"
+    telnyx_api_key: SecretStr | None = None
+    telnyx_connection_id: str | None = None
+    telnyx_from: str | None = None
+    telnyx_public_key: str | None = None
+    sinch_base_url: str = "https://fax.api.sinch.com/v3"
+    sinch_project_id: str | None = None
+    sinch_key_id: str | None = None
+    sinch_key_secret: SecretStr | None = None
+    twilio_base_url: str | None = None  # no default: https://SPACE.signalwire.com/api/laml/2010-04-01
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    # SignalWire signs webhooks with the project's Signing Key; Twilio with the auth token.
+    twilio_signing_key: SecretStr | None = None
+    twilio_from: str | None = None
     sender: str = Field(default="Letters (demo) <letters@example.org>", alias="from")
     rate_per_target: float = Field(default=2.0, gt=0)
     burst_per_target: int = Field(default=10, ge=1)
@@ -434,6 +480,9 @@ class Settings(BaseModel):
 
 
 ENV_PREFIX = "DISPATCHER_"
+SECRETS = frozenset(
+    name for name, info in Settings.model_fields.items() if info.annotation == SecretStr | None
+)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, file: Path | None = None) -> Settings:
@@ -453,6 +502,8 @@ def load_settings(environ: Mapping[str, str] | None = None, file: Path | None = 
                 origins[names.get(name, name)] = f"{file}: {name}"
         if _has_password(values.get("smtp_url")):
             raise ValueError(f"{file}: smtp_url: passwords belong in DISPATCHER_SMTP_URL, not in a file")
+        for name in SECRETS & values.keys():
+            raise ValueError(f"{file}: {name}: secrets belong in {ENV_PREFIX}{name.upper()}, not in a file")
     for key in names.values():
         env = environ.get(ENV_PREFIX + key.upper())
         if env is not None:

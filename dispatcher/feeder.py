@@ -109,6 +109,9 @@ class Feeder:
     def full(self) -> bool:
         return all(q.room() == 0 for q in self.queues.values())
 
+    def held(self) -> int:
+        return sum(q.items.qsize() for q in self.queues.values())
+
     def empty(self) -> bool:
         return all(q.items.empty() for q in self.queues.values())
 

@@ -52,7 +52,8 @@ def plan_action(
     now: dt.datetime,
     progress: Progress | None = None,
 ) -> int:
-    return store.plan(action.id, action.delivery_pairs(channels), now, progress=progress)
+    pairs = action.delivery_pairs(channels)
+    return store.plan(action.id, pairs, now, progress=progress, fallbacks=action.fallbacks(channels))
 
 
 def sendable(

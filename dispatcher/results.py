@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dispatcher.store import AttemptResult, Store
+from dispatcher.store import AttemptResult, Retry, Store
 from dispatcher.store.thread import StoreThread
 
 FLUSH_EVERY = 0.05  # seconds between commits of attempt results
@@ -38,9 +38,15 @@ class Tally:
 
 class ResultWriter:
     def __init__(
-        self, store: Store, db: StoreThread, worker_id: str, clock: Callable[[], dt.datetime]
+        self,
+        store: Store,
+        db: StoreThread,
+        worker_id: str,
+        clock: Callable[[], dt.datetime],
+        retry: Retry,  # for fax outcomes that outran their submission's commit
     ) -> None:
         self.store = store
+        self.retry = retry
         self.db = db
         self.worker_id = worker_id
         self.clock = clock
@@ -61,7 +67,7 @@ class ResultWriter:
         results, self._results = self._results, []
         release, self._release = self._release, []
         if results:
-            await self.db(self.store.record, self.worker_id, results)
+            await self.db(self.store.record, self.worker_id, results, self.retry)
         if release:
             await self.db(self.store.release, self.worker_id, release, self.clock())
 

@@ -24,21 +24,23 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from dispatcher.backoff import fax_backoff
 from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel
 from dispatcher.config import Settings
+from dispatcher.faxjobs import ProviderJobs
 from dispatcher.feeder import Feeder
 from dispatcher.pacing import Limits
 from dispatcher.planner import plan_action
 from dispatcher.results import ResultWriter, Tally
 from dispatcher.sending import Sender
-from dispatcher.store import Backlog, Resolution, Store
+from dispatcher.store import Backlog, Store, WorkerBeat
 from dispatcher.store.thread import StoreThread
 
 log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
-POLL_BATCH = 200  # jobs asked about per channel and poll
+BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
 
 __all__ = ["Dispatcher", "Tally", "utcnow"]
 
@@ -70,7 +72,9 @@ class Dispatcher:
         self.progress = progress
         self.db = StoreThread()
         self.catalogue = Catalogue(settings, tuple(channels), clock)
-        self.results = ResultWriter(store, self.db, self.worker_id, clock)
+        fax_retry = fax_backoff(settings).after
+        self.results = ResultWriter(store, self.db, self.worker_id, clock, fax_retry)
+        self.jobs = ProviderJobs(store, self.db, channels, fax_retry, self.worker_id, clock)
         limits = Limits(settings.rate_per_target, settings.burst_per_target, settings.rate_global)
         lease = dt.timedelta(seconds=settings.lease_seconds)
         self.feeder = Feeder(
@@ -81,7 +85,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._refreshed = 0.0
-        self._polled: dict[str, float] = {}
+        self._beat = 0.0
+        self._started = clock()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
 
     @property
@@ -99,29 +104,22 @@ class Dispatcher:
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()
+        if self._refreshed - self._beat >= BEAT_EVERY:
+            await self.beat()
 
-    async def poll(self, only_due: bool = False) -> int:
-        """Ask the fax providers what became of the jobs they hold; apply what they say.
-
-        In the send loop (``only_due``) each channel is asked as often as it says; a fax line
-        stays busy until its job is resolved, so the loop cannot wait for a slower timer.
-        """
-        resolved = 0
-        now = time.monotonic()
-        for name, channel in self.channels.items():
-            if channel.provider is None or (
-                only_due and now - self._polled.get(name, 0.0) < channel.poll_every
-            ):
-                continue
-            self._polled[name] = now
-            jobs = await self.db(self.store.submitted, channel.provider, POLL_BATCH)
-            for event in await channel.poll(jobs):
-                outcome = await self.db(self.store.resolve, event, f"poll:{self.worker_id}")
-                resolved += outcome is Resolution.APPLIED
-        return resolved
+    async def beat(self, stopped: bool = False) -> None:
+        """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds."""
+        self._beat = time.monotonic()
+        now = self.clock()
+        held, sent = self.feeder.held() + self._busy, self.tally.counts["sent"]
+        beat = WorkerBeat(self.worker_id, self._started, now, held, sent, now if stopped else None)
+        await self.db(self.store.heartbeat, beat)
 
     async def sweep(self) -> None:
-        """Pending deliveries of actions past their deadline expire; of closed ones, cancel."""
+        """Pending deliveries of actions past their deadline expire; of closed ones, cancel.
+        Faxes still queued at their provider for a paused or closed action are withdrawn."""
+        await self.jobs.withdraw(self.catalogue.stopped())
+        await self.jobs.prune()
         for action_id, final in list(self.catalogue.finished()):
             changed = await self.db(self.store.finish_pending, action_id, final, self.clock())
             if changed:
@@ -186,7 +184,7 @@ class Dispatcher:
             while not self._stop.is_set():
                 # Staff controls and deadlines reach the loop within a second, whatever else runs.
                 if time.monotonic() - self._refreshed >= REFRESH_EVERY:
-                    await self.poll(only_due=True)
+                    await self.jobs.poll(only_due=True)
                     await self.refresh()
                 else:
                     self.catalogue.recompute()
@@ -233,6 +231,7 @@ class Dispatcher:
         self._stop.set()
         await asyncio.gather(*tasks)
         await self.results.flush()
+        await self.beat(stopped=True)
         for channel in self.channels.values():
             await channel.close()
         self.db.shutdown()
@@ -249,7 +248,7 @@ class Dispatcher:
             await self.plan()
             await self.send_loop(once=True)
             await self.results.flush()
-            await self.poll()
+            await self.jobs.poll()
             await self.sweep()
             self.left = await self.db(self.store.backlog, self.clock())
         finally:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 
-from tenacity import RetryCallState, wait_exponential, wait_random
-
+from dispatcher.backoff import Backoff
 from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel, Envelope, SendError, Unavailable
 from dispatcher.config import Settings
@@ -30,14 +30,13 @@ class Sender:
         results: ResultWriter,
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self.max_attempts = settings.max_attempts
         self.catalogue = catalogue
         self.channels = channels
         self.results = results
         self.clock = clock
-        self._backoff = wait_exponential(
-            multiplier=settings.retry_initial, max=settings.retry_max
-        ) + wait_random(0, settings.retry_initial)
+        self.backoff = Backoff(
+            settings.retry_initial, settings.retry_max, settings.max_attempts, jitter=settings.retry_initial
+        )
 
     async def send(self, item: Queued) -> None:
         claim = item.claim
@@ -66,8 +65,18 @@ class Sender:
             self.catalogue.hold(action.id, problem)
             self.results.release(claim.delivery_id)
             return
+        # No attempt may start after the deadline, however long rendering (a fax PDF) takes.
+        deadline_by = time.monotonic() + (opened[1] - now).total_seconds()
         envelope = Envelope(
-            action, target, letter, claim.signer, claim.delivery_id, now, item.start_by, claim.attempt
+            action,
+            target,
+            letter,
+            claim.signer,
+            claim.delivery_id,
+            now,
+            item.start_by,
+            claim.attempt,
+            deadline_by,
         )
         try:
             self.results.add(await self._attempt(claim, envelope, language))
@@ -112,18 +121,16 @@ class Sender:
     ) -> AttemptResult:
         """A retry with backoff while attempts remain; otherwise (or if permanent) a failure."""
         finished = self.clock()
-        if exc.transient and claim.attempt < self.max_attempts:
+        later = self.backoff.after(claim.attempt, finished) if exc.transient else None
+        if later is not None:
+            if exc.retry_after is not None:  # the other side said when (429 Retry-After)
+                later = finished + dt.timedelta(seconds=exc.retry_after)
             return result(
                 finished_at=finished,
                 outcome=Outcome.RETRY,
                 code=exc.code,
                 detail=exc.detail,
-                next_attempt_at=self._next_attempt(claim.attempt, finished),
+                next_attempt_at=later,
             )
         why = f"gave up after {claim.attempt} attempts: {exc.detail}" if exc.transient else exc.detail
         return result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)
-
-    def _next_attempt(self, attempt: int, now: dt.datetime) -> dt.datetime:
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return now + dt.timedelta(seconds=self._backoff(state))

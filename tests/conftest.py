@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -85,3 +86,8 @@ def store(db_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+def never_retry(attempts: int, now: dt.datetime) -> dt.datetime | None:
+    """A retry policy that gives up at once (for store tests that are not about retries)."""
+    return None

@@ -80,7 +80,7 @@ def settings(tmp_path: Path, url: str, db: str | None = None, **overrides: Any) 
 
 
 async def run_once(config: Settings, store: Store, worker: str = "w", limit: float = 120) -> Dispatcher:
-    dispatcher = Dispatcher(config, store, make_channels(config, store.instance_secret()), worker_id=worker)
+    dispatcher = Dispatcher(config, store, make_channels(config, store), worker_id=worker)
     await asyncio.wait_for(dispatcher.run_once(), limit)  # run --once must end
     return dispatcher
 

@@ -14,6 +14,7 @@ import pytest
 
 from dispatcher.pacing import Limits
 from dispatcher.store import ClaimBatch, ClaimGroup, ClaimRequest, ProviderEvent, Store, open_store
+from tests.conftest import never_retry
 from tests.test_store_contract import LEASE, NOW, people
 
 DEFAULT = Limits(rate=2, burst=10, global_rate=100)
@@ -158,7 +159,7 @@ def test_one_fax_at_a_time_per_number_across_workers(store: Store, second: Store
         Outcome.SUBMITTED,
         submission=Submission("file", "job-1", "+861062381025", 1),
     )
-    store.record("A", [submitted])
+    store.record("A", [submitted], never_retry)
     assert fax_claim(second, "B") == []  # still busy while the provider has it
-    store.resolve(ProviderEvent("file", "job-1", True, NOW), "poll")
+    store.resolve(ProviderEvent("file", "job-1", True, NOW), "poll", never_retry)
     assert len(fax_claim(second, "B")) == 1

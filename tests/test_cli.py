@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from dispatcher.cli import main
 from dispatcher.store import AttemptResult, Outcome, open_store
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, never_retry
 
 
 @pytest.fixture
@@ -132,6 +132,7 @@ def store_replies(env: dict[str, str], details: list[str]) -> None:
                 )
                 for detail in details
             ],
+            never_retry,
         )
     finally:
         store.close()

@@ -97,7 +97,7 @@ def later(seconds: float) -> Callable[[], dt.datetime]:
 
 async def run_once(settings: Settings, store: Store, clock: Callable[[], dt.datetime] = utcnow) -> Tally:
     # Channels are closed when a run finishes, so every run gets its own.
-    channels = make_channels(settings, store.instance_secret())
+    channels = make_channels(settings, store)
     return await Dispatcher(settings, store, channels, worker_id=WORKER, clock=clock).run_once()
 
 
@@ -446,7 +446,7 @@ async def test_pause_resume_and_close_take_effect_in_a_running_dispatcher(
     total = 200
     db.import_supporters(people(total), utcnow())
     settings = make_settings(tmp_path, smtp.url, rate_per_target=25.0, burst_per_target=1)
-    dispatcher = Dispatcher(settings, db, make_channels(settings, db.instance_secret()), worker_id=WORKER)
+    dispatcher = Dispatcher(settings, db, make_channels(settings, db), worker_id=WORKER)
     task = asyncio.create_task(dispatcher.run_forever())
     try:
         await until(lambda: len(smtp.received()) >= 10, 10, "the first letters")
@@ -492,7 +492,7 @@ async def test_deadline_stops_attempts_and_expires_what_is_left(
     write_action(tmp_path / "actions", deadline=deadline.isoformat(), timezone="UTC")
     db.import_supporters(people(total), utcnow())
     settings = make_settings(tmp_path, smtp.url, rate_per_target=10.0, burst_per_target=1)
-    dispatcher = Dispatcher(settings, db, make_channels(settings, db.instance_secret()), worker_id=WORKER)
+    dispatcher = Dispatcher(settings, db, make_channels(settings, db), worker_id=WORKER)
     task = asyncio.create_task(dispatcher.run_forever())
     try:
         await until(lambda: utcnow() > deadline + dt.timedelta(seconds=0.5), 10, "the deadline")

@@ -81,7 +81,7 @@ async def test_an_action_with_a_broken_template_sends_nothing_while_others_send(
         "{% block subject %}x{% endblock %}{% block body %}{{ supporter.nickname }}{% endblock %}"
     )
     store = open_store(config.database_url)
-    tally = await Dispatcher(config, store, make_channels(config, store.instance_secret())).run_once()
+    tally = await Dispatcher(config, store, make_channels(config, store)).run_once()
     store.close()
     assert tally.counts["sent"] == 5
     assert counts(config.database_url) == {"sent": 5}  # nothing planned for the held action
@@ -93,9 +93,7 @@ async def test_once_stops_at_the_deadline_and_expires_the_rest(tmp_path: Path) -
     config = setup(tmp_path, 40, {"soon": deadline}, rate_per_target=5.0, burst_per_target=1)
     store = open_store(config.database_url)
     started = time.monotonic()
-    tally = await asyncio.wait_for(
-        Dispatcher(config, store, make_channels(config, store.instance_secret())).run_once(), 30
-    )
+    tally = await asyncio.wait_for(Dispatcher(config, store, make_channels(config, store)).run_once(), 30)
     store.close()
     assert time.monotonic() - started < 10
     final = counts(config.database_url)
@@ -138,7 +136,7 @@ def test_sigterm_stops_cleanly_and_hands_back_unsent_claims(tmp_path: Path) -> N
 async def test_a_template_broken_while_running_holds_the_action_at_the_next_reload(tmp_path: Path) -> None:
     config = setup(tmp_path, 3, {"live": "2035-01-01"})
     store = open_store(config.database_url)
-    dispatcher = Dispatcher(config, store, make_channels(config, store.instance_secret()))
+    dispatcher = Dispatcher(config, store, make_channels(config, store))
     catalogue = dispatcher.catalogue
     catalogue.reload()
     assert catalogue.held == {}
@@ -161,7 +159,7 @@ async def test_extend_after_the_deadline_sends_the_expired_letters(tmp_path: Pat
     store = open_store(config.database_url)
 
     async def run() -> None:
-        await Dispatcher(config, store, make_channels(config, store.instance_secret())).run_once()
+        await Dispatcher(config, store, make_channels(config, store)).run_once()
 
     await run()
     first = counts(config.database_url)
@@ -194,7 +192,7 @@ async def test_a_target_copied_on_two_targets_letters_is_paced_once(tmp_path: Pa
 """
     )
     store = open_store(config.database_url)
-    dispatcher = Dispatcher(config, store, make_channels(config, store.instance_secret()))
+    dispatcher = Dispatcher(config, store, make_channels(config, store))
     assert await dispatcher.plan() == 40
     groups = dispatcher.catalogue.groups(("email",), dispatcher.channels)
     queued: list[int] = []

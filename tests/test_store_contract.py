@@ -21,6 +21,7 @@ from dispatcher.store import (
     open_store,
 )
 from dispatcher.store.schema import consents
+from tests.conftest import never_retry
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=60)
@@ -155,6 +156,7 @@ def test_record_outcomes(store: Store) -> None:
             result(c2.delivery_id, Outcome.RETRY, code=451, detail="try later", next_attempt_at=later),
             result(c3.delivery_id, Outcome.FAILED, code=550, detail="no such user"),
         ],
+        never_retry,
     )
     assert statuses(store) == {"sent": 1, "pending": 1, "failed": 1}
     assert store.next_due([("act", "t1", "email")]) == later
@@ -176,9 +178,9 @@ def test_retry_does_not_revive_cancelled_but_sent_wins(store: Store) -> None:
     c1, c2 = take(store, "A")
     # Closing while both are in flight: leased rows are left to their senders.
     assert store.finish_pending("act", Status.CANCELLED, NOW) == 0
-    store.record("A", [result(c1.delivery_id, Outcome.SENT)])
+    store.record("A", [result(c1.delivery_id, Outcome.SENT)], never_retry)
     store.finish_pending("act", Status.CANCELLED, NOW + dt.timedelta(seconds=61))
-    store.record("A", [result(c2.delivery_id, Outcome.RETRY, next_attempt_at=NOW)])
+    store.record("A", [result(c2.delivery_id, Outcome.RETRY, next_attempt_at=NOW)], never_retry)
     assert statuses(store) == {"sent": 1, "cancelled": 1}
 
 
@@ -259,6 +261,7 @@ def test_reports_are_counted_by_the_database_and_paged(store: Store) -> None:
             result(c2.delivery_id, Outcome.SENT),
             result(c3.delivery_id, Outcome.FAILED, detail="550"),
         ],
+        never_retry,
     )
     assert store.action_counts() == {"act": {"sent": 2, "failed": 1, "sending": 2}}
     assert [(s.target_id, s.letters) for s in store.sent_counts()] == [("t1", 2)]

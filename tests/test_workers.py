@@ -42,7 +42,7 @@ async def test_two_workers_share_the_queue_and_send_each_letter_once(tmp_path: P
         )
         stores = [open_store(pg_url, migrate=False) for _ in range(2)]
         workers = [
-            Dispatcher(settings, s, make_channels(settings, s.instance_secret()), worker_id=f"w{i}")
+            Dispatcher(settings, s, make_channels(settings, s), worker_id=f"w{i}")
             for i, s in enumerate(stores)
         ]
         tallies = await asyncio.wait_for(asyncio.gather(*(w.run_once() for w in workers)), 120)

@@ -8,13 +8,16 @@ whether a later attempt may succeed.
 from __future__ import annotations
 
 import abc
+import asyncio
 import datetime as dt
 import math
 from dataclasses import dataclass
 
 from dispatcher.config import Action, Settings, Target
+from dispatcher.providers.factory import make_provider
+from dispatcher.providers.media import MediaHost
 from dispatcher.render import Letter
-from dispatcher.store import ProviderEvent, Signer, Submission
+from dispatcher.store import ProviderEvent, Signer, Store, Submission
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,19 @@ class Reply:
 
 
 class SendError(Exception):
-    def __init__(self, detail: str, *, transient: bool, code: int | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        transient: bool,
+        code: int | None = None,
+        retry_after: float | None = None,  # seconds, when the other side said (429 Retry-After)
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.transient = transient
         self.code = code
+        self.retry_after = retry_after
 
 
 class Unavailable(Exception):
@@ -51,6 +62,7 @@ class Envelope:
     now: dt.datetime
     start_by: float = math.inf  # time.monotonic() after which the attempt must not start (pacing)
     attempt: int = 1  # above 1, an earlier attempt may have got through: ask before resending
+    deadline_by: float = math.inf  # time.monotonic() of the action's deadline
 
 
 class Channel(abc.ABC):
@@ -95,13 +107,18 @@ class Channel(abc.ABC):
         """The final outcomes among these jobs (the others are still in the provider's hands)."""
         return []
 
+    async def cancel(self, job_id: str) -> bool:
+        """Withdraw a job the provider has not started; False if it cannot (or has no jobs)."""
+        return False
+
 
 # The channels this version can send through.
 IMPLEMENTED = ("email", "fax")
 
 
-def make_channels(settings: Settings, secret: bytes) -> dict[str, Channel]:
+def make_channels(settings: Settings, store: Store) -> dict[str, Channel]:
     """The channels this dispatcher can send through, from its settings."""
+    secret = store.instance_secret()
     from dispatcher.channels.email import EmailChannel, MaildirTransport, MessageBuilder, SmtpTransport
 
     transport = (
@@ -109,9 +126,21 @@ def make_channels(settings: Settings, secret: bytes) -> dict[str, Channel]:
         if settings.smtp_url
         else MaildirTransport(settings.outbox)
     )
-    from dispatcher.channels.fax import FaxChannel, make_provider
+    from dispatcher.channels.fax import FaxChannel
 
+    fax = make_provider(settings, secret, media_host(settings, store))
     return {
         "email": EmailChannel(transport, MessageBuilder(settings.sender, secret)),
-        "fax": FaxChannel(make_provider(settings), secret, settings.fax_font),
+        "fax": FaxChannel(fax, secret, settings.fax_font),
     }
+
+
+def media_host(settings: Settings, store: Store) -> MediaHost | None:
+    """Where providers that fetch a fax (by URL) find it: the web app, if it is published."""
+    if not settings.public_url:
+        return None
+
+    async def put(reference: str, pdf: bytes) -> None:
+        await asyncio.to_thread(store.put_media, reference, pdf, dt.datetime.now(dt.UTC))
+
+    return MediaHost(settings.public_url, store.instance_secret(), put)

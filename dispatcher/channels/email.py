@@ -479,4 +479,4 @@ class EmailChannel(Channel):
 
     async def send(self, envelope: Envelope) -> Reply:
         mail = self.builder.build(envelope, self.copies(envelope.action, envelope.target))
-        return await self.transport.send(mail, envelope.start_by)
+        return await self.transport.send(mail, min(envelope.start_by, envelope.deadline_by))

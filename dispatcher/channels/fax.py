@@ -11,17 +11,18 @@ fax with that reference exists before submitting again.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import datetime as dt
 import hashlib
 import logging
-import os
+import time
 from pathlib import Path
 
-from dispatcher.channels import Channel, Envelope, Reply
-from dispatcher.config import Action, Settings, Target
+from dispatcher.channels import Channel, Envelope, Reply, SendError, Unavailable
+from dispatcher.config import Action, Target
 from dispatcher.faxpdf import find_font, letter_pdf, letterhead
+from dispatcher.providers import FaxProvider, ProviderError
+from dispatcher.providers.failures import Failure
 from dispatcher.store import ProviderEvent, Submission
 
 log = logging.getLogger("dispatcher.fax")
@@ -33,68 +34,11 @@ def fax_reference(secret: bytes, delivery_id: int) -> str:
     return f"d{delivery_id}-{digest}"
 
 
-class FaxProvider(abc.ABC):
-    name: str
-    concurrency = 4  # faxes being prepared and submitted at once by one dispatcher
-    poll_every = 30.0  # a provider's API is asked about its jobs this often (webhooks are faster)
-
-    @abc.abstractmethod
-    async def submit(self, pdf: bytes, to: str, reference: str) -> str:
-        """Hand the fax over; returns the provider's job id."""
-
-    @abc.abstractmethod
-    async def find(self, reference: str) -> str | None:
-        """The job id of a fax already submitted with this reference, if there is one."""
-
-    @abc.abstractmethod
-    async def status(self, job_id: str) -> ProviderEvent | None:
-        """The job's final outcome, or None while the provider is still working on it."""
-
-    async def cancel(self, job_id: str) -> bool:
-        """Withdraw a job the provider has not started; False if it cannot."""
-        return False
-
-    async def close(self) -> None:
-        """Release what the provider client holds."""
-
-
-class FileProvider(FaxProvider):
-    """Writes each fax as a PDF under a folder and reports it delivered: the demo's provider.
-
-    Nothing is dialled. The folder holds letters signed by supporters: owner-only.
-    """
-
-    name = "file"
-    poll_every = 0.0  # its jobs are done as soon as written
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _path(self, job_id: str) -> Path:
-        return self.folder / f"{job_id}.pdf"
-
-    async def submit(self, pdf: bytes, to: str, reference: str) -> str:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = self.folder / f".{reference}.tmp"
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pdf)
-        partial.replace(self._path(reference))  # whole or absent: a crash leaves no half fax
-        return reference
-
-    async def find(self, reference: str) -> str | None:
-        return reference if self._path(reference).exists() else None
-
-    async def status(self, job_id: str) -> ProviderEvent | None:
-        path = self._path(job_id)
-        if not path.exists():
-            return ProviderEvent(self.name, job_id, False, dt.datetime.now(dt.UTC), reason="file is gone")
-        written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-        return ProviderEvent(self.name, job_id, True, written, reason=f"written to {path}")
-
-
-def make_provider(settings: Settings) -> FaxProvider:
-    return FileProvider(settings.fax_outbox)
+# After a crash, the fax that may have got through is looked for this far back.
+FIND_WINDOW = dt.timedelta(days=7)
+# The account was refused (a revoked key, no credit): nothing can go until an operator acts, so
+# the channel stops asking for this long rather than failing every letter in turn.
+ACCOUNT_PAUSE = 300.0
 
 
 class FaxChannel(Channel):
@@ -106,6 +50,10 @@ class FaxChannel(Channel):
         self.poll_every = provider.poll_every
         self.secret = secret
         self.font = font
+        self._resume_at = 0.0  # time.monotonic() before which nothing is submitted
+
+    def ready_in(self) -> float:
+        return max(0.0, self._resume_at - time.monotonic())
 
     @property
     def concurrency(self) -> int:
@@ -123,14 +71,43 @@ class FaxChannel(Channel):
         await self.fax.close()
 
     async def poll(self, job_ids: list[str]) -> list[ProviderEvent]:
-        events = [await self.fax.status(job) for job in job_ids]
-        return [e for e in events if e is not None]
+        events = []
+        for job in job_ids:
+            try:
+                event = await self.fax.status(job)
+            except ProviderError as exc:  # one unanswered question must not stop the others
+                log.warning("%s: no status for job %s: %s", self.fax.name, job, exc)
+                continue
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def cancel(self, job_id: str) -> bool:
+        try:
+            return await self.fax.cancel(job_id)
+        except ProviderError as exc:
+            log.warning("%s: could not withdraw job %s: %s", self.fax.name, job_id, exc)
+            return False
 
     async def send(self, envelope: Envelope) -> Reply:
+        try:
+            return await self._send(envelope)
+        except ProviderError as exc:
+            pause = ACCOUNT_PAUSE if exc.failure is Failure.ACCOUNT else exc.retry_after
+            if pause:
+                level = logging.ERROR if exc.failure is Failure.ACCOUNT else logging.WARNING
+                log.log(level, "%s: %s; no fax submitted for %.0f s", self.fax.name, exc, pause)
+                self._resume_at = max(self._resume_at, time.monotonic() + pause)
+            raise SendError(
+                str(exc), transient=exc.failure.retryable, code=exc.code, retry_after=exc.retry_after
+            ) from None
+
+    async def _send(self, envelope: Envelope) -> Reply:
         target = envelope.target
         assert target.fax is not None
         reference = fax_reference(self.secret, envelope.delivery_id)
-        if envelope.attempt > 1 and (job := await self.fax.find(reference)):
+        since = envelope.now - FIND_WINDOW
+        if envelope.attempt > 1 and (job := await self.fax.find(reference, since, target.fax)):
             # An earlier attempt got through before a crash: that fax is the one, not a second.
             log.warning(
                 "delivery %d: %s already has fax %s; not submitting again",
@@ -145,6 +122,9 @@ class FaxChannel(Channel):
         )
         # A CJK PDF takes tens of milliseconds to subset and write: off the event loop.
         document = await asyncio.to_thread(letter_pdf, envelope.letter, head, find_font(self.font))
+        # Pacing is per number and a number takes one fax at a time: only the deadline binds here.
+        if time.monotonic() >= envelope.deadline_by:
+            raise Unavailable("the deadline passed while the fax was prepared")
         job = await self.fax.submit(document.data, target.fax, reference)
         submission = Submission(self.fax.name, job, target.fax, document.pages)
         return Reply(None, f"submitted to {self.fax.name} as {job}", submission)

@@ -12,8 +12,13 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from dispatcher.pacing import Limits
+
+if TYPE_CHECKING:
+    from dispatcher.store.accounts import Accounts
+    from dispatcher.store.reports import SqlReports
 
 
 class Status(StrEnum):
@@ -71,6 +76,9 @@ class Signer:
 
 
 GroupId = tuple[str, str, str]  # action id, target id, channel
+
+# When to try a delivery again after this many attempts, at this time; None: give up.
+Retry = Callable[[int, dt.datetime], dt.datetime | None]
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,18 @@ class SentCount:
 
 
 @dataclass(frozen=True)
+class WorkerBeat:
+    """A dispatcher's last word: alive until ``last_seen`` goes stale, or stopped cleanly."""
+
+    worker_id: str
+    started_at: dt.datetime
+    last_seen: dt.datetime
+    holding: int  # letters leased or queued in it
+    sent: int  # letters it sent since it started
+    stopped_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class QueueCount:
     action_id: str
     target_id: str
@@ -263,8 +283,10 @@ class Store(abc.ABC):
         now: dt.datetime,
         batch: int = 5000,
         progress: Progress | None = None,
+        fallbacks: Mapping[str, str] | None = None,
     ) -> int:
-        """Create missing deliveries for consenting supporters × (target, channel) pairs."""
+        """Create missing deliveries for consenting supporters × (target, channel) pairs;
+        ``fallbacks`` names the channel a target's failed faxes go by instead."""
 
     # sending
     @abc.abstractmethod
@@ -288,12 +310,62 @@ class Store(abc.ABC):
         """Make a previous run's leases under this worker id reclaimable at once."""
 
     @abc.abstractmethod
-    def record(self, worker: str, results: Sequence[AttemptResult]) -> None: ...
+    def record(self, worker: str, results: Sequence[AttemptResult], retry: Retry) -> None:
+        """Attempt outcomes; ``retry`` applies to provider events that outran a submission."""
 
     @abc.abstractmethod
-    def resolve(self, event: ProviderEvent, by: str) -> Resolution:
+    def resolve(self, event: ProviderEvent, by: str, retry: Retry) -> Resolution:
         """Apply a provider's final word to its submitted delivery, once: duplicates and events
-        about superseded jobs change nothing; one that arrives before its submission is kept."""
+        about superseded jobs change nothing; one that arrives before its submission is kept.
+        A retryable failure is tried again when ``retry`` says, or fails for good."""
+
+    @abc.abstractmethod
+    def accept_webhook(
+        self, provider: str, message: str, event: ProviderEvent | None, retry: Retry, now: dt.datetime
+    ) -> Resolution | None:
+        """Note a verified webhook message and apply its event, in one transaction; None if
+        this message was accepted before (a replay) or carries no final word."""
+
+    # fax media a provider fetches from the web app, and records kept a few days
+    @abc.abstractmethod
+    def put_media(self, reference: str, data: bytes, now: dt.datetime) -> None: ...
+
+    @abc.abstractmethod
+    def media(self, reference: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def prune_fax_records(self, before: dt.datetime) -> int:
+        """Forget media, webhook messages and unmatched early events older than ``before``."""
+
+    # running dispatchers
+    @abc.abstractmethod
+    def heartbeat(self, beat: WorkerBeat) -> None: ...
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerBeat]: ...
+
+    @property
+    @abc.abstractmethod
+    def accounts(self) -> Accounts:
+        """The web app's users, sessions and audit log."""
+
+    @property
+    @abc.abstractmethod
+    def reports(self) -> SqlReports:
+        """The dashboard's and /metrics' reads."""
+
+    # operators' requeues
+    @abc.abstractmethod
+    def requeue_failed(self, action_id: str, now: dt.datetime, delivery_id: int | None = None) -> int:
+        """Failed deliveries of an action (or one of them) go back to the queue, due now."""
+
+    @abc.abstractmethod
+    def retry_now(self, action_id: str, now: dt.datetime) -> int:
+        """Letters of an action waiting for a retry are due now instead."""
+
+    @abc.abstractmethod
+    def submitted_for(self, provider: str, action_ids: Sequence[str]) -> list[str]:
+        """Jobs this provider holds for these actions (paused or closed: to withdraw)."""
 
     @abc.abstractmethod
     def submitted(self, provider: str, limit: int) -> list[str]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -128,6 +129,8 @@ deliveries = Table(
     Column("provider", String(32)),
     Column("provider_job", String(128)),
     Column("submitted_at", UTCDateTime()),
+    # After a fax's last failure, the channel the letter goes by instead (a target's choice).
+    Column("fallback", String(16)),
     UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
     Index("ix_deliveries_provider_job", "provider", "provider_job"),
     # Which fax lines are busy: only rows in flight are indexed.
@@ -194,6 +197,7 @@ attempts = Table(
     Index(None, "action_id", "target_id", "started_at"),
     Index(None, "delivery_id"),
     Index("ix_attempts_provider_job", "provider", "job_id"),
+    Index("ix_attempts_finished_at", "finished_at"),
 )
 
 # A provider's final word that arrived before the submission it answers was committed (the
@@ -212,4 +216,75 @@ early_events = Table(
     Column("pages", Integer),
     Column("duration", Float),
     Index(None, "provider", "job_id"),
+)
+
+
+# Webhook messages already applied, so a replayed one is refused (pruned after a few days).
+webhook_messages = Table(
+    "webhook_messages",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("message", String(200), primary_key=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index(None, "received_at"),
+)
+
+# Fax PDFs a provider fetches from our web app (Twilio-shaped APIs take a MediaUrl, not a file).
+fax_media = Table(
+    "fax_media",
+    metadata,
+    Column("reference", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "created_at"),
+)
+
+# People who use the web app. Passwords are argon2 hashes; a session row per login, so logout
+# and removing the user end it at once.
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of the cookie's random token
+    Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("address", String(64), nullable=False, server_default=""),
+    Index(None, "user_id"),
+)
+
+# Append-only: who changed what, when, from where (staff controls, requeues, accounts).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(200), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+    Index(None, "at"),
+)
+
+# Each running dispatcher says it is alive, and what it holds, every few seconds.
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(128), primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("holding", Integer, nullable=False, server_default="0"),
+    Column("sent", BigInteger, nullable=False, server_default="0"),
+    Column("stopped_at", UTCDateTime()),  # a clean stop; a crash leaves only an old last_seen
 )

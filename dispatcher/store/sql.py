@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     case,
     create_engine,
+    delete,
     event,
     func,
     literal,
@@ -46,23 +47,31 @@ from dispatcher.store import (
     ProviderEvent,
     QueueCount,
     Resolution,
+    Retry,
     SentCount,
     Signer,
     Status,
     Store,
     SupporterRecord,
+    WorkerBeat,
     submissions,
 )
+from dispatcher.store.accounts import SqlAccounts
+from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
     UTCDateTime,
     action_state,
     attempts,
     consents,
     deliveries,
+    early_events,
+    fax_media,
     meta,
     pacing_buckets,
     plan_marks,
     supporters,
+    webhook_messages,
+    workers,
 )
 
 IMPORT_BATCH = 1000
@@ -147,6 +156,29 @@ class SqlStore(Store):
 
             upgrade(self.engine)
         self._secret: bytes | None = None
+        self._accounts = SqlAccounts(self.engine, READ)
+        self._reports = SqlReports(self.engine, READ)
+
+    @property
+    def accounts(self) -> SqlAccounts:
+        return self._accounts
+
+    @property
+    def reports(self) -> SqlReports:
+        return self._reports
+
+    def heartbeat(self, beat: WorkerBeat) -> None:
+        values = {k: getattr(beat, k) for k in ("last_seen", "holding", "sent", "stopped_at")}
+        with self.engine.begin() as conn:
+            upsert = self._insert(workers).values(
+                worker_id=beat.worker_id, started_at=beat.started_at, **values
+            )
+            conn.execute(upsert.on_conflict_do_update(index_elements=["worker_id"], set_=values))
+
+    def workers(self) -> list[WorkerBeat]:
+        with self._read() as conn:
+            rows = conn.execute(select(workers).order_by(workers.c.last_seen.desc()))
+            return [WorkerBeat(**r._mapping) for r in rows]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -297,6 +329,7 @@ class SqlStore(Store):
         now: dt.datetime,
         batch: int = 5000,
         progress: Progress | None = None,
+        fallbacks: Mapping[str, str] | None = None,
     ) -> int:
         # Consents are only ever added (revoking sets a time, never deletes), so each pair keeps
         # a watermark: the highest consent id it has planned. Re-planning every minute then
@@ -316,7 +349,8 @@ class SqlStore(Store):
             while lo < top:
                 hi = min(lo + batch, top)
                 with self.engine.begin() as conn:
-                    created += self._plan_batch(conn, action_id, target_id, channel, lo, hi, now)
+                    fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+                    created += self._plan_batch(conn, action_id, (target_id, channel, fallback), lo, hi, now)
                     conn.execute(
                         self._insert(plan_marks)
                         .values(action_id=action_id, target_id=target_id, channel=channel, consent_id=hi)
@@ -334,12 +368,12 @@ class SqlStore(Store):
         self,
         conn: Connection,
         action_id: str,
-        target_id: str,
-        channel: str,
+        pair: tuple[str, str, str | None],  # target id, channel, fallback channel
         lo: int,
         hi: int,
         now: dt.datetime,
     ) -> int:
+        target_id, channel, fallback = pair
         s, c = supporters, consents
         chosen = (
             select(
@@ -353,6 +387,7 @@ class SqlStore(Store):
                 literal(now, deliveries.c.next_attempt_at.type),
                 literal(now, deliveries.c.created_at.type),
                 literal(now, deliveries.c.updated_at.type),
+                literal(fallback, deliveries.c.fallback.type),
             )
             .join(c, c.c.supporter_id == s.c.id)
             .where(
@@ -375,6 +410,7 @@ class SqlStore(Store):
             "next_attempt_at",
             "created_at",
             "updated_at",
+            "fallback",
         ]
         stmt = (
             self._insert(deliveries)
@@ -587,11 +623,12 @@ class SqlStore(Store):
                 .values(lease_until=now - dt.timedelta(microseconds=1))
             ).rowcount
 
-    def record(self, worker: str, results: Sequence[AttemptResult]) -> None:
+    def record(self, worker: str, results: Sequence[AttemptResult], retry: Retry) -> None:
         if not results:
             return
         d = deliveries
         with self.engine.begin() as conn:
+            results = submissions.fall_back_failed(conn, results)
             conn.execute(
                 attempts.insert(),
                 [
@@ -611,7 +648,7 @@ class SqlStore(Store):
                     for r in results
                 ],
             )
-            submissions.record_submitted(conn, worker, results)
+            submissions.record_submitted(conn, worker, results, retry)
             # What happened on the wire wins: a letter sent while staff closed the action is sent.
             # Sent letters are the bulk: one UPDATE per language and group, not one per letter
             # (sent_at is the group's last finish; each attempt row keeps its exact time).
@@ -658,8 +695,8 @@ class SqlStore(Store):
                     ],
                 )
             # A retry must not revive a delivery that was cancelled or expired meanwhile.
-            retry = [r for r in results if r.outcome is Outcome.RETRY]
-            if retry:
+            again = [r for r in results if r.outcome is Outcome.RETRY]
+            if again:
                 conn.execute(
                     update(d)
                     .where(
@@ -682,13 +719,52 @@ class SqlStore(Store):
                             "b_error": r.detail,
                             "b_now": r.finished_at,
                         }
-                        for r in retry
+                        for r in again
                     ],
                 )
 
-    def resolve(self, event: ProviderEvent, by: str) -> Resolution:
+    def resolve(self, event: ProviderEvent, by: str, retry: Retry) -> Resolution:
         with self.engine.begin() as conn:
-            return submissions.resolve(conn, event, by)
+            return submissions.resolve(conn, event, by, retry)
+
+    def accept_webhook(
+        self, provider: str, message: str, event: ProviderEvent | None, retry: Retry, now: dt.datetime
+    ) -> Resolution | None:
+        with self.engine.begin() as conn:
+            seen = self._insert(webhook_messages).values(provider=provider, message=message, received_at=now)
+            # rowcount is unreliable for INSERT … ON CONFLICT on psycopg 3: ask for the row.
+            if (
+                conn.execute(seen.on_conflict_do_nothing().returning(webhook_messages.c.message)).first()
+                is None
+            ):
+                return None
+            return submissions.resolve(conn, event, f"webhook:{provider}", retry) if event else None
+
+    def put_media(self, reference: str, data: bytes, now: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            put = self._insert(fax_media).values(reference=reference, data=data, created_at=now)
+            conn.execute(put.on_conflict_do_update(index_elements=["reference"], set_={"data": data}))
+
+    def media(self, reference: str) -> bytes | None:
+        with self._read() as conn:
+            data = conn.scalar(select(fax_media.c.data).where(fax_media.c.reference == reference))
+        return None if data is None else bytes(data)
+
+    def prune_fax_records(self, before: dt.datetime) -> int:
+        with self.engine.begin() as conn:
+            # An early event whose submission never came (another app's fax on the account).
+            gone = conn.execute(delete(early_events).where(early_events.c.at < before)).rowcount
+            gone += conn.execute(delete(fax_media).where(fax_media.c.created_at < before)).rowcount
+            w = webhook_messages
+            return gone + conn.execute(delete(w).where(w.c.received_at < before)).rowcount
+
+    def submitted_for(self, provider: str, action_ids: Sequence[str]) -> list[str]:
+        d = deliveries
+        query = select(d.c.provider_job).where(
+            d.c.provider == provider, d.c.status == Status.SUBMITTED, d.c.action_id.in_(action_ids)
+        )
+        with self._read() as conn:
+            return [str(job) for job in conn.scalars(query)]
 
     def submitted(self, provider: str, limit: int) -> list[str]:
         d = deliveries
@@ -808,31 +884,30 @@ class SqlStore(Store):
         action_id: str | None = None,
         target_id: str | None = None,
     ) -> list[AttemptRow]:
-        a = attempts
-        query = select(a).where(a.c.id > after_id).order_by(a.c.id).limit(limit)
-        if action_id:
-            query = query.where(a.c.action_id == action_id)
-        if target_id:
-            query = query.where(a.c.target_id == target_id)
-        with self._read() as conn:
-            return [
-                AttemptRow(
-                    r.id,
-                    r.delivery_id,
-                    r.action_id,
-                    r.target_id,
-                    r.channel,
-                    r.started_at,
-                    r.finished_at,
-                    r.outcome,
-                    r.code,
-                    r.detail,
-                    r.worker,
-                    r.provider,
-                    r.job_id,
-                    r.destination,
-                    r.pages,
-                    r.duration,
-                )
-                for r in conn.execute(query)
-            ]
+        return self._reports.attempts_page(LogFilter(action_id, target_id), limit, after_id=after_id)
+
+    def requeue_failed(self, action_id: str, now: dt.datetime, delivery_id: int | None = None) -> int:
+        d = deliveries
+        query = update(d).where(d.c.action_id == action_id, d.c.status == Status.FAILED)
+        if delivery_id is not None:
+            query = query.where(d.c.id == delivery_id)
+        # A fresh start: the attempts already made must not make it give up at once.
+        with self.engine.begin() as conn:
+            values = {
+                "status": Status.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "updated_at": now,
+            }
+            return int(conn.execute(query.values(**values)).rowcount)
+
+    def retry_now(self, action_id: str, now: dt.datetime) -> int:
+        d = deliveries
+        query = update(d).where(
+            d.c.action_id == action_id,
+            d.c.status == Status.PENDING,
+            d.c.attempts > 0,
+            d.c.next_attempt_at > now,
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(query.values(next_attempt_at=now, updated_at=now)).rowcount)

@@ -10,15 +10,19 @@ in the transaction that records the submission.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Status
-from dispatcher.store.schema import attempts, deliveries, early_events
+from dispatcher.providers.failures import Failure
+from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status
+from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 
-def record_submitted(conn: Connection, worker: str, results: Sequence[AttemptResult]) -> None:
+def record_submitted(conn: Connection, worker: str, results: Sequence[AttemptResult], retry: Retry) -> None:
     d = deliveries
     rows = [r for r in results if r.submission is not None]
     if not rows:
@@ -50,10 +54,10 @@ def record_submitted(conn: Connection, worker: str, results: Sequence[AttemptRes
     )
     for r in rows:
         assert r.submission is not None
-        _apply_early(conn, r.submission.provider, r.submission.job_id, worker)
+        _apply_early(conn, r.submission.provider, r.submission.job_id, worker, retry)
 
 
-def _apply_early(conn: Connection, provider: str, job_id: str, by: str) -> None:
+def _apply_early(conn: Connection, provider: str, job_id: str, by: str, retry: Retry) -> None:
     e = early_events
     found = conn.execute(
         select(e).where(e.c.provider == provider, e.c.job_id == job_id).order_by(e.c.id)
@@ -70,15 +74,24 @@ def _apply_early(conn: Connection, provider: str, job_id: str, by: str) -> None:
             row.pages,
             row.duration,
         )
-        resolve(conn, event, by)
+        resolve(conn, event, by, retry)
     if found:
         conn.execute(delete(e).where(e.c.provider == provider, e.c.job_id == job_id))
 
 
-def resolve(conn: Connection, event: ProviderEvent, by: str) -> Resolution:
+def resolve(conn: Connection, event: ProviderEvent, by: str, retry: Retry) -> Resolution:
     d, a = deliveries, attempts
     row = conn.execute(
-        select(d.c.id, d.c.status, d.c.action_id, d.c.target_id, d.c.channel, d.c.submitted_at)
+        select(
+            d.c.id,
+            d.c.status,
+            d.c.action_id,
+            d.c.target_id,
+            d.c.channel,
+            d.c.submitted_at,
+            d.c.attempts,
+            d.c.fallback,
+        )
         .where(d.c.provider == event.provider, d.c.provider_job == event.job_id)
         .with_for_update()
     ).first()
@@ -89,18 +102,24 @@ def resolve(conn: Connection, event: ProviderEvent, by: str) -> Resolution:
         return Resolution.EARLY
     if row.status != Status.SUBMITTED:
         return Resolution.IGNORED
-    outcome, status = _outcome(event)
+    outcome, later, detail = _outcome(event, row.attempts, retry)
+    status = {Outcome.SENT: Status.SENT, Outcome.RETRY: Status.PENDING}.get(outcome, Status.FAILED)
+    withdrawn = event.failure == Failure.CANCELLED
     conn.execute(
         update(d)
         .where(d.c.id == row.id)
         .values(
             status=status.value,
             sent_at=event.at if event.delivered else None,
-            next_attempt_at=event.retry_at or event.at,
-            last_error=None if event.delivered else event.reason,
+            next_attempt_at=later or event.at,
+            last_error=None if event.delivered else detail,
             updated_at=event.at,
+            # Withdrawn by us (a pause) is not an attempt at the number.
+            attempts=d.c.attempts - 1 if withdrawn else d.c.attempts,
         )
     )
+    if status is Status.FAILED and row.fallback:
+        detail += fall_back(conn, [row.id], event.at)
     destination = conn.scalar(
         select(a.c.destination).where(a.c.provider == event.provider, a.c.job_id == event.job_id).limit(1)
     )
@@ -113,7 +132,7 @@ def resolve(conn: Connection, event: ProviderEvent, by: str) -> Resolution:
             started_at=row.submitted_at or event.at,
             finished_at=event.at,
             outcome=outcome.value,
-            detail=event.reason if not event.failure else f"{event.failure}: {event.reason}",
+            detail=detail,
             worker=by,
             provider=event.provider,
             job_id=event.job_id,
@@ -125,12 +144,65 @@ def resolve(conn: Connection, event: ProviderEvent, by: str) -> Resolution:
     return Resolution.APPLIED
 
 
-def _outcome(event: ProviderEvent) -> tuple[Outcome, Status]:
+def _outcome(event: ProviderEvent, attempts: int, retry: Retry) -> tuple[Outcome, dt.datetime | None, str]:
+    """What the provider's word makes of the delivery: the outcome, when to try again, why."""
     if event.delivered:
-        return Outcome.SENT, Status.SENT
-    if event.retry_at is not None:
-        return Outcome.RETRY, Status.PENDING
-    return Outcome.FAILED, Status.FAILED
+        return Outcome.SENT, None, event.reason
+    failure = _failure(event.failure)
+    detail = f"{failure.value}: {event.reason}" if event.reason else failure.value
+    if failure is Failure.CANCELLED:
+        return Outcome.RETRY, event.at, detail  # withdrawn by a pause: waits for the resume
+    later = retry(attempts, event.at) if failure.retryable else None
+    if later is not None:
+        return Outcome.RETRY, max(later, event.retry_at or later), detail
+    if failure.retryable:
+        detail = f"gave up after {attempts} attempts: {detail}"
+    return Outcome.FAILED, None, detail
+
+
+def _failure(value: str | None) -> Failure:
+    try:
+        return Failure(value or "")
+    except ValueError:
+        return Failure.PROVIDER  # a reason we have no word for is the provider's to explain
+
+
+def fall_back_failed(conn: Connection, results: Sequence[AttemptResult]) -> list[AttemptResult]:
+    """Falls back each letter that failed for good (a fax to a bad number): the same results,
+    their log detail saying which fell back."""
+    out = []
+    for r in results:
+        if r.outcome is Outcome.FAILED and r.channel == "fax":
+            r = replace(r, detail=r.detail + fall_back(conn, [r.delivery_id], r.finished_at))
+        out.append(r)
+    return out
+
+
+def fall_back(conn: Connection, delivery_ids: Sequence[int], now: dt.datetime) -> str:
+    """After a fax's last failure, the same letter to the same target by its fallback channel
+    (unless that delivery exists already), if the supporter's consent covers that channel.
+    Returns the note for the attempt log."""
+    d, c = deliveries, consents
+    fields = ("action_id", "supporter_id", "target_id", "consent_id")
+    chosen = select(
+        *(d.c[f] for f in fields),
+        d.c.fallback,
+        literal(Status.PENDING.value),
+        literal(now, d.c.next_attempt_at.type),
+        literal(now, d.c.created_at.type),
+        literal(now, d.c.updated_at.type),
+    ).where(
+        d.c.id.in_(delivery_ids),
+        d.c.fallback.is_not(None),
+        c.c.id == d.c.consent_id,
+        c.c.revoked_at.is_(None),
+        or_(c.c.channels == "*", c.c.channels.contains(d.c.fallback)),
+    )
+    columns = [*fields, "channel", "status", "next_attempt_at", "created_at", "updated_at"]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(d).from_select(columns, chosen).on_conflict_do_nothing()
+    made = conn.execute(insert.returning(d.c.channel)).scalars().all()  # rowcount: -1 on psycopg 3
+    return "".join(f"; falling back to {channel}" for channel in made)
 
 
 EARLY_FIELDS = ("delivered", "at", "reason", "failure", "retry_at", "pages", "duration")

@@ -1,0 +1,74 @@
+"""The web app: one ASGI app for providers' webhooks and fax media now, and for the operators'
+dashboard and the supporters' pages as they come (each a module of routes mounted here).
+
+It talks to the store through a worker thread (the store is synchronous) and holds no state of
+its own, so several processes can serve it in front of one database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from dispatcher.backoff import Backoff, fax_backoff
+from dispatcher.config import Settings
+from dispatcher.providers import FaxProvider
+from dispatcher.store import Store
+from dispatcher.web.limits import SlidingWindow
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    fax: FaxProvider
+    fax_retry: Backoff
+    clock: Callable[[], dt.datetime]
+    # Failed logins per account and per address, per 15 minutes (see limits.py).
+    by_account: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 900))
+    by_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(20, 900))
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def create_app(ctx: Context) -> Starlette:
+    from dispatcher.web import dashboard, login, logs, media, metrics, preview, users, webhooks
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await ctx.fax.close()
+
+    routes = [
+        *metrics.routes,
+        *webhooks.routes,
+        *media.routes,
+        *login.routes,
+        *dashboard.routes,
+        *logs.routes,
+        *preview.routes,
+        *users.routes,
+        Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.ctx = ctx
+    return app
+
+
+def app_for(settings: Settings, store: Store) -> Starlette:
+    """The web app over this store, verifying webhooks for the configured fax provider."""
+    from dispatcher.providers.factory import make_provider
+
+    fax = make_provider(settings, store.instance_secret())
+    return create_app(Context(settings, store, fax, fax_backoff(settings), lambda: dt.datetime.now(dt.UTC)))

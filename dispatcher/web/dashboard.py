@@ -1,0 +1,158 @@
+"""The operators' and staff dashboard: overview, an action, staff controls, requeues.
+
+Every route states the role it needs (``requires``); the pages hide what a role cannot do, but
+the check that counts is here, on the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from dispatcher import controls
+from dispatcher.accounts import Role
+from dispatcher.config import Action, load_actions
+from dispatcher.store.accounts import AuditEntry
+from dispatcher.store.reports import LogFilter
+from dispatcher.web import Context, context
+from dispatcher.web.auth import address, current_user, requires
+from dispatcher.web.pages import forbidden, render
+from dispatcher.web.summary import BAR, ActionRow, action_rows
+
+
+def _actions(ctx: Context) -> dict[str, Action]:
+    return load_actions(ctx.settings.actions_dir).actions
+
+
+def _overview(ctx: Context) -> list[ActionRow]:
+    store, now = ctx.store, ctx.clock()
+    return action_rows(
+        _actions(ctx),
+        store.action_states(),
+        store.reports.progress(),
+        store.reports.sent_since(now - dt.timedelta(hours=1)),
+        store.queue_counts(),
+        ctx.settings,
+        now,
+    )
+
+
+@requires(Role.VIEWER)
+async def overview(request: Request) -> Response:
+    rows = await run_in_threadpool(_overview, context(request))
+    return render(request, "overview.html", rows=rows, bar=BAR)
+
+
+@requires(Role.VIEWER)
+async def overview_json(request: Request) -> Response:
+    """The overview's numbers, for the page to refresh itself without reloading."""
+    rows = await run_in_threadpool(_overview, context(request))
+    data = {
+        r.id: {
+            "status": r.status,
+            "left": r.left,
+            "per_hour": r.per_hour,
+            "at_risk": r.at_risk,
+            "counts": r.counts,
+        }
+        for r in rows
+    }
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
+    action = _actions(ctx).get(action_id)
+    if action is None:
+        return None
+    store, reports = ctx.store, ctx.store.reports
+    return {
+        "action": action,
+        "row": next(r for r in _overview(ctx) if r.id == action_id),
+        "queues": [q for q in store.queue_counts() if q.action_id == action_id],
+        "recent": reports.attempts_page(LogFilter(action_id), 30, before_id=2**62),
+        "reasons": reports.failure_reasons(action_id),
+        "failed": reports.failed_deliveries(action_id, 20),
+        "pages": [(p, n) for a, p, n in store.fax_pages() if a == action_id],
+    }
+
+
+@requires(Role.VIEWER)
+async def action_page(request: Request) -> Response:
+    page = await run_in_threadpool(_action_page, context(request), request.path_params["action_id"])
+    if page is None:
+        return forbidden(request, "no such action", status=404)
+    return render(request, "action.html", bar=BAR, **page)
+
+
+CONTROLS = {"pause": controls.pause, "resume": controls.resume}
+
+
+@requires(Role.STAFF)
+async def control(request: Request) -> Response:
+    """Pause, resume, close or extend: the same controls as the CLI, audited the same way."""
+    ctx, what = context(request), request.url.path.rsplit("/", 1)[1]
+    action = (await run_in_threadpool(_actions, ctx)).get(request.path_params["action_id"])
+    user = await current_user(request)
+    if action is None or user is None:
+        return forbidden(request, "no such action", status=404)
+    form = await request.form()
+    try:
+        await run_in_threadpool(
+            _apply, ctx, what, action, user.name, address(request), str(form.get("deadline", ""))
+        )
+    except (controls.ControlError, ValueError) as exc:
+        return forbidden(request, str(exc), status=409)
+    return RedirectResponse(f"/actions/{action.id}", status_code=303)
+
+
+def _apply(ctx: Context, what: str, action: Action, by: str, where: str, deadline: str) -> None:
+    now = ctx.clock()
+    if what == "close":
+        controls.close(ctx.store, action, by, now, where)
+    elif what == "extend":
+        until = (
+            dt.date.fromisoformat(deadline) if len(deadline) == 10 else dt.datetime.fromisoformat(deadline)
+        )
+        controls.extend(ctx.store, action, until, by, now, where)
+    else:
+        CONTROLS[what](ctx.store, action, by, now, where)
+
+
+@requires(Role.OPERATOR)
+async def requeue(request: Request) -> Response:
+    """Failed deliveries back to the queue (all of an action's, or one), or retries due now."""
+    ctx, action_id, what = (
+        context(request),
+        request.path_params["action_id"],
+        request.url.path.rsplit("/", 1)[1],
+    )
+    form, user = await request.form(), await current_user(request)
+    assert user is not None
+    delivery = str(form.get("delivery_id") or "")
+    now = ctx.clock()
+    if what == "retry-now":
+        count = await run_in_threadpool(ctx.store.retry_now, action_id, now)
+    else:
+        one = int(delivery) if delivery.isdigit() else None
+        count = await run_in_threadpool(ctx.store.requeue_failed, action_id, now, one)
+    detail = f"{count} deliveries" + (f" (delivery {delivery})" if delivery else "")
+    entry = AuditEntry(now, user.name, address(request), what, action_id, detail)
+    await run_in_threadpool(ctx.store.accounts.audit, entry)
+    return RedirectResponse(f"/actions/{action_id}", status_code=303)
+
+
+routes = [
+    Route("/", overview),
+    Route("/api/overview", overview_json),
+    Route("/actions/{action_id}", action_page),
+    *(
+        Route(f"/actions/{{action_id}}/{w}", control, methods=["POST"])
+        for w in ("pause", "resume", "close", "extend")
+    ),
+    *(Route(f"/actions/{{action_id}}/{w}", requeue, methods=["POST"]) for w in ("requeue", "retry-now")),
+]

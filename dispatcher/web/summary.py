@@ -1,0 +1,83 @@
+"""What the overview shows per action: status, deadline, progress, pace, and a forecast.
+
+The forecast is the pacing's arithmetic, not a guess from history: each official takes at most
+``rate_per_target`` letters a second, a fax number one fax at a time (about two minutes each),
+and the whole deployment ``rate_global``. If the pending letters need longer than the time left,
+the action is at risk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dispatcher.config import Action, Settings
+from dispatcher.display import deadline_text, time_left
+from dispatcher.planner import effective
+from dispatcher.store import ActionState, QueueCount
+
+FAX_SECONDS = 120.0  # a fax of a page or two, dialled, sent and hung up
+BAR = ("sent", "pending", "sending", "submitted", "failed", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: str
+    title: str
+    status: str
+    deadline: str
+    left: str
+    counts: Mapping[str, int]
+    per_hour: int
+    needs: float | None  # seconds the pending letters need at the paced rate
+    at_risk: bool
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.get(s, 0) for s in BAR)
+
+    def share(self, status: str) -> float:
+        return 100.0 * self.counts.get(status, 0) / self.total if self.total else 0.0
+
+
+def needed_seconds(queues: list[QueueCount], settings: Settings) -> float | None:
+    """How long the pending letters of one action take at the pacing limits; None: none pending."""
+    pending = [q for q in queues if q.status == "pending" and q.count]
+    if not pending:
+        return None
+    per_group = (
+        q.count * (FAX_SECONDS if q.channel == "fax" else 1.0 / settings.rate_per_target) for q in pending
+    )
+    overall = sum(q.count for q in pending) / settings.rate_global
+    return max(max(per_group), overall)
+
+
+def action_rows(
+    actions: Mapping[str, Action],
+    states: Mapping[str, ActionState],
+    progress: Mapping[str, Mapping[str, int]],
+    per_hour: Mapping[str, int],
+    queues: list[QueueCount],
+    settings: Settings,
+    now: dt.datetime,
+) -> list[ActionRow]:
+    rows = []
+    for action in actions.values():
+        view = effective(action, states.get(action.id), now)
+        needs = needed_seconds([q for q in queues if q.action_id == action.id], settings)
+        left = (view.deadline - now).total_seconds()
+        rows.append(
+            ActionRow(
+                action.id,
+                action.title,
+                view.label,
+                deadline_text(view.deadline, action.zone),
+                time_left(view.deadline, now),
+                progress.get(action.id, {}),
+                per_hour.get(action.id, 0),
+                needs,
+                needs is not None and view.status.value == "active" and needs > left,
+            )
+        )
+    return rows
