@@ -37,6 +37,17 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def parse_time(value: object) -> dt.datetime | None:
+    """An ISO 8601 time from a provider's JSON; naive means UTC; anything else, None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 def retry_after(response: httpx.Response, now: Callable[[], dt.datetime]) -> float | None:
     """Seconds from a Retry-After header: a number, or an HTTP date."""
     value = response.headers.get("retry-after", "").strip()

@@ -28,7 +28,7 @@ from dispatcher.config import Settings
 from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused
 from dispatcher.providers.factory import require
 from dispatcher.providers.failures import Failure
-from dispatcher.providers.http import HttpProvider, require_tls
+from dispatcher.providers.http import HttpProvider, parse_time, require_tls
 from dispatcher.providers.media import MediaHost
 from dispatcher.store import ProviderEvent
 
@@ -220,7 +220,7 @@ class SinchProvider(HttpProvider):
             raise WebhookRefused("a FAX_COMPLETED callback without a fax id", status=400)
         if fax.get("direction", "OUTBOUND") != "OUTBOUND":
             return Verified(None, message)
-        at = _time(fax.get("completedTime")) or _time(payload.get("eventTime")) or now
+        at = parse_time(fax.get("completedTime")) or parse_time(payload.get("eventTime")) or now
         return Verified(self._event(fax, at), message)
 
     def _check_credentials(self, header: str) -> None:
@@ -238,7 +238,7 @@ class SinchProvider(HttpProvider):
         if status not in FINAL:
             return None
         job = str(fax.get("id"))
-        at = _time(fax.get("completedTime")) or now
+        at = parse_time(fax.get("completedTime")) or now
         sent = _int(fax.get("pagesSentSuccessfully"))
         if status == "COMPLETED":
             pages = sent or _int(fax.get("numberOfPages"))
@@ -322,16 +322,6 @@ def _int(value: object) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
-
-
-def _time(value: object) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _iso(when: dt.datetime) -> str:

@@ -24,7 +24,7 @@ from dispatcher.config import Settings
 from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused
 from dispatcher.providers.factory import require
 from dispatcher.providers.failures import Failure
-from dispatcher.providers.http import HttpProvider
+from dispatcher.providers.http import HttpProvider, parse_time
 from dispatcher.providers.media import MediaHost
 from dispatcher.store import ProviderEvent
 
@@ -111,16 +111,6 @@ def decode_reference(client_state: object) -> str | None:
         return base64.b64decode(client_state, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
-
-
-def parse_time(value: object) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def public_key(value: str) -> Ed25519PublicKey:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from dispatcher.accounts import Role, User
+from dispatcher.store.reading import reading
 from dispatcher.store.schema import audit_log, users, web_sessions
 
 
@@ -60,16 +61,11 @@ class Accounts(abc.ABC):
 
 
 class SqlAccounts(Accounts):
-    def __init__(self, engine: Engine, read_options: Mapping[str, object]) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.read_options = read_options
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(**self.read_options)
-            with conn.begin():
-                yield conn
+    def _read(self) -> contextlib.AbstractContextManager[Connection]:
+        return reading(self.engine)
 
     def _user(self, row: object) -> User:
         return User(int(row.id), str(row.name), Role.named(str(row.role)))  # type: ignore[attr-defined]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from sqlalchemy import ColumnElement, Connection, Engine, Float, Select, and_, case, cast, func, or_, select
 
 from dispatcher.providers.failures import Failure
 from dispatcher.store import AttemptRow, Outcome, Status
+from dispatcher.store.reading import reading
 from dispatcher.store.schema import attempts, deliveries
 
 
@@ -53,16 +54,11 @@ class Latency:
 
 
 class SqlReports:
-    def __init__(self, engine: Engine, read_options: Mapping[str, object]) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.read_options = read_options
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(**self.read_options)
-            with conn.begin():
-                yield conn
+    def _read(self) -> contextlib.AbstractContextManager[Connection]:
+        return reading(self.engine)
 
     def attempts_page(
         self, where: LogFilter, limit: int, *, after_id: int = 0, before_id: int | None = None

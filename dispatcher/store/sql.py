@@ -57,6 +57,7 @@ from dispatcher.store import (
     submissions,
 )
 from dispatcher.store.accounts import SqlAccounts
+from dispatcher.store.reading import READ_OPTION, reading
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -75,9 +76,6 @@ from dispatcher.store.schema import (
 )
 
 IMPORT_BATCH = 1000
-
-
-READ = {"dispatcher_read": True}  # execution option: a read-only transaction
 
 
 def _owner_only(database: str) -> None:
@@ -122,7 +120,7 @@ def engine_for(url: str) -> Engine:
         # A write takes the lock up front (IMMEDIATE), so two processes claiming from one file
         # serialise instead of both reading the same pending rows. A read takes no lock: under
         # WAL it sees a snapshot, and a long export never stalls the senders.
-        read = conn.get_execution_options().get("dispatcher_read", False)
+        read = conn.get_execution_options().get(READ_OPTION, False)
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
@@ -156,8 +154,8 @@ class SqlStore(Store):
 
             upgrade(self.engine)
         self._secret: bytes | None = None
-        self._accounts = SqlAccounts(self.engine, READ)
-        self._reports = SqlReports(self.engine, READ)
+        self._accounts = SqlAccounts(self.engine)
+        self._reports = SqlReports(self.engine)
 
     @property
     def accounts(self) -> SqlAccounts:
@@ -183,13 +181,8 @@ class SqlStore(Store):
     def close(self) -> None:
         self.engine.dispose()
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A read-only transaction: on SQLite it takes no write lock (see ``engine_for``)."""
-        with self.engine.connect() as conn:
-            conn.execution_options(**READ)
-            with conn.begin():
-                yield conn
+    def _read(self) -> contextlib.AbstractContextManager[Connection]:
+        return reading(self.engine)
 
     def _insert(self, table: Any) -> Any:
         module = postgresql if self.dialect == "postgresql" else sqlite
