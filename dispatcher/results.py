@@ -53,15 +53,18 @@ class ResultWriter:
         self.tally = Tally()
         self._results: list[AttemptResult] = []
         self._release: list[int] = []
+        self._waiting = asyncio.Event()  # set when there is something to flush
 
     def add(self, result: AttemptResult) -> None:
         self._results.append(result)
         self.tally.counts[result.outcome.value] += 1
+        self._waiting.set()
 
     def release(self, delivery_id: int) -> None:
         """A claim that was not attempted goes back to the queue, its attempt not counted."""
         self._release.append(delivery_id)
         self.tally.counts["handed back"] += 1
+        self._waiting.set()
 
     async def flush(self) -> None:
         results, self._results = self._results, []
@@ -72,11 +75,20 @@ class ResultWriter:
             await self.db(self.store.release, self.worker_id, release, self.clock())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``FLUSH_EVERY`` seconds until ``stop``.
+        """Flush every ``FLUSH_EVERY`` seconds while there is something to flush, until ``stop``;
+        an idle dispatcher does not wake for it at all.
 
         Never cancel this task: a flush cut short would drop results it had already taken.
         """
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FLUSH_EVERY)
-            await self.flush()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                waiting = asyncio.create_task(self._waiting.wait())
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stopping), FLUSH_EVERY)  # gather a batch
+                self._waiting.clear()
+                await self.flush()
+        finally:
+            stopping.cancel()

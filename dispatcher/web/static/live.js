@@ -7,7 +7,30 @@
   var url = table.getAttribute("data-live");
   var format = new Intl.NumberFormat(document.documentElement.lang || "en");
 
+  var BAR = ["sent", "pending", "sending", "submitted", "failed", "expired", "cancelled"];
+  var SVG = "http://www.w3.org/2000/svg";
+
+  function redraw(bar, counts) {
+    var total = BAR.reduce(function (n, s) { return n + (counts[s] || 0); }, 0);
+    var x = 0;
+    while (bar.firstChild) { bar.removeChild(bar.firstChild); }
+    BAR.forEach(function (s) {
+      if (!total || !counts[s]) { return; }
+      var width = 100 * counts[s] / total;
+      var rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("class", "seg " + s);
+      rect.setAttribute("x", x.toFixed(3));
+      rect.setAttribute("y", "0");
+      rect.setAttribute("width", width.toFixed(3));
+      rect.setAttribute("height", "6");
+      bar.appendChild(rect);
+      x += width;
+    });
+  }
+
   function update(row, data) {
+    var bar = row.querySelector("svg.bar") || (row.id === "overview" && document.querySelector("svg.bar"));
+    if (bar) { redraw(bar, data.counts); }
     row.querySelectorAll("[data-count]").forEach(function (cell) {
       cell.textContent = format.format(data.counts[cell.getAttribute("data-count")] || 0);
     });
