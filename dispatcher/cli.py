@@ -435,6 +435,42 @@ def supporters_import(ctx: Context, path: Path) -> None:
     click.echo(f"imported {written} supporters from {path} ({ctx.store.supporter_count()} in the store)")
 
 
+@supporters.command("revoke")
+@click.argument("email")
+@pass_ctx
+def supporters_revoke(ctx: Context, email: str) -> None:
+    """Withdraw EMAIL's consent: nothing more is sent in their name, running dispatchers too."""
+    cancelled = ctx.store.people.revoke(email, utcnow())
+    if cancelled is None:
+        raise click.ClickException("no supporter with that email")
+    # The audit log names the person by nothing: "forget" must leave no trace of them.
+    _audit(ctx, "consent revoked", "a supporter", f"{cancelled} unsent letters cancelled")
+    click.echo(f"consent withdrawn; {cancelled} unsent letters cancelled")
+
+
+@supporters.command("export")
+@click.argument("email")
+@pass_ctx
+def supporters_export(ctx: Context, email: str) -> None:
+    """Print everything held about EMAIL as JSON, with the letters sent in their name."""
+    held = ctx.store.people.export(email)
+    if held is None:
+        raise click.ClickException("no supporter with that email")
+    click.echo(json_text(held))
+
+
+@supporters.command("forget")
+@click.argument("email")
+@pass_ctx
+def supporters_forget(ctx: Context, email: str) -> None:
+    """Erase EMAIL: their details, consents and unsent letters; the letters already sent stay
+    as anonymous counts for their targets."""
+    if not ctx.store.people.forget(email, utcnow()):
+        raise click.ClickException("no supporter with that email")
+    _audit(ctx, "supporter forgotten", "a supporter")
+    click.echo("forgotten: details, consents and unsent letters erased")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))

@@ -41,6 +41,8 @@ log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
 BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
+# A withdrawn consent stops letters already claimed: longer than any claim waits in a queue.
+REVOKED_WINDOW = dt.timedelta(minutes=10)
 
 __all__ = ["Dispatcher", "Tally", "utcnow"]
 
@@ -101,6 +103,7 @@ class Dispatcher:
         if recovered:
             log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
         self.catalogue.set_states(await self.db(self.store.action_states))
+        self.sender.revoked = await self.db(self.store.people.revoked_since, now - REVOKED_WINDOW)
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()

@@ -34,6 +34,7 @@ class Sender:
         self.channels = channels
         self.results = results
         self.clock = clock
+        self.revoked: frozenset[str] = frozenset()  # supporters who withdrew consent just now
         self.backoff = Backoff(
             settings.retry_initial, settings.retry_max, settings.max_attempts, jitter=settings.retry_initial
         )
@@ -42,9 +43,10 @@ class Sender:
         claim = item.claim
         opened = self.catalogue.open.get(claim.action_id)
         now = self.clock()
-        # Paused, closed, held or past its deadline since the claim, or waited too long to keep
-        # to the pacing it was claimed under: not an attempt, back to the queue.
-        if opened is None or now >= opened[1] or item.late():
+        # Paused, closed, held or past its deadline since the claim, its supporter withdrew
+        # consent, or it waited too long to keep to the pacing it was claimed under: not an
+        # attempt, back to the queue (a withdrawn letter is cancelled there already).
+        if opened is None or now >= opened[1] or item.late() or claim.signer.email in self.revoked:
             self.results.release(claim.delivery_id)
             return
         action = opened[0]

@@ -173,3 +173,23 @@ async def test_only_admins_manage_users_and_it_is_audited(web: httpx.AsyncClient
     }
     audit = (await web.get("/audit")).text
     assert "user added" in audit and "role changed" in audit and "user removed" in audit
+
+
+async def test_staff_withdraw_a_consent_and_the_audit_names_no_one(
+    web: httpx.AsyncClient, store: Store
+) -> None:
+    store.import_supporters(people(1), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    csrf = await as_role(web, Role.OPERATOR)
+    assert (
+        await web.post("/supporters/revoke", data={"csrf": csrf, "email": "p0@example.net"})
+    ).status_code == 403
+    await web.post("/logout", data={"csrf": csrf})
+    csrf = await as_role(web, Role.STAFF)
+    done = await web.post("/supporters/revoke", data={"csrf": csrf, "email": "P0@example.net"})
+    assert done.status_code == 200 and "1 unsent letters cancelled" in done.text
+    assert (
+        await web.post("/supporters/revoke", data={"csrf": csrf, "email": "x@example.net"})
+    ).status_code == 404
+    audit = (await web.get("/audit.csv")).text
+    assert "consent revoked" in audit and "p0@example.net" not in audit.lower()

@@ -18,6 +18,7 @@ from dispatcher.pacing import Limits
 
 if TYPE_CHECKING:
     from dispatcher.store.accounts import Accounts
+    from dispatcher.store.people import SqlPeople
     from dispatcher.store.reports import SqlReports
 
 
@@ -353,6 +354,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def reports(self) -> SqlReports:
         """The dashboard's and /metrics' reads."""
+
+    @property
+    @abc.abstractmethod
+    def people(self) -> SqlPeople:
+        """Supporters' rights: revoke, export, forget."""
 
     # operators' requeues
     @abc.abstractmethod

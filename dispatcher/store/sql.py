@@ -57,6 +57,7 @@ from dispatcher.store import (
     submissions,
 )
 from dispatcher.store.accounts import SqlAccounts
+from dispatcher.store.people import SqlPeople
 from dispatcher.store.reading import READ_OPTION, reading
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
@@ -156,6 +157,7 @@ class SqlStore(Store):
         self._secret: bytes | None = None
         self._accounts = SqlAccounts(self.engine)
         self._reports = SqlReports(self.engine)
+        self._people = SqlPeople(self.engine)
 
     @property
     def accounts(self) -> SqlAccounts:
@@ -164,6 +166,10 @@ class SqlStore(Store):
     @property
     def reports(self) -> SqlReports:
         return self._reports
+
+    @property
+    def people(self) -> SqlPeople:
+        return self._people
 
     def heartbeat(self, beat: WorkerBeat) -> None:
         values = {k: getattr(beat, k) for k in ("last_seen", "holding", "sent", "stopped_at")}

@@ -43,7 +43,7 @@ def context(request: Request) -> Context:
 
 
 def create_app(ctx: Context) -> Starlette:
-    from dispatcher.web import dashboard, login, logs, media, metrics, preview, users, webhooks
+    from dispatcher.web import dashboard, login, logs, media, metrics, preview, supporters, users, webhooks
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -59,6 +59,7 @@ def create_app(ctx: Context) -> Starlette:
         *logs.routes,
         *preview.routes,
         *users.routes,
+        *supporters.routes,
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

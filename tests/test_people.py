@@ -1,0 +1,94 @@
+"""Supporters' rights: withdrawing consent stops a running dispatch; export shows everything
+held; forget erases the person down to the database file's bytes and keeps the counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dispatcher.channels import make_channels
+from dispatcher.cli import main
+from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.store import Outcome, Store, SupporterRecord, open_store
+from tests.conftest import cli_env, never_retry
+from tests.smtp_server import SmtpServer
+from tests.test_campaign_shapes import settings, supporters, write_actions
+from tests.test_store_contract import NOW, people, result, take
+
+PERSON = SupporterRecord(
+    "zelda.forget@example.net", "Zelda Quixotic-Forgettable", "en", "Ulaanbaatar", "MN", ("all",), NOW
+)
+
+
+def statuses_of(store: Store) -> Counter[str]:
+    return Counter(r.status for r in store.queue_counts() for _ in range(r.count))
+
+
+async def test_a_withdrawn_consent_stops_the_letters_in_a_running_dispatch(tmp_path: Path) -> None:
+    write_actions(tmp_path, {f"a{n}": [f"t{n}"] for n in range(12)})
+    with SmtpServer() as smtp:
+        config = settings(tmp_path, smtp.url, rate_global=3.0)  # 24 letters: about 8 seconds
+        store = open_store(config.database_url)
+        store.import_supporters(supporters(2), utcnow())
+        dispatcher = Dispatcher(config, store, make_channels(config, store), worker_id="w")
+        task = asyncio.create_task(dispatcher.run_once())
+        while sum(r.reply_to == "s1@example.net" for r in smtp.received()) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the server runs in its own thread: nothing to await
+        revoked_at = time.time()
+        cancelled = await asyncio.to_thread(store.people.revoke, "s1@example.net", utcnow())
+        await asyncio.wait_for(task, 60)
+        received = smtp.received()
+        counts = statuses_of(store)
+        store.close()
+    late = [r for r in received if r.reply_to == "s1@example.net" and r.at > revoked_at + 1.5]
+    assert not late, f"{len(late)} letters sent in a withdrawn name"
+    sent_by = Counter(r.reply_to for r in received)
+    assert sent_by["s0@example.net"] == 12 and cancelled is not None and cancelled > 0
+    assert counts == {"sent": 12 + sent_by["s1@example.net"], "cancelled": 12 - sent_by["s1@example.net"]}
+
+
+def test_export_shows_everything_held_and_forget_erases_it_keeping_the_counts(store: Store) -> None:
+    store.import_supporters([PERSON, *people(1)], NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    claims = take(store, "w")
+    store.record("w", [result(c.delivery_id, Outcome.SENT) for c in claims], never_retry)
+    held = store.people.export("Zelda.Forget@example.net")
+    assert held is not None and held["name"] == PERSON.name and held["city"] == "Ulaanbaatar"
+    assert [c["scope"] for c in held["consents"]] == ["all"]
+    assert [(x["action_id"], x["status"]) for x in held["letters"]] == [("act", "sent")]
+    assert [a["outcome"] for a in held["attempts"]] == ["sent"]
+    before = [(c.target_id, c.letters) for c in store.sent_counts()]
+    assert store.people.forget(PERSON.email, NOW)
+    assert store.people.export(PERSON.email) is None
+    assert [(c.target_id, c.letters) for c in store.sent_counts()] == before  # still 2 letters
+    assert store.find_signer(PERSON.email) is None
+
+
+def test_forget_leaves_no_bytes_of_the_person_in_the_database_files(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    (tmp_path / "s.csv").write_text(
+        "email,name,language,city,country,actions,opted_in_at\n"
+        f"{PERSON.email},{PERSON.name},en,{PERSON.city},MN,all,2025-01-01T00:00:00+00:00\n"
+        "other@example.net,Other Person,en,,,all,2025-01-01T00:00:00+00:00\n"
+    )
+    runner = CliRunner()
+    assert runner.invoke(main, ["supporters", "import", str(tmp_path / "s.csv")], env=env).exit_code == 0
+    assert runner.invoke(main, ["run", "--once"], env=env).exit_code == 0
+    exported = runner.invoke(main, ["supporters", "export", PERSON.email], env=env)
+    assert json.loads(exported.output)["letters"]
+    files = [tmp_path / "d.db", tmp_path / "d.db-wal"]
+    assert any(PERSON.name.encode() in f.read_bytes() for f in files if f.exists())
+    summary = runner.invoke(main, ["log", "--summary"], env=env).output
+    gone = runner.invoke(main, ["supporters", "forget", PERSON.email], env=env)
+    assert gone.exit_code == 0, gone.output
+    for secret in (PERSON.name, PERSON.email, PERSON.city):
+        for f in files:
+            if f.exists():
+                assert secret.encode() not in f.read_bytes(), f"{secret!r} still in {f.name}"
+    assert runner.invoke(main, ["log", "--summary"], env=env).output == summary
+    assert runner.invoke(main, ["supporters", "export", PERSON.email], env=env).exit_code != 0
