@@ -426,6 +426,8 @@ class Settings(BaseModel):
     fax_max_attempts: int = Field(default=6, ge=1)
     fax_retry_initial: float = Field(default=20 * 60.0, gt=0)
     fax_retry_max: float = Field(default=4 * 3600.0, gt=0)
+    # The bearer token Prometheus presents to /metrics; unset: there is no /metrics.
+    metrics_token: SecretStr | None = None
     # Reverse proxies whose X-Forwarded-For/-Proto the web app believes (comma-separated
     # addresses); none by default, so a client cannot claim another address to dodge limits.
     trusted_proxies: str = ""

@@ -1,6 +1,6 @@
 """/metrics and /healthz over ASGI, on the real app over a SQLite file and PostgreSQL.
 
-/metrics wants the bearer token from DISPATCHER_METRICS_TOKEN (and does not exist without it);
+/metrics wants the bearer token of DISPATCHER_METRICS_TOKEN (and does not exist without it);
 what it reports is read from the store; /healthz fails when the database is gone.
 """
 
@@ -29,7 +29,6 @@ from dispatcher.store import (
     Submission,
     WorkerBeat,
 )
-from dispatcher.web.metrics import METRICS_ENV
 from tests.conftest import PG_ADMIN_URL, never_retry
 from tests.test_store_contract import LEASE, NOW, UNPACED, people
 from tests.web_client import add_users, client, log_in, web_settings
@@ -40,7 +39,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture
 async def web(tmp_path: Path, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    async with client(web_settings(tmp_path), store) as c:
+    async with client(web_settings(tmp_path, metrics_token=TOKEN), store) as c:
         yield c
 
 
@@ -79,20 +78,17 @@ def attempt(delivery: int, channel: str, seconds: float, outcome: Outcome, **kw:
     )
 
 
-async def test_without_the_variable_metrics_does_not_exist(
-    web: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("token", [None, ""])  # unset, or set but empty: no token either way
+async def test_without_the_token_metrics_does_not_exist(
+    tmp_path: Path, store: Store, token: str | None
 ) -> None:
-    monkeypatch.delenv(METRICS_ENV, raising=False)
-    assert (await web.get("/metrics")).status_code == 404
-    assert (await web.get("/metrics", headers=bearer())).status_code == 404
-    monkeypatch.setenv(METRICS_ENV, "")  # set but empty is not a token either
-    assert (await web.get("/metrics", headers=bearer(""))).status_code == 404
+    async with client(web_settings(tmp_path, metrics_token=token), store) as web:
+        assert (await web.get("/metrics")).status_code == 404
+        assert (await web.get("/metrics", headers=bearer())).status_code == 404
+        assert (await web.get("/metrics", headers=bearer(""))).status_code == 404
 
 
-async def test_metrics_wants_the_bearer_token_not_a_login(
-    web: httpx.AsyncClient, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(METRICS_ENV, TOKEN)
+async def test_metrics_wants_the_bearer_token_not_a_login(web: httpx.AsyncClient, store: Store) -> None:
     for headers in (
         {},
         bearer("wrong"),
@@ -112,10 +108,7 @@ async def test_metrics_wants_the_bearer_token_not_a_login(
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
-async def test_metrics_report_what_the_store_holds(
-    web: httpx.AsyncClient, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(METRICS_ENV, TOKEN)
+async def test_metrics_report_what_the_store_holds(web: httpx.AsyncClient, store: Store) -> None:
     store.import_supporters(people(4), NOW)
     store.plan("act", [("t1", "email"), ("t1", "fax")], NOW)
     e1, e2 = claims(store, "email", 2)
@@ -202,10 +195,7 @@ async def test_metrics_report_what_the_store_holds(
     assert "dispatcher_attempts" not in {f.name for f in prometheus_client.REGISTRY.collect()}
 
 
-async def test_an_empty_store_gives_empty_families(
-    web: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(METRICS_ENV, TOKEN)
+async def test_an_empty_store_gives_empty_families(web: httpx.AsyncClient) -> None:
     got = await web.get("/metrics", headers=bearer())
     families = {f.name: f for f in text_string_to_metric_families(got.text)}
     assert {"dispatcher_attempts", "dispatcher_deliveries", "dispatcher_attempt_seconds"} <= set(families)
@@ -228,9 +218,8 @@ def drop_database(url: str) -> None:
 
 
 async def test_healthz_reads_the_store_and_fails_without_it(
-    web: httpx.AsyncClient, store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+    web: httpx.AsyncClient, store: Store, db_url: str
 ) -> None:
-    monkeypatch.setenv(METRICS_ENV, TOKEN)
     ok = await web.get("/healthz")
     assert ok.status_code == 200 and ok.text == "ok\n"
     # Close the pool: an open SQLite connection would go on reading the deleted file's inode.

@@ -143,6 +143,8 @@ deliveries = Table(
         postgresql_where=text("status IN ('sending', 'submitted')"),
     ),
     Index(None, "action_id", "target_id", "channel", "status", "next_attempt_at"),
+    # The dashboard's progress per action and status (with "retrying"), from the index alone.
+    Index("ix_deliveries_action_id_status_attempts", "action_id", "status", "attempts"),
     # Finding leases that ran out must not scan the table: only in-flight rows are indexed.
     Index(
         "ix_deliveries_leased",
@@ -197,7 +199,10 @@ attempts = Table(
     Index(None, "action_id", "target_id", "started_at"),
     Index(None, "delivery_id"),
     Index("ix_attempts_provider_job", "provider", "job_id"),
-    Index("ix_attempts_finished_at", "finished_at"),
+    # The dashboard's and /metrics' counts read these alone (bench/dashboard_scale.py).
+    Index("ix_attempts_outcome_finished_at_action_id", "outcome", "finished_at", "action_id"),
+    Index("ix_attempts_outcome_action_id_provider_pages", "outcome", "action_id", "provider", "pages"),
+    Index("ix_attempts_action_id_channel_outcome", "action_id", "channel", "outcome"),
 )
 
 # A provider's final word that arrived before the submission it answers was committed (the

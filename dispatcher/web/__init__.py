@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from dispatcher.backoff import Backoff, fax_backoff
-from dispatcher.config import Settings
+from dispatcher.config import Action, Settings, load_actions
 from dispatcher.providers import FaxProvider
 from dispatcher.store import Store
 from dispatcher.web.limits import SlidingWindow
@@ -35,6 +35,18 @@ class Context:
     # Failed logins per account and per address, per 15 minutes (see limits.py).
     by_account: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 900))
     by_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(20, 900))
+    # The action files as last read, and the names, times and sizes they were read at.
+    loaded: tuple[tuple[tuple[str, int, int], ...], dict[str, Action]] | None = None
+
+    def actions(self) -> dict[str, Action]:
+        """The action files, parsed again only when one of them changed (a page would
+        otherwise parse every YAML file on every request)."""
+        folder = self.settings.actions_dir
+        files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        if self.loaded is None or self.loaded[0] != stamp:
+            self.loaded = (stamp, load_actions(folder).actions)
+        return self.loaded[1]
 
 
 def context(request: Request) -> Context:

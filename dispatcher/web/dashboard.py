@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from dispatcher import controls
 from dispatcher.accounts import Role
-from dispatcher.config import Action, load_actions
+from dispatcher.config import Action
+from dispatcher.store import QueueCount
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
 from dispatcher.web import Context, context
@@ -25,18 +26,16 @@ from dispatcher.web.pages import forbidden, render
 from dispatcher.web.summary import BAR, ActionRow, action_rows
 
 
-def _actions(ctx: Context) -> dict[str, Action]:
-    return load_actions(ctx.settings.actions_dir).actions
-
-
-def _overview(ctx: Context) -> list[ActionRow]:
+def _overview(
+    ctx: Context, only: dict[str, Action] | None = None, queues: list[QueueCount] | None = None
+) -> list[ActionRow]:
     store, now = ctx.store, ctx.clock()
     return action_rows(
-        _actions(ctx),
+        ctx.actions() if only is None else only,
         store.action_states(),
         store.reports.progress(),
         store.reports.sent_since(now - dt.timedelta(hours=1)),
-        store.queue_counts(),
+        store.queue_counts() if queues is None else queues,
         ctx.settings,
         now,
     )
@@ -66,14 +65,15 @@ async def overview_json(request: Request) -> Response:
 
 
 def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
-    action = _actions(ctx).get(action_id)
+    action = ctx.actions().get(action_id)
     if action is None:
         return None
     store, reports = ctx.store, ctx.store.reports
+    queues = [q for q in store.queue_counts() if q.action_id == action_id]
     return {
         "action": action,
-        "row": next(r for r in _overview(ctx) if r.id == action_id),
-        "queues": [q for q in store.queue_counts() if q.action_id == action_id],
+        "row": _overview(ctx, {action_id: action}, queues)[0],
+        "queues": queues,
         "recent": reports.attempts_page(LogFilter(action_id), 30, before_id=2**62),
         "reasons": reports.failure_reasons(action_id),
         "failed": reports.failed_deliveries(action_id, 20),
@@ -96,7 +96,7 @@ CONTROLS = {"pause": controls.pause, "resume": controls.resume}
 async def control(request: Request) -> Response:
     """Pause, resume, close or extend: the same controls as the CLI, audited the same way."""
     ctx, what = context(request), request.url.path.rsplit("/", 1)[1]
-    action = (await run_in_threadpool(_actions, ctx)).get(request.path_params["action_id"])
+    action = (await run_in_threadpool(ctx.actions)).get(request.path_params["action_id"])
     user = await current_user(request)
     if action is None or user is None:
         return forbidden(request, "no such action", status=404)

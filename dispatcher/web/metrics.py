@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from collections.abc import Iterable
 from typing import cast
 
@@ -30,7 +29,6 @@ from dispatcher.web.logs import STALE
 
 log = logging.getLogger("dispatcher.web")
 
-METRICS_ENV = "DISPATCHER_METRICS_TOKEN"
 # The classic text format (what generate_latest writes): every Prometheus version reads it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # An SMTP conversation takes tenths of a second; a fax submission (PDF upload) a few seconds.
@@ -109,8 +107,9 @@ class StoreCollector(Collector):
         yield from (seen, holding, up)
 
 
-def _token() -> str | None:
-    return os.environ.get(METRICS_ENV) or None
+def _token(request: Request) -> str | None:
+    token = context(request).settings.metrics_token
+    return token.get_secret_value() or None if token else None
 
 
 def _bearer(request: Request) -> str:
@@ -130,7 +129,7 @@ def _registry(request: Request) -> CollectorRegistry:
 
 
 async def metrics(request: Request) -> Response:
-    token = _token()
+    token = _token(request)
     if token is None:
         return PlainTextResponse("Not Found", status_code=404)
     if not hmac.compare_digest(_bearer(request).encode(), token.encode()):

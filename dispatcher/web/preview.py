@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from dispatcher import faxpdf
 from dispatcher.accounts import Role
-from dispatcher.config import Action, Target, load_actions
+from dispatcher.config import Action, Target
 from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
 from dispatcher.web import Context, context
 from dispatcher.web.auth import requires
@@ -20,7 +20,7 @@ from dispatcher.web.pages import forbidden, render
 def _letter(
     ctx: Context, action_id: str, target_id: str, language: str | None
 ) -> tuple[Action, Target, Letter]:
-    action = load_actions(ctx.settings.actions_dir).actions.get(action_id)
+    action = ctx.actions().get(action_id)
     if action is None:
         raise LookupError("no such action")
     target = next((t for t in action.targets if t.id == target_id), None)
