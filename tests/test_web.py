@@ -22,6 +22,7 @@ from dispatcher.store import Store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env
+from tests.web_client import PASSWORD, csrf_of
 
 PDF = b"%PDF-1.4\n% a letter\n"
 
@@ -137,3 +138,26 @@ def test_a_provider_without_its_settings_names_what_is_missing(tmp_path: Path) -
     assert done.returncode != 0
     assert b"DISPATCHER_TWILIO_ACCOUNT_SID" in done.stderr and b"DISPATCHER_PUBLIC_URL" in done.stderr
     assert b"tok-9" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(("trusted", "seen"), [("", "127.0.0.1"), ("127.0.0.1", "203.0.113.5")])
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(
+    tmp_path: Path, trusted: str, seen: str
+) -> None:
+    port = free_port()
+    env = {**os.environ, **cli_env(tmp_path, DISPATCHER_TRUSTED_PROXIES=trusted)}
+    exe = str(ROOT / ".venv" / "bin" / "dispatcher")
+    subprocess.run(
+        [exe, "users", "add", "ada", "--role", "viewer"], env=env, input=PASSWORD.encode(), check=True
+    )
+    proc = subprocess.Popen([exe, "web", "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, proc)
+        with httpx.Client(base_url=url, headers={"X-Forwarded-For": "203.0.113.5"}) as web:
+            form = {"name": "ada", "password": PASSWORD, "csrf": csrf_of(web.get("/login").text)}
+            assert web.post("/login", data=form).status_code == 303
+            assert f"<td>{seen}</td>" in web.get("/audit").text  # the login, from where
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
