@@ -28,7 +28,7 @@ from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.supporters import SupporterFileError, import_file
+from dispatcher.supporters import SupporterFileError, import_file, import_valid
 
 STATUSES = [s.value for s in Status]
 
@@ -420,14 +420,25 @@ def supporters() -> None:
 
 @supporters.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to --rejects.")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where --skip-invalid writes the bad rows with their problems (default: PATH.rejected.csv).",
+)
 @pass_ctx
-def supporters_import(ctx: Context, path: Path) -> None:
-    """Import supporters from a CSV file; a file with any bad row imports nothing."""
+def supporters_import(ctx: Context, path: Path, skip_invalid: bool, rejects: Path | None) -> None:
+    """Import supporters from a CSV file; a file with any bad row imports nothing, unless
+    --skip-invalid."""
     known = ctx.actions().actions.keys()
+    progress = lambda n: click.echo(f"… {n} rows", err=True)  # noqa: E731
     try:
-        written = import_file(
-            ctx.store, path, known, utcnow(), progress=lambda n: click.echo(f"… {n} rows", err=True)
-        )
+        if skip_invalid:
+            rejects = rejects or path.with_suffix(".rejected.csv")
+            written, bad = import_valid(ctx.store, path, known, utcnow(), rejects, progress)
+            click.echo(f"{bad} rows rejected: see {rejects}", err=True)
+        else:
+            written = import_file(ctx.store, path, known, utcnow(), progress=progress)
     except SupporterFileError as exc:
         for problem in exc.problems:
             click.echo(f"{path}: {problem}", err=True)

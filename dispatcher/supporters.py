@@ -3,13 +3,16 @@
 Columns: ``email,name,language,city,country,actions,opted_in_at``. ``actions`` is ``all`` or a
 ``;``-separated list of action ids; ``opted_in_at`` is when the supporter agreed to letters being
 sent in their name (ISO 8601 with an offset). A file with any bad row imports nothing, and every
-bad row is reported with its row number (the header is row 1, as in a spreadsheet).
+bad row is reported with its row number (the header is row 1, as in a spreadsheet); with
+``--skip-invalid`` the good rows are imported and the bad ones written, with their problems, to a
+rejects file.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import re
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 from babel import Locale
 
 from dispatcher.config import normalise_email, parse_language
+from dispatcher.sanitize import csv_writer
 from dispatcher.store import Store, SupporterRecord
 
 COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_at")
@@ -143,9 +147,11 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             number += 1
 
 
-def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) -> int:
-    """Check every row; raises ``SupporterFileError`` listing all problems. Returns the row count."""
-    problems: list[str] = []
+def bad_rows(path: Path, known_actions: Collection[str], now: dt.datetime) -> tuple[int, dict[int, str]]:
+    """Every row checked: how many rows, and the problem of each bad one by row number. A file
+    that cannot be read to its end (not UTF-8, a broken CSV row) raises ``SupporterFileError``
+    listing every problem up to there: what follows such a row cannot be trusted."""
+    problems: dict[int, str] = {}
     seen: dict[str, int] = {}
     count = 0
     try:
@@ -154,17 +160,22 @@ def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) 
             try:
                 record = parse_row(row, known_actions, now)
             except ValueError as exc:
-                problems.append(f"row {number}: {exc}")
+                problems[number] = str(exc)
                 continue
             if record.email in seen:
-                problems.append(f"row {number}: {record.email} already appears in row {seen[record.email]}")
+                problems[number] = f"{record.email} already appears in row {seen[record.email]}"
             seen[record.email] = number
-    except UnicodeDecodeError as exc:
-        problems.append(f"the file is not UTF-8: {exc}")
-    except SupporterFileError as exc:  # a row that ends the reading, after the rows before it
-        problems.extend(exc.problems)
+    except (UnicodeDecodeError, SupporterFileError) as exc:
+        fatal = [f"the file is not UTF-8: {exc}"] if isinstance(exc, UnicodeDecodeError) else exc.problems
+        raise SupporterFileError(path, [f"row {n}: {p}" for n, p in problems.items()] + fatal) from None
+    return count, problems
+
+
+def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) -> int:
+    """Check every row; raises ``SupporterFileError`` listing all problems. Returns the row count."""
+    count, problems = bad_rows(path, known_actions, now)
     if problems:
-        raise SupporterFileError(path, problems)
+        raise SupporterFileError(path, [f"row {n}: {p}" for n, p in problems.items()])
     return count
 
 
@@ -177,11 +188,40 @@ def import_file(
 ) -> int:
     """Validate the whole file, then write it in one transaction."""
     validate_file(path, known_actions, now)
+    return store.import_supporters(_records(path, known_actions, now, set(), progress), now)
 
-    def records() -> Iterator[SupporterRecord]:
+
+def import_valid(
+    store: Store,
+    path: Path,
+    known_actions: Collection[str],
+    now: dt.datetime,
+    rejects: Path,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Import the good rows and write the bad ones, with their problems, to ``rejects``
+    (owner-only: it holds people's details). Returns (rows imported, rows rejected)."""
+    _, problems = bad_rows(path, known_actions, now)
+    fd = os.open(rejects, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+        writer = csv_writer(out)
+        writer.writerow(["row", *COLUMNS, "problem"])
         for number, row in _rows(path):
-            if progress and number % 10_000 == 0:
-                progress(number - 1)
-            yield parse_row(row, known_actions, now)
+            if number in problems:
+                writer.writerow([number, *(row.get(c, "") for c in COLUMNS), problems[number]])
+    written = store.import_supporters(_records(path, known_actions, now, set(problems), progress), now)
+    return written, len(problems)
 
-    return store.import_supporters(records(), now)
+
+def _records(
+    path: Path,
+    known_actions: Collection[str],
+    now: dt.datetime,
+    skip: set[int],
+    progress: Callable[[int], None] | None,
+) -> Iterator[SupporterRecord]:
+    for number, row in _rows(path):
+        if progress and number % 10_000 == 0:
+            progress(number - 1)
+        if number not in skip:
+            yield parse_row(row, known_actions, now)

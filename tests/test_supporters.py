@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from dispatcher.store import Store
-from dispatcher.supporters import SupporterFileError, import_file
+from dispatcher.supporters import SupporterFileError, import_file, import_valid
 from tests.conftest import ROOT
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -152,3 +153,35 @@ def test_limits_match_the_database_columns() -> None:
     for column in ("email", "name", "language", "city"):
         length = columns[column].type.length  # type: ignore[attr-defined]
         assert FIELDS[column][1] == length, column
+
+
+def test_skip_invalid_imports_the_good_rows_and_writes_the_bad_ones_aside(
+    store: Store, tmp_path: Path
+) -> None:
+    path = csv_file(
+        tmp_path,
+        "ok1@example.net,Ok One,en,,,all,2025-01-01T00:00:00+00:00\n",
+        'not-an-email,"=HYPERLINK(""http://x"")",en,,,all,2025-01-01T00:00:00+00:00\n',
+        "ok2@example.net,Ok Two,en,,,all,2025-01-01T00:00:00+00:00\n",
+        "ok1@example.net,Twice,en,,,all,2025-01-01T00:00:00+00:00\n",
+        "ok3@example.net,Ok Three,xx-Nope,,,all,2025-01-01T00:00:00+00:00\n",
+    )
+    rejects = tmp_path / "rejected.csv"
+    written, bad = import_valid(store, path, {"act"}, NOW, rejects)
+    assert (written, bad) == (2, 3) and store.supporter_count() == 2
+    assert rejects.stat().st_mode & 0o077 == 0  # people's details: owner-only
+    rows = list(csv.reader(rejects.open(encoding="utf-8")))
+    assert rows[0] == [
+        "row",
+        "email",
+        "name",
+        "language",
+        "city",
+        "country",
+        "actions",
+        "opted_in_at",
+        "problem",
+    ]
+    assert [r[0] for r in rows[1:]] == ["3", "5", "6"]
+    assert rows[1][1] == "not-an-email" and rows[1][2].startswith("'=")  # no formula in a spreadsheet
+    assert "already appears in row 2" in rows[2][-1]
