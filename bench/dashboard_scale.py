@@ -41,12 +41,10 @@ from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from dispatcher.accounts import Role, hash_password
-from dispatcher.backoff import fax_backoff
 from dispatcher.config import Settings
-from dispatcher.providers.file import FileProvider
 from dispatcher.store import Store, SupporterRecord, WorkerBeat, open_store
 from dispatcher.store.reports import LogFilter
-from dispatcher.web import Context, create_app
+from dispatcher.web import app_for
 from dispatcher.web.metrics import LATENCY_BUCKETS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -408,15 +406,8 @@ async def pages(store: Store, tmp: Path, rounds: int, middle: int) -> dict[str, 
             "metrics_token": TOKEN,
         }
     )
-    ctx = Context(
-        settings,
-        store,
-        FileProvider(settings.fax_outbox),
-        fax_backoff(settings),
-        lambda: dt.datetime.now(dt.UTC),
-    )
     store.accounts.add("bench-viewer", Role.VIEWER, hash_password(PASSWORD), dt.datetime.now(dt.UTC))
-    transport = httpx.ASGITransport(app=create_app(ctx), client=("192.0.2.10", 50000))
+    transport = httpx.ASGITransport(app=app_for(settings, store), client=("192.0.2.10", 50000))
     out: dict[str, Timing] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as web:
         login = await web.get("/login")

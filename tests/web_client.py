@@ -9,11 +9,9 @@ from pathlib import Path
 import httpx
 
 from dispatcher.accounts import Role, hash_password
-from dispatcher.backoff import fax_backoff
 from dispatcher.config import Settings
-from dispatcher.providers.file import FileProvider
 from dispatcher.store import Store
-from dispatcher.web import Context, create_app
+from dispatcher.web import app_for
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
@@ -40,14 +38,7 @@ def add_users(store: Store) -> None:
 
 
 def client(settings: Settings, store: Store) -> httpx.AsyncClient:
-    ctx = Context(
-        settings,
-        store,
-        FileProvider(settings.fax_outbox),
-        fax_backoff(settings),
-        lambda: dt.datetime.now(dt.UTC),
-    )
-    transport = httpx.ASGITransport(app=create_app(ctx), client=("192.0.2.10", 50000))
+    transport = httpx.ASGITransport(app=app_for(settings, store), client=("192.0.2.10", 50000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
