@@ -13,9 +13,9 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -443,37 +443,62 @@ def test_every_documented_failure_reason_has_its_word() -> None:
 
 
 # 4. a crash between Telnyx's acceptance and our commit ---------------------------------------
-def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path) -> None:
-    exe = dispatcher_executable()
+@dataclass
+class Processes:
+    """The real ``dispatcher`` command against the fake, our web app in this process."""
+
+    store: Store
+    env: dict[str, str]
+    out: BinaryIO
+    exe: str = field(default_factory=dispatcher_executable)
+
+    def kill_once(self, until: Callable[[], bool], what: str) -> None:
+        """``dispatcher run`` as worker w1, killed with SIGKILL once ``until`` holds."""
+        proc = subprocess.Popen(
+            [self.exe, "run", "--worker-id", "w1"], env=self.env, stdout=self.out, stderr=self.out
+        )
+        try:
+            _wait(until, 30, what)
+        finally:
+            stop(proc, 9)
+
+    def run_once(self, timeout: float) -> None:
+        """The restart: the same worker id, so its leases are taken back at once."""
+        again = [self.exe, "run", "--once", "--worker-id", "w1"]
+        subprocess.run(again, env=self.env, stdout=self.out, stderr=self.out, timeout=timeout, check=True)
+
+
+@contextlib.contextmanager
+def processes(
+    tmp_path: Path, fake: FakeTelnyx, key: Ed25519PrivateKey, people: int, **env: str
+) -> Iterator[Processes]:
     write_action(tmp_path, {"minister": MINISTER})
-    key = Ed25519PrivateKey.generate()
-    fake = FakeTelnyx(API_KEY, CONNECTION, SENDER, key)
-    fake.answer(MINISTER, HANG)
     port = free_port()
     with serve(fake.app) as fake_url:
         provider_env = telnyx_env(f"http://127.0.0.1:{port}", fake_url, key)
         settings = settings_for(tmp_path, provider_env)
         store = open_store(settings.database_url)
-        store.import_supporters(supporters(1), utcnow())
+        store.import_supporters(supporters(people), utcnow())
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-        env = inherited | cli_env(tmp_path, tmp_path, DISPATCHER_LEASE_SECONDS="2", **provider_env)
-        out = (tmp_path / "run.log").open("wb")
+        full_env = inherited | cli_env(tmp_path, tmp_path, **env, **provider_env)
         try:
-            with serve(app_for(settings, store), port):
-                proc = subprocess.Popen([exe, "run", "--worker-id", "w1"], env=env, stdout=out, stderr=out)
-                try:
-                    _wait(lambda: bool(fake.faxes_to(MINISTER)), 30, "the fax at Telnyx")
-                finally:
-                    stop(proc, 9)
-                [fax] = fake.faxes_to(MINISTER)
-                _wait(lambda: ("fax.delivered", 200) in finals_of(fake, fax.id), 10, "its webhook")
-                again = [exe, "run", "--once", "--worker-id", "w1"]
-                subprocess.run(again, env=env, stdout=out, stderr=out, timeout=60, check=True)
-            rows = [a for a in store.attempt_log() if a.channel == "fax"]
-            status = {r.target_id: r.status for r in store.queue_counts()}
+            with (tmp_path / "run.log").open("wb") as out, serve(app_for(settings, store), port):
+                yield Processes(store, full_env, out)
         finally:
-            out.close()
             store.close()
+
+
+def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    fake = FakeTelnyx(API_KEY, CONNECTION, SENDER, key)
+    fake.answer(MINISTER, HANG)
+    with processes(tmp_path, fake, key, 1, DISPATCHER_LEASE_SECONDS="2") as run:
+        run.kill_once(lambda: bool(fake.faxes_to(MINISTER)), "the fax at Telnyx")
+        [fax] = fake.faxes_to(MINISTER)
+        _wait(lambda: ("fax.delivered", 200) in finals_of(fake, fax.id), 10, "its webhook")
+        run.run_once(60)
+        rows = [a for a in run.store.attempt_log() if a.channel == "fax"]
+        status = {r.target_id: r.status for r in run.store.queue_counts()}
     assert len(fake.faxes_to(MINISTER)) == 1 and fake.posts == [(MINISTER, 202)]
     assert status == {"minister": "sent"}
     assert outcomes(rows) == ["interrupted", "submitted", "sent"]
@@ -493,43 +518,22 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_a_kill_while_faxes_are_submitted_loses_nothing_and_faxes_nothing_twice(tmp_path: Path) -> None:
-    exe = dispatcher_executable()
-    write_action(tmp_path, {"minister": MINISTER})
     key = Ed25519PrivateKey.generate()
     fake = FakeTelnyx(API_KEY, CONNECTION, SENDER, key, step=1.0)  # a slow line: seconds per fax
     fake.plan(MINISTER, Plan(), Plan(webhooks=False))  # the second one's webhooks are lost too
-    port = free_port()
-    with serve(fake.app) as fake_url:
-        provider_env = telnyx_env(f"http://127.0.0.1:{port}", fake_url, key)
-        settings = settings_for(tmp_path, provider_env)
-        store = open_store(settings.database_url)
-        store.import_supporters(supporters(2), utcnow())
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-        env = inherited | cli_env(tmp_path, tmp_path, **provider_env)
-        out = (tmp_path / "run.log").open("wb")
-
-        def submitted() -> bool:
-            return any(r.status == "submitted" for r in store.queue_counts())
-
-        try:
-            with serve(app_for(settings, store), port):
-                proc = subprocess.Popen([exe, "run", "--worker-id", "w1"], env=env, stdout=out, stderr=out)
-                try:
-                    _wait(submitted, 30, "a fax submitted")
-                finally:
-                    stop(proc, 9)  # the provider dials on; its webhook reaches the web app
-                [first] = fake.faxes_to(MINISTER)
-                _wait(lambda: ("fax.delivered", 200) in finals_of(fake, first.id), 20, "its webhook")
-                again = [exe, "run", "--once", "--worker-id", "w1"]
-                subprocess.run(again, env=env, stdout=out, stderr=out, timeout=120, check=True)
-                # --once does not wait for the provider: the next run asks it (no webhook came).
-                _wait(lambda: all(f.status == "delivered" for f in fake.faxes_to(MINISTER)), 20, "both faxes")
-                subprocess.run(again, env=env, stdout=out, stderr=out, timeout=120, check=True)
-            status = Counter(r.status for r in store.queue_counts() for _ in range(r.count))
-            rows = [a for a in store.attempt_log() if a.channel == "fax"]
-        finally:
-            out.close()
-            store.close()
+    with processes(tmp_path, fake, key, 2) as run:
+        # Killed while a fax is submitted: the provider dials on; its webhook reaches the web app.
+        run.kill_once(
+            lambda: any(r.status == "submitted" for r in run.store.queue_counts()), "a fax submitted"
+        )
+        [first] = fake.faxes_to(MINISTER)
+        _wait(lambda: ("fax.delivered", 200) in finals_of(fake, first.id), 20, "its webhook")
+        run.run_once(120)
+        # --once does not wait for the provider: the next run asks it (no webhook came).
+        _wait(lambda: all(f.status == "delivered" for f in fake.faxes_to(MINISTER)), 20, "both faxes")
+        run.run_once(120)
+        status = Counter(r.status for r in run.store.queue_counts() for _ in range(r.count))
+        rows = [a for a in run.store.attempt_log() if a.channel == "fax"]
     faxes = fake.faxes_to(MINISTER)
     assert len(faxes) == 2 and len({f.reference for f in faxes}) == 2  # one fax per letter
     assert status == {"sent": 2}
