@@ -103,6 +103,8 @@ consents = Table(
     Column("revoked_at", UTCDateTime()),
     UniqueConstraint("supporter_id", "scope"),
     Index(None, "scope", "supporter_id"),
+    # Every running dispatcher asks each second who withdrew consent lately: no table scan.
+    Index("ix_consents_revoked_at", "revoked_at"),
 )
 
 deliveries = Table(

@@ -33,6 +33,8 @@ def upgrade() -> None:
     # The dashboard's and /metrics' counts, read from indexes alone (bench/dashboard_scale.py).
     for name, table, columns in DASHBOARD_INDEXES:
         op.create_index(name, table, columns)
+    # Who withdrew consent lately, asked each second by every running dispatcher.
+    op.create_index("ix_consents_revoked_at", "consents", ["revoked_at"])
     op.create_table(
         "users",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -88,5 +90,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_web_sessions_user_id"), table_name="web_sessions")
     op.drop_table("web_sessions")
     op.drop_table("users")
+    op.drop_index("ix_consents_revoked_at", table_name="consents")
     for name, table, _ in DASHBOARD_INDEXES:
         op.drop_index(name, table_name=table)
