@@ -170,6 +170,8 @@ class Action(_Strict):
     languages: list[Language] = Field(min_length=1)
     template_set: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     subject_prefix: str = ""
+    # Campaign tags: a supporter may consent to every action with a tag ("tag:<tag>").
+    tags: tuple[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], ...] = ()
     targets: list[Target] = Field(min_length=1)
 
     @field_validator("timezone")

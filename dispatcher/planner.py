@@ -51,9 +51,19 @@ def plan_action(
     channels: tuple[str, ...],
     now: dt.datetime,
     progress: Progress | None = None,
+    languages: Mapping[str, str] | None = None,
 ) -> int:
-    pairs = action.delivery_pairs(channels)
-    return store.plan(action.id, pairs, now, progress=progress, fallbacks=action.fallbacks(channels))
+    """``languages``: target id → the language its letters are written in, so that supporters
+    who sign only in some languages are not planned letters in others."""
+    return store.plan(
+        action.id,
+        action.delivery_pairs(channels),
+        now,
+        progress=progress,
+        fallbacks=action.fallbacks(channels),
+        tags=action.tags,
+        languages=languages,
+    )
 
 
 def sendable(

@@ -32,7 +32,7 @@ from dispatcher.sandbox import (
     template_view,
 )
 from dispatcher.store import Signer
-from dispatcher.supporters import CITY_LIMIT, NAME_LIMIT
+from dispatcher.supporters import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT
 
 SAMPLE_SIGNER = Signer(
     name="Zoë Sample-Signer 林小文", email="sample@example.net", city="Zürich", country="CH", language="de"
@@ -45,6 +45,7 @@ LONGEST_SIGNER = Signer(
     city=("Zürich-Altstetten 臺北市 " * CITY_LIMIT)[:CITY_LIMIT],
     country="CH",
     language="de",
+    words=("In my own words, 用我自己的话. " * WORDS_LIMIT)[:WORDS_LIMIT],
 )
 
 
@@ -89,6 +90,7 @@ class SupporterView:
     city: str
     country: str
     country_name: str
+    words: str  # their own paragraph for this action: plain text, never template code
 
 
 @lru_cache(maxsize=64)
@@ -226,7 +228,11 @@ class Renderer:
                 "action": action_view,
                 "target": target_view,
                 "supporter": SupporterView(
-                    signer.name, signer.city, signer.country, _country_name(signer.country, language)
+                    signer.name,
+                    signer.city,
+                    signer.country,
+                    _country_name(signer.country, language),
+                    signer.words,
                 ),
                 "language": language,
                 "today": _long_date(today, language),

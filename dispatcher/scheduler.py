@@ -132,9 +132,12 @@ class Dispatcher:
         self.catalogue.reload()
         await self.refresh()
         total = 0
+        renderer = self.catalogue.renderer
         for action, _deadline in list(self.catalogue.open.values()):
+            written_in = {t.id: lang for t in action.targets if (lang := renderer.language_for(action, t))}
+            channels, progress = tuple(self.channels), _plan_progress(action.id)
             created = await self.db(
-                plan_action, self.store, action, tuple(self.channels), self.clock(), _plan_progress(action.id)
+                plan_action, self.store, action, channels, self.clock(), progress, written_in
             )
             if created:
                 log.info("%s: planned %d new deliveries", action.id, created)

@@ -26,6 +26,7 @@ from dispatcher.store import Store, SupporterRecord
 COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_at")
 NAME_LIMIT = 200  # characters, as the database columns (store/schema.py)
 CITY_LIMIT = 200
+WORDS_LIMIT = 600  # a supporter's own paragraph: a few sentences, not a second letter
 # Longest value of each column, checked before anything else so that no problem quotes a huge
 # value. Email and language are as wide as their database columns; the others parse into less.
 LIMITS = {
@@ -72,6 +73,23 @@ def _text(value: str, column: str, required: bool) -> str:
             "that changes how the text is shown"
         )
     return value
+
+
+_MARKUP = re.compile(r"<[^>]*>|&[#\w]+;|\{[{%#]|[}%#]\}")
+_LINE_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_words(words: str) -> str:
+    """A supporter's own paragraph as plain text: markup (HTML tags and entities, template
+    delimiters), control and text-direction characters removed, spaces and blank lines tidied.
+    Raises ``ValueError`` when longer than ``WORDS_LIMIT`` once cleaned."""
+    text = _MARKUP.sub("", words.replace("\r\n", "\n"))
+    text = _BIDI.sub("", _LINE_CONTROL.sub(" ", text))
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    if len(text) > WORDS_LIMIT:
+        raise ValueError(f"your own words are longer than {WORDS_LIMIT} characters")
+    return text
 
 
 def _check_lengths(row: dict[str, str]) -> None:

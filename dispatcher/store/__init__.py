@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,23 @@ class ActionState:
 
 
 @dataclass(frozen=True)
+class Terms:
+    """What a consent allows besides its scope. A supporter's consent covers an action when its
+    scope is "all", one of the action's tags ("tag:<tag>") or the action's id."""
+
+    channels: tuple[str, ...] = ()  # empty: every channel
+    languages: tuple[str, ...] = ()  # the letters' languages they sign; empty: any
+    name_display: str = "full"  # "full": name, city and country; "name": the name alone
+    monthly_cap: int | None = None  # letters per calendar month (UTC), across all actions
+    expires_at: dt.datetime | None = None
+    text_version: str = ""  # the version of the consent text they agreed to
+
+
+@dataclass(frozen=True)
 class SupporterRecord:
+    """A supporter and the consent they gave: when (``opted_in_at``), how (``source``: import,
+    form, api), and, once confirmed (``confirmed_at``; imports and the API vouch for it), for what."""
+
     email: str
     name: str
     language: str
@@ -63,6 +79,10 @@ class SupporterRecord:
     scopes: tuple[str, ...]
     opted_in_at: dt.datetime
     source: str = "import"
+    terms: Terms = Terms()
+    confirmed_at: dt.datetime | None = None  # None: as opted_in_at
+    receipts: str | None = None  # "off", "weekly", "monthly"; None: leave as it was
+    words: Mapping[str, str] = field(default_factory=dict)  # action id → their own paragraph
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class Signer:
     city: str
     country: str
     language: str
+    words: str = ""  # their own paragraph for this action, as plain text
 
 
 GroupId = tuple[str, str, str]  # action id, target id, channel
@@ -285,9 +306,13 @@ class Store(abc.ABC):
         batch: int = 5000,
         progress: Progress | None = None,
         fallbacks: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
+        languages: Mapping[str, str] | None = None,
     ) -> int:
-        """Create missing deliveries for consenting supporters × (target, channel) pairs;
-        ``fallbacks`` names the channel a target's failed faxes go by instead."""
+        """Create missing deliveries for supporters whose live, confirmed, unexpired consent
+        covers the action (by id, by one of its ``tags``, or all) × (target, channel) pairs;
+        ``fallbacks`` names the channel a target's failed faxes go by instead, ``languages`` the
+        language each target's letter is written in (a consent may name the ones it signs)."""
 
     # sending
     @abc.abstractmethod

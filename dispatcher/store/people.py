@@ -1,23 +1,37 @@
 """Supporters' rights over what is held about them: withdraw consent, see it all, be forgotten.
 
 Forgetting keeps the letters already sent, as anonymous rows (the counts reported to officials
-stay right), and removes the person: name, email, city, country, consents, and fax PDFs still
-waiting to be fetched. On SQLite the freed space is overwritten (``secure_delete``) and the
-write-ahead log truncated, so the bytes are gone from the database files too.
+stay right), and removes the person: name, email, city, country, consents and their history,
+their own words, forms waiting for confirmation, and fax PDFs still waiting to be fetched. On
+SQLite the freed space is overwritten (``secure_delete``) and the write-ahead log truncated, so
+the bytes are gone from the database files too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from dispatcher.store import Status
+from dispatcher.store import Status, SupporterRecord, mandates
 from dispatcher.store.reading import reading
-from dispatcher.store.schema import attempts, consents, deliveries, fax_media, supporters
+from dispatcher.store.schema import (
+    attempts,
+    consent_events,
+    consents,
+    deliveries,
+    fax_media,
+    letter_quota,
+    opt_ins,
+    personal_words,
+    supporters,
+)
 
 UNSENT = (Status.PENDING.value, Status.SENDING.value)
+OPT_IN_QUIET = dt.timedelta(hours=1)  # at most one confirmation email per address per hour
+PERSONAL_TABLES = ("supporters", "consents", "consent_events", "personal_words", "opt_ins", "fax_media")
 
 
 def _iso(value: Any) -> Any:
@@ -32,13 +46,14 @@ class SqlPeople:
         found = conn.scalar(select(supporters.c.id).where(supporters.c.email == email.strip().lower()))
         return None if found is None else int(found)
 
-    def revoke(self, email: str, now: dt.datetime) -> int | None:
+    def revoke(self, email: str, now: dt.datetime, source: str = "cli") -> int | None:
         """Withdraw every consent; the letters not yet sent are cancelled (a running dispatcher
         hands back any it holds). Returns how many letters were cancelled; None: no such person."""
         with self.engine.begin() as conn:
             person = self._id(conn, email)
             if person is None:
                 return None
+            mandates.revoke_event(conn, person, source, now)
             c, d = consents, deliveries
             conn.execute(
                 update(c).where(c.c.supporter_id == person, c.c.revoked_at.is_(None)).values(revoked_at=now)
@@ -50,13 +65,53 @@ class SqlPeople:
     def revoked_since(self, since: dt.datetime) -> frozenset[str]:
         """Emails whose consent was withdrawn since then (a running dispatcher drops their
         letters from its queues)."""
+        c, again = consents, consents.alias("again")
+        given_again = select(again.c.id).where(
+            again.c.supporter_id == c.c.supporter_id, again.c.confirmed_at > c.c.revoked_at
+        )
         query = (
             select(supporters.c.email)
-            .join(consents, consents.c.supporter_id == supporters.c.id)
-            .where(consents.c.revoked_at >= since)
+            .join(c, c.c.supporter_id == supporters.c.id)
+            .where(c.c.revoked_at >= since, ~given_again.exists())
         )
         with reading(self.engine) as conn:
             return frozenset(str(e) for e in conn.scalars(query))
+
+    def open_opt_in(self, email: str, payload: str, now: dt.datetime) -> int | None:
+        """Keep a form until its confirmation link is followed. None: this address already has
+        one waiting from the last hour, so no second email goes to it."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one writer per address, so two cannot race
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(email))))
+            o = opt_ins
+            waiting = select(o.c.id).where(
+                o.c.email == email, o.c.created_at > now - OPT_IN_QUIET, o.c.confirmed_at.is_(None)
+            )
+            if conn.execute(waiting.limit(1)).first():
+                return None
+            made = insert(o).values(email=email, payload=payload, created_at=now).returning(o.c.id)
+            return int(conn.execute(made).scalar_one())
+
+    def confirm_opt_in(
+        self, opt_in: int, now: dt.datetime, record_of: Callable[[str], SupporterRecord]
+    ) -> SupporterRecord | None:
+        """Follow a confirmation link once: the form becomes a supporter and their consent.
+        None: no such form, or its link was used already."""
+        o = opt_ins
+        with self.engine.begin() as conn:
+            used = update(o).where(o.c.id == opt_in, o.c.confirmed_at.is_(None))
+            payload = conn.execute(used.values(confirmed_at=now).returning(o.c.payload)).scalar()
+            if payload is None:
+                return None
+            record = record_of(str(payload))
+            mandates.upsert_supporters(conn, [record], now)
+            # The form is not kept once it is a supporter: only that its link was used.
+            conn.execute(update(o).where(o.c.id == opt_in).values(payload="{}"))
+        return record
+
+    def prune_opt_ins(self, before: dt.datetime) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(opt_ins).where(opt_ins.c.created_at < before)).rowcount)
 
     def export(self, email: str) -> dict[str, Any] | None:
         """Everything held about the person, and every letter sent in their name."""
@@ -67,6 +122,10 @@ class SqlPeople:
             row = conn.execute(select(supporters).where(supporters.c.id == person)).one()
             held = {k: _iso(v) for k, v in row._mapping.items()}
             held["consents"] = _rows(conn, select(consents).where(consents.c.supporter_id == person))
+            events = select(consent_events).where(consent_events.c.supporter_id == person)
+            held["consent_events"] = _rows(conn, events.order_by(consent_events.c.id))
+            words = select(personal_words).where(personal_words.c.supporter_id == person)
+            held["personal_words"] = _rows(conn, words)
             d, a = deliveries, attempts
             letters = select(d.c.id, d.c.action_id, d.c.target_id, d.c.channel, d.c.status, d.c.sent_at)
             held["letters"] = _rows(conn, letters.where(d.c.supporter_id == person).order_by(d.c.id))
@@ -82,6 +141,7 @@ class SqlPeople:
             if sqlite:  # freed space is overwritten, not left for a file viewer to find
                 raw.execute("PRAGMA secure_delete = ON")  # type: ignore[union-attr]
             with conn.begin():
+                conn.execute(delete(opt_ins).where(opt_ins.c.email == email.strip().lower()))
                 person = self._id(conn, email)
                 if person is None:
                     return False
@@ -92,7 +152,7 @@ class SqlPeople:
         if not sqlite:
             # Dead row versions stay in PostgreSQL's pages until vacuumed.
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as pg:
-                pg.exec_driver_sql("VACUUM supporters, consents, fax_media")
+                pg.exec_driver_sql(f"VACUUM {', '.join(PERSONAL_TABLES)}")
         return True
 
 
@@ -110,7 +170,8 @@ def _erase(conn: Connection, person: int, now: dt.datetime) -> None:
         .where(d.c.supporter_id == person, d.c.status.in_(UNSENT))
         .values(status=Status.CANCELLED.value, last_error="supporter forgotten", updated_at=now)
     )
-    conn.execute(delete(consents).where(consents.c.supporter_id == person))
+    for table in (consent_events, consents, personal_words, letter_quota):
+        conn.execute(delete(table).where(table.c.supporter_id == person))
     # The row stays as an anonymous stub: the letters sent still count for their targets.
     anonymous = {"name": "", "email": f"forgotten-{person}@forgotten.invalid", "city": "", "country": ""}
     stub = update(supporters).where(supporters.c.id == person)

@@ -88,9 +88,16 @@ supporters = Table(
     Column("country", String(2), nullable=False, server_default=""),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Receipts: a digest of the letters sent in their name ("off", "weekly", "monthly"), and up
+    # to when the last one reported.
+    Column("receipts", String(16), nullable=False, server_default="off"),
+    Column("receipts_through", UTCDateTime()),
 )
 
-# One row per scope a supporter agreed to ("all" or an action id); revocation keeps the row.
+# One row per scope a supporter agreed to: "all", "tag:<campaign tag>" or an action id, with the
+# terms of that mandate. Rows are only ever added: a change ends the old row (ended_at) and adds
+# a new one, so the planner's watermark on ids sees every widening; revocation keeps the row.
+LIVE_CONSENT = "revoked_at IS NULL AND ended_at IS NULL"
 consents = Table(
     "consents",
     metadata,
@@ -101,10 +108,73 @@ consents = Table(
     Column("source", String(32), nullable=False),
     Column("opted_in_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
-    UniqueConstraint("supporter_id", "scope"),
+    # The letters' languages the supporter signs ("*": any), space-separated BCP 47 tags.
+    Column("languages", String(200), nullable=False, server_default="*"),
+    Column("name_display", String(16), nullable=False, server_default="full"),  # full | name
+    Column("monthly_cap", Integer),
+    Column("expires_at", UTCDateTime()),
+    Column("text_version", String(64), nullable=False, server_default=""),
+    Column("confirmed_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),  # replaced by a later consent of the same scope
+    Index(
+        "uq_consents_live_scope",
+        "supporter_id",
+        "scope",
+        unique=True,
+        sqlite_where=text(LIVE_CONSENT),
+        postgresql_where=text(LIVE_CONSENT),
+    ),
     Index(None, "scope", "supporter_id"),
     # Every running dispatcher asks each second who withdrew consent lately: no table scan.
     Index("ix_consents_revoked_at", "revoked_at"),
+)
+
+# Append-only history of each supporter's consent: granted, confirmed, changed, revoked.
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE"), nullable=False),
+    Column("consent_id", BigId, ForeignKey("consents.id", ondelete="SET NULL")),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Index(None, "supporter_id"),
+)
+
+# Opt-in forms waiting for their confirmation link: nothing about the person is kept elsewhere
+# until it is followed, and the row is deleted once used or old.
+opt_ins = Table(
+    "opt_ins",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("payload", Text, nullable=False),  # the form, as JSON
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime()),
+    Index(None, "email", "created_at"),
+    Index(None, "created_at"),
+)
+
+# A supporter's own words for one action, inserted in their letters as text.
+personal_words = Table(
+    "personal_words",
+    metadata,
+    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE"), primary_key=True),
+    Column("action_id", String(128), primary_key=True),
+    Column("words", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Letters charged to each supporter's monthly cap, shared by every worker: a claim charges a
+# letter once with a conditional update, so two workers cannot both take the last place.
+letter_quota = Table(
+    "letter_quota",
+    metadata,
+    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE"), primary_key=True),
+    Column("month", String(7), primary_key=True),  # YYYY-MM, UTC
+    Column("used", Integer, nullable=False),
 )
 
 deliveries = Table(
@@ -112,7 +182,8 @@ deliveries = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("action_id", String(128), nullable=False),
-    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE"), nullable=False),
+    # None once the retention period after its action closed has passed: the letter still counts.
+    Column("supporter_id", BigId, ForeignKey("supporters.id", ondelete="CASCADE")),
     Column("target_id", String(128), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("consent_id", BigId, ForeignKey("consents.id", ondelete="SET NULL")),
@@ -133,6 +204,8 @@ deliveries = Table(
     Column("submitted_at", UTCDateTime()),
     # After a fax's last failure, the channel the letter goes by instead (a target's choice).
     Column("fallback", String(16)),
+    # The month (YYYY-MM) this letter was charged to its supporter's cap, once, at first claim.
+    Column("charged", String(7)),
     UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
     Index("ix_deliveries_provider_job", "provider", "provider_job"),
     # Which fax lines are busy: only rows in flight are indexed.

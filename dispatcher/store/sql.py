@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import CompoundSelect, Select
 
 from dispatcher import pacing
@@ -54,6 +57,8 @@ from dispatcher.store import (
     Store,
     SupporterRecord,
     WorkerBeat,
+    mandates,
+    quota,
     submissions,
 )
 from dispatcher.store.accounts import SqlAccounts
@@ -70,6 +75,7 @@ from dispatcher.store.schema import (
     fax_media,
     meta,
     pacing_buckets,
+    personal_words,
     plan_marks,
     supporters,
     webhook_messages,
@@ -125,6 +131,18 @@ def engine_for(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One planning batch: consents with ids in (lo, hi] whose scope is one of ``scopes`` and
+    who sign letters in ``language`` (None: the letter's language is not known)."""
+
+    scopes: list[str]
+    lo: int
+    hi: int
+    language: str | None
+    now: dt.datetime
 
 
 def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSelect[Any]]:
@@ -237,73 +255,16 @@ class SqlStore(Store):
     # supporters --------------------------------------------------------------------------
     def import_supporters(self, records: Iterable[SupporterRecord], now: dt.datetime) -> int:
         written = 0
-        upsert = self._insert(supporters)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["email"],
-            set_={
-                "name": upsert.excluded.name,
-                "language": upsert.excluded.language,
-                "city": upsert.excluded.city,
-                "country": upsert.excluded.country,
-                "updated_at": upsert.excluded.updated_at,
-            },
-        )
-        # An existing consent keeps its first opt-in time; a revoked one stays revoked.
-        add_consent = self._insert(consents).on_conflict_do_nothing()
         with self.engine.begin() as conn:
             batch: list[SupporterRecord] = []
             for record in records:
                 batch.append(record)
                 if len(batch) >= IMPORT_BATCH:
-                    written += self._import_batch(conn, upsert, add_consent, batch, now)
+                    written += mandates.upsert_supporters(conn, batch, now)
                     batch = []
             if batch:
-                written += self._import_batch(conn, upsert, add_consent, batch, now)
+                written += mandates.upsert_supporters(conn, batch, now)
         return written
-
-    def _import_batch(
-        self,
-        conn: Connection,
-        upsert: Any,
-        add_consent: Any,
-        batch: list[SupporterRecord],
-        now: dt.datetime,
-    ) -> int:
-        conn.execute(
-            upsert,
-            [
-                {
-                    "email": r.email,
-                    "name": r.name,
-                    "language": r.language,
-                    "city": r.city,
-                    "country": r.country,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for r in batch
-            ],
-        )
-        found = conn.execute(
-            select(supporters.c.email, supporters.c.id).where(
-                supporters.c.email.in_([r.email for r in batch])
-            )
-        )
-        ids = {email: supporter_id for email, supporter_id in found}
-        rows = [
-            {
-                "supporter_id": ids[r.email],
-                "scope": scope,
-                "channels": "*",
-                "source": r.source,
-                "opted_in_at": r.opted_in_at,
-            }
-            for r in batch
-            for scope in r.scopes
-        ]
-        if rows:
-            conn.execute(add_consent, rows)
-        return len(batch)
 
     def supporter_count(self) -> int:
         with self._read() as conn:
@@ -329,27 +290,29 @@ class SqlStore(Store):
         batch: int = 5000,
         progress: Progress | None = None,
         fallbacks: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
+        languages: Mapping[str, str] | None = None,
     ) -> int:
-        # Consents are only ever added (revoking sets a time, never deletes), so each pair keeps
-        # a watermark: the highest consent id it has planned. Re-planning every minute then
-        # reads only new consents, and a new action or target starts from zero.
-        with self.engine.begin() as conn:
-            top = int(conn.scalar(select(func.max(consents.c.id))) or 0)
-            marks = {
-                (r.target_id, r.channel): r.consent_id
-                for r in conn.execute(select(plan_marks).where(plan_marks.c.action_id == action_id))
-            }
+        # Consents are only ever added (a change ends a row and adds one), so each pair keeps a
+        # watermark: the highest consent id it has planned. Re-planning every minute then reads
+        # only new consents, and a new action or target starts from zero.
+        top, marks = self._plan_marks(action_id)
+        if top is None:
+            return 0
+        scopes = ["all", action_id, *(f"tag:{t}" for t in tags)]
         created = 0
         todo = [(pair, marks.get(pair, 0)) for pair in pairs]
         total = sum(top - mark for _, mark in todo)
         done = 0
         for (target_id, channel), mark in todo:
+            fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+            language = (languages or {}).get(target_id)
             lo = mark
             while lo < top:
                 hi = min(lo + batch, top)
                 with self.engine.begin() as conn:
-                    fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
-                    created += self._plan_batch(conn, action_id, (target_id, channel, fallback), lo, hi, now)
+                    window = _Window(scopes, lo, hi, language, now)
+                    created += self._plan_batch(conn, action_id, (target_id, channel, fallback), window)
                     conn.execute(
                         self._insert(plan_marks)
                         .values(action_id=action_id, target_id=target_id, channel=channel, consent_id=hi)
@@ -363,17 +326,37 @@ class SqlStore(Store):
                     progress(done, total)
         return created
 
+    def _plan_marks(self, action_id: str) -> tuple[int | None, dict[tuple[str, str], int]]:
+        """The highest consent id, and the action's watermarks; None while consents are being
+        written (PostgreSQL hands out ids before commit, so a lower id could still appear)."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # SHARE waits for every transaction writing consents to end: below the top read
+                # here, nothing can commit later. A long import makes planning wait a round.
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                try:
+                    conn.exec_driver_sql("LOCK TABLE consents IN SHARE MODE")
+                except OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != "55P03":
+                        raise
+                    return None, {}
+            top = int(conn.scalar(select(func.max(consents.c.id))) or 0)
+            marks = {
+                (r.target_id, r.channel): r.consent_id
+                for r in conn.execute(select(plan_marks).where(plan_marks.c.action_id == action_id))
+            }
+        return top, marks
+
     def _plan_batch(
         self,
         conn: Connection,
         action_id: str,
         pair: tuple[str, str, str | None],  # target id, channel, fallback channel
-        lo: int,
-        hi: int,
-        now: dt.datetime,
+        window: _Window,
     ) -> int:
         target_id, channel, fallback = pair
-        s, c = supporters, consents
+        s, c, now = supporters, consents, window.now
+        signs = or_(c.c.languages == "*", (" " + c.c.languages + " ").contains(f" {window.language} "))
         chosen = (
             select(
                 literal(action_id),
@@ -390,11 +373,15 @@ class SqlStore(Store):
             )
             .join(c, c.c.supporter_id == s.c.id)
             .where(
-                c.c.id > lo,
-                c.c.id <= hi,
-                c.c.scope.in_(["all", action_id]),
+                c.c.id > window.lo,
+                c.c.id <= window.hi,
+                c.c.scope.in_(window.scopes),
                 c.c.revoked_at.is_(None),
+                c.c.ended_at.is_(None),
+                c.c.confirmed_at.is_not(None),
+                or_(c.c.expires_at.is_(None), c.c.expires_at > now),
                 or_(c.c.channels == "*", c.c.channels.contains(channel)),
+                signs if window.language else true(),
             )
             .group_by(s.c.id)
         )
@@ -487,23 +474,27 @@ class SqlStore(Store):
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
     ) -> list[list[int]]:
         """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement."""
-        d = deliveries
+        d, c = deliveries, consents
         parts = []
         for i, (g, n) in enumerate(zip(groups, wanted, strict=True)):
             if n <= 0:
                 continue
             head = (
                 select(d.c.id, literal(i).label("g"))
+                .join(c, c.c.id == d.c.consent_id)
                 .where(
                     d.c.action_id == g.action_id,
                     d.c.target_id == g.target_id,
                     d.c.channel == g.channel,
                     d.c.status == Status.PENDING,
                     d.c.next_attempt_at <= now,
+                    # Nothing goes out on a consent that lapsed or was withdrawn.
+                    c.c.revoked_at.is_(None),
+                    or_(c.c.expires_at.is_(None), c.c.expires_at > now),
                 )
                 .order_by(d.c.next_attempt_at)
                 .limit(n)
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, of=d)
                 .subquery()
             )
             parts.append(select(head.c.id, head.c.g))
@@ -516,9 +507,10 @@ class SqlStore(Store):
     def _lease(
         self, conn: Connection, worker: str, ids: list[int], now: dt.datetime, lease: dt.timedelta
     ) -> list[Claim]:
+        ids = quota.charge(conn, ids, now)
         if not ids:
             return []
-        d, s = deliveries, supporters
+        d, s, c, w = deliveries, supporters, consents, personal_words
         conn.execute(
             update(d)
             .where(d.c.id.in_(ids))
@@ -530,6 +522,7 @@ class SqlStore(Store):
                 updated_at=now,
             )
         )
+        full = c.c.name_display != "name"  # "name": the letter is signed by the name alone
         rows = conn.execute(
             select(
                 d.c.id,
@@ -539,11 +532,14 @@ class SqlStore(Store):
                 d.c.attempts,
                 s.c.name,
                 s.c.email,
-                s.c.city,
-                s.c.country,
+                case((full, s.c.city), else_="").label("city"),
+                case((full, s.c.country), else_="").label("country"),
                 s.c.language,
+                w.c.words,
             )
             .join(s, s.c.id == d.c.supporter_id)
+            .join(c, c.c.id == d.c.consent_id)
+            .outerjoin(w, and_(w.c.supporter_id == d.c.supporter_id, w.c.action_id == d.c.action_id))
             .where(d.c.id.in_(ids))
         )
         by_id = {
@@ -553,7 +549,7 @@ class SqlStore(Store):
                 target_id=r.target_id,
                 channel=r.channel,
                 attempt=r.attempts,
-                signer=Signer(r.name, r.email, r.city, r.country, r.language),
+                signer=Signer(r.name, r.email, r.city, r.country, r.language, r.words or ""),
             )
             for r in rows
         }

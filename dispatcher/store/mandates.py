@@ -1,0 +1,187 @@
+"""Writing consents: granted, changed, re-given after a revocation, and their events.
+
+A consent row is never widened in place: the planner reads consents by a watermark on their
+ids, so a change ends the old row and adds a new one. Letters not yet sent that relied on the
+old row move to the new one when it still allows their channel, and are cancelled otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dispatcher.store import Status, SupporterRecord, Terms
+from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
+
+UNSENT = (Status.PENDING.value, Status.SENDING.value)
+
+
+def upsert_supporters(conn: Connection, batch: Sequence[SupporterRecord], now: dt.datetime) -> int:
+    """Add or update the supporters, then record their consents."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(supporters)
+    changes = {k: upsert.excluded[k] for k in ("name", "language", "city", "country", "updated_at")}
+    if all(r.receipts is not None for r in batch):
+        changes["receipts"] = upsert.excluded.receipts
+    conn.execute(
+        upsert.on_conflict_do_update(index_elements=["email"], set_=changes),
+        [
+            {
+                "email": r.email,
+                "name": r.name,
+                "language": r.language,
+                "city": r.city,
+                "country": r.country,
+                "receipts": r.receipts or "off",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in batch
+        ],
+    )
+    s = supporters
+    found = conn.execute(select(s.c.email, s.c.id).where(s.c.email.in_([r.email for r in batch])))
+    grant(conn, batch, {email: int(supporter_id) for email, supporter_id in found}, now)
+    return len(batch)
+
+
+def terms_columns(terms: Terms) -> dict[str, Any]:
+    return {
+        "channels": ",".join(terms.channels) or "*",
+        "languages": " ".join(terms.languages) or "*",
+        "name_display": terms.name_display,
+        "monthly_cap": terms.monthly_cap,
+        "expires_at": terms.expires_at,
+        "text_version": terms.text_version,
+    }
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the store already has for one supporter × scope."""
+
+    live: Any | None  # the live consent row
+    revoked_at: dt.datetime | None  # the latest revocation of this scope
+
+
+def _held(conn: Connection, supporter_ids: Sequence[int]) -> dict[tuple[int, str], _Held]:
+    c = consents
+    rows = conn.execute(
+        select(c).where(c.c.supporter_id.in_(supporter_ids), c.c.ended_at.is_(None)).order_by(c.c.id)
+    ).all()
+    out: dict[tuple[int, str], _Held] = {}
+    for row in rows:
+        key = (row.supporter_id, row.scope)
+        before = out.get(key, _Held(None, None))
+        if row.revoked_at is None:
+            out[key] = _Held(row, before.revoked_at)
+        else:
+            latest = max(filter(None, (before.revoked_at, row.revoked_at)))
+            out[key] = _Held(before.live, latest)
+    return out
+
+
+def _same(row: Any, wanted: Mapping[str, Any]) -> bool:
+    return all(getattr(row, name) == value for name, value in wanted.items())
+
+
+def grant(
+    conn: Connection, records: Sequence[SupporterRecord], ids: Mapping[str, int], now: dt.datetime
+) -> None:
+    """Record the consents in ``records`` (``ids``: email → supporter id). A consent given
+    before the scope was last revoked is old news (a CRM export that still lists the person) and
+    is skipped; one given after is a new consent."""
+    held = _held(conn, list(ids.values()))
+    fresh: list[tuple[dict[str, Any], SupporterRecord]] = []
+    for record in records:
+        person = ids[record.email]
+        terms = terms_columns(record.terms)
+        for scope in record.scopes:
+            found = held.get((person, scope), _Held(None, None))
+            row = _consent_row(person, scope, record, terms)
+            if found.live is None and not (found.revoked_at and found.revoked_at >= record.opted_in_at):
+                fresh.append((row, record))
+            elif found.live is not None and not _same(found.live, terms):
+                new = int(conn.execute(insert(consents).values(row).returning(consents.c.id)).scalar_one())
+                _replace(conn, found.live.id, new, record.terms.channels, now)
+                conn.execute(insert(consent_events), [_event(row, new, record, "changed", now)])
+        _words(conn, person, record.words, now)
+    if fresh:
+        made = conn.execute(
+            insert(consents).returning(consents.c.id, sort_by_parameter_order=True), [r for r, _ in fresh]
+        ).scalars()
+        events = [
+            _event(row, consent, record, kind, now)
+            for (row, record), consent in zip(fresh, made, strict=True)
+            for kind in ("granted", "confirmed")
+        ]
+        conn.execute(insert(consent_events), events)
+
+
+def _consent_row(
+    person: int, scope: str, record: SupporterRecord, terms: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "supporter_id": person,
+        "scope": scope,
+        "source": record.source,
+        "opted_in_at": record.opted_in_at,
+        "confirmed_at": record.confirmed_at or record.opted_in_at,
+        **terms,
+    }
+
+
+def _replace(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:
+    conn.execute(update(consents).where(consents.c.id == old).values(ended_at=now))
+    d = deliveries
+    unsent = and_(d.c.consent_id == old, d.c.status.in_(UNSENT))
+    kept = unsent if not channels else and_(unsent, d.c.channel.in_(channels))
+    conn.execute(update(d).where(kept).values(consent_id=new, updated_at=now))
+    conn.execute(
+        update(d)
+        .where(unsent)
+        .values(
+            status=Status.CANCELLED.value, last_error="consent changed: channel withdrawn", updated_at=now
+        )
+    )
+
+
+def _event(
+    row: Mapping[str, Any], consent: int, record: SupporterRecord, kind: str, now: dt.datetime
+) -> dict[str, Any]:
+    at = {"granted": row["opted_in_at"], "confirmed": row["confirmed_at"]}.get(kind, now)
+    detail = f"{row['scope']}; text version {record.terms.text_version or '-'}"
+    return {
+        "supporter_id": row["supporter_id"],
+        "consent_id": consent,
+        "at": at,
+        "kind": kind,
+        "source": record.source,
+        "detail": detail,
+    }
+
+
+def _words(conn: Connection, person: int, words: Mapping[str, str], now: dt.datetime) -> None:
+    if not words:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(personal_words)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["supporter_id", "action_id"],
+        set_={"words": stmt.excluded.words, "updated_at": stmt.excluded.updated_at},
+    )
+    conn.execute(
+        stmt,
+        [{"supporter_id": person, "action_id": a, "words": w, "updated_at": now} for a, w in words.items()],
+    )
+
+
+def revoke_event(conn: Connection, person: int, source: str, now: dt.datetime) -> None:
+    conn.execute(
+        insert(consent_events).values(supporter_id=person, at=now, kind="revoked", source=source, detail="")
+    )

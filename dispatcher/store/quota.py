@@ -1,0 +1,61 @@
+"""Supporters' monthly caps, enforced for the whole deployment at claim time.
+
+A letter is charged to its supporter's month once, when first claimed, by a conditional update
+of a shared counter: on PostgreSQL the row lock makes a second worker re-read the count after
+the first commits, so two workers cannot both take the last place; SQLite serialises writers.
+A letter over the cap waits for the next month (and expires if its deadline comes first).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dispatcher.store.schema import consents, deliveries, letter_quota
+
+
+def month_of(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m")
+
+
+def next_month(now: dt.datetime) -> dt.datetime:
+    first = now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + dt.timedelta(days=32)).replace(day=1)
+
+
+def charge(conn: Connection, ids: Sequence[int], now: dt.datetime) -> list[int]:
+    """The ids that may be sent now, in their order; the others wait for next month."""
+    if not ids:
+        return []
+    d, c, q = deliveries, consents, letter_quota
+    capped = conn.execute(
+        select(d.c.id, d.c.supporter_id, c.c.monthly_cap)
+        .join(c, c.c.id == d.c.consent_id)
+        .where(d.c.id.in_(list(ids)), c.c.monthly_cap.is_not(None), d.c.charged.is_(None))
+    ).all()
+    if not capped:
+        return list(ids)
+    month = month_of(now)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    start = dialect.insert(q).on_conflict_do_nothing()
+    conn.execute(start, [{"supporter_id": r.supporter_id, "month": month, "used": 0} for r in capped])
+    over: set[int] = set()
+    for row in capped:
+        took = conn.execute(
+            update(q)
+            .where(q.c.supporter_id == row.supporter_id, q.c.month == month, q.c.used < row.monthly_cap)
+            .values(used=q.c.used + 1)
+        ).rowcount
+        if not took:
+            over.add(row.id)
+    charged = [r.id for r in capped if r.id not in over]
+    if charged:
+        conn.execute(update(d).where(d.c.id.in_(charged)).values(charged=month))
+    if over:
+        waiting = "waiting for next month: the supporter's monthly cap is reached"
+        later = update(d).where(d.c.id.in_(over))
+        conn.execute(later.values(next_attempt_at=next_month(now), last_error=waiting))
+    return [i for i in ids if i not in over]
