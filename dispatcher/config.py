@@ -451,6 +451,12 @@ class Settings(BaseModel):
     twilio_signing_key: SecretStr | None = None
     twilio_from: str | None = None
     sender: str = Field(default="Letters (demo) <letters@example.org>", alias="from")
+    # The bearer token a CRM presents to /api/consents; unset: there is no API.
+    api_token: SecretStr | None = None
+    # The version of the consent text the opt-in page shows; recorded with each consent.
+    consent_text_version: str = Field(default="2026-11", min_length=1, max_length=64)
+    # Days after an action closes until its letters no longer say who signed them; unset: kept.
+    retention_days: int | None = Field(default=None, ge=1)
     rate_per_target: float = Field(default=2.0, gt=0)
     burst_per_target: int = Field(default=10, ge=1)
     rate_global: float = Field(default=100.0, gt=0)
