@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dispatcher.channels import make_channels
 from dispatcher.config import Settings
 from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import open_store
+from dispatcher.store import Terms, open_store
 from tests.conftest import ROOT
 from tests.smtp_server import ScriptedHandler, SmtpServer
-from tests.test_email_smtp import people, write_action
+from tests.test_email_smtp import DEMO_ACTION, people, write_action
 
 pytestmark = pytest.mark.postgres
 
@@ -55,3 +57,43 @@ async def test_two_workers_share_the_queue_and_send_each_letter_once(tmp_path: P
     assert sum(t.counts["sent"] for t in tallies) == total
     assert Counter(a.outcome for a in attempts) == {"sent": total}
     assert {a.worker for a in attempts} == {"w0", "w1"}
+
+
+async def test_two_workers_keep_each_supporters_monthly_cap(tmp_path: Path, pg_url: str) -> None:
+    """Five actions, supporters capped at 2, 4 or no letters a month, two dispatchers at once
+    with default pacing: each capped supporter's name is on exactly their cap of letters."""
+    data = yaml.safe_load(DEMO_ACTION.read_text(encoding="utf-8"))
+    actions_dir = tmp_path / "actions"
+    actions_dir.mkdir()
+    for n in range(5):
+        action = {**data, "id": f"cap{n}", "template_set": data["template_set"]}
+        (actions_dir / f"cap{n}.yaml").write_text(
+            yaml.safe_dump(action, allow_unicode=True), encoding="utf-8"
+        )
+    caps = {i: (2, 4, None)[i % 3] for i in range(9)}
+    records = [
+        replace(p, scopes=("all",), terms=Terms(monthly_cap=caps[i])) for i, p in enumerate(people(9))
+    ]
+    setup = open_store(pg_url)
+    setup.import_supporters(records, utcnow())
+    setup.close()
+    with SmtpServer(ScriptedHandler(delay=0.002)) as smtp:
+        settings = Settings.model_validate(
+            {
+                "database_url": pg_url,
+                "actions_dir": actions_dir,
+                "templates_dir": ROOT / "templates",
+                "smtp_url": smtp.url,
+                "batch_size": 4,
+            }
+        )
+        stores = [open_store(pg_url, migrate=False) for _ in range(2)]
+        workers = [
+            Dispatcher(settings, s, make_channels(settings, s), worker_id=f"w{i}")
+            for i, s in enumerate(stores)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(w.run_once() for w in workers)), 120)
+        signed = Counter(r.reply_to for r in smtp.received())
+        for s in stores:
+            s.close()
+    assert signed == {p.email: caps[i] or 5 for i, p in enumerate(records)}

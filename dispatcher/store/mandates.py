@@ -107,8 +107,10 @@ def grant(
             if found.live is None and not (found.revoked_at and found.revoked_at >= record.opted_in_at):
                 fresh.append((row, record))
             elif found.live is not None and not _same(found.live, terms):
+                # The old row ends first: only one row per scope may be live.
+                conn.execute(update(consents).where(consents.c.id == found.live.id).values(ended_at=now))
                 new = int(conn.execute(insert(consents).values(row).returning(consents.c.id)).scalar_one())
-                _replace(conn, found.live.id, new, record.terms.channels, now)
+                _move_unsent(conn, found.live.id, new, record.terms.channels, now)
                 conn.execute(insert(consent_events), [_event(row, new, record, "changed", now)])
         _words(conn, person, record.words, now)
     if fresh:
@@ -136,8 +138,7 @@ def _consent_row(
     }
 
 
-def _replace(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:
-    conn.execute(update(consents).where(consents.c.id == old).values(ended_at=now))
+def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:
     d = deliveries
     unsent = and_(d.c.consent_id == old, d.c.status.in_(UNSENT))
     kept = unsent if not channels else and_(unsent, d.c.channel.in_(channels))

@@ -35,13 +35,16 @@ def charge(conn: Connection, ids: Sequence[int], now: dt.datetime) -> list[int]:
         select(d.c.id, d.c.supporter_id, c.c.monthly_cap)
         .join(c, c.c.id == d.c.consent_id)
         .where(d.c.id.in_(list(ids)), c.c.monthly_cap.is_not(None), d.c.charged.is_(None))
+        # Counters are locked in one order by every worker, so two claims cannot deadlock.
+        .order_by(d.c.supporter_id, d.c.id)
     ).all()
     if not capped:
         return list(ids)
     month = month_of(now)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     start = dialect.insert(q).on_conflict_do_nothing()
-    conn.execute(start, [{"supporter_id": r.supporter_id, "month": month, "used": 0} for r in capped])
+    people = sorted({r.supporter_id for r in capped})
+    conn.execute(start, [{"supporter_id": p, "month": month, "used": 0} for p in people])
     over: set[int] = set()
     for row in capped:
         took = conn.execute(
