@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import select
 
 from dispatcher.store import (
@@ -22,6 +23,7 @@ from dispatcher.store import (
     Terms,
     open_store,
 )
+from dispatcher.store.mandates import upsert_supporters
 from dispatcher.store.schema import consent_events, consents, deliveries, supporters
 from tests.test_store_contract import LEASE, NOW, UNPACED, result
 
@@ -182,3 +184,20 @@ def test_claims_carry_the_name_display_and_the_supporters_own_words(store: Store
     signers = {c.signer.email: c.signer for c in claim(store, NOW, 10)}
     assert (signers["m0@example.net"].city, signers["m0@example.net"].words) == ("", "Free them now.")
     assert (signers["m1@example.net"].city, signers["m1@example.net"].words) == ("Lyon", "")
+
+
+@pytest.mark.postgres
+def test_planning_never_passes_a_consent_still_being_written(pg_url: str) -> None:
+    """PostgreSQL hands out ids before commit: a consent with a lower id can commit after one
+    with a higher id. Planning past it would skip that supporter for good."""
+    store = open_store(pg_url)
+    try:
+        store.import_supporters([person(0, ("all",))], NOW)
+        engine = store.engine  # type: ignore[attr-defined]
+        with engine.connect() as slow, slow.begin():
+            upsert_supporters(slow, [person(1, ("all",))], NOW)
+            store.import_supporters([person(2, ("all",))], NOW)  # a higher id, committed first
+            assert plan(store, "a1") == 0  # waits for the slow writer, then tries next round
+        assert plan(store, "a1") == 3 * 3
+    finally:
+        store.close()

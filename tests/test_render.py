@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,15 @@ def test_supporter_text_is_data_not_template(tmp_path: Path) -> None:
     evil = Signer("{{ 7*7 }} {% raw %}", "e@example.net", "", "", "en")
     letter = renderer.render(action, action.target("t"), "en", evil, TODAY)
     assert "{{ 7*7 }} {% raw %}" in letter.body
+
+
+def test_the_supporters_own_words_go_in_as_text_before_the_closing(shipped: dict[str, Action]) -> None:
+    renderer = Renderer(ROOT / "templates")
+    update = shipped["ua-61-21-update-1"]
+    xi = update.target("xi-jinping")
+    words = "请释放他们。{{ 7*7 }}"
+    for language, closing in (("zh-Hans", "此致"), ("en", "Yours sincerely")):
+        body = renderer.render(update, xi, language, replace(SIGNER, words=words), TODAY).body
+        assert words in body and body.index(words) < body.index(closing)
+        plain = renderer.render(update, xi, language, SIGNER, TODAY).body
+        assert "\n\n\n" not in plain.replace("\u3000", ""), "no gap where no words were given"
