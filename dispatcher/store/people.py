@@ -62,6 +62,15 @@ class SqlPeople:
             values = {"status": Status.CANCELLED.value, "last_error": "consent withdrawn", "updated_at": now}
             return int(conn.execute(unsent.values(**values)).rowcount)
 
+    def lapse(self, now: dt.datetime) -> int:
+        """Cancel the unsent letters whose consent has expired; how many."""
+        c, d = consents, deliveries
+        lapsed = select(c.c.id).where(c.c.expires_at <= now)
+        with self.engine.begin() as conn:
+            unsent = update(d).where(d.c.status == Status.PENDING, d.c.consent_id.in_(lapsed))
+            values = {"status": Status.CANCELLED.value, "last_error": "consent expired", "updated_at": now}
+            return int(conn.execute(unsent.values(**values)).rowcount)
+
     def revoked_since(self, since: dt.datetime) -> frozenset[str]:
         """Emails whose consent was withdrawn since then (a running dispatcher drops their
         letters from its queues)."""

@@ -127,6 +127,7 @@ consents = Table(
     Index(None, "scope", "supporter_id"),
     # Every running dispatcher asks each second who withdrew consent lately: no table scan.
     Index("ix_consents_revoked_at", "revoked_at"),
+    Index(None, "expires_at"),  # the sweep cancels letters whose consent lapsed
 )
 
 # Append-only history of each supporter's consent: granted, confirmed, changed, revoked.
@@ -207,6 +208,9 @@ deliveries = Table(
     # The month (YYYY-MM) this letter was charged to its supporter's cap, once, at first claim.
     Column("charged", String(7)),
     UniqueConstraint("action_id", "supporter_id", "target_id", "channel"),
+    # A supporter's letters (revoke, forget, export) and a consent's (a change, expiry).
+    Index(None, "supporter_id"),
+    Index(None, "consent_id"),
     Index("ix_deliveries_provider_job", "provider", "provider_job"),
     # Which fax lines are busy: only rows in flight are indexed.
     Index(

@@ -40,6 +40,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("charged", sa.String(length=7)))
     for name, columns, where in PARTIAL:
         _partial(name, "deliveries", columns, where)
+    for column in ("supporter_id", "consent_id"):
+        op.create_index(op.f(f"ix_deliveries_{column}"), "deliveries", [column])
     with op.batch_alter_table("supporters") as batch:
         batch.add_column(sa.Column("receipts", sa.String(length=16), server_default="off", nullable=False))
         batch.add_column(sa.Column("receipts_through", When))
@@ -57,6 +59,7 @@ def upgrade() -> None:
     # Consents so far came from CRM imports, which vouch that the supporter confirmed.
     op.execute("UPDATE consents SET confirmed_at = opted_in_at")
     _partial("uq_consents_live_scope", "consents", ["supporter_id", "scope"], LIVE_CONSENT, unique=True)
+    op.create_index(op.f("ix_consents_expires_at"), "consents", ["expires_at"])
     _create_tables()
 
 
@@ -122,6 +125,7 @@ def _owned_by_supporter(table: str) -> sa.ForeignKeyConstraint:
 def downgrade() -> None:
     for table in ("letter_quota", "personal_words", "opt_ins", "consent_events"):
         op.drop_table(table)
+    op.drop_index(op.f("ix_consents_expires_at"), table_name="consents")
     op.drop_index("uq_consents_live_scope", table_name="consents")
     with op.batch_alter_table("consents") as batch:
         for column in (
@@ -138,7 +142,7 @@ def downgrade() -> None:
     with op.batch_alter_table("supporters") as batch:
         batch.drop_column("receipts_through")
         batch.drop_column("receipts")
-    for name, _, _ in PARTIAL:
+    for name in ("ix_deliveries_supporter_id", "ix_deliveries_consent_id", *(p[0] for p in PARTIAL)):
         op.drop_index(name, table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("charged")
