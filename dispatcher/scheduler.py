@@ -123,6 +123,9 @@ class Dispatcher:
         Faxes still queued at their provider for a paused or closed action are withdrawn."""
         await self.jobs.withdraw(self.catalogue.stopped())
         await self.jobs.prune()
+        lapsed = await self.db(self.store.people.lapse, self.clock())
+        if lapsed:
+            log.info("%d letters cancelled: the consent they relied on expired", lapsed)
         for action_id, final in list(self.catalogue.finished()):
             changed = await self.db(self.store.finish_pending, action_id, final, self.clock())
             if changed:
