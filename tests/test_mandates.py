@@ -25,6 +25,7 @@ from dispatcher.store import (
 )
 from dispatcher.store.mandates import upsert_supporters
 from dispatcher.store.schema import consent_events, consents, deliveries, supporters
+from tests.conftest import never_retry as no_retry
 from tests.test_store_contract import LEASE, NOW, UNPACED, result
 
 DAY = dt.timedelta(days=1)
@@ -144,9 +145,23 @@ def test_monthly_cap_counts_each_letter_once_and_resets_next_month(store: Store)
     )
     again = store.claim("w", ClaimRequest(group, {"email": 10}, UNPACED), NOW, LEASE).claims
     assert [c.delivery_id for c in again] == [first.delivery_id]
-    december = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-    late = store.claim("w", ClaimRequest(group, {"email": 10}, UNPACED), december, LEASE).claims
-    assert [c.signer.email for c in late] == ["m0@example.net"]
+    # A letter that finally fails gives its place back: the waiting one goes within the hour.
+    failed = replace(result(first.delivery_id, Outcome.FAILED), action_id=first.action_id)
+    store.record("w", [failed], no_retry)
+    assert take_all(store, NOW + dt.timedelta(minutes=30)) == []
+    assert take_all(store, NOW + dt.timedelta(hours=1)) == ["m0@example.net"]
+    # The month is full again; the next one starts from zero.
+    store.plan("a4", [("t1", "email")], NOW)
+    assert take_all(store, NOW + dt.timedelta(hours=3)) == ["m1@example.net"]
+    assert take_all(store, dt.datetime(2026, 12, 1, tzinfo=dt.UTC)) == ["m0@example.net"]
+
+
+def take_all(store: Store, at: dt.datetime) -> list[str]:
+    groups = [ClaimGroup(a, "t1", "email", (f"email:{a}",)) for a in ("a1", "a2", "a3", "a4")]
+    return [
+        c.signer.email
+        for c in store.claim("w", ClaimRequest(groups, {"email": 10}, UNPACED), at, LEASE).claims
+    ]
 
 
 def test_the_cap_holds_when_claimers_race(store: Store, db_url: str) -> None:

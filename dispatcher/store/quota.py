@@ -3,7 +3,8 @@
 A letter is charged to its supporter's month once, when first claimed, by a conditional update
 of a shared counter: on PostgreSQL the row lock makes a second worker re-read the count after
 the first commits, so two workers cannot both take the last place; SQLite serialises writers.
-A letter over the cap waits for the next month (and expires if its deadline comes first).
+A letter over the cap waits (and expires if its deadline comes first); one that finally fails
+gives its place back.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store.schema import consents, deliveries, letter_quota
+
+RECHECK = dt.timedelta(hours=1)
 
 
 def month_of(now: dt.datetime) -> str:
@@ -59,6 +62,25 @@ def charge(conn: Connection, ids: Sequence[int], now: dt.datetime) -> list[int]:
         conn.execute(update(d).where(d.c.id.in_(charged)).values(charged=month))
     if over:
         waiting = "waiting for next month: the supporter's monthly cap is reached"
+        # Looked at again hourly: a letter that fails gives its place back within the month.
+        again = min(next_month(now), now + RECHECK)
         later = update(d).where(d.c.id.in_(over))
-        conn.execute(later.values(next_attempt_at=next_month(now), last_error=waiting))
+        conn.execute(later.values(next_attempt_at=again, last_error=waiting))
     return [i for i in ids if i not in over]
+
+
+def refund(conn: Connection, ids: Sequence[int]) -> None:
+    """Give back the places of letters that finally failed: they were not sent in anyone's name."""
+    if not ids:
+        return
+    d, q = deliveries, letter_quota
+    rows = conn.execute(
+        select(d.c.id, d.c.supporter_id, d.c.charged)
+        .where(d.c.id.in_(list(ids)), d.c.charged.is_not(None))
+        .order_by(d.c.supporter_id, d.c.id)
+    ).all()
+    for row in rows:
+        mine = and_(q.c.supporter_id == row.supporter_id, q.c.month == row.charged, q.c.used > 0)
+        conn.execute(update(q).where(mine).values(used=q.c.used - 1))
+    if rows:
+        conn.execute(update(d).where(d.c.id.in_([r.id for r in rows])).values(charged=None))

@@ -667,6 +667,7 @@ class SqlStore(Store):
                     )
                 )
             failed = [r for r in results if r.outcome is Outcome.FAILED]
+            quota.refund(conn, [r.delivery_id for r in failed])
             if failed:
                 conn.execute(
                     update(d)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, literal, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.providers.failures import Failure
-from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status
+from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 
@@ -118,6 +118,8 @@ def resolve(conn: Connection, event: ProviderEvent, by: str, retry: Retry) -> Re
             attempts=d.c.attempts - 1 if withdrawn else d.c.attempts,
         )
     )
+    if status is Status.FAILED:
+        quota.refund(conn, [row.id])
     if status is Status.FAILED and row.fallback:
         detail += fall_back(conn, [row.id], event.at)
     destination = conn.scalar(
