@@ -29,6 +29,7 @@ from tests.conftest import never_retry as no_retry
 from tests.test_store_contract import LEASE, NOW, UNPACED, result
 
 DAY = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
 
 
 ANY = Terms()
@@ -77,26 +78,30 @@ def test_scope_channels_languages_and_expiry_decide_what_is_planned(store: Store
     assert planned(store) == want
 
 
-def test_a_change_moves_unsent_letters_to_the_new_consent_or_cancels_them(store: Store) -> None:
+def test_a_change_is_planned_afresh_and_keeps_what_was_tried(store: Store) -> None:
     store.import_supporters([person(0, ("a1",))], NOW)
-    plan(store, "a1")
-    narrower = replace(person(0, ("a1",), Terms(channels=("email",), text_version="v2")), opted_in_at=NOW)
-    store.import_supporters([narrower], NOW + DAY)
-    assert planned(store) == {
-        ("m0@example.net", "a1", "t1", "email"),
-        ("m0@example.net", "a1", "t2", "email"),
-    }
+    assert plan(store, "a1") == 3
+    (tried,) = claim(store, NOW, 1)
+    store.record("w", [result(tried.delivery_id, Outcome.RETRY)], lambda n, t: t)
+    fax_only = person(0, ("a1",), Terms(channels=("fax",), text_version="v2"), at=NOW)
+    store.import_supporters([fax_only], NOW + DAY)
+    assert plan(store, "a1") == 1
+    assert planned(store) == {("m0@example.net", "a1", "t1", "fax")}
     engine = store.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         live = conn.execute(select(consents).where(consents.c.ended_at.is_(None))).one()
         unsent = conn.execute(select(deliveries.c.consent_id).where(deliveries.c.status == Status.PENDING))
         assert {r.consent_id for r in unsent} == {live.id}
+        was_tried = conn.execute(select(deliveries).where(deliveries.c.id == tried.delivery_id)).one()
         kinds = [e.kind for e in conn.execute(select(consent_events).order_by(consent_events.c.id))]
-    assert live.text_version == "v2" and live.channels == "email"
+    assert (live.text_version, live.channels) == ("v2", "fax")
+    assert (was_tried.status, was_tried.last_error) == ("cancelled", "consent changed: channel withdrawn")
     assert kinds == ["granted", "confirmed", "changed"]
-    # Widening again is seen by the planner's watermark: the fax letter comes back.
-    store.import_supporters([replace(narrower, terms=Terms())], NOW + 2 * DAY)
-    assert plan(store, "a1") == 0  # the cancelled fax delivery keeps its place: never twice
+    # Widening again: the letters never tried are planned afresh; the one tried and cancelled
+    # keeps its place (a letter is one delivery, whatever happens to it).
+    store.import_supporters([replace(fax_only, terms=Terms())], NOW + 2 * DAY)
+    assert plan(store, "a1") == 2
+    assert len(planned(store)) == 2
 
 
 def test_revoked_stays_revoked_until_a_newer_consent(store: Store) -> None:
@@ -219,3 +224,67 @@ def test_planning_never_passes_a_consent_still_being_written(pg_url: str) -> Non
         assert plan(store, "a1") == 3 * 3
     finally:
         store.close()
+
+
+def covers(scope: str, terms: Terms, action: str, tags: tuple[str, ...], language: str, channel: str) -> bool:
+    """The model: what one consent allows, in plain Python."""
+    return (
+        scope in ("all", action, *(f"tag:{t}" for t in tags))
+        and (not terms.channels or channel in terms.channels)
+        and (not terms.languages or language in terms.languages)
+        and (terms.expires_at is None or terms.expires_at > NOW)
+    )
+
+
+def random_terms(rng: random.Random) -> Terms:
+    return Terms(
+        channels=tuple(rng.sample(("email", "fax"), rng.randint(0, 2))),
+        languages=tuple(rng.sample(("en", "fr", "zh-Hans", "de"), rng.choice((0, 0, 1, 2)))),
+        name_display=rng.choice(("full", "name")),
+        monthly_cap=rng.choice((None, None, 5)),
+        expires_at=rng.choice((None, None, NOW - DAY, NOW + DAY)),
+        text_version=rng.choice(("v1", "v2")),
+    )
+
+
+PAIRS = (("t1", "email"), ("t1", "fax"), ("t2", "email"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_planning_matches_the_model_of_consent(store: Store, seed: int) -> None:
+    """Random supporters and consents (scopes by action, tag or all; random terms), random
+    actions (tags, letters in several languages), three rounds of imports that add, change and
+    keep consents, revocations, planning after each round: exactly the covered letters wait."""
+    rng = random.Random(seed)
+    actions = {
+        f"a{i}": tuple(rng.sample(("china", "europe", "detention"), rng.randint(0, 2))) for i in range(4)
+    }
+    scopes = ["all", *actions, "tag:china", "tag:europe", "tag:detention"]
+    written_in = {
+        a: {"t1": rng.choice(("en", "fr", "zh-Hans")), "t2": rng.choice(("en", "de"))} for a in actions
+    }
+    live: dict[tuple[str, str], Terms] = {}  # (email, scope) → terms
+    revoked: set[str] = set()
+    for round_ in range(3):
+        batch = [
+            person(
+                n, tuple(rng.sample(scopes, rng.randint(1, 2))), random_terms(rng), NOW - DAY + round_ * HOUR
+            )
+            for n in rng.sample(range(30), 20)
+        ]
+        store.import_supporters(batch, NOW)
+        live |= {(r.email, scope): r.terms for r in batch if r.email not in revoked for scope in r.scopes}
+        for email in rng.sample(sorted({e for e, _ in live} - revoked), 2):
+            store.people.revoke(email, NOW, "cli")  # later imports carry older consents: stale
+            revoked.add(email)
+        for action, tags in actions.items():
+            plan(store, action, tags, written_in[action])
+    want = {
+        (email, action, target, channel)
+        for (email, scope), terms in live.items()
+        if email not in revoked
+        for action, tags in actions.items()
+        for target, channel in PAIRS
+        if covers(scope, terms, action, tags, written_in[action][target], channel)
+    }
+    assert planned(store) == want

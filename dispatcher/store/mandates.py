@@ -1,24 +1,25 @@
 """Writing consents: granted, changed, re-given after a revocation, and their events.
 
-A consent row is never widened in place: the planner reads consents by a watermark on their
-ids, so a change ends the old row and adds a new one. Letters not yet sent that relied on the
-old row move to the new one when it still allows their channel, and are cancelled otherwise.
+A consent row is never changed in place: the planner reads consents by a watermark on their
+ids, so a change ends the old row and adds a new one, which the planner then plans afresh.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import Status, SupporterRecord, Terms
 from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
 
 UNSENT = (Status.PENDING.value, Status.SENDING.value)
+# What a consent row carries over when it is renewed unchanged.
+COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_at"))
 
 
 def upsert_supporters(conn: Connection, batch: Sequence[SupporterRecord], now: dt.datetime) -> int:
@@ -61,29 +62,26 @@ def terms_columns(terms: Terms) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Held:
-    """What the store already has for one supporter × scope."""
+    """What the store already has for some supporters: live consents by supporter and scope,
+    and when each supporter last withdrew consent (a revocation withdraws every scope)."""
 
-    live: Any | None  # the live consent row
-    revoked_at: dt.datetime | None  # the latest revocation of this scope
+    live: dict[int, dict[str, Any]] = field(default_factory=dict)
+    revoked: dict[int, dt.datetime] = field(default_factory=dict)
 
 
-def _held(conn: Connection, supporter_ids: Sequence[int]) -> dict[tuple[int, str], _Held]:
+def _held(conn: Connection, supporter_ids: Sequence[int]) -> _Held:
     c = consents
-    rows = conn.execute(
-        select(c).where(c.c.supporter_id.in_(supporter_ids), c.c.ended_at.is_(None)).order_by(c.c.id)
-    ).all()
-    out: dict[tuple[int, str], _Held] = {}
+    rows = conn.execute(select(c).where(c.c.supporter_id.in_(supporter_ids), c.c.ended_at.is_(None)))
+    held = _Held()
     for row in rows:
-        key = (row.supporter_id, row.scope)
-        before = out.get(key, _Held(None, None))
         if row.revoked_at is None:
-            out[key] = _Held(row, before.revoked_at)
+            held.live.setdefault(row.supporter_id, {})[row.scope] = row
         else:
-            latest = max(filter(None, (before.revoked_at, row.revoked_at)))
-            out[key] = _Held(before.live, latest)
-    return out
+            before = held.revoked.get(row.supporter_id, row.revoked_at)
+            held.revoked[row.supporter_id] = max(before, row.revoked_at)
+    return held
 
 
 def _same(row: Any, wanted: Mapping[str, Any]) -> bool:
@@ -94,24 +92,26 @@ def grant(
     conn: Connection, records: Sequence[SupporterRecord], ids: Mapping[str, int], now: dt.datetime
 ) -> None:
     """Record the consents in ``records`` (``ids``: email → supporter id). A consent given
-    before the scope was last revoked is old news (a CRM export that still lists the person) and
-    is skipped; one given after is a new consent."""
+    before the supporter last withdrew theirs is old news (a CRM export that still lists the
+    person) and is skipped; one given after is a new consent."""
     held = _held(conn, list(ids.values()))
     fresh: list[tuple[dict[str, Any], SupporterRecord]] = []
     for record in records:
         person = ids[record.email]
         terms = terms_columns(record.terms)
+        revoked = held.revoked.get(person)
+        if revoked is not None and revoked >= record.opted_in_at:
+            continue
+        theirs = held.live.get(person, {})
+        changed: dict[str, dict[str, Any]] = {}
         for scope in record.scopes:
-            found = held.get((person, scope), _Held(None, None))
             row = _consent_row(person, scope, record, terms)
-            if found.live is None and not (found.revoked_at and found.revoked_at >= record.opted_in_at):
+            if scope not in theirs:
                 fresh.append((row, record))
-            elif found.live is not None and not _same(found.live, terms):
-                # The old row ends first: only one row per scope may be live.
-                conn.execute(update(consents).where(consents.c.id == found.live.id).values(ended_at=now))
-                new = int(conn.execute(insert(consents).values(row).returning(consents.c.id)).scalar_one())
-                _move_unsent(conn, found.live.id, new, record.terms.channels, now)
-                conn.execute(insert(consent_events), [_event(row, new, record, "changed", now)])
+            elif not _same(theirs[scope], terms):
+                changed[scope] = row
+        if changed:
+            _renew(conn, list(theirs.values()), changed, record, now)
         _words(conn, person, record.words, now)
     if fresh:
         made = conn.execute(
@@ -138,9 +138,34 @@ def _consent_row(
     }
 
 
+def _renew(
+    conn: Connection,
+    live: Sequence[Any],
+    changed: Mapping[str, dict[str, Any]],
+    record: SupporterRecord,
+    now: dt.datetime,
+) -> None:
+    """Replace every live consent of a supporter whose terms changed: the changed scopes with
+    their new terms, the others as they were. New rows have ids above every watermark, so the
+    planner plans the supporter afresh, whichever of their consents covers a letter."""
+    for old in live:
+        row = changed.get(old.scope) or {k: getattr(old, k) for k in COPIED}
+        # The old row ends first: only one row per scope may be live.
+        conn.execute(update(consents).where(consents.c.id == old.id).values(ended_at=now))
+        new = int(conn.execute(insert(consents).values(row).returning(consents.c.id)).scalar_one())
+        allowed = () if row["channels"] == "*" else tuple(row["channels"].split(","))
+        _move_unsent(conn, old.id, new, allowed, now)
+        if old.scope in changed:
+            conn.execute(insert(consent_events), [_event(row, new, record, "changed", now)])
+
+
 def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:
+    """Letters of the old consent never tried are dropped, for the planner to plan again from
+    the supporter's new consents; ones already tried keep their history: moved to the new
+    consent if it allows their channel, cancelled if not."""
     d = deliveries
     unsent = and_(d.c.consent_id == old, d.c.status.in_(UNSENT))
+    conn.execute(delete(d).where(unsent, d.c.status == Status.PENDING, d.c.attempts == 0))
     kept = unsent if not channels else and_(unsent, d.c.channel.in_(channels))
     conn.execute(update(d).where(kept).values(consent_id=new, updated_at=now))
     conn.execute(
