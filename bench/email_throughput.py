@@ -289,7 +289,9 @@ def supporter_rows(n: int, seed: int = 61) -> Iterator[dict[str, str]]:
             "language": language,
             "city": city,
             "country": country,
-            "actions": ACTION_ID,
+            "scope": ACTION_ID,
+            "channels": "email",
+            "consent_version": "bench",
             "opted_in_at": f"{day.isoformat()}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00"
             f"{rng.choice(OFFSETS)}",
         }
@@ -347,9 +349,8 @@ def write_fixtures(root: Path, n: int, to_targets: int) -> dict[str, Path]:
     (actions / f"{ACTION_ID}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     csv_path = root / "supporters.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(
-            fh, fieldnames=["email", "name", "language", "city", "country", "actions", "opted_in_at"]
-        )
+        columns = "email,name,language,city,country,scope,channels,consent_version,opted_in_at"
+        writer = csv.DictWriter(fh, fieldnames=columns.split(","))
         writer.writeheader()
         writer.writerows(supporter_rows(n))
     return {
@@ -409,6 +410,7 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
             city=row["city"],
             country=row["country"],
             country_name=str(locale.territories.get(row["country"], "")),
+            words="",
         )
         ctx = template.new_context(
             {

@@ -1,42 +1,76 @@
-"""Supporters from a CRM's CSV export: validated whole before anything is written.
+"""Supporters and their consents from a CRM's CSV export: validated whole before anything is written.
 
-Columns: ``email,name,language,city,country,actions,opted_in_at``. ``actions`` is ``all`` or a
-``;``-separated list of action ids; ``opted_in_at`` is when the supporter agreed to letters being
-sent in their name (ISO 8601 with an offset). A file with any bad row imports nothing, and every
-bad row is reported with its row number (the header is row 1, as in a spreadsheet); with
-``--skip-invalid`` the good rows are imported and the bad ones written, with their problems, to a
-rejects file.
+Required columns: ``email,name,language,city,country,scope,channels,consent_version,opted_in_at``.
+``scope`` is ``all``, ``tag:<tag>`` (every action with that campaign tag) or action ids, separated
+by ``;``; ``channels`` is ``email``, ``fax`` or ``email;fax``; ``consent_version`` names the consent
+text the supporter agreed to; ``opted_in_at`` is when they agreed (ISO 8601 with an offset).
+Optional columns: ``languages`` (the letters' languages they sign, ``;``-separated BCP 47 tags;
+empty: any), ``name_display`` (``full``: name, city and country; ``name``: the name alone),
+``monthly_cap`` (letters per month, 1–1000), ``expires_at`` (ISO 8601 with an offset, after
+``opted_in_at``) and ``receipts`` (``off``, ``weekly`` or ``monthly``; empty: left as it was).
+
+A file with any bad row imports nothing, and every bad row is reported with its row number (the
+header is row 1, as in a spreadsheet) and each column's problem; with ``--skip-invalid`` the good
+rows are imported and the bad ones written, with their problems, to a rejects file.
+
+``parse_row`` is also what the CRM API validates a consent with, so both accept the same things.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import difflib
 import os
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from babel import Locale
 
-from dispatcher.config import normalise_email, parse_language
+from dispatcher.config import Action, normalise_email, parse_language
 from dispatcher.sanitize import csv_writer
-from dispatcher.store import Store, SupporterRecord
+from dispatcher.store import Store, SupporterRecord, Terms
 
-COLUMNS = ("email", "name", "language", "city", "country", "actions", "opted_in_at")
+COLUMNS = (
+    "email",
+    "name",
+    "language",
+    "city",
+    "country",
+    "scope",
+    "channels",
+    "consent_version",
+    "opted_in_at",
+)
+OPTIONAL = ("languages", "name_display", "monthly_cap", "expires_at", "receipts")
+CHANNELS = ("email", "fax")
+NAME_DISPLAYS = ("full", "name")
+RECEIPTS = ("off", "weekly", "monthly")
+MONTHLY_CAP = range(1, 1001)
 NAME_LIMIT = 200  # characters, as the database columns (store/schema.py)
 CITY_LIMIT = 200
 WORDS_LIMIT = 600  # a supporter's own paragraph: a few sentences, not a second letter
 # Longest value of each column, checked before anything else so that no problem quotes a huge
-# value. Email and language are as wide as their database columns; the others parse into less.
+# value. Email, language, languages and consent_version are as wide as their database columns;
+# the others parse into less.
 LIMITS = {
     "email": 320,
     "name": NAME_LIMIT,
     "language": 35,
     "city": CITY_LIMIT,
     "country": 16,
-    "actions": 4096,
+    "scope": 4096,
+    "channels": 64,
+    "consent_version": 64,
     "opted_in_at": 64,
+    "languages": 200,
+    "name_display": 16,
+    "monthly_cap": 16,
+    "expires_at": 64,
+    "receipts": 16,
 }
 # csv refuses fields over 131,072 characters by default, so a bigger one could not be named by
 # its column. Above this, the row is reported without it: the rest of the file cannot be trusted.
@@ -47,9 +81,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
 _NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
-_TERRITORIES = {
+TERRITORIES = {
     str(c) for c in Locale("en").territories if len(str(c)) == 2 and str(c).isalpha()
 } - _NOT_COUNTRIES
+T = TypeVar("T")
+NONE: tuple[str, ...] = ()
 
 
 class SupporterFileError(Exception):
@@ -59,7 +95,28 @@ class SupporterFileError(Exception):
         self.problems = problems
 
 
-def _text(value: str, column: str, required: bool) -> str:
+class RowError(ValueError):
+    """A row (or an API request) with problems: column → what is wrong with it."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        super().__init__("; ".join(problems.values()))
+        self.problems = dict(problems)
+
+
+@dataclass(frozen=True)
+class KnownScopes:
+    """What a consent's scope may name: the actions' ids and their campaign tags."""
+
+    actions: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, actions: Iterable[Action]) -> KnownScopes:
+        listed = list(actions)
+        return cls(frozenset(a.id for a in listed), frozenset(t for a in listed for t in a.tags))
+
+
+def text_field(value: str, column: str, required: bool) -> str:
     value = value.strip()
     if required and not value:
         raise ValueError(f"{column} is empty")
@@ -92,42 +149,182 @@ def clean_words(words: str) -> str:
     return text
 
 
-def _check_lengths(row: dict[str, str]) -> None:
-    for column, limit in LIMITS.items():
-        if len(row[column].strip()) > limit:
-            raise ValueError(f"{column} is longer than {limit:,} characters")
+class _Fields:
+    """Reads a row column by column, keeping each column's first problem instead of stopping at
+    it, so one pass tells the CRM's operator everything to fix in the row."""
+
+    def __init__(self, row: Mapping[str, str]) -> None:
+        self.row = row
+        self.problems: dict[str, str] = {}
+
+    def get(self, column: str, parse: Callable[[str], T], default: T) -> T:
+        value = (self.row.get(column) or "").strip()
+        if len(value) > LIMITS[column]:
+            self.problems[column] = f"{column} is longer than {LIMITS[column]:,} characters"
+            return default
+        try:
+            return parse(value)
+        except ValueError as exc:
+            self.problems[column] = str(exc)
+            return default
 
 
-def parse_row(row: dict[str, str], known_actions: Collection[str], now: dt.datetime) -> SupporterRecord:
-    """One CSV row as a record, or ``ValueError`` naming the column and the problem."""
-    _check_lengths(row)
-    # Mailbox local parts are case-sensitive in theory only; a CRM export differs in case, not people.
-    email = normalise_email(row["email"].strip()).lower()
-    name = _text(row["name"], "name", required=True)
-    language = row["language"].strip()
+def _items(value: str) -> tuple[str, ...]:
+    """A ``;``-separated list, blanks dropped, each item once, in its first place."""
+    return tuple(dict.fromkeys(item.strip() for item in value.split(";") if item.strip()))
+
+
+def _email(value: str) -> str:
+    if not value:
+        raise ValueError("email is empty")
     try:
-        parse_language(language)
+        # Mailbox local parts are case-sensitive in theory only; CRM exports differ in case, not people.
+        return normalise_email(value).lower()
     except ValueError as exc:
-        raise ValueError(f"language: {exc}") from exc
-    city = _text(row["city"], "city", required=False)
-    country = row["country"].strip().upper()
-    if country and country not in _TERRITORIES:
+        raise ValueError(f"email: {exc}") from exc
+
+
+def _language(value: str, column: str = "language") -> str:
+    if not value:
+        raise ValueError(f"{column} is empty")
+    try:
+        parse_language(value)
+    except ValueError as exc:
+        raise ValueError(f"{column}: {exc}") from exc
+    return value
+
+
+def _country(value: str) -> str:
+    country = value.upper()
+    if country and country not in TERRITORIES:
         raise ValueError(f"country {country!r} is not an ISO 3166 country code")
-    scopes = tuple(dict.fromkeys(s.strip() for s in row["actions"].split(";") if s.strip()))
+    return country
+
+
+def _scopes(value: str, known: KnownScopes) -> tuple[str, ...]:
+    scopes = _items(value)
     if not scopes:
-        raise ValueError("actions is empty: give 'all' or action ids separated by ';'")
-    unknown = [s for s in scopes if s != "all" and s not in known_actions]
-    if unknown:
-        raise ValueError(f"actions: unknown action id(s) {', '.join(unknown)}")
-    try:
-        opted_in = dt.datetime.fromisoformat(row["opted_in_at"].strip())
-    except ValueError as exc:
-        raise ValueError(f"opted_in_at {row['opted_in_at']!r} is not an ISO 8601 date and time") from exc
-    if opted_in.tzinfo is None:
-        raise ValueError("opted_in_at needs a UTC offset (e.g. 2025-03-14T20:15:00+08:00)")
-    if opted_in > now:
-        raise ValueError("opted_in_at is in the future")
-    return SupporterRecord(email, name, language, city, country, scopes, opted_in.astimezone(dt.UTC))
+        raise ValueError("scope is empty: give all, tag:<tag> or action ids")
+    tags = [s.removeprefix("tag:") for s in scopes if s.startswith("tag:")]
+    ids = [s for s in scopes if s != "all" and not s.startswith("tag:")]
+    wrong = []
+    if unknown := [i for i in ids if i not in known.actions]:
+        wrong.append(f"unknown action id(s) {', '.join(unknown)}")
+    if untagged := [t for t in tags if t not in known.tags]:
+        wrong.append(f"no action has the tag(s) {', '.join(untagged)}")
+    if wrong:
+        raise ValueError("scope: " + ", and ".join(wrong))
+    return scopes
+
+
+def _channels(value: str) -> tuple[str, ...]:
+    given = {c.lower() for c in _items(value)}
+    if not given:
+        raise ValueError("channels is empty: give email, fax or both")
+    if unknown := sorted(given - set(CHANNELS)):
+        raise ValueError(
+            f"channels: unknown channel(s) {', '.join(unknown)} (the channels are email and fax)"
+        )
+    # One order, so that the same channels listed the other way round are not a changed consent.
+    return tuple(c for c in CHANNELS if c in given)
+
+
+def _bcp47_case(tag: str) -> str:
+    """A tag in its conventional case (zh-Hans, en-GB), as action files write them: the planner
+    matches a consent's languages to a letter's as text."""
+    first, *rest = tag.split("-")
+    parts = [first.lower()]
+    for part in rest:
+        alpha = part.isalpha()
+        parts.append(
+            part.title()
+            if alpha and len(part) == 4
+            else part.upper()
+            if alpha and len(part) == 2
+            else part.lower()
+        )
+    return "-".join(parts)
+
+
+def _languages(value: str) -> tuple[str, ...]:
+    tags = [_bcp47_case(_language(tag, "languages")) for tag in _items(value)]
+    return tuple(sorted(set(tags)))  # a set: the order they were listed in means nothing
+
+
+def _choice(column: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
+    """One of ``allowed``, in any case; empty when not given."""
+
+    def parse(value: str) -> str:
+        if value and value.lower() not in allowed:
+            raise ValueError(f"{column} {value!r} is not one of {', '.join(allowed)}")
+        return value.lower()
+
+    return parse
+
+
+def _cap(value: str) -> int | None:
+    if not value:
+        return None
+    # int() would also take "+5", " 5" and "1_000": only plain digits are a count of letters.
+    if not value.isascii() or not value.isdigit() or int(value) not in MONTHLY_CAP:
+        raise ValueError(f"monthly_cap {value!r} is not a whole number from 1 to {MONTHLY_CAP[-1]}")
+    return int(value)
+
+
+def _moment(column: str, now: dt.datetime | None) -> Callable[[str], dt.datetime | None]:
+    """A date-time column; with ``now``, it is required and may not be in the future."""
+
+    def parse(value: str) -> dt.datetime | None:
+        if not value:
+            if now is None:
+                return None
+            raise ValueError(f"{column} is empty")
+        try:
+            at = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{column} {value!r} is not an ISO 8601 date and time") from exc
+        if at.tzinfo is None:
+            raise ValueError(f"{column} needs a UTC offset (e.g. 2025-03-14T20:15:00+08:00)")
+        if now is not None and at > now:
+            raise ValueError(f"{column} is in the future")
+        return at.astimezone(dt.UTC)
+
+    return parse
+
+
+def _terms(fields: _Fields) -> Terms:
+    return Terms(
+        channels=fields.get("channels", _channels, NONE),
+        languages=fields.get("languages", _languages, NONE),
+        name_display=fields.get("name_display", _choice("name_display", NAME_DISPLAYS), "") or "full",
+        monthly_cap=fields.get("monthly_cap", _cap, None),
+        expires_at=fields.get("expires_at", _moment("expires_at", None), None),
+        text_version=fields.get(
+            "consent_version", lambda v: text_field(v, "consent_version", required=True), ""
+        ),
+    )
+
+
+def parse_row(row: Mapping[str, str], known: KnownScopes, now: dt.datetime) -> SupporterRecord:
+    """One CSV row as a supporter and their consent, or ``RowError`` naming each bad column and
+    its problem. Missing optional columns read as empty."""
+    fields = _Fields(row)
+    email = fields.get("email", _email, "")
+    name = fields.get("name", lambda v: text_field(v, "name", required=True), "")
+    language = fields.get("language", _language, "")
+    city = fields.get("city", lambda v: text_field(v, "city", required=False), "")
+    country = fields.get("country", _country, "")
+    scopes = fields.get("scope", lambda v: _scopes(v, known), NONE)
+    opted_in = fields.get("opted_in_at", _moment("opted_in_at", now), None) or now
+    terms = _terms(fields)
+    receipts = fields.get("receipts", _choice("receipts", RECEIPTS), "") or None  # None: left as it was
+    if terms.expires_at and "opted_in_at" not in fields.problems and terms.expires_at <= opted_in:
+        fields.problems["expires_at"] = "expires_at is not after opted_in_at"
+    if fields.problems:
+        raise RowError(fields.problems)
+    return SupporterRecord(
+        email, name, language, city, country, scopes, opted_in, terms=terms, receipts=receipts
+    )
 
 
 def _read(path: Path, reader: csv.DictReader[str], number: int) -> dict[str, str] | None:
@@ -145,6 +342,24 @@ def _read(path: Path, reader: csv.DictReader[str], number: int) -> dict[str, str
         raise SupporterFileError(path, [f"row {number}: {problem}"]) from exc
 
 
+def header_problem(header: Iterable[str]) -> str | None:
+    """What is wrong with a header: a required column missing, or a column that looks like a
+    misspelt consent column (a cap or an expiry silently ignored would be sending beyond what the
+    supporter agreed to). Other columns, as CRM exports carry, are ignored."""
+    names = list(header)
+    problems = []
+    if missing := [c for c in COLUMNS if c not in names]:
+        hint = (
+            " (the actions column is now called scope)" if "scope" in missing and "actions" in names else ""
+        )
+        problems.append(f"missing column(s) {', '.join(missing)}{hint}")
+    for name in names:
+        close = difflib.get_close_matches(name, COLUMNS + OPTIONAL, n=1, cutoff=0.8)
+        if close and name not in COLUMNS + OPTIONAL:
+            problems.append(f"unknown column {name!r}: is it {close[0]}?")
+    return "; ".join(problems) or None
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     # csv's limit is process-wide; only ever raised here, so no other reader gets a lower one.
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
@@ -154,9 +369,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             header = reader.fieldnames or []
         except csv.Error as exc:
             raise SupporterFileError(path, [f"row 1: the header cannot be read as CSV ({exc})"]) from exc
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise SupporterFileError(path, [f"row 1: missing column(s) {', '.join(missing)}"])
+        if problem := header_problem(header):
+            raise SupporterFileError(path, [f"row 1: {problem}"])
         number = 2
         while (row := _read(path, reader, number)) is not None:
             if None in row or any(v is None for v in row.values()):
@@ -165,7 +379,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             number += 1
 
 
-def bad_rows(path: Path, known_actions: Collection[str], now: dt.datetime) -> tuple[int, dict[int, str]]:
+def bad_rows(path: Path, known: KnownScopes, now: dt.datetime) -> tuple[int, dict[int, str]]:
     """Every row checked: how many rows, and the problem of each bad one by row number. A file
     that cannot be read to its end (not UTF-8, a broken CSV row) raises ``SupporterFileError``
     listing every problem up to there: what follows such a row cannot be trusted."""
@@ -176,12 +390,12 @@ def bad_rows(path: Path, known_actions: Collection[str], now: dt.datetime) -> tu
         for number, row in _rows(path):
             count += 1
             try:
-                record = parse_row(row, known_actions, now)
+                record = parse_row(row, known, now)
             except ValueError as exc:
                 problems[number] = str(exc)
                 continue
             if record.email in seen:
-                problems[number] = f"{record.email} already appears in row {seen[record.email]}"
+                problems[number] = f"email {record.email} already appears in row {seen[record.email]}"
             seen[record.email] = number
     except (UnicodeDecodeError, SupporterFileError) as exc:
         fatal = [f"the file is not UTF-8: {exc}"] if isinstance(exc, UnicodeDecodeError) else exc.problems
@@ -189,9 +403,9 @@ def bad_rows(path: Path, known_actions: Collection[str], now: dt.datetime) -> tu
     return count, problems
 
 
-def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) -> int:
+def validate_file(path: Path, known: KnownScopes, now: dt.datetime) -> int:
     """Check every row; raises ``SupporterFileError`` listing all problems. Returns the row count."""
-    count, problems = bad_rows(path, known_actions, now)
+    count, problems = bad_rows(path, known, now)
     if problems:
         raise SupporterFileError(path, [f"row {n}: {p}" for n, p in problems.items()])
     return count
@@ -200,40 +414,42 @@ def validate_file(path: Path, known_actions: Collection[str], now: dt.datetime) 
 def import_file(
     store: Store,
     path: Path,
-    known_actions: Collection[str],
+    known: KnownScopes,
     now: dt.datetime,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Validate the whole file, then write it in one transaction."""
-    validate_file(path, known_actions, now)
-    return store.import_supporters(_records(path, known_actions, now, set(), progress), now)
+    validate_file(path, known, now)
+    return store.import_supporters(_records(path, known, now, set(), progress), now)
 
 
 def import_valid(
     store: Store,
     path: Path,
-    known_actions: Collection[str],
+    known: KnownScopes,
     now: dt.datetime,
     rejects: Path,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Import the good rows and write the bad ones, with their problems, to ``rejects``
     (owner-only: it holds people's details). Returns (rows imported, rows rejected)."""
-    _, problems = bad_rows(path, known_actions, now)
+    _, problems = bad_rows(path, known, now)
     fd = os.open(rejects, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
         writer = csv_writer(out)
-        writer.writerow(["row", *COLUMNS, "problem"])
+        # Every column the importer reads, so that the file can be corrected and imported again.
+        writer.writerow(["row", *COLUMNS, *OPTIONAL, "problem"])
         for number, row in _rows(path):
             if number in problems:
-                writer.writerow([number, *(row.get(c, "") for c in COLUMNS), problems[number]])
-    written = store.import_supporters(_records(path, known_actions, now, set(problems), progress), now)
+                values = (row.get(c) or "" for c in COLUMNS + OPTIONAL)
+                writer.writerow([number, *values, problems[number]])
+    written = store.import_supporters(_records(path, known, now, set(problems), progress), now)
     return written, len(problems)
 
 
 def _records(
     path: Path,
-    known_actions: Collection[str],
+    known: KnownScopes,
     now: dt.datetime,
     skip: set[int],
     progress: Callable[[int], None] | None,
@@ -242,4 +458,4 @@ def _records(
         if progress and number % 10_000 == 0:
             progress(number - 1)
         if number not in skip:
-            yield parse_row(row, known_actions, now)
+            yield parse_row(row, known, now)

@@ -29,7 +29,7 @@ from dispatcher.scheduler import Dispatcher, Tally, utcnow
 from dispatcher.store import AttemptRow, Store, SupporterRecord, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore
-from dispatcher.supporters import import_file
+from dispatcher.supporters import KnownScopes, import_file
 from tests.smtp_server import Received, ScriptedHandler, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def action(tmp_path: Path) -> Action:
 async def test_every_letter_delivered_once_with_correct_headers_and_body(
     tmp_path: Path, smtp: SmtpServer, db: Store, action: Action
 ) -> None:
-    import_file(db, DEMO_SUPPORTERS, {ACTION_ID}, utcnow())
+    import_file(db, DEMO_SUPPORTERS, KnownScopes(frozenset({ACTION_ID})), utcnow())
     # A display name that must be quoted (comma, quotes), next to the CSV's 林小文 and Amélie.
     tricky = SupporterRecord(
         email="quote.me@example.net",

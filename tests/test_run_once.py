@@ -46,8 +46,8 @@ def cpu_seconds(pid: int) -> float:
 def test_an_idle_dispatcher_uses_no_measurable_cpu(tmp_path: Path) -> None:
     write_actions(tmp_path, {"a": ["pres", "minister"], "b": ["judge", "amb:cc"]})
     (tmp_path / "s.csv").write_text(
-        "email,name,language,city,country,actions,opted_in_at\n"
-        "x@example.net,X,en,,,all,2025-01-01T00:00:00+00:00\n"
+        "email,name,language,city,country,scope,channels,consent_version,opted_in_at\n"
+        "x@example.net,X,en,,,all,email;fax,v1,2025-01-01T00:00:00+00:00\n"
     )
     env = env_for(tmp_path)
     subprocess.run([*CLI, "supporters", "import", str(tmp_path / "s.csv")], env=env, check=True)

@@ -20,7 +20,7 @@ from dispatcher.channels import make_channels
 from dispatcher.config import Settings, load_actions
 from dispatcher.scheduler import Dispatcher
 from dispatcher.store import Signer, open_store
-from dispatcher.supporters import import_file
+from dispatcher.supporters import KnownScopes, import_file
 
 ACTION = """
 id: {id}
@@ -50,8 +50,12 @@ def setup(tmp_path: Path, n: int, actions: dict[str, str], **settings: object) -
         folder = tmp_path / "templates" / action_id
         folder.mkdir(parents=True)
         (folder / "en.j2").write_text(TEMPLATE)
-    rows = "".join(f"p{i}@example.net,Person {i},en,,,all,2025-01-01T00:00:00+00:00\n" for i in range(n))
-    (tmp_path / "s.csv").write_text("email,name,language,city,country,actions,opted_in_at\n" + rows)
+    rows = "".join(
+        f"p{i}@example.net,Person {i},en,,,all,email;fax,v1,2025-01-01T00:00:00+00:00\n" for i in range(n)
+    )
+    (tmp_path / "s.csv").write_text(
+        "email,name,language,city,country,scope,channels,consent_version,opted_in_at\n" + rows
+    )
     config = Settings.model_validate(
         {
             "database_url": f"sqlite:///{tmp_path / 'd.db'}",
@@ -62,7 +66,7 @@ def setup(tmp_path: Path, n: int, actions: dict[str, str], **settings: object) -
         }
     )
     store = open_store(config.database_url)
-    import_file(store, tmp_path / "s.csv", set(actions), dt.datetime.now(dt.UTC))
+    import_file(store, tmp_path / "s.csv", KnownScopes(frozenset(actions)), dt.datetime.now(dt.UTC))
     store.close()
     return config
 
