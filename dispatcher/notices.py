@@ -8,6 +8,7 @@ They go through the letters' transport: SMTP when configured, else the local out
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ def build(sender: str, notice: Notice, now: dt.datetime) -> OutgoingMail:
 
 async def send(settings: Settings, notices: list[Notice], now: dt.datetime) -> None:
     """Send each notice; a transport error propagates (the caller decides whether to retry)."""
-    transport = transport_for(settings)
+    # Made in a worker thread: an SMTP transport loads the system's certificates for its TLS
+    # context, tens of milliseconds the event loop would otherwise stand still for.
+    transport = await asyncio.to_thread(transport_for, settings)
     await transport.start()
     try:
         for notice in notices:

@@ -35,6 +35,9 @@ class Context:
     # Failed logins per account and per address, per 15 minutes (see limits.py).
     by_account: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 900))
     by_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(20, 900))
+    # Opt-in forms accepted per client address and per email address, per hour (see optin.py).
+    joins_by_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(10, 3600))
+    joins_by_email: SlidingWindow = field(default_factory=lambda: SlidingWindow(3, 3600))
     # The action files as last read, and the names, times and sizes they were read at.
     loaded: tuple[tuple[tuple[str, int, int], ...], dict[str, Action]] | None = None
 
@@ -55,7 +58,19 @@ def context(request: Request) -> Context:
 
 
 def create_app(ctx: Context) -> Starlette:
-    from dispatcher.web import dashboard, login, logs, media, metrics, preview, supporters, users, webhooks
+    from dispatcher.web import (
+        api,
+        dashboard,
+        login,
+        logs,
+        media,
+        metrics,
+        optin,
+        preview,
+        supporters,
+        users,
+        webhooks,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -64,6 +79,7 @@ def create_app(ctx: Context) -> Starlette:
 
     routes = [
         *metrics.routes,
+        *api.routes,
         *webhooks.routes,
         *media.routes,
         *login.routes,
@@ -72,6 +88,7 @@ def create_app(ctx: Context) -> Starlette:
         *preview.routes,
         *users.routes,
         *supporters.routes,
+        *optin.routes,
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,567 @@
+"""The supporters' public pages: join (double opt-in), confirm, and withdraw.
+
+Nothing about a person is kept as a supporter until they follow the emailed link and press
+Confirm; a GET never changes anything, because mail scanners fetch the links in emails. No
+answer tells whether an address is known: every valid form gets the same page, and the
+confirmation email goes out after the response, so its time does not tell either. Visitors have
+no session, so each form carries a signed, expiring token that must match a random value in a
+cookie (double submit). Withdrawing works from its page, and in one click (RFC 8058) from a
+mail client, with the signed link as the only credential.
+
+Pages and emails speak English, French, Spanish, German and Simplified Chinese, from the small
+catalogue at the end of this module (English fills any gap); ``?lang=`` or Accept-Language picks
+the page's language, the supporter's chosen language the emails'.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import unicodedata
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dispatcher import notices, tokens
+from dispatcher.config import Action, ActionStatus, Settings, normalise_email, parse_language
+from dispatcher.planner import effective
+from dispatcher.store import SupporterRecord, Terms
+from dispatcher.supporters import CITY_LIMIT, NAME_LIMIT, TERRITORIES, WORDS_LIMIT, clean_words, text_field
+from dispatcher.web import Context, context
+from dispatcher.web.auth import address
+from dispatcher.web.optin_text import LANGS, TEXT
+from dispatcher.web.pages import render
+
+log = logging.getLogger("dispatcher.web")
+
+CHANNELS = ("email", "fax")
+DISPLAYS = ("full", "name")
+EXPIRIES = ("none", "3", "6", "12")  # months after confirming
+RECEIPTS = ("off", "weekly", "monthly")
+CAP_MAX = 100
+EMAIL_LIMIT = 320
+RAW_LIMIT = 10_000  # of any field: more is refused as too long, never processed whole
+SINGLE = ("name", "email", "city", "country", "language", "scope", "display", "cap", "expiry")
+SINGLE_MORE = ("receipts", "words", "agree")
+MANY = ("tags", "channels", "sign")
+FORM_COOKIE = "dispatcher_form"
+FORM_SALT = "public-form"
+FORM_AGE = dt.timedelta(hours=6)  # long enough to read the consent text and think it over
+
+
+# The page's language ---------------------------------------------------------------------------
+def _match(tag: str) -> str | None:
+    wanted = tag.strip().lower()
+    for lang in LANGS:
+        if wanted == lang.lower():
+            return lang
+    primary = wanted.split("-")[0]
+    if primary == "zh":  # a reader of Traditional characters is still better served than by English
+        return "zh-Hans"
+    return primary if primary in LANGS else None
+
+
+def _accepted(header: str) -> list[str]:
+    """Accept-Language's tags, most wanted first (ties keep the header's order)."""
+    ranked: list[tuple[float, int, str]] = []
+    for n, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.partition(";")
+        weight = params.strip()
+        try:
+            q = float(weight[2:]) if weight.startswith("q=") else 1.0
+        except ValueError:
+            q = 0.0
+        if tag.strip() and q > 0:
+            ranked.append((-q, n, tag.strip()))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def page_language(request: Request, form: FormData | None = None) -> str:
+    """The form's own choice, then ``?lang=``, then the browser's preferences, then English."""
+    chosen = [form.get("ui") if form else None, request.query_params.get("lang")]
+    wanted = [c for c in chosen if isinstance(c, str)] + _accepted(request.headers.get("accept-language", ""))
+    return next((found for tag in wanted if (found := _match(tag))), "en")
+
+
+def text_for(language: str) -> dict[str, str]:
+    return {**TEXT["en"], **TEXT.get(language, {})}
+
+
+# Pages and their form tokens -------------------------------------------------------------------
+def _serializer(ctx: Context) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(ctx.store.instance_secret(), salt=FORM_SALT)
+
+
+def _nonce(request: Request) -> str:
+    held = request.cookies.get(FORM_COOKIE, "")
+    return held if 20 <= len(held) <= 64 and held.isascii() else secrets.token_urlsafe(24)
+
+
+def form_ok(request: Request, form: FormData) -> bool:
+    """The form came from one of our pages, in this browser, in the last hours."""
+    held, sent = request.cookies.get(FORM_COOKIE, ""), form.get("form_token")
+    if not held or not isinstance(sent, str):
+        return False
+    try:
+        value = _serializer(context(request)).loads(sent, max_age=int(FORM_AGE.total_seconds()))
+    except BadSignature:  # forged, or expired (SignatureExpired is one)
+        return False
+    return isinstance(value, str) and hmac.compare_digest(value.encode(), held.encode())
+
+
+def _org(settings: Settings) -> str:
+    name, mailbox = parseaddr(settings.sender)
+    return name or mailbox
+
+
+def _page(request: Request, template: str, ui: str, status: int = 200, **values: Any) -> Response:
+    """A public page in ``ui``, with a fresh form token bound to the visitor's cookie."""
+    ctx, nonce = context(request), _nonce(request)
+    t = text_for(ui)
+    switch = [(lang, TEXT[lang]["lang_name"]) for lang in LANGS]
+    # After a POST (a form sent, a link used) the page in another language is the general form:
+    # the same address again would show a used link's button, or a blank form.
+    here = request.url.path if request.method == "GET" else "/join"
+    token = _serializer(ctx).dumps(nonce)
+    response = render(
+        request,
+        template,
+        status,
+        ui=ui,
+        t=t,
+        org=_org(ctx.settings),
+        switch=switch,
+        here=here,
+        form_token=token,
+        **values,
+    )
+    secure = (ctx.settings.public_url or "").startswith("https:")
+    age = int(FORM_AGE.total_seconds())
+    response.set_cookie(FORM_COOKIE, nonce, max_age=age, httponly=True, samesite="strict", secure=secure)
+    response.headers["Referrer-Policy"] = "no-referrer"  # the address may hold a signed link
+    return response
+
+
+def _message(
+    request: Request, ui: str, key: str, status: int = 200, link: tuple[str, str] | None = None
+) -> Response:
+    """A page of words only: its title and paragraphs are ``<key>_title``, ``_body``, ``_more``."""
+    return _page(request, "optin_message.html", ui, status, key=key, link=link)
+
+
+def _base(request: Request) -> str:
+    return (context(request).settings.public_url or str(request.base_url)).rstrip("/")
+
+
+# What a form may choose from -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Offer:
+    """The action a form is for (None: the general form), the campaign tags of the open actions
+    with their titles, the languages their letters are written in, and the channels offered
+    (an action's own; every channel for the general form, which covers actions to come)."""
+
+    action: Action | None
+    tags: dict[str, list[str]]
+    languages: list[str]
+    channels: list[str]
+
+
+def _open_actions(ctx: Context) -> list[Action]:
+    states, now = ctx.store.action_states(), ctx.clock()
+    live = (ActionStatus.ACTIVE, ActionStatus.PAUSED)
+    return [a for a in ctx.actions().values() if effective(a, states.get(a.id), now).status in live]
+
+
+def _offer(ctx: Context, action_id: str | None) -> Offer | None:
+    """None: no such action, or not open to supporters (a draft, closed, past its deadline)."""
+    actions = _open_actions(ctx)
+    if action_id is not None:
+        actions = [a for a in actions if a.id == action_id]
+        if not actions:
+            return None
+    tags: dict[str, list[str]] = {}
+    for action in actions:
+        for tag in action.tags:
+            tags.setdefault(tag, []).append(action.title)
+    languages = sorted({lang for a in actions for lang in a.languages})
+    used = {c for a in actions for t in a.targets for c in t.channels}
+    channels: list[str] = [c for c in CHANNELS if c in used] if action_id else list(CHANNELS)
+    return Offer(actions[0] if action_id else None, dict(sorted(tags.items())), languages, channels)
+
+
+def _fold(name: str) -> str:
+    """Sort key: accents aside, so Åland sits with the A's."""
+    return "".join(c for c in unicodedata.normalize("NFD", name) if not unicodedata.combining(c)).casefold()
+
+
+@functools.cache
+def _countries(ui: str) -> tuple[tuple[str, str], ...]:
+    names = parse_language(ui).territories
+    return tuple(sorted(((c, str(names.get(c, c))) for c in TERRITORIES), key=lambda p: _fold(p[1])))
+
+
+@functools.cache
+def _language_name(tag: str, ui: str) -> str:
+    return str(parse_language(tag).get_display_name(parse_language(ui)) or tag)
+
+
+def _form_page(
+    request: Request, ui: str, offer: Offer, values: dict[str, Any], errors: dict[str, str], status: int = 200
+) -> Response:
+    ctx = context(request)
+    return _page(
+        request,
+        "optin.html",
+        ui,
+        status,
+        offer=offer,
+        v=values,
+        errors=errors,
+        countries=_countries(ui),
+        own=[(lang, TEXT[lang]["lang_name"]) for lang in LANGS],
+        signs=[(lang, _language_name(lang, ui)) for lang in offer.languages],
+        expiries=EXPIRIES,
+        receipts=RECEIPTS,
+        words_limit=WORDS_LIMIT,
+        cap_max=CAP_MAX,
+        version=ctx.settings.consent_text_version,
+    )
+
+
+# Reading and checking a form -------------------------------------------------------------------
+def defaults(ui: str, offer: Offer) -> dict[str, Any]:
+    blank: dict[str, Any] = {key: "" for key in (*SINGLE, *SINGLE_MORE)}
+    chosen = {"language": ui, "scope": "all", "display": "full", "expiry": "none", "receipts": "off"}
+    return {**blank, **chosen, "tags": [], "channels": list(offer.channels), "sign": []}
+
+
+def form_values(form: FormData) -> dict[str, Any]:
+    """What was sent, as typed (to show again), each field cut at ``RAW_LIMIT``."""
+    values: dict[str, Any] = {}
+    for key in (*SINGLE, *SINGLE_MORE):
+        value = form.get(key)
+        values[key] = value[:RAW_LIMIT] if isinstance(value, str) else ""
+    for key in MANY:
+        values[key] = [v[:64] for v in form.getlist(key) if isinstance(v, str)][:50]
+    return values
+
+
+def _check_text(value: str, key: str, limit: int, required: bool, t: dict[str, str]) -> str | tuple[str]:
+    """The cleaned text, or (the problem,)."""
+    if required and not value.strip():
+        return (t["err_name"],)
+    if len(value.strip()) > limit:
+        return (t["err_long"].format(limit=limit),)
+    try:
+        return text_field(value, key, required)
+    except ValueError:
+        return (t["err_characters"],)
+
+
+def _check_person(v: dict[str, Any], t: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    person: dict[str, Any] = {}
+    for key, limit, required in (("name", NAME_LIMIT, True), ("city", CITY_LIMIT, False)):
+        checked = _check_text(v[key], key, limit, required, t)
+        if isinstance(checked, tuple):
+            errors[key] = checked[0]
+        person[key] = checked if isinstance(checked, str) else ""
+    try:
+        if len(v["email"]) > EMAIL_LIMIT:
+            raise ValueError("too long")
+        # Mailbox local parts are case-sensitive in theory only, as in the CSV import.
+        person["email"] = normalise_email(v["email"].strip()).lower()
+    except ValueError:
+        errors["email"] = t["err_email"]
+    person["country"] = v["country"].strip().upper()
+    if person["country"] and person["country"] not in TERRITORIES:
+        errors["country"] = t["err_choice"]
+    person["language"] = v["language"]
+    if v["language"] not in LANGS:
+        errors["language"] = t["err_choice"]
+    return person
+
+
+def _check_scope(v: dict[str, Any], offer: Offer, t: dict[str, str], errors: dict[str, str]) -> list[str]:
+    if offer.action is not None:
+        return [offer.action.id]
+    if v["scope"] == "all":
+        return ["all"]
+    chosen = list(dict.fromkeys(v["tags"]))
+    if v["scope"] == "tags" and chosen and all(tag in offer.tags for tag in chosen):
+        return [f"tag:{tag}" for tag in chosen]
+    errors["scope"] = t["err_scope"]
+    return []
+
+
+def _check_cap(text: str) -> tuple[int | None, bool]:
+    """(the cap or None for none, whether the text was a whole number from 1 to CAP_MAX or empty)."""
+    text = text.strip()
+    if not text:
+        return None, True
+    # isdecimal() also takes full-width digits, as typed with a Chinese or Japanese keyboard.
+    if not (text.isdecimal() and len(text) <= 3 and 1 <= int(text) <= CAP_MAX):
+        return None, False
+    return int(text), True
+
+
+def _check_terms(
+    v: dict[str, Any], offer: Offer, t: dict[str, str], errors: dict[str, str]
+) -> dict[str, Any]:
+    channels = [c for c in offer.channels if c in v["channels"]]
+    if not channels or len(channels) != len(set(v["channels"])):
+        errors["channels"] = t["err_channels"]
+    signs = [lang for lang in offer.languages if lang in v["sign"]]
+    if len(signs) != len(set(v["sign"])):
+        errors["sign"] = t["err_choice"]
+    for key, allowed in (("display", DISPLAYS), ("expiry", EXPIRIES), ("receipts", RECEIPTS)):
+        if v[key] not in allowed:
+            errors[key] = t["err_choice"]
+    cap, ok = _check_cap(v["cap"])
+    if not ok:
+        errors["cap"] = t["err_cap"].format(max=CAP_MAX)
+    return {
+        "channels": channels,
+        "languages": signs,
+        "name_display": v["display"],
+        "monthly_cap": cap,
+        "expiry_months": int(v["expiry"]) if v["expiry"] in EXPIRIES[1:] else None,
+        "receipts": v["receipts"],
+    }
+
+
+def _check_words(
+    v: dict[str, Any], offer: Offer, t: dict[str, str], errors: dict[str, str]
+) -> dict[str, str]:
+    if offer.action is None or not v["words"].strip():
+        return {}
+    try:
+        words = clean_words(v["words"])
+    except ValueError:
+        errors["words"] = t["err_words"].format(limit=WORDS_LIMIT)
+        return {}
+    return {offer.action.id: words} if words else {}
+
+
+def check(
+    v: dict[str, Any], offer: Offer, ui: str, settings: Settings, now: dt.datetime
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form as it is kept until confirmed, and the problems by field (in ``ui``)."""
+    t, errors = text_for(ui), dict[str, str]()
+    form = _check_person(v, t, errors)
+    form["scopes"] = _check_scope(v, offer, t, errors)
+    form.update(_check_terms(v, offer, t, errors))
+    form["words"] = _check_words(v, offer, t, errors)
+    if v["agree"] != "yes":
+        errors["agree"] = t["err_agree"]
+    form.update(text_version=text_version(settings, ui), posted_at=now.isoformat())
+    return form, errors
+
+
+def text_version(settings: Settings, ui: str) -> str:
+    """The version label of the consent text, its language, and a digest of the words shown:
+    an edit of the text without a new label still records which words were agreed to."""
+    words = text_for(ui)["consent_text"].format(org=_org(settings))
+    return f"{settings.consent_text_version} {ui} {hashlib.sha256(words.encode()).hexdigest()[:8]}"
+
+
+def _months_after(when: dt.datetime, months: int) -> dt.datetime:
+    index = when.month - 1 + months
+    year, month = when.year + index // 12, index % 12 + 1
+    return when.replace(year=year, month=month, day=min(when.day, calendar.monthrange(year, month)[1]))
+
+
+def record_of(payload: str, now: dt.datetime) -> SupporterRecord:
+    """The supporter and consent a confirmed form stands for; the expiry runs from now."""
+    form = json.loads(payload)
+    months = form["expiry_months"]
+    terms = Terms(
+        channels=tuple(form["channels"]),
+        languages=tuple(form["languages"]),
+        name_display=form["name_display"],
+        monthly_cap=form["monthly_cap"],
+        expires_at=None if months is None else _months_after(now, int(months)),
+        text_version=form["text_version"],
+    )
+    return SupporterRecord(
+        email=form["email"],
+        name=form["name"],
+        language=form["language"],
+        city=form["city"],
+        country=form["country"],
+        scopes=tuple(form["scopes"]),
+        opted_in_at=dt.datetime.fromisoformat(form["posted_at"]),
+        source="form",
+        terms=terms,
+        confirmed_at=now,
+        receipts=form["receipts"],
+        words=dict(form["words"]),
+    )
+
+
+# The confirmation email ------------------------------------------------------------------------
+def revoke_link(base: str, secret: bytes, email: str, language: str) -> str:
+    return f"{base}/revoke/{tokens.sign(secret, tokens.REVOKE, email)}?lang={language}"
+
+
+def _what(offer: Offer, scopes: list[str], t: dict[str, str]) -> str:
+    if offer.action is not None:
+        return t["what_action"].format(title=offer.action.title)
+    if scopes == ["all"]:
+        return t["what_all"]
+    return t["what_tags"].format(tags=", ".join(s.removeprefix("tag:") for s in scopes))
+
+
+def confirmation(ctx: Context, base: str, form: dict[str, Any], what: str, opt_in: int) -> notices.Notice:
+    lang, secret = form["language"], ctx.store.instance_secret()
+    t = text_for(lang)
+    # The links name the supporter's language, so the pages they open speak it.
+    confirm = f"{base}/join/confirm/{tokens.sign(secret, tokens.CONFIRM, opt_in)}?lang={lang}"
+    revoke = revoke_link(base, secret, form["email"], lang)
+    body = t["mail_body"].format(
+        name=form["name"], org=_org(ctx.settings), what=what, confirm=confirm, revoke=revoke
+    )
+    return notices.Notice(form["name"], form["email"], lang, t["mail_subject"], body, revoke)
+
+
+async def send_confirmation(ctx: Context, notice: notices.Notice, opt_in: int) -> None:
+    """Runs after the response has gone: a failure is for the operators' log, not the visitor.
+    The form is dropped, so the person can ask again at once rather than in an hour."""
+    try:
+        await notices.send(ctx.settings, [notice], ctx.clock())
+    except Exception as exc:  # whatever it is, the visitor's page has already been answered
+        detail = str(exc).replace(notice.email, "<the supporter>")
+        log.warning(
+            "opt-in %d: the confirmation email was not sent: %s: %s", opt_in, type(exc).__name__, detail
+        )
+        await run_in_threadpool(ctx.store.people.discard_opt_ins, notice.email)
+
+
+# The pages -------------------------------------------------------------------------------------
+def _not_open(request: Request, ui: str) -> Response:
+    return _message(request, ui, "closed", 404, link=("/join", text_for(ui)["join_general"]))
+
+
+async def join_page(request: Request) -> Response:
+    ctx, ui = context(request), page_language(request)
+    offer = await run_in_threadpool(_offer, ctx, request.path_params.get("action_id"))
+    if offer is None:
+        return _not_open(request, ui)
+    return _form_page(request, ui, offer, defaults(ui, offer), {})
+
+
+async def join(request: Request) -> Response:
+    ctx, form = context(request), await request.form()
+    ui, values = page_language(request, form), form_values(form)
+    offer = await run_in_threadpool(_offer, ctx, request.path_params.get("action_id"))
+    if offer is None:
+        return _not_open(request, ui)
+    if not form_ok(request, form):  # shown again, nothing done: a forged post achieves nothing
+        return _form_page(request, ui, offer, values, {"form": text_for(ui)["err_refresh"]}, 403)
+    where = address(request)
+    if wait := ctx.joins_by_address.blocked(where):
+        response = _message(request, ui, "limited", 429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    payload, errors = check(values, offer, ui, ctx.settings, ctx.clock())
+    if errors:
+        return _form_page(request, ui, offer, values, {"form": text_for(ui)["err_form"], **errors}, 400)
+    ctx.joins_by_address.hit(where)
+    return await _accept(request, ui, offer, payload)
+
+
+async def _accept(request: Request, ui: str, offer: Offer, form: dict[str, Any]) -> Response:
+    """The same page for every valid form: whether an email goes out is never shown."""
+    ctx = context(request)
+    response = _message(request, ui, "sent")
+    # The window holds a digest, not the address: nothing to read in a memory dump.
+    key = hashlib.sha256(form["email"].encode()).hexdigest()
+    if ctx.joins_by_email.blocked(key):
+        return response
+    ctx.joins_by_email.hit(key)
+    made = await run_in_threadpool(ctx.store.people.open_opt_in, form["email"], json.dumps(form), ctx.clock())
+    if made is not None:
+        what = _what(offer, form["scopes"], text_for(form["language"]))
+        notice = confirmation(ctx, _base(request), form, what, made)
+        response.background = BackgroundTask(send_confirmation, ctx, notice, made)
+    return response
+
+
+def _token(request: Request, purpose: str) -> str | int | None:
+    return tokens.read(context(request).store.instance_secret(), purpose, request.path_params["token"])
+
+
+async def confirm_page(request: Request) -> Response:
+    """Only a button: mail scanners fetch links, and a fetch must not give consent."""
+    ui = page_language(request)
+    if not isinstance(_token(request, tokens.CONFIRM), int):
+        return _message(request, ui, "invalid", 400, link=("/join", text_for(ui)["join_again"]))
+    return _page(request, "confirm.html", ui)
+
+
+async def confirm(request: Request) -> Response:
+    ctx, form = context(request), await request.form()
+    ui = page_language(request, form)
+    opt_in = _token(request, tokens.CONFIRM)
+    if not isinstance(opt_in, int):
+        return _message(request, ui, "invalid", 400, link=("/join", text_for(ui)["join_again"]))
+    if not form_ok(request, form):
+        return _page(request, "confirm.html", ui, 403, problem=text_for(ui)["err_button"])
+    now = ctx.clock()
+    record = await run_in_threadpool(
+        ctx.store.people.confirm_opt_in, opt_in, now, functools.partial(record_of, now=now)
+    )
+    if record is None:
+        return _message(request, ui, "used", 410)
+    log.info("opt-in %d confirmed: a supporter's consent was recorded", opt_in)
+    secret = ctx.store.instance_secret()
+    return _page(request, "confirm_done.html", ui, revoke=revoke_link("", secret, record.email, ui))
+
+
+async def revoke_page(request: Request) -> Response:
+    """Only a button, for the same reason as the confirmation's."""
+    ui = page_language(request)
+    if not isinstance(_token(request, tokens.REVOKE), str):
+        return _message(request, ui, "invalid_revoke", 400)
+    return _page(request, "revoke.html", ui)
+
+
+async def revoke(request: Request) -> Response:
+    """The same answer whether or not the address had a consent."""
+    ctx, form = context(request), await request.form()
+    ui = page_language(request, form)
+    email = _token(request, tokens.REVOKE)
+    if not isinstance(email, str):
+        return _message(request, ui, "invalid_revoke", 400)
+    # RFC 8058: a mail client's one-click POST has no cookie and no form token; the signed link
+    # is what shows it comes from the person's own mailbox.
+    one_click = form.get("List-Unsubscribe") == "One-Click"
+    if not one_click and not form_ok(request, form):
+        return _page(request, "revoke.html", ui, 403, problem=text_for(ui)["err_button"])
+    await run_in_threadpool(ctx.store.people.revoke, email, ctx.clock(), "link")
+    return _page(request, "revoke_done.html", ui)
+
+
+routes = [
+    Route("/join", join_page, methods=["GET"]),
+    Route("/join", join, methods=["POST"]),
+    Route("/join/confirm/{token}", confirm_page, methods=["GET"]),
+    Route("/join/confirm/{token}", confirm, methods=["POST"]),
+    Route("/join/{action_id}", join_page, methods=["GET"]),
+    Route("/join/{action_id}", join, methods=["POST"]),
+    Route("/revoke/{token}", revoke_page, methods=["GET"]),
+    Route("/revoke/{token}", revoke, methods=["POST"]),
+]
