@@ -15,7 +15,7 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dispatcher import controls, faxpdf
+from dispatcher import controls, faxpdf, retention
 from dispatcher.accounts import Role, check_name, hash_password
 from dispatcher.catalogue import faxes
 from dispatcher.channels import IMPLEMENTED, make_channels
@@ -28,7 +28,7 @@ from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.supporters import SupporterFileError, import_file, import_valid
+from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
 
 STATUSES = [s.value for s in Status]
 
@@ -430,7 +430,7 @@ def supporters() -> None:
 def supporters_import(ctx: Context, path: Path, skip_invalid: bool, rejects: Path | None) -> None:
     """Import supporters from a CSV file; a file with any bad row imports nothing, unless
     --skip-invalid."""
-    known = ctx.actions().actions.keys()
+    known = KnownScopes.of(ctx.actions().actions.values())
     progress = lambda n: click.echo(f"… {n} rows", err=True)  # noqa: E731
     try:
         if skip_invalid:
@@ -480,6 +480,25 @@ def supporters_forget(ctx: Context, email: str) -> None:
         raise click.ClickException("no supporter with that email")
     _audit(ctx, "supporter forgotten", "a supporter")
     click.echo("forgotten: details, consents and unsent letters erased")
+
+
+@supporters.command("scrub")
+@click.option("--dry-run", is_flag=True, help="Only count the letters that would be scrubbed.")
+@pass_ctx
+def supporters_scrub(ctx: Context, dry_run: bool) -> None:
+    """Apply DISPATCHER_RETENTION_DAYS now: the letters of actions closed longer ago stop naming
+    their supporter (the counts per target stay); their supporters' own words are deleted."""
+    days = ctx.settings.retention_days
+    if days is None:
+        raise click.ClickException("DISPATCHER_RETENTION_DAYS is not set: supporters' details are kept")
+    done = retention.scrub(ctx.store, days, ctx.actions().actions, utcnow(), dry_run=dry_run)
+    rows = [[s.action_id, when(s.closed_at), s.letters] for s in done if s.letters]
+    if not rows:
+        click.echo("nothing to scrub")
+        return
+    table(["action", "closed", "would scrub" if dry_run else "letters scrubbed"], rows)
+    if not dry_run:
+        _audit(ctx, "retention scrub", "", f"{sum(s.letters for s in done)} letters")
 
 
 @main.command()

@@ -32,7 +32,11 @@ from dispatcher.faxjobs import ProviderJobs
 from dispatcher.feeder import Feeder
 from dispatcher.pacing import Limits
 from dispatcher.planner import plan_action
+from dispatcher.receipts import EVERY as RECEIPTS_EVERY
+from dispatcher.receipts import ReceiptsJob
 from dispatcher.results import ResultWriter, Tally
+from dispatcher.retention import EVERY as RETENTION_EVERY
+from dispatcher.retention import RetentionJob
 from dispatcher.sending import Sender
 from dispatcher.store import Backlog, Store, WorkerBeat
 from dispatcher.store.thread import StoreThread
@@ -174,8 +178,9 @@ class Dispatcher:
         for name in set(self.channels) - set(up):
             log.warning("%s channel unavailable; its letters stay queued for a later run", name)
         groups = [g.ident for g in self.catalogue.groups(up, self.channels)]
-        due = await self.db(self.store.next_due, groups)
-        return due is None or due > self.clock()
+        now = self.clock()
+        due = await self.db(self.store.next_due, groups, now)
+        return due is None or due > now
 
     async def _idle_wait(self) -> None:
         wait = 1.0 if self.feeder.full() else min(1.0, max(0.005, self.feeder.wait or 1.0))
@@ -274,6 +279,13 @@ class Dispatcher:
         every = {"max_instances": 1, "coalesce": True, "next_run_time": now}
         scheduler.add_job(self.plan, "interval", seconds=self.settings.plan_interval, id="plan", **every)
         scheduler.add_job(self.sweep, "interval", seconds=10, id="sweep", **every)
+        # Receipts and retention start a minute in, once the first plan has read the action files.
+        later = {"max_instances": 1, "coalesce": True, "next_run_time": now + dt.timedelta(minutes=1)}
+        actions = lambda: self.catalogue.loaded.actions  # noqa: E731
+        receipts = ReceiptsJob(self.settings, self.store, self.db, self.worker_id, self.clock, actions)
+        retention = RetentionJob(self.settings, self.store, self.db, self.clock, actions)
+        scheduler.add_job(receipts.run, "interval", seconds=RECEIPTS_EVERY, id="receipts", **later)
+        scheduler.add_job(retention.run, "interval", seconds=RETENTION_EVERY, id="retention", **later)
         scheduler.start()
         log.info("dispatcher %s running; %s", self.worker_id, ", ".join(self.channels))
         try:

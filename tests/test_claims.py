@@ -127,7 +127,7 @@ def test_recover_hands_back_only_leases_that_ran_out(store: Store) -> None:
     claim(store, "dead", [group("t1")], 2, lifted)
     assert store.recover("B", NOW + LEASE) == 0
     assert store.recover("B", NOW + LEASE + dt.timedelta(seconds=1)) == 2
-    assert store.next_due([("act", "t1", "email")]) == NOW
+    assert store.next_due([("act", "t1", "email")], NOW) == NOW
 
 
 def fax_group(target: str, number: str, action: str = "act") -> ClaimGroup:

@@ -288,3 +288,20 @@ def test_planning_matches_the_model_of_consent(store: Store, seed: int) -> None:
         if covers(scope, terms, action, tags, written_in[action][target], channel)
     }
     assert planned(store) == want
+
+
+def test_letters_whose_consent_was_withdrawn_are_not_due_nor_brought_back(store: Store) -> None:
+    """A run --once waits for what is due: a letter that can never be claimed must not count,
+    and neither extend (revive) nor requeue may bring back a withdrawn supporter's letter."""
+    store.import_supporters([person(0, ("a1",)), person(1, ("a1",), Terms(expires_at=NOW + HOUR))], NOW)
+    plan(store, "a1")
+    group = [("a1", "t1", "email")]
+    assert store.next_due(group, NOW) == NOW
+    assert store.next_due(group, NOW + 2 * HOUR) == NOW  # m0's letter is still due
+    for claimed in claim(store, NOW, 10):
+        store.record("w", [result(claimed.delivery_id, Outcome.FAILED)], no_retry)
+    store.people.revoke("m0@example.net", NOW, "cli")
+    assert store.requeue_failed("a1", NOW + 2 * HOUR) == 0  # one withdrew, the other lapsed
+    assert store.next_due(group, NOW + 2 * HOUR) is None
+    assert store.finish_pending("a1", Status.EXPIRED, NOW) == 2  # m1's other two (m0's were cancelled)
+    assert store.revive("a1", Status.EXPIRED, NOW + 2 * HOUR) == 0

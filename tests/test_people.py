@@ -72,9 +72,9 @@ def test_export_shows_everything_held_and_forget_erases_it_keeping_the_counts(st
 def test_forget_leaves_no_bytes_of_the_person_in_the_database_files(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     (tmp_path / "s.csv").write_text(
-        "email,name,language,city,country,actions,opted_in_at\n"
-        f"{PERSON.email},{PERSON.name},en,{PERSON.city},MN,all,2025-01-01T00:00:00+00:00\n"
-        "other@example.net,Other Person,en,,,all,2025-01-01T00:00:00+00:00\n"
+        "email,name,language,city,country,scope,channels,consent_version,opted_in_at\n"
+        f"{PERSON.email},{PERSON.name},en,{PERSON.city},MN,all,email;fax,v1,2025-01-01T00:00:00+00:00\n"
+        "other@example.net,Other Person,en,,,all,email;fax,v1,2025-01-01T00:00:00+00:00\n"
     )
     runner = CliRunner()
     assert runner.invoke(main, ["supporters", "import", str(tmp_path / "s.csv")], env=env).exit_code == 0

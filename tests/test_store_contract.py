@@ -159,8 +159,8 @@ def test_record_outcomes(store: Store) -> None:
         never_retry,
     )
     assert statuses(store) == {"sent": 1, "pending": 1, "failed": 1}
-    assert store.next_due([("act", "t1", "email")]) == later
-    assert store.next_due([("act", "t1", "fax"), ("act", "t2", "email")]) is None
+    assert store.next_due([("act", "t1", "email")], NOW) == later
+    assert store.next_due([("act", "t1", "fax"), ("act", "t2", "email")], NOW) is None
     assert take(store, "A") == []
     again = take(store, "A", at=later)
     assert [c.delivery_id for c in again] == [c2.delivery_id] and again[0].attempt == 2

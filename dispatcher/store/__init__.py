@@ -19,6 +19,7 @@ from dispatcher.pacing import Limits
 if TYPE_CHECKING:
     from dispatcher.store.accounts import Accounts
     from dispatcher.store.people import SqlPeople
+    from dispatcher.store.privacy import SqlPrivacy
     from dispatcher.store.reports import SqlReports
 
 
@@ -385,6 +386,11 @@ class Store(abc.ABC):
     def people(self) -> SqlPeople:
         """Supporters' rights: revoke, export, forget."""
 
+    @property
+    @abc.abstractmethod
+    def privacy(self) -> SqlPrivacy:
+        """Receipts due and sent, and retention: letters that stop naming their supporter."""
+
     # operators' requeues
     @abc.abstractmethod
     def requeue_failed(self, action_id: str, now: dt.datetime, delivery_id: int | None = None) -> int:
@@ -403,8 +409,9 @@ class Store(abc.ABC):
         """Job ids of faxes this provider holds, longest waiting first (for polling)."""
 
     @abc.abstractmethod
-    def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
-        """When the first of these groups has a letter to send (or a lease runs out)."""
+    def next_due(self, groups: Sequence[GroupId], now: dt.datetime) -> dt.datetime | None:
+        """When the first of these groups has a letter to send whose consent still allows it at
+        ``now`` (or a lease runs out)."""
 
     # deadlines and controls
     @abc.abstractmethod

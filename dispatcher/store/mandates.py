@@ -26,29 +26,30 @@ def upsert_supporters(conn: Connection, batch: Sequence[SupporterRecord], now: d
     """Add or update the supporters, then record their consents."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     upsert = dialect.insert(supporters)
-    changes = {k: upsert.excluded[k] for k in ("name", "language", "city", "country", "updated_at")}
-    if all(r.receipts is not None for r in batch):
-        changes["receipts"] = upsert.excluded.receipts
-    conn.execute(
-        upsert.on_conflict_do_update(index_elements=["email"], set_=changes),
-        [
-            {
-                "email": r.email,
-                "name": r.name,
-                "language": r.language,
-                "city": r.city,
-                "country": r.country,
-                "receipts": r.receipts or "off",
-                "created_at": now,
-                "updated_at": now,
-            }
-            for r in batch
-        ],
-    )
+    kept = {k: upsert.excluded[k] for k in ("name", "language", "city", "country", "updated_at")}
+    # A record without a receipts choice leaves the supporter's as it is.
+    for given in (True, False):
+        rows = [_supporter_row(r, now) for r in batch if (r.receipts is not None) == given]
+        changes = {**kept, "receipts": upsert.excluded.receipts} if given else kept
+        if rows:
+            conn.execute(upsert.on_conflict_do_update(index_elements=["email"], set_=changes), rows)
     s = supporters
     found = conn.execute(select(s.c.email, s.c.id).where(s.c.email.in_([r.email for r in batch])))
     grant(conn, batch, {email: int(supporter_id) for email, supporter_id in found}, now)
     return len(batch)
+
+
+def _supporter_row(r: SupporterRecord, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "email": r.email,
+        "name": r.name,
+        "language": r.language,
+        "city": r.city,
+        "country": r.country,
+        "receipts": r.receipts or "off",
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def terms_columns(terms: Terms) -> dict[str, Any]:

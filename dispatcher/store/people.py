@@ -50,6 +50,8 @@ class SqlPeople:
         """Withdraw every consent; the letters not yet sent are cancelled (a running dispatcher
         hands back any it holds). Returns how many letters were cancelled; None: no such person."""
         with self.engine.begin() as conn:
+            # A form not confirmed yet is withdrawn too: its link can no longer create a consent.
+            _discard(conn, email)
             person = self._id(conn, email)
             if person is None:
                 return None
@@ -118,6 +120,12 @@ class SqlPeople:
             conn.execute(update(o).where(o.c.id == opt_in).values(payload="{}"))
         return record
 
+    def discard_opt_ins(self, email: str) -> int:
+        """Drop this address's forms still waiting for confirmation (one whose email could not
+        be sent, so the person can ask again at once)."""
+        with self.engine.begin() as conn:
+            return _discard(conn, email)
+
     def prune_opt_ins(self, before: dt.datetime) -> int:
         with self.engine.begin() as conn:
             return int(conn.execute(delete(opt_ins).where(opt_ins.c.created_at < before)).rowcount)
@@ -165,6 +173,12 @@ class SqlPeople:
         return True
 
 
+def _discard(conn: Connection, email: str) -> int:
+    o = opt_ins
+    waiting = delete(o).where(o.c.email == email.strip().lower(), o.c.confirmed_at.is_(None))
+    return int(conn.execute(waiting).rowcount)
+
+
 def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [{k: _iso(v) for k, v in r._mapping.items()} for r in conn.execute(query)]
 
@@ -184,4 +198,4 @@ def _erase(conn: Connection, person: int, now: dt.datetime) -> None:
     # The row stays as an anonymous stub: the letters sent still count for their targets.
     anonymous = {"name": "", "email": f"forgotten-{person}@forgotten.invalid", "city": "", "country": ""}
     stub = update(supporters).where(supporters.c.id == person)
-    conn.execute(stub.values(**anonymous, language="", updated_at=now))
+    conn.execute(stub.values(**anonymous, language="", receipts="off", receipts_through=None, updated_at=now))

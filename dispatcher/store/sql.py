@@ -20,6 +20,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     literal,
     or_,
@@ -31,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql import CompoundSelect, Select
+from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 
 from dispatcher import pacing
 from dispatcher.pacing import Limits
@@ -63,6 +64,7 @@ from dispatcher.store import (
 )
 from dispatcher.store.accounts import SqlAccounts
 from dispatcher.store.people import SqlPeople
+from dispatcher.store.privacy import SqlPrivacy
 from dispatcher.store.reading import READ_OPTION, reading
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
@@ -145,6 +147,14 @@ class _Window:
     now: dt.datetime
 
 
+def _consented(now: dt.datetime) -> ColumnElement[bool]:
+    """The letter's consent still allows it: neither withdrawn nor lapsed. A letter past its
+    retention period has no consent left, so never qualifies."""
+    c = consents
+    live = and_(c.c.revoked_at.is_(None), or_(c.c.expires_at.is_(None), c.c.expires_at > now))
+    return exists().where(c.c.id == deliveries.c.consent_id, live)
+
+
 def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSelect[Any]]:
     """UNION ALL of ``parts``: one statement for most rounds (SQLite allows 500 terms in one)."""
     for chunk in range(0, len(parts), 200):
@@ -176,6 +186,7 @@ class SqlStore(Store):
         self._accounts = SqlAccounts(self.engine)
         self._reports = SqlReports(self.engine)
         self._people = SqlPeople(self.engine)
+        self._privacy = SqlPrivacy(self.engine)
 
     @property
     def accounts(self) -> SqlAccounts:
@@ -188,6 +199,10 @@ class SqlStore(Store):
     @property
     def people(self) -> SqlPeople:
         return self._people
+
+    @property
+    def privacy(self) -> SqlPrivacy:
+        return self._privacy
 
     def heartbeat(self, beat: WorkerBeat) -> None:
         values = {k: getattr(beat, k) for k in ("last_seen", "holding", "sent", "stopped_at")}
@@ -773,19 +788,25 @@ class SqlStore(Store):
         with self._read() as conn:
             return [str(job) for job in conn.scalars(query)]
 
-    def next_due(self, groups: Sequence[GroupId]) -> dt.datetime | None:
+    def next_due(self, groups: Sequence[GroupId], now: dt.datetime) -> dt.datetime | None:
         if not groups:
             return None
         d = deliveries
+        # The first letter by due time that may still go (its consent lives): ordered by the
+        # group's index and stopped at the first, rather than a min() over every pending letter.
         parts = [
-            select(func.min(d.c.next_attempt_at).label("due")).where(
-                d.c.action_id == a, d.c.target_id == t, d.c.channel == c, d.c.status == Status.PENDING
-            )
+            select(d.c.next_attempt_at.label("due"))
+            .where(d.c.action_id == a, d.c.target_id == t, d.c.channel == c, d.c.status == Status.PENDING)
+            .where(_consented(now))
+            .order_by(d.c.next_attempt_at)
+            .limit(1)
+            .subquery()
             for a, t, c in groups
         ]
-        parts.append(select(func.min(d.c.lease_until).label("due")).where(d.c.status == Status.SENDING))
+        heads = [select(part.c.due) for part in parts]
+        heads.append(select(func.min(d.c.lease_until).label("due")).where(d.c.status == Status.SENDING))
         with self._read() as conn:
-            times = [due for query in _compound(parts) for due in conn.scalars(query) if due is not None]
+            times = [due for query in _compound(heads) for due in conn.scalars(query) if due is not None]
         return min(times, default=None)
 
     def backlog(self, now: dt.datetime) -> Backlog:
@@ -822,7 +843,9 @@ class SqlStore(Store):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
-                .where(d.c.action_id == action_id, d.c.status == from_status)
+                # Not a letter whose supporter withdrew meanwhile, nor one past its retention period
+                # (it names no signer): neither can go out again.
+                .where(d.c.action_id == action_id, d.c.status == from_status, _consented(now))
                 .values(status=Status.PENDING.value, next_attempt_at=now, updated_at=now)
             ).rowcount
 
@@ -884,7 +907,9 @@ class SqlStore(Store):
 
     def requeue_failed(self, action_id: str, now: dt.datetime, delivery_id: int | None = None) -> int:
         d = deliveries
-        query = update(d).where(d.c.action_id == action_id, d.c.status == Status.FAILED)
+        # As for revive: only a letter whose consent still stands can be sent again.
+        failed = and_(d.c.status == Status.FAILED, _consented(now))
+        query = update(d).where(d.c.action_id == action_id, failed)
         if delivery_id is not None:
             query = query.where(d.c.id == delivery_id)
         # A fresh start: the attempts already made must not make it give up at once.
