@@ -172,6 +172,7 @@ class ActionSpec:
     deadline_passed: bool = False
     timezone: str = "UTC"
     hold: Literal["no-template", "broken-template"] | None = None
+    tags: tuple[str, ...] = ()  # campaign tags a supporter may consent to ("tag:<tag>")
 
     @property
     def to(self) -> list[Official]:
@@ -235,16 +236,22 @@ class SupporterSpec:
     language: str
     city: str
     country: str
-    scopes: tuple[str, ...]  # ("all",) or action ids
+    scopes: tuple[str, ...]  # ("all",), action ids or "tag:<tag>"
     opted_in_at: str
     wave: int = 0  # 1: imported after the first wave's letters went out (a supporter who joins late)
+    signs: tuple[str, ...] = ()  # the letters' languages they sign; () any
+    name_only: bool = False  # their letters show the name alone, no city or country
 
     @property
     def address(self) -> str:
         return self.email.lower()
 
-    def consents(self, action_id: str) -> bool:
-        return "all" in self.scopes or action_id in self.scopes
+    def consents(self, action: ActionSpec) -> bool:
+        tags = {f"tag:{t}" for t in action.tags}
+        return any(s == "all" or s == action.id or s in tags for s in self.scopes)
+
+    def signs_in(self, language: str) -> bool:
+        return not self.signs or language in self.signs
 
 
 @dataclass(frozen=True)
@@ -329,11 +336,13 @@ class Scenario:
                 continue
             cc = tuple(o.email for o in action.cc)
             for supporter in self.supporters:
-                if not supporter.consents(action.id):
+                if not supporter.consents(action):
                     continue
                 for target in action.to:
                     language = action.language_for(target)
                     assert language is not None, f"{action.id} × {target.id}: no template (not held?)"
+                    if not supporter.signs_in(language):
+                        continue
                     key = (supporter.address, action.id, target.email)
                     out[key] = Letter(
                         key=key,
@@ -444,6 +453,9 @@ PLACES = (
     ("Madrid", "ES"),
     ("", ""),
 )
+TAGS = ("china", "detention", "press-freedom")
+# The templates below that print the signer's city under their name.
+CITY_SHOWN = ("en", "de", "zh-Hans")
 ZONES = ("UTC", "Asia/Taipei", "Europe/London", "America/New_York", "Asia/Shanghai")
 PAST_DEADLINES: tuple[dt.date | dt.datetime, ...] = (
     dt.date(2024, 3, 1),
@@ -573,6 +585,7 @@ def _draw(rng: random.Random, seed: int, kind: Kind, test: str) -> Scenario:
             )
         )
 
+    actions, supporters = _mandates(random.Random(f"{kind}:{seed}:mandates"), actions, supporters)
     faults: list[Fault] = []
     if kind != "kill" and rng.random() < 0.3:
         sendable_to = sorted({o.email for a in actions if a.sendable for o in a.to})
@@ -599,6 +612,27 @@ def _draw(rng: random.Random, seed: int, kind: Kind, test: str) -> Scenario:
         kill=kind == "kill",
         test=test,
     )
+
+
+def _mandates(
+    rng: random.Random, actions: list[ActionSpec], supporters: list[SupporterSpec]
+) -> tuple[list[ActionSpec], list[SupporterSpec]]:
+    """Campaign tags on actions, and what supporters allow: tags as scopes, the languages they
+    sign, their name alone. A stream of its own, so the rest of a seed's campaign is unchanged."""
+    tagged = [replace(a, tags=tuple(sorted(rng.sample(TAGS, rng.randint(0, 2))))) for a in actions]
+    used = sorted({t for a in tagged for t in a.tags})  # the importer refuses a tag no action has
+    people = []
+    for person in supporters:
+        r = rng.random() if used else 1.0
+        if r < 0.2:
+            chosen = rng.sample(used, rng.randint(1, len(used)))
+            person = replace(person, scopes=tuple(f"tag:{t}" for t in chosen))
+        elif r < 0.3:
+            person = replace(person, scopes=(*person.scopes, f"tag:{rng.choice(used)}"))
+        if rng.random() < 0.2:
+            person = replace(person, signs=tuple(sorted(rng.sample(LANGS, rng.randint(1, 3)))))
+        people.append(replace(person, name_only=rng.random() < 0.2))
+    return tagged, people
 
 
 def _fits(scenario: Scenario) -> bool:
@@ -676,6 +710,18 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 BROKEN_BODY = "{{ target.salutation }},\n{{ supporter.nickname }}\n"
 
 
+PERSON_COLUMNS = ("email", "name", "language", "city", "country")
+CSV_COLUMNS = (
+    *PERSON_COLUMNS,
+    "scope",
+    "channels",
+    "consent_version",
+    "opted_in_at",
+    "languages",
+    "name_display",
+)
+
+
 def write_files(scenario: Scenario, root: Path) -> tuple[Path, Path, list[Path]]:
     """Action files, templates and a supporters CSV per wave of imports under ``root``."""
     actions_dir, templates_dir = root / "actions", root / "templates"
@@ -689,6 +735,7 @@ def write_files(scenario: Scenario, root: Path) -> tuple[Path, Path, list[Path]]
             "timezone": action.timezone,
             "status": action.file_status,
             "languages": list(action.languages),
+            "tags": list(action.tags),
             "targets": [
                 {
                     "id": official.id,
@@ -721,12 +768,13 @@ def write_files(scenario: Scenario, root: Path) -> tuple[Path, Path, list[Path]]
         path = root / f"supporters-{wave}.csv"
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["email", "name", "language", "city", "country", "actions", "opted_in_at"])
+            # Every supporter agrees to both channels: which letters go is up to the actions.
+            writer.writerow(CSV_COLUMNS)
             for s in scenario.supporters:
                 if s.wave == wave:
-                    writer.writerow(
-                        [s.email, s.name, s.language, s.city, s.country, ";".join(s.scopes), s.opted_in_at]
-                    )
+                    person = [s.email, s.name, s.language, s.city, s.country, ";".join(s.scopes)]
+                    display = "name" if s.name_only else "full"
+                    writer.writerow([*person, "email;fax", "v1", s.opted_in_at, ";".join(s.signs), display])
         files.append(path)
     return actions_dir, templates_dir, files
 
@@ -1220,6 +1268,12 @@ def _check_message(letter: Letter, g: Got, findings: Findings) -> None:
         )
     if letter.supporter.name not in g.body:
         findings.example("body is not signed by the supporter", f"{where}: {letter.supporter.name!r}")
+    person = letter.supporter
+    if person.city and letter.language in CITY_SHOWN:
+        shown = f"{person.name}\n{person.city} " in g.body.replace("\r\n", "\n")
+        if shown == person.name_only:
+            wanted = "the name alone" if person.name_only else "name and city"
+            findings.example(f"the signature does not show {wanted}", f"{where}: {person.city!r}")
     if g.from_address != SENDER or g.from_name != letter.supporter.name:
         findings.example(
             "From ≠ the supporter's name at the organisation's address",
@@ -1249,8 +1303,10 @@ def _check_unexpected(
             why = f"{action_id} is {action.state}: expected nothing"
         elif person is None:
             why = f"{supporter} is not a supporter"
-        elif not person.consents(action_id):
+        elif not person.consents(action):
             why = f"{supporter} gave no consent to {action_id}"
+        elif not all(person.signs_in(action.language_for(o) or "") for o in action.to if o.email == target):
+            why = f"{supporter} does not sign letters in the language {target} is written to"
         elif action.role_of(target) == "cc":
             why = f"{target} is a cc of {action_id}: copied, never a letter of its own"
         else:
