@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from dispatcher.channels import make_channels
 from dispatcher.cli import main
 from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import Outcome, Store, SupporterRecord, open_store
+from dispatcher.store import Outcome, Store, SupporterRecord, Terms, open_store
 from tests.conftest import cli_env, never_retry
 from tests.smtp_server import SmtpServer
 from tests.test_campaign_shapes import settings, supporters, write_actions
@@ -23,6 +24,9 @@ from tests.test_store_contract import NOW, people, result, take
 PERSON = SupporterRecord(
     "zelda.forget@example.net", "Zelda Quixotic-Forgettable", "en", "Ulaanbaatar", "MN", ("all",), NOW
 )
+
+
+WORDS = "Quokka paragraph 7731: 请释放他们"
 
 
 def statuses_of(store: Store) -> Counter[str]:
@@ -79,14 +83,24 @@ def test_forget_leaves_no_bytes_of_the_person_in_the_database_files(tmp_path: Pa
     runner = CliRunner()
     assert runner.invoke(main, ["supporters", "import", str(tmp_path / "s.csv")], env=env).exit_code == 0
     assert runner.invoke(main, ["run", "--once"], env=env).exit_code == 0
+    # Their own words for an action, and a form still waiting for its confirmation link.
+    store = open_store(env["DISPATCHER_DATABASE_URL"], migrate=False)
+    try:
+        later = replace(PERSON, opted_in_at=NOW, words={"act": WORDS}, terms=Terms(monthly_cap=5))
+        store.import_supporters([later], NOW)
+        assert store.people.open_opt_in(PERSON.email, json.dumps({"words": WORDS}), NOW) is not None
+    finally:
+        store.close()
     exported = runner.invoke(main, ["supporters", "export", PERSON.email], env=env)
-    assert json.loads(exported.output)["letters"]
+    held = json.loads(exported.output)
+    assert held["letters"] and held["personal_words"][0]["words"] == WORDS
     files = [tmp_path / "d.db", tmp_path / "d.db-wal"]
-    assert any(PERSON.name.encode() in f.read_bytes() for f in files if f.exists())
+    for held_bytes in (PERSON.name, WORDS):
+        assert any(held_bytes.encode() in f.read_bytes() for f in files if f.exists())
     summary = runner.invoke(main, ["log", "--summary"], env=env).output
     gone = runner.invoke(main, ["supporters", "forget", PERSON.email], env=env)
     assert gone.exit_code == 0, gone.output
-    for secret in (PERSON.name, PERSON.email, PERSON.city):
+    for secret in (PERSON.name, PERSON.email, PERSON.city, WORDS):
         for f in files:
             if f.exists():
                 assert secret.encode() not in f.read_bytes(), f"{secret!r} still in {f.name}"
