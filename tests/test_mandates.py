@@ -305,3 +305,21 @@ def test_letters_whose_consent_was_withdrawn_are_not_due_nor_brought_back(store:
     assert store.next_due(group, NOW + 2 * HOUR) is None
     assert store.finish_pending("a1", Status.EXPIRED, NOW) == 2  # m1's other two (m0's were cancelled)
     assert store.revive("a1", Status.EXPIRED, NOW + 2 * HOUR) == 0
+
+
+def test_the_sweep_moves_letters_planned_on_an_ended_consent_or_cancels_them(store: Store) -> None:
+    """A plan that read a consent just before a change ended it (PostgreSQL, read committed)
+    leaves letters on the old row: the sweep hands them to its successor, or cancels them."""
+    store.import_supporters([person(0, ("a1",))], NOW)
+    store.import_supporters([person(0, ("a1",), Terms(channels=("email",)), at=NOW)], NOW + HOUR)
+    engine = store.engine  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        old, new = (r.id for r in conn.execute(select(consents.c.id).order_by(consents.c.id)))
+        for channel in ("email", "fax"):
+            late = {"action_id": "a1", "supporter_id": 1, "target_id": "t1", "channel": channel}
+            times = dict.fromkeys(("next_attempt_at", "created_at", "updated_at"), NOW)
+            conn.execute(deliveries.insert().values(**late, **times, consent_id=old, status="pending"))
+    assert store.people.lapse(NOW + HOUR) == 1  # the fax: no longer allowed
+    with engine.connect() as conn:
+        rows = conn.execute(select(deliveries.c.channel, deliveries.c.status, deliveries.c.consent_id))
+        assert sorted(tuple(r) for r in rows) == [("email", "pending", new), ("fax", "cancelled", old)]

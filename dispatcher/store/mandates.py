@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, Select, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import Status, SupporterRecord, Terms
@@ -19,7 +19,7 @@ from dispatcher.store.schema import consent_events, consents, deliveries, person
 
 UNSENT = (Status.PENDING.value, Status.SENDING.value)
 # What a consent row carries over when it is renewed unchanged.
-COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_at"))
+COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_at", "revoked_at"))
 
 
 def upsert_supporters(conn: Connection, batch: Sequence[SupporterRecord], now: dt.datetime) -> int:
@@ -95,7 +95,13 @@ def grant(
     """Record the consents in ``records`` (``ids``: email → supporter id). A consent given
     before the supporter last withdrew theirs is old news (a CRM export that still lists the
     person) and is skipped; one given after is a new consent."""
-    held = _held(conn, list(ids.values()))
+    # One writer per supporter at a time (PostgreSQL; SQLite has one writer anyway): a revoke
+    # racing a change could otherwise miss the consent the change adds. Locked in one order.
+    people = sorted(ids.values())
+    conn.execute(
+        select(supporters.c.id).where(supporters.c.id.in_(people)).order_by(supporters.c.id).with_for_update()
+    )
+    held = _held(conn, people)
     fresh: list[tuple[dict[str, Any], SupporterRecord]] = []
     for record in records:
         person = ids[record.email]
@@ -160,22 +166,31 @@ def _renew(
             conn.execute(insert(consent_events), [_event(row, new, record, "changed", now)])
 
 
+def successor() -> Select[Any]:
+    """For a letter (correlated on ``deliveries``) whose consent ended: the supporter's live
+    consent of the same scope, if it allows the letter's channel."""
+    d, old, new = deliveries, consents.alias("old"), consents.alias("new")
+    scope = select(old.c.scope).where(old.c.id == d.c.consent_id).correlate_except(old).scalar_subquery()
+    allows = or_(new.c.channels == "*", new.c.channels.contains(d.c.channel))
+    live = and_(new.c.revoked_at.is_(None), new.c.ended_at.is_(None))
+    mine = and_(new.c.supporter_id == d.c.supporter_id, new.c.scope == scope)
+    return select(new.c.id).where(mine, live, allows).correlate_except(new)
+
+
 def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:
     """Letters of the old consent never tried are dropped, for the planner to plan again from
     the supporter's new consents; ones already tried keep their history: moved to the new
-    consent if it allows their channel, cancelled if not."""
+    consent if it allows their channel (a fax at its provider too), cancelled if not. A fax
+    still at its provider on a withdrawn channel stays with the old consent: if it comes back
+    to be tried again, the sweep cancels it."""
     d = deliveries
-    unsent = and_(d.c.consent_id == old, d.c.status.in_(UNSENT))
-    conn.execute(delete(d).where(unsent, d.c.status == Status.PENDING, d.c.attempts == 0))
-    kept = unsent if not channels else and_(unsent, d.c.channel.in_(channels))
+    mine = d.c.consent_id == old
+    conn.execute(delete(d).where(mine, d.c.status == Status.PENDING, d.c.attempts == 0))
+    moving = and_(mine, d.c.status.in_((*UNSENT, Status.SUBMITTED.value)))
+    kept = moving if not channels else and_(moving, d.c.channel.in_(channels))
     conn.execute(update(d).where(kept).values(consent_id=new, updated_at=now))
-    conn.execute(
-        update(d)
-        .where(unsent)
-        .values(
-            status=Status.CANCELLED.value, last_error="consent changed: channel withdrawn", updated_at=now
-        )
-    )
+    cancelled = {"status": Status.CANCELLED.value, "last_error": "consent changed: channel withdrawn"}
+    conn.execute(update(d).where(mine, d.c.status.in_(UNSENT)).values(**cancelled, updated_at=now))
 
 
 def _event(

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
 from dispatcher.store.reading import reading
@@ -30,6 +30,7 @@ from dispatcher.store.schema import (
 )
 
 UNSENT = (Status.PENDING.value, Status.SENDING.value)
+LAPSE_LOOKBACK = dt.timedelta(days=7)
 OPT_IN_QUIET = dt.timedelta(hours=1)  # at most one confirmation email per address per hour
 PERSONAL_TABLES = ("supporters", "consents", "consent_events", "personal_words", "opt_ins", "fax_media")
 
@@ -42,8 +43,11 @@ class SqlPeople:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _id(self, conn: Connection, email: str) -> int | None:
-        found = conn.scalar(select(supporters.c.id).where(supporters.c.email == email.strip().lower()))
+    def _id(self, conn: Connection, email: str, lock: bool = False) -> int | None:
+        """The supporter's id; ``lock``: and hold their row, so that a change of their consent
+        in another transaction waits (and cannot add a consent this one would miss)."""
+        query = select(supporters.c.id).where(supporters.c.email == email.strip().lower())
+        found = conn.scalar(query.with_for_update() if lock else query)
         return None if found is None else int(found)
 
     def revoke(self, email: str, now: dt.datetime, source: str = "cli") -> int | None:
@@ -52,7 +56,7 @@ class SqlPeople:
         with self.engine.begin() as conn:
             # A form not confirmed yet is withdrawn too: its link can no longer create a consent.
             _discard(conn, email)
-            person = self._id(conn, email)
+            person = self._id(conn, email, lock=True)
             if person is None:
                 return None
             mandates.revoke_event(conn, person, source, now)
@@ -65,12 +69,26 @@ class SqlPeople:
             return int(conn.execute(unsent.values(**values)).rowcount)
 
     def lapse(self, now: dt.datetime) -> int:
-        """Cancel the unsent letters whose consent has expired; how many."""
+        """Letters whose consent ended this past week: moved to the consent that replaced it
+        if that allows their channel (a plan that raced the change), else cancelled, as are
+        those whose consent expired. Returns how many were cancelled. Older ones are never
+        claimed anyway; looking back a week keeps the sweep's cost flat as history grows."""
+        since = now - LAPSE_LOOKBACK
         c, d = consents, deliveries
-        lapsed = select(c.c.id).where(c.c.expires_at <= now)
+        ended = select(c.c.id).where(c.c.ended_at > since)
         with self.engine.begin() as conn:
-            unsent = update(d).where(d.c.status == Status.PENDING, d.c.consent_id.in_(lapsed))
-            values = {"status": Status.CANCELLED.value, "last_error": "consent expired", "updated_at": now}
+            heir = mandates.successor()
+            waiting = and_(d.c.status == Status.PENDING, d.c.consent_id.in_(ended))
+            conn.execute(update(d).where(waiting, heir.exists()).values(consent_id=heir.scalar_subquery()))
+            gone = or_(c.c.ended_at > since, and_(c.c.expires_at > since, c.c.expires_at <= now))
+            unsent = update(d).where(
+                d.c.status == Status.PENDING, d.c.consent_id.in_(select(c.c.id).where(gone))
+            )
+            values = {
+                "status": Status.CANCELLED.value,
+                "last_error": "consent ended or expired",
+                "updated_at": now,
+            }
             return int(conn.execute(unsent.values(**values)).rowcount)
 
     def revoked_since(self, since: dt.datetime) -> frozenset[str]:
@@ -159,7 +177,7 @@ class SqlPeople:
                 raw.execute("PRAGMA secure_delete = ON")  # type: ignore[union-attr]
             with conn.begin():
                 conn.execute(delete(opt_ins).where(opt_ins.c.email == email.strip().lower()))
-                person = self._id(conn, email)
+                person = self._id(conn, email, lock=True)
                 if person is None:
                     return False
                 _erase(conn, person, now)

@@ -125,9 +125,13 @@ consents = Table(
         postgresql_where=text(LIVE_CONSENT),
     ),
     Index(None, "scope", "supporter_id"),
+    Index(None, "supporter_id"),  # a supporter's consents: revoke, a change, export
     # Every running dispatcher asks each second who withdrew consent lately: no table scan.
     Index("ix_consents_revoked_at", "revoked_at"),
     Index(None, "expires_at"),  # the sweep cancels letters whose consent lapsed
+    # Ids are never reused (SQLite reuses the highest after a delete, as forget does): the
+    # planner's watermarks assume every new consent has an id above them.
+    sqlite_autoincrement=True,
 )
 
 # Append-only history of each supporter's consent: granted, confirmed, changed, revoked.
@@ -156,6 +160,9 @@ opt_ins = Table(
     Column("confirmed_at", UTCDateTime()),
     Index(None, "email", "created_at"),
     Index(None, "created_at"),
+    # A confirmation link names its form's id: an id reused after a delete would let an old link
+    # confirm someone else's form.
+    sqlite_autoincrement=True,
 )
 
 # A supporter's own words for one action, inserted in their letters as text.

@@ -148,10 +148,12 @@ class _Window:
 
 
 def _consented(now: dt.datetime) -> ColumnElement[bool]:
-    """The letter's consent still allows it: neither withdrawn nor lapsed. A letter past its
+    """The letter's consent still allows it: not withdrawn, ended or lapsed. A letter past its
     retention period has no consent left, so never qualifies."""
     c = consents
-    live = and_(c.c.revoked_at.is_(None), or_(c.c.expires_at.is_(None), c.c.expires_at > now))
+    live = and_(
+        c.c.revoked_at.is_(None), c.c.ended_at.is_(None), or_(c.c.expires_at.is_(None), c.c.expires_at > now)
+    )
     return exists().where(c.c.id == deliveries.c.consent_id, live)
 
 
@@ -503,8 +505,9 @@ class SqlStore(Store):
                     d.c.channel == g.channel,
                     d.c.status == Status.PENDING,
                     d.c.next_attempt_at <= now,
-                    # Nothing goes out on a consent that lapsed or was withdrawn.
+                    # Nothing goes out on a consent that lapsed, ended or was withdrawn.
                     c.c.revoked_at.is_(None),
+                    c.c.ended_at.is_(None),
                     or_(c.c.expires_at.is_(None), c.c.expires_at > now),
                 )
                 .order_by(d.c.next_attempt_at)

@@ -45,7 +45,10 @@ def upgrade() -> None:
     with op.batch_alter_table("supporters") as batch:
         batch.add_column(sa.Column("receipts", sa.String(length=16), server_default="off", nullable=False))
         batch.add_column(sa.Column("receipts_through", When))
-    with op.batch_alter_table("consents") as batch:
+    # Rebuilt on SQLite with AUTOINCREMENT: consent ids are never reused (see schema.py).
+    with op.batch_alter_table(
+        "consents", recreate="auto", table_kwargs={"sqlite_autoincrement": True}
+    ) as batch:
         batch.drop_constraint("uq_consents_supporter_id_scope", type_="unique")
         batch.add_column(sa.Column("languages", sa.String(length=200), server_default="*", nullable=False))
         batch.add_column(
@@ -60,6 +63,7 @@ def upgrade() -> None:
     op.execute("UPDATE consents SET confirmed_at = opted_in_at")
     _partial("uq_consents_live_scope", "consents", ["supporter_id", "scope"], LIVE_CONSENT, unique=True)
     op.create_index(op.f("ix_consents_expires_at"), "consents", ["expires_at"])
+    op.create_index(op.f("ix_consents_supporter_id"), "consents", ["supporter_id"])
     _create_tables()
 
 
@@ -91,6 +95,7 @@ def _create_tables() -> None:
         sa.Column("created_at", When, nullable=False),
         sa.Column("confirmed_at", When),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_opt_ins")),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_opt_ins_email_created_at"), "opt_ins", ["email", "created_at"])
     op.create_index(op.f("ix_opt_ins_created_at"), "opt_ins", ["created_at"])
@@ -125,6 +130,7 @@ def _owned_by_supporter(table: str) -> sa.ForeignKeyConstraint:
 def downgrade() -> None:
     for table in ("letter_quota", "personal_words", "opt_ins", "consent_events"):
         op.drop_table(table)
+    op.drop_index(op.f("ix_consents_supporter_id"), table_name="consents")
     op.drop_index(op.f("ix_consents_expires_at"), table_name="consents")
     op.drop_index("uq_consents_live_scope", table_name="consents")
     with op.batch_alter_table("consents") as batch:
