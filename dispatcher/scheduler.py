@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from dispatcher import tokens
 from dispatcher.backoff import fax_backoff
 from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel
@@ -129,7 +130,9 @@ class Dispatcher:
         await self.jobs.prune()
         lapsed = await self.db(self.store.people.lapse, self.clock())
         if lapsed:
-            log.info("%d letters cancelled: the consent they relied on expired", lapsed)
+            log.info("%d letters cancelled: the consent they relied on ended or expired", lapsed)
+        # Opt-in forms whose link has expired: nothing of a person waits longer than that.
+        await self.db(self.store.people.prune_opt_ins, self.clock() - tokens.MAX_AGE[tokens.CONFIRM])
         for action_id, final in list(self.catalogue.finished()):
             changed = await self.db(self.store.finish_pending, action_id, final, self.clock())
             if changed:

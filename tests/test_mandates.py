@@ -106,13 +106,16 @@ def test_a_change_is_planned_afresh_and_keeps_what_was_tried(store: Store) -> No
 
 def test_revoked_stays_revoked_until_a_newer_consent(store: Store) -> None:
     store.import_supporters([person(0, ("all",))], NOW)
-    assert store.people.revoke("m0@example.net", NOW, "cli") == 0
+    assert plan(store, "a1") == 3
+    assert store.people.revoke("m0@example.net", NOW, "cli") == 3
     # The CRM's next export still lists the person with the old consent: not a new consent.
     store.import_supporters([person(0, ("all",))], NOW + DAY)
     assert plan(store, "a1") == 0
     assert store.people.revoked_since(NOW) == {"m0@example.net"}
+    # Consent given again: the letters cancelled when they withdrew come back, once each.
     store.import_supporters([person(0, ("all",), at=NOW + DAY)], NOW + DAY)
     assert plan(store, "a1") == 3
+    assert len(planned(store)) == 3
     assert store.people.revoked_since(NOW) == frozenset()  # no longer dropped by running senders
     kinds = [e["kind"] for e in (store.people.export("m0@example.net") or {})["consent_events"]]
     assert kinds == ["granted", "confirmed", "revoked", "granted", "confirmed"]
@@ -323,3 +326,13 @@ def test_the_sweep_moves_letters_planned_on_an_ended_consent_or_cancels_them(sto
     with engine.connect() as conn:
         rows = conn.execute(select(deliveries.c.channel, deliveries.c.status, deliveries.c.consent_id))
         assert sorted(tuple(r) for r in rows) == [("email", "pending", new), ("fax", "cancelled", old)]
+
+
+def test_an_older_crm_row_does_not_undo_a_newer_change(store: Store) -> None:
+    """The person chose name-only on the form; the nightly CRM export still has their first
+    consent, with full name: the newer choice stands."""
+    store.import_supporters([person(0, ("a1",))], NOW)
+    store.import_supporters([person(0, ("a1",), Terms(name_display="name"), at=NOW)], NOW)
+    store.import_supporters([person(0, ("a1",))], NOW + DAY)
+    consents_held = (store.people.export("m0@example.net") or {})["consents"]
+    assert [c["name_display"] for c in consents_held if c["ended_at"] is None] == ["name"]

@@ -18,6 +18,11 @@ from dispatcher.store import Status, SupporterRecord, Terms
 from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
 
 UNSENT = (Status.PENDING.value, Status.SENDING.value)
+# Why a letter was cancelled when the consent it relied on ended.
+WITHDRAWN = "consent withdrawn"
+LAPSED = "consent ended or expired"
+NARROWED = "consent changed: channel withdrawn"
+ENDINGS = (WITHDRAWN, LAPSED, NARROWED)
 # What a consent row carries over when it is renewed unchanged.
 COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_at", "revoked_at"))
 
@@ -109,16 +114,20 @@ def grant(
         revoked = held.revoked.get(person)
         if revoked is not None and revoked >= record.opted_in_at:
             continue
-        theirs = held.live.get(person, {})
+        theirs, before = held.live.get(person, {}), len(fresh)
         changed: dict[str, dict[str, Any]] = {}
         for scope in record.scopes:
             row = _consent_row(person, scope, record, terms)
             if scope not in theirs:
                 fresh.append((row, record))
-            elif not _same(theirs[scope], terms):
+            # A row older than the consent held (a nightly CRM export after the person changed
+            # their terms on the form) is not a change.
+            elif not _same(theirs[scope], terms) and record.opted_in_at >= theirs[scope].opted_in_at:
                 changed[scope] = row
         if changed:
             _renew(conn, list(theirs.values()), changed, record, now)
+        if changed or len(fresh) > before:
+            _unblock(conn, person)
         _words(conn, person, record.words, now)
     if fresh:
         made = conn.execute(
@@ -130,6 +139,14 @@ def grant(
             for kind in ("granted", "confirmed")
         ]
         conn.execute(insert(consent_events), events)
+
+
+def _unblock(conn: Connection, person: int) -> None:
+    """A consent given (again) can cover letters cancelled when an earlier one ended: those
+    never tried are dropped, so the planner plans them afresh under the new consent."""
+    d = deliveries
+    never_tried = and_(d.c.status == Status.CANCELLED, d.c.attempts == 0, d.c.last_error.in_(ENDINGS))
+    conn.execute(delete(d).where(d.c.supporter_id == person, never_tried))
 
 
 def _consent_row(
@@ -189,7 +206,7 @@ def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], 
     moving = and_(mine, d.c.status.in_((*UNSENT, Status.SUBMITTED.value)))
     kept = moving if not channels else and_(moving, d.c.channel.in_(channels))
     conn.execute(update(d).where(kept).values(consent_id=new, updated_at=now))
-    cancelled = {"status": Status.CANCELLED.value, "last_error": "consent changed: channel withdrawn"}
+    cancelled = {"status": Status.CANCELLED.value, "last_error": NARROWED}
     conn.execute(update(d).where(mine, d.c.status.in_(UNSENT)).values(**cancelled, updated_at=now))
 
 

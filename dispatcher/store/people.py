@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
+from dispatcher.store.privacy import redact
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
     attempts,
@@ -65,7 +66,7 @@ class SqlPeople:
                 update(c).where(c.c.supporter_id == person, c.c.revoked_at.is_(None)).values(revoked_at=now)
             )
             unsent = update(d).where(d.c.supporter_id == person, d.c.status.in_(UNSENT))
-            values = {"status": Status.CANCELLED.value, "last_error": "consent withdrawn", "updated_at": now}
+            values = {"status": Status.CANCELLED.value, "last_error": mandates.WITHDRAWN, "updated_at": now}
             return int(conn.execute(unsent.values(**values)).rowcount)
 
     def lapse(self, now: dt.datetime) -> int:
@@ -86,7 +87,7 @@ class SqlPeople:
             )
             values = {
                 "status": Status.CANCELLED.value,
-                "last_error": "consent ended or expired",
+                "last_error": mandates.LAPSED,
                 "updated_at": now,
             }
             return int(conn.execute(unsent.values(**values)).rowcount)
@@ -134,8 +135,9 @@ class SqlPeople:
                 return None
             record = record_of(str(payload))
             mandates.upsert_supporters(conn, [record], now)
-            # The form is not kept once it is a supporter: only that its link was used.
-            conn.execute(update(o).where(o.c.id == opt_in).values(payload="{}"))
+            # The form is not kept once it is a supporter: only that its link was used (until
+            # the link expires and the row is pruned).
+            conn.execute(update(o).where(o.c.id == opt_in).values(payload="{}", email=""))
         return record
 
     def discard_opt_ins(self, email: str) -> int:
@@ -203,6 +205,14 @@ def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
 
 def _erase(conn: Connection, person: int, now: dt.datetime) -> None:
     d = deliveries
+    # Server replies kept in the send log may quote their address or name: cut out first,
+    # while the supporter's row still says what to look for.
+    redact(
+        conn,
+        conn.execute(
+            select(d.c.id, d.c.supporter_id, d.c.last_error).where(d.c.supporter_id == person)
+        ).all(),
+    )
     theirs = select(d.c.id).where(d.c.supporter_id == person)
     for (delivery,) in conn.execute(theirs):
         conn.execute(delete(fax_media).where(fax_media.c.reference.like(f"d{delivery}-%")))

@@ -257,7 +257,7 @@ def _scrub_batch(conn: Connection, action_id: str, limit: int, wiped: set[str]) 
         wiped.add("fax_media")
     # Replies rewritten here leave dead row versions in PostgreSQL's two biggest tables: those
     # are left to autovacuum, as a VACUUM of them per batch would cost more than it protects.
-    _redact(conn, rows)
+    redact(conn, rows)
     # The consent names the supporter too (consents.supporter_id): both links go.
     conn.execute(update(d).where(d.c.id.in_(ids)).values(supporter_id=None, consent_id=None))
     return len(ids)
@@ -273,7 +273,7 @@ def _delete_media(conn: Connection, ids: Sequence[int]) -> bool:
     return bool(theirs)
 
 
-def _redact(conn: Connection, rows: Sequence[Any]) -> None:
+def redact(conn: Connection, rows: Sequence[Any]) -> None:
     """Cut the supporter's email, name and city out of the server replies kept for their
     letters (a mail server may quote the Reply-To or the From's name). The rest stays: the
     dashboard groups failures by these texts, and /metrics counts fax failures by them."""
