@@ -336,3 +336,17 @@ def test_an_older_crm_row_does_not_undo_a_newer_change(store: Store) -> None:
     store.import_supporters([person(0, ("a1",))], NOW + DAY)
     consents_held = (store.people.export("m0@example.net") or {})["consents"]
     assert [c["name_display"] for c in consents_held if c["ended_at"] is None] == ["name"]
+
+
+def test_a_new_tag_or_a_new_letter_language_is_planned_afresh(store: Store) -> None:
+    """Staff tag a running action, then add a translation: the watermark does not hide
+    consents below it, and letters in a language their supporter does not sign are cancelled."""
+    store.import_supporters(
+        [person(0, ("tag:china",)), person(1, ("a1",), Terms(languages=("en",))), person(2, ("a1",))], NOW
+    )
+    assert plan(store, "a1", languages={"t1": "en", "t2": "en"}) == 2 * 3
+    assert plan(store, "a1", tags=("china",), languages={"t1": "en", "t2": "en"}) == 3
+    assert plan(store, "a1", tags=("china",), languages={"t1": "zh-Hans", "t2": "en"}) == 0
+    waiting = {(email, target) for email, _, target, _ in planned(store)}
+    assert ("m1@example.net", "t1") not in waiting and ("m1@example.net", "t2") in waiting
+    assert {("m0@example.net", "t1"), ("m2@example.net", "t1")} <= waiting

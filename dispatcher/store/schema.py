@@ -258,6 +258,8 @@ plan_marks = Table(
     Column("target_id", String(128), primary_key=True),
     Column("channel", String(16), primary_key=True),
     Column("consent_id", BigId, nullable=False),
+    # What it was planned under (the action's tags, the letter's language): a change plans afresh.
+    Column("basis", String(64), nullable=False, server_default=""),
 )
 
 # Append-only: one row per attempt, never updated.

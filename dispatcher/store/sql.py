@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,11 @@ def engine_for(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _basis(tags: Sequence[str], language: str | None) -> str:
+    """What a pair's watermark was planned under: the action's tags, the letter's language."""
+    return hashlib.sha256(f"{sorted(tags)}|{language}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -312,38 +318,61 @@ class SqlStore(Store):
     ) -> int:
         # Consents are only ever added (a change ends a row and adds one), so each pair keeps a
         # watermark: the highest consent id it has planned. Re-planning every minute then reads
-        # only new consents, and a new action or target starts from zero.
+        # only new consents, and a new action or target starts from zero, as does a pair whose
+        # basis (the action's tags, the letter's language) changed since.
         top, marks = self._plan_marks(action_id)
         if top is None:
             return 0
         scopes = ["all", action_id, *(f"tag:{t}" for t in tags)]
-        created = 0
-        todo = [(pair, marks.get(pair, 0)) for pair in pairs]
-        total = sum(top - mark for _, mark in todo)
-        done = 0
-        for (target_id, channel), mark in todo:
-            fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+        todo = []
+        for target_id, channel in pairs:
             language = (languages or {}).get(target_id)
-            lo = mark
-            while lo < top:
-                hi = min(lo + batch, top)
+            basis = _basis(tags, language)
+            mark, was = marks.get((target_id, channel), (0, basis))
+            if was != basis:
+                self._drop_unsigned(action_id, (target_id, channel), language, now)
+                mark = 0
+            todo.append((target_id, channel, _Window(scopes, mark, top, language, now), basis))
+        total = sum(top - w.lo for *_, w, _ in todo)
+        created = done = 0
+        for target_id, channel, whole, basis in todo:
+            fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+            for lo in range(whole.lo, top, batch):
+                window = replace(whole, lo=lo, hi=min(lo + batch, top))
                 with self.engine.begin() as conn:
-                    window = _Window(scopes, lo, hi, language, now)
                     created += self._plan_batch(conn, action_id, (target_id, channel, fallback), window)
+                    reached = {"consent_id": window.hi, "basis": basis}
                     conn.execute(
                         self._insert(plan_marks)
-                        .values(action_id=action_id, target_id=target_id, channel=channel, consent_id=hi)
+                        .values(action_id=action_id, target_id=target_id, channel=channel, **reached)
                         .on_conflict_do_update(
-                            index_elements=["action_id", "target_id", "channel"], set_={"consent_id": hi}
+                            index_elements=["action_id", "target_id", "channel"], set_=reached
                         )
                     )
-                done += hi - lo
-                lo = hi
+                done += window.hi - lo
                 if progress:
                     progress(done, total)
         return created
 
-    def _plan_marks(self, action_id: str) -> tuple[int | None, dict[tuple[str, str], int]]:
+    def _drop_unsigned(
+        self, action_id: str, pair: tuple[str, str], language: str | None, now: dt.datetime
+    ) -> None:
+        """The pair's letter is now written in ``language``: its waiting letters whose supporter
+        does not sign in that language are cancelled."""
+        if language is None:
+            return
+        c, d = consents, deliveries
+        signs = (" " + c.c.languages + " ").contains(f" {language} ")
+        unsigned = select(c.c.id).where(c.c.languages != "*", ~signs)
+        mine = and_(d.c.action_id == action_id, d.c.target_id == pair[0], d.c.channel == pair[1])
+        waiting = and_(mine, d.c.status == Status.PENDING, d.c.consent_id.in_(unsigned))
+        why = f"the letter is now written in {language}, which the supporter does not sign"
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(d).where(waiting).values(status=Status.CANCELLED.value, last_error=why, updated_at=now)
+            )
+
+    def _plan_marks(self, action_id: str) -> tuple[int | None, dict[tuple[str, str], tuple[int, str]]]:
         """The highest consent id, and the action's watermarks; None while consents are being
         written (PostgreSQL hands out ids before commit, so a lower id could still appear)."""
         with self.engine.begin() as conn:
@@ -359,7 +388,7 @@ class SqlStore(Store):
                     return None, {}
             top = int(conn.scalar(select(func.max(consents.c.id))) or 0)
             marks = {
-                (r.target_id, r.channel): r.consent_id
+                (r.target_id, r.channel): (r.consent_id, r.basis)
                 for r in conn.execute(select(plan_marks).where(plan_marks.c.action_id == action_id))
             }
         return top, marks

@@ -42,6 +42,8 @@ def upgrade() -> None:
         _partial(name, "deliveries", columns, where)
     for column in ("supporter_id", "consent_id"):
         op.create_index(op.f(f"ix_deliveries_{column}"), "deliveries", [column])
+    with op.batch_alter_table("plan_marks") as batch:
+        batch.add_column(sa.Column("basis", sa.String(length=64), server_default="", nullable=False))
     with op.batch_alter_table("supporters") as batch:
         batch.add_column(sa.Column("receipts", sa.String(length=16), server_default="off", nullable=False))
         batch.add_column(sa.Column("receipts_through", When))
@@ -145,6 +147,8 @@ def downgrade() -> None:
             batch.drop_column(column)
         batch.drop_column("languages")
         batch.create_unique_constraint("uq_consents_supporter_id_scope", ["supporter_id", "scope"])
+    with op.batch_alter_table("plan_marks") as batch:
+        batch.drop_column("basis")
     with op.batch_alter_table("supporters") as batch:
         batch.drop_column("receipts_through")
         batch.drop_column("receipts")
