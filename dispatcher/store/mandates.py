@@ -108,6 +108,7 @@ def grant(
     )
     held = _held(conn, people)
     fresh: list[tuple[dict[str, Any], SupporterRecord]] = []
+    given: list[int] = []  # supporters with a new consent
     for record in records:
         person = ids[record.email]
         terms = terms_columns(record.terms)
@@ -127,7 +128,7 @@ def grant(
         if changed:
             _renew(conn, list(theirs.values()), changed, record, now)
         if changed or len(fresh) > before:
-            _unblock(conn, person)
+            given.append(person)
         _words(conn, person, record.words, now)
     if fresh:
         made = conn.execute(
@@ -139,14 +140,16 @@ def grant(
             for kind in ("granted", "confirmed")
         ]
         conn.execute(insert(consent_events), events)
+    if given:
+        _unblock(conn, given)
 
 
-def _unblock(conn: Connection, person: int) -> None:
+def _unblock(conn: Connection, people: Sequence[int]) -> None:
     """A consent given (again) can cover letters cancelled when an earlier one ended: those
     never tried are dropped, so the planner plans them afresh under the new consent."""
     d = deliveries
     never_tried = and_(d.c.status == Status.CANCELLED, d.c.attempts == 0, d.c.last_error.in_(ENDINGS))
-    conn.execute(delete(d).where(d.c.supporter_id == person, never_tried))
+    conn.execute(delete(d).where(d.c.supporter_id.in_(people), never_tried))
 
 
 def _consent_row(
