@@ -131,12 +131,16 @@ def grant(
             given.append(person)
         _words(conn, person, record.words, now)
     if fresh:
-        made = conn.execute(
-            insert(consents).returning(consents.c.id, sort_by_parameter_order=True), [r for r, _ in fresh]
-        ).scalars()
+        # One executemany, then the ids read back: RETURNING in a given order would make SQLite
+        # insert row by row (3× slower imports).
+        conn.execute(insert(consents), [r for r, _ in fresh])
+        c = consents
+        live = c.c.revoked_at.is_(None), c.c.ended_at.is_(None)
+        new = select(c.c.id, c.c.supporter_id, c.c.scope).where(c.c.supporter_id.in_(people), *live)
+        made = {(r.supporter_id, r.scope): r.id for r in conn.execute(new)}
         events = [
-            _event(row, consent, record, kind, now)
-            for (row, record), consent in zip(fresh, made, strict=True)
+            _event(row, made[(row["supporter_id"], row["scope"])], record, kind, now)
+            for row, record in fresh
             for kind in ("granted", "confirmed")
         ]
         conn.execute(insert(consent_events), events)
