@@ -25,6 +25,7 @@ from dispatcher.store import (
     Outcome,
     Store,
     SupporterRecord,
+    Terms,
     open_store,
 )
 from dispatcher.store.schema import deliveries, fax_media, personal_words
@@ -142,6 +143,15 @@ def test_after_the_retention_period_the_closed_action_names_no_one(tmp_path: Pat
 
     # A scrubbed letter cannot be queued again: there is nobody left to sign it.
     assert store.requeue_failed(CLOSING, CLOSED + dt.timedelta(days=40)) == 0
+    # Nor is the action planned again, even for a consent given since: its letters no longer
+    # say who wrote, so a new plan would write a second letter to the same official.
+    later = CLOSED + dt.timedelta(days=35)
+    again = SupporterRecord(
+        ZELDA.email, ZELDA.name, "en", "", "", ("all",), later, terms=Terms(text_version="v2")
+    )
+    store.import_supporters([again], later)  # a new consent, above every watermark
+    pairs = actions[CLOSING].delivery_pairs(("email",))
+    assert store.plan(CLOSING, pairs, later) == 0
     assert retention.scrub(store, DAYS, actions, CLOSED + dt.timedelta(days=DAYS + 2)) == [
         retention.Scrubbed(CLOSING, CLOSED, 0)
     ]

@@ -87,6 +87,12 @@ def _stamp(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def retained_key(action_id: str) -> str:
+    """Set once an action's letters stopped naming their supporters: it is never planned again
+    (reopened by ``extend``, it could not tell who already wrote, and would write twice)."""
+    return f"retained:{action_id}"
+
+
 def _claim_key(person: int) -> str:
     return f"{CLAIM_PREFIX}{person}"
 
@@ -200,6 +206,9 @@ class SqlPrivacy:
                 if wipe.conn.execute(words).rowcount:
                     wipe.tables.add("personal_words")
                 done = _scrub_batch(wipe.conn, action_id, limit, wipe.tables)
+                if done:
+                    mark = _insert(wipe.conn, meta).values(key=retained_key(action_id), value="scrubbed")
+                    wipe.conn.execute(mark.on_conflict_do_nothing())
             wipe.changed = bool(done or wipe.tables)
         return done
 

@@ -65,7 +65,7 @@ from dispatcher.store import (
 )
 from dispatcher.store.accounts import SqlAccounts
 from dispatcher.store.people import SqlPeople
-from dispatcher.store.privacy import SqlPrivacy
+from dispatcher.store.privacy import SqlPrivacy, retained_key
 from dispatcher.store.reading import READ_OPTION, reading
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
@@ -374,7 +374,8 @@ class SqlStore(Store):
 
     def _plan_marks(self, action_id: str) -> tuple[int | None, dict[tuple[str, str], tuple[int, str]]]:
         """The highest consent id, and the action's watermarks; None while consents are being
-        written (PostgreSQL hands out ids before commit, so a lower id could still appear)."""
+        written (PostgreSQL hands out ids before commit, so a lower id could still appear), and
+        for an action past its retention period."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # SHARE waits for every transaction writing consents to end: below the top read
@@ -386,6 +387,8 @@ class SqlStore(Store):
                     if getattr(exc.orig, "sqlstate", None) != "55P03":
                         raise
                     return None, {}
+            if conn.scalar(select(meta.c.key).where(meta.c.key == retained_key(action_id))):
+                return None, {}
             top = int(conn.scalar(select(func.max(consents.c.id))) or 0)
             marks = {
                 (r.target_id, r.channel): (r.consent_id, r.basis)
