@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
-from dispatcher.store.privacy import redact
+from dispatcher.store.privacy import redact, wiping
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
     attempts,
@@ -172,24 +172,15 @@ class SqlPeople:
         return held
 
     def forget(self, email: str, now: dt.datetime) -> bool:
-        with self.engine.connect() as conn:
-            sqlite = conn.dialect.name == "sqlite"
-            raw = conn.connection.driver_connection  # pragmas outside any transaction
-            if sqlite:  # freed space is overwritten, not left for a file viewer to find
-                raw.execute("PRAGMA secure_delete = ON")  # type: ignore[union-attr]
-            with conn.begin():
-                conn.execute(delete(opt_ins).where(opt_ins.c.email == email.strip().lower()))
-                person = self._id(conn, email, lock=True)
+        with wiping(self.engine) as wipe:
+            with wipe.conn.begin():
+                wipe.conn.execute(delete(opt_ins).where(opt_ins.c.email == email.strip().lower()))
+                person = self._id(wipe.conn, email, lock=True)
                 if person is None:
                     return False
-                _erase(conn, person, now)
-            if sqlite:  # and the log of the pages as they were is emptied
-                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
-                raw.execute("PRAGMA secure_delete = OFF")  # type: ignore[union-attr]
-        if not sqlite:
-            # Dead row versions stay in PostgreSQL's pages until vacuumed.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as pg:
-                pg.exec_driver_sql(f"VACUUM {', '.join(PERSONAL_TABLES)}")
+                _erase(wipe.conn, person, now)
+            wipe.tables.update(PERSONAL_TABLES)
+            wipe.changed = True
         return True
 
 

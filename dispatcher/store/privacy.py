@@ -200,7 +200,7 @@ class SqlPrivacy:
     def scrub(self, action_id: str, limit: int) -> int:
         """Up to ``limit`` of this action's settled letters stop naming their supporter; its
         supporters' own words go. Returns how many letters were scrubbed."""
-        with self._wiping() as wipe:
+        with wiping(self.engine) as wipe:
             with wipe.conn.begin():
                 words = delete(personal_words).where(personal_words.c.action_id == action_id)
                 if wipe.conn.execute(words).rowcount:
@@ -212,36 +212,37 @@ class SqlPrivacy:
             wipe.changed = bool(done or wipe.tables)
         return done
 
-    @contextlib.contextmanager
-    def _wiping(self) -> Iterator[_Wipe]:
-        """A connection whose deletions leave no bytes behind: on SQLite freed space is
-        overwritten and, once something changed, the log of the pages as they were emptied; on
-        PostgreSQL the tables that lost text are vacuumed."""
-        with self.engine.connect() as conn:
-            wipe = _Wipe(conn)
-            sqlite_db = conn.dialect.name == "sqlite"
-            raw: Any = conn.connection.driver_connection  # pragmas act outside a transaction
-            if sqlite_db:
-                raw.execute("PRAGMA secure_delete = ON")
-            try:
-                yield wipe
-                if sqlite_db and wipe.changed:
-                    # Until a checkpoint the database file keeps the pages as they were.
-                    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                if sqlite_db:
-                    raw.execute("PRAGMA secure_delete = OFF")
-        if wipe.tables and not sqlite_db:
-            # Dead row versions keep the old text in PostgreSQL's pages until vacuumed.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as pg:
-                pg.exec_driver_sql(f"VACUUM {', '.join(sorted(wipe.tables))}")
-
 
 @dataclass
-class _Wipe:
+class Wipe:
     conn: Connection
     tables: set[str] = field(default_factory=set)  # tables that lost text
     changed: bool = False
+
+
+@contextlib.contextmanager
+def wiping(engine: Engine) -> Iterator[Wipe]:
+    """A connection whose deletions leave no bytes behind: on SQLite freed space is
+    overwritten and, once something changed, the log of the pages as they were emptied; on
+    PostgreSQL the tables that lost text are vacuumed. Forget and retention both erase so."""
+    with engine.connect() as conn:
+        wipe = Wipe(conn)
+        sqlite_db = conn.dialect.name == "sqlite"
+        raw: Any = conn.connection.driver_connection  # pragmas act outside a transaction
+        if sqlite_db:
+            raw.execute("PRAGMA secure_delete = ON")
+        try:
+            yield wipe
+            if sqlite_db and wipe.changed:
+                # Until a checkpoint the database file keeps the pages as they were.
+                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            if sqlite_db:
+                raw.execute("PRAGMA secure_delete = OFF")
+    if wipe.tables and not sqlite_db:
+        # Dead row versions keep the old text in PostgreSQL's pages until vacuumed.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as pg:
+            pg.exec_driver_sql(f"VACUUM {', '.join(sorted(wipe.tables))}")
 
 
 def _linked(action_id: str) -> ColumnElement[bool]:
