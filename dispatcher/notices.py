@@ -9,11 +9,14 @@ They go through the letters' transport: SMTP when configured, else the local out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import format_datetime, parseaddr
 
+from dispatcher.channels import Reply
 from dispatcher.channels.email import (
     MaildirTransport,
     MailTransport,
@@ -66,14 +69,25 @@ def build(sender: str, notice: Notice, now: dt.datetime) -> OutgoingMail:
     return OutgoingMail(sender=org_address, recipients=(notice.email,), data=data)
 
 
-async def send(settings: Settings, notices: list[Notice], now: dt.datetime) -> None:
-    """Send each notice; a transport error propagates (the caller decides whether to retry)."""
+@contextlib.asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[Callable[[Notice, dt.datetime], Awaitable[Reply]]]:
+    """A started transport, as a function that sends one notice; closed on the way out."""
     # Made in a worker thread: an SMTP transport loads the system's certificates for its TLS
     # context, tens of milliseconds the event loop would otherwise stand still for.
     transport = await asyncio.to_thread(transport_for, settings)
     await transport.start()
+
+    def send_one(notice: Notice, now: dt.datetime) -> Awaitable[Reply]:
+        return transport.send(build(settings.sender, notice, now))
+
     try:
-        for notice in notices:
-            await transport.send(build(settings.sender, notice, now))
+        yield send_one
     finally:
         await transport.close()
+
+
+async def send(settings: Settings, notices: list[Notice], now: dt.datetime) -> None:
+    """Send each notice; a transport error propagates (the caller decides whether to retry)."""
+    async with opened(settings) as send_one:
+        for notice in notices:
+            await send_one(notice, now)

@@ -32,7 +32,7 @@ from babel.dates import format_date
 from dispatcher import tokens
 from dispatcher.channels import SendError, Unavailable
 from dispatcher.config import Action, Settings, parse_language, script_of
-from dispatcher.notices import Notice, build, transport_for
+from dispatcher.notices import Notice, opened
 from dispatcher.store import Store
 from dispatcher.store.privacy import Recipient, SentLetter
 
@@ -162,13 +162,6 @@ def period_end(kind: str, now: dt.datetime) -> dt.datetime:
     return day.replace(day=1)
 
 
-def revoke_link(settings: Settings, secret: bytes, email: str, language: str) -> str:
-    """The web app's one-click revoke page, shown in the language the receipt is written in."""
-    assert settings.public_url is not None
-    token = tokens.sign(secret, tokens.REVOKE, email)
-    return f"{settings.public_url.rstrip('/')}/revoke/{token}?lang={language}"
-
-
 def _names(actions: Mapping[str, Action], letter: SentLetter) -> tuple[str, str]:
     """The action's title and the target's name; their ids if the file is gone since."""
     action = actions.get(letter.action_id)
@@ -235,7 +228,8 @@ async def send_receipts(
 ) -> int:
     """One bounded run: the digests due now, up to ``limit`` of them. Returns how many went out.
     Needs ``settings.public_url`` (the revoke link)."""
-    privacy = store.privacy
+    assert settings.public_url is not None
+    privacy, public_url = store.privacy, settings.public_url
     ends = {kind: period_end(kind, now) for kind in KINDS}
     secret = await call(store.instance_secret)
     drafts = []
@@ -251,7 +245,7 @@ async def send_receipts(
         notice = compose(
             Digest(person, letters, total, end),
             actions,
-            revoke_link(settings, secret, person.email, texts_for(person.language)[0]),
+            tokens.revoke_link(public_url, secret, person.email, texts_for(person.language)[0]),
         )
         drafts.append(_Draft(person, token, end, notice))
     return await _deliver(settings, store, drafts, now, call) if drafts else 0
@@ -260,14 +254,11 @@ async def send_receipts(
 async def _deliver(
     settings: Settings, store: Store, drafts: list[_Draft], now: dt.datetime, call: Call
 ) -> int:
-    # Made in a thread: an SMTP transport loads the system's certificates, which takes a while.
-    transport = await asyncio.to_thread(transport_for, settings)
-    await transport.start()
     sent = 0
-    try:
+    async with opened(settings) as send_one:
         for draft in drafts:
             try:
-                await transport.send(build(settings.sender, draft.notice, now))
+                await send_one(draft.notice, now)
             except (SendError, Unavailable, OSError) as exc:
                 # By id and reply code only: a server's reply can quote the address, and the log
                 # is no place for supporters' addresses.
@@ -280,8 +271,6 @@ async def _deliver(
                 continue
             await call(store.privacy.finish_receipt, draft.person, draft.token, draft.end)
             sent += 1
-    finally:
-        await transport.close()
     return sent
 
 

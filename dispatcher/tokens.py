@@ -48,3 +48,10 @@ def read(secret: bytes, purpose: str, token: str) -> str | int | None:
     except (InvalidToken, UnicodeEncodeError, ValueError):
         return None
     return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def revoke_link(base: str, secret: bytes, email: str, language: str) -> str:
+    """The web app's one-click revoke page for this address, shown in ``language``: the link in
+    confirmation and receipt emails and their List-Unsubscribe header. ``base``: the public URL
+    (empty: a path on this site)."""
+    return f"{base.rstrip('/')}/revoke/{sign(secret, REVOKE, email)}?lang={language}"

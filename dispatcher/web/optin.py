@@ -413,10 +413,6 @@ def record_of(payload: str, now: dt.datetime) -> SupporterRecord:
 
 
 # The confirmation email ------------------------------------------------------------------------
-def revoke_link(base: str, secret: bytes, email: str, language: str) -> str:
-    return f"{base}/revoke/{tokens.sign(secret, tokens.REVOKE, email)}?lang={language}"
-
-
 def _what(offer: Offer, scopes: list[str], t: dict[str, str]) -> str:
     if offer.action is not None:
         return t["what_action"].format(title=offer.action.title)
@@ -430,7 +426,7 @@ def confirmation(ctx: Context, base: str, form: dict[str, Any], what: str, opt_i
     t = text_for(lang)
     # The links name the supporter's language, so the pages they open speak it.
     confirm = f"{base}/join/confirm/{tokens.sign(secret, tokens.CONFIRM, opt_in)}?lang={lang}"
-    revoke = revoke_link(base, secret, form["email"], lang)
+    revoke = tokens.revoke_link(base, secret, form["email"], lang)
     body = t["mail_body"].format(
         name=form["name"], org=_org(ctx.settings), what=what, confirm=confirm, revoke=revoke
     )
@@ -528,7 +524,7 @@ async def confirm(request: Request) -> Response:
         return _message(request, ui, "used", 410)
     log.info("opt-in %d confirmed: a supporter's consent was recorded", opt_in)
     secret = ctx.store.instance_secret()
-    return _page(request, "confirm_done.html", ui, revoke=revoke_link("", secret, record.email, ui))
+    return _page(request, "confirm_done.html", ui, revoke=tokens.revoke_link("", secret, record.email, ui))
 
 
 async def revoke_page(request: Request) -> Response:
