@@ -174,7 +174,7 @@ def _items(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item.strip() for item in value.split(";") if item.strip()))
 
 
-def _email(value: str) -> str:
+def parse_email(value: str) -> str:
     if not value:
         raise ValueError("email is empty")
     try:
@@ -194,7 +194,7 @@ def _language(value: str, column: str = "language") -> str:
     return value
 
 
-def _country(value: str) -> str:
+def parse_country(value: str) -> str:
     country = value.upper()
     if country and country not in TERRITORIES:
         raise ValueError(f"country {country!r} is not an ISO 3166 country code")
@@ -309,11 +309,11 @@ def parse_row(row: Mapping[str, str], known: KnownScopes, now: dt.datetime) -> S
     """One CSV row as a supporter and their consent, or ``RowError`` naming each bad column and
     its problem. Missing optional columns read as empty."""
     fields = _Fields(row)
-    email = fields.get("email", _email, "")
+    email = fields.get("email", parse_email, "")
     name = fields.get("name", lambda v: text_field(v, "name", required=True), "")
     language = fields.get("language", _language, "")
     city = fields.get("city", lambda v: text_field(v, "city", required=False), "")
-    country = fields.get("country", _country, "")
+    country = fields.get("country", parse_country, "")
     scopes = fields.get("scope", lambda v: _scopes(v, known), NONE)
     opted_in = fields.get("opted_in_at", _moment("opted_in_at", now), None) or now
     terms = _terms(fields)

@@ -37,10 +37,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher import notices, tokens
-from dispatcher.config import Action, ActionStatus, Settings, normalise_email, parse_language
+from dispatcher.config import Action, ActionStatus, Settings, parse_language
 from dispatcher.planner import effective
 from dispatcher.store import SupporterRecord, Terms
-from dispatcher.supporters import CITY_LIMIT, NAME_LIMIT, TERRITORIES, WORDS_LIMIT, clean_words, text_field
+from dispatcher.supporters import (
+    CITY_LIMIT,
+    NAME_LIMIT,
+    TERRITORIES,
+    WORDS_LIMIT,
+    clean_words,
+    parse_country,
+    parse_email,
+    text_field,
+)
 from dispatcher.web import Context, context
 from dispatcher.web.auth import address
 from dispatcher.web.optin_text import LANGS, TEXT
@@ -279,15 +288,16 @@ def _check_person(v: dict[str, Any], t: dict[str, str], errors: dict[str, str]) 
         if isinstance(checked, tuple):
             errors[key] = checked[0]
         person[key] = checked if isinstance(checked, str) else ""
+    # The CSV importer's own checks; the problems are worded here, in the page's language.
     try:
         if len(v["email"]) > EMAIL_LIMIT:
             raise ValueError("too long")
-        # Mailbox local parts are case-sensitive in theory only, as in the CSV import.
-        person["email"] = normalise_email(v["email"].strip()).lower()
+        person["email"] = parse_email(v["email"].strip())
     except ValueError:
         errors["email"] = t["err_email"]
-    person["country"] = v["country"].strip().upper()
-    if person["country"] and person["country"] not in TERRITORIES:
+    try:
+        person["country"] = parse_country(v["country"].strip())
+    except ValueError:
         errors["country"] = t["err_choice"]
     person["language"] = v["language"]
     if v["language"] not in LANGS:
