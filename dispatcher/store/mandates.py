@@ -11,7 +11,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import Status, SupporterRecord, Terms
@@ -206,8 +219,17 @@ def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], 
     moving = and_(mine, d.c.status.in_((*UNSENT, Status.SUBMITTED.value)))
     kept = moving if not channels else and_(moving, d.c.channel.in_(channels))
     conn.execute(update(d).where(kept).values(consent_id=new, updated_at=now))
-    cancelled = {"status": Status.CANCELLED.value, "last_error": NARROWED}
-    conn.execute(update(d).where(mine, d.c.status.in_(UNSENT)).values(**cancelled, updated_at=now))
+    cancel_unsent(conn, mine, NARROWED, now)
+
+
+def cancel_unsent(conn: Connection, which: ColumnElement[bool], why: str, now: dt.datetime) -> int:
+    """Cancel these letters if not sent yet (pending, or held by a running dispatcher, which
+    hands them back); how many."""
+    d = deliveries
+    unsent = update(d).where(which, d.c.status.in_(UNSENT))
+    return int(
+        conn.execute(unsent.values(status=Status.CANCELLED.value, last_error=why, updated_at=now)).rowcount
+    )
 
 
 def _granted_events(conn: Connection, people: Sequence[int], floor: int) -> None:

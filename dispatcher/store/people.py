@@ -16,21 +16,19 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
-from dispatcher.store.privacy import redact, wiping
+from dispatcher.store.privacy import delete_media, redact, wiping
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
     attempts,
     consent_events,
     consents,
     deliveries,
-    fax_media,
     letter_quota,
     opt_ins,
     personal_words,
     supporters,
 )
 
-UNSENT = (Status.PENDING.value, Status.SENDING.value)
 LAPSE_LOOKBACK = dt.timedelta(days=7)
 OPT_IN_QUIET = dt.timedelta(hours=1)  # at most one confirmation email per address per hour
 PERSONAL_TABLES = ("supporters", "consents", "consent_events", "personal_words", "opt_ins", "fax_media")
@@ -65,9 +63,7 @@ class SqlPeople:
             conn.execute(
                 update(c).where(c.c.supporter_id == person, c.c.revoked_at.is_(None)).values(revoked_at=now)
             )
-            unsent = update(d).where(d.c.supporter_id == person, d.c.status.in_(UNSENT))
-            values = {"status": Status.CANCELLED.value, "last_error": mandates.WITHDRAWN, "updated_at": now}
-            return int(conn.execute(unsent.values(**values)).rowcount)
+            return mandates.cancel_unsent(conn, d.c.supporter_id == person, mandates.WITHDRAWN, now)
 
     def lapse(self, now: dt.datetime) -> int:
         """Letters whose consent ended this past week: moved to the consent that replaced it
@@ -204,14 +200,8 @@ def _erase(conn: Connection, person: int, now: dt.datetime) -> None:
             select(d.c.id, d.c.supporter_id, d.c.last_error).where(d.c.supporter_id == person)
         ).all(),
     )
-    theirs = select(d.c.id).where(d.c.supporter_id == person)
-    for (delivery,) in conn.execute(theirs):
-        conn.execute(delete(fax_media).where(fax_media.c.reference.like(f"d{delivery}-%")))
-    conn.execute(
-        update(d)
-        .where(d.c.supporter_id == person, d.c.status.in_(UNSENT))
-        .values(status=Status.CANCELLED.value, last_error="supporter forgotten", updated_at=now)
-    )
+    delete_media(conn, list(conn.scalars(select(d.c.id).where(d.c.supporter_id == person))))
+    mandates.cancel_unsent(conn, d.c.supporter_id == person, "supporter forgotten", now)
     for table in (consent_events, consents, personal_words, letter_quota):
         conn.execute(delete(table).where(table.c.supporter_id == person))
     # The row stays as an anonymous stub: the letters sent still count for their targets.

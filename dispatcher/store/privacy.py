@@ -263,7 +263,7 @@ def _scrub_batch(conn: Connection, action_id: str, limit: int, wiped: set[str]) 
     if not rows:
         return 0
     ids = [int(r.id) for r in rows]
-    if _delete_media(conn, ids):
+    if delete_media(conn, ids):
         wiped.add("fax_media")
     # Replies rewritten here leave dead row versions in PostgreSQL's two biggest tables: those
     # are left to autovacuum, as a VACUUM of them per batch would cost more than it protects.
@@ -273,7 +273,7 @@ def _scrub_batch(conn: Connection, action_id: str, limit: int, wiped: set[str]) 
     return len(ids)
 
 
-def _delete_media(conn: Connection, ids: Sequence[int]) -> bool:
+def delete_media(conn: Connection, ids: Sequence[int]) -> bool:
     """Fax PDFs (named ``d<delivery id>-…``) of these letters; the table is small (pruned)."""
     wanted = set(ids)
     refs = conn.scalars(select(fax_media.c.reference)).all()
