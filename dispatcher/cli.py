@@ -451,7 +451,7 @@ def supporters_import(ctx: Context, path: Path, skip_invalid: bool, rejects: Pat
 @pass_ctx
 def supporters_revoke(ctx: Context, email: str) -> None:
     """Withdraw EMAIL's consent: nothing more is sent in their name, running dispatchers too."""
-    cancelled = ctx.store.people.revoke(email, utcnow())
+    cancelled = ctx.store.people.revoke(email, utcnow(), "cli")
     if cancelled is None:
         raise click.ClickException("no supporter with that email")
     # The audit log names the person by nothing: "forget" must leave no trace of them.

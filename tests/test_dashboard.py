@@ -188,6 +188,8 @@ async def test_staff_withdraw_a_consent_and_the_audit_names_no_one(
     csrf = await as_role(web, Role.STAFF)
     done = await web.post("/supporters/revoke", data={"csrf": csrf, "email": "P0@example.net"})
     assert done.status_code == 200 and "1 unsent letters cancelled" in done.text
+    events = (store.people.export("p0@example.net") or {})["consent_events"]
+    assert (events[-1]["kind"], events[-1]["source"]) == ("revoked", "dashboard")
     assert (
         await web.post("/supporters/revoke", data={"csrf": csrf, "email": "x@example.net"})
     ).status_code == 404

@@ -44,7 +44,7 @@ async def test_a_withdrawn_consent_stops_the_letters_in_a_running_dispatch(tmp_p
         while sum(r.reply_to == "s1@example.net" for r in smtp.received()) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the server runs in its own thread: nothing to await
         revoked_at = time.time()
-        cancelled = await asyncio.to_thread(store.people.revoke, "s1@example.net", utcnow())
+        cancelled = await asyncio.to_thread(store.people.revoke, "s1@example.net", utcnow(), "cli")
         await asyncio.wait_for(task, 60)
         received = smtp.received()
         counts = statuses_of(store)

@@ -158,7 +158,7 @@ def test_periods_end_on_monday_and_the_first_of_the_month_after_six_hours() -> N
 
 def test_digests_in_german_and_chinese_list_exactly_the_letters_sent(tmp_path: Path, store: Store) -> None:
     campaign(store, [ANNA, LI, QUIET, GONE])
-    store.people.revoke(GONE.email, OCTOBER)
+    store.people.revoke(GONE.email, OCTOBER, "cli")
     with SmtpServer() as smtp:
         settings = config(tmp_path, smtp.url)
         assert run(settings, store) == 2

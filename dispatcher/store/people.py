@@ -49,9 +49,10 @@ class SqlPeople:
         found = conn.scalar(query.with_for_update() if lock else query)
         return None if found is None else int(found)
 
-    def revoke(self, email: str, now: dt.datetime, source: str = "cli") -> int | None:
+    def revoke(self, email: str, now: dt.datetime, source: str) -> int | None:
         """Withdraw every consent; the letters not yet sent are cancelled (a running dispatcher
-        hands back any it holds). Returns how many letters were cancelled; None: no such person."""
+        hands back any it holds). ``source``: where it was withdrawn (cli, dashboard, link, api),
+        for the consent's history. Returns how many letters were cancelled; None: no such person."""
         with self.engine.begin() as conn:
             # A form not confirmed yet is withdrawn too: its link can no longer create a consent.
             _discard(conn, email)

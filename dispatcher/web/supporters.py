@@ -25,7 +25,7 @@ async def revoke(request: Request) -> Response:
     ctx, user = context(request), await current_user(request)
     assert user is not None
     email = str((await request.form()).get("email", ""))[:320]
-    cancelled = await run_in_threadpool(ctx.store.people.revoke, email, ctx.clock())
+    cancelled = await run_in_threadpool(ctx.store.people.revoke, email, ctx.clock(), "dashboard")
     if cancelled is None:
         return render(request, "supporters.html", status=404, done="No supporter has that email address.")
     entry = AuditEntry(ctx.clock(), user.name, address(request), "consent revoked", "a supporter")
