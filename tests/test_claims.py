@@ -130,6 +130,19 @@ def test_recover_hands_back_only_leases_that_ran_out(store: Store) -> None:
     assert store.next_due([("act", "t1", "email")], NOW) == NOW
 
 
+def test_a_recovered_letter_keeps_its_place_ahead_of_letters_due_later(store: Store) -> None:
+    store.import_supporters(people(1), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    lifted = Limits(1e6, 1e6, 1e6)
+    (lost,) = [c.delivery_id for c in claim(store, "dead", [group("t1")], 1, lifted).claims]
+    store.import_supporters(people(5, start=1), NOW)
+    store.plan("act", [("t1", "email")], NOW + dt.timedelta(seconds=1))  # the backlog behind it
+    later = NOW + LEASE + dt.timedelta(seconds=5)
+    assert store.recover("B", later) == 1
+    assert store.next_due([("act", "t1", "email")], later) == NOW  # its own due time, not "now"
+    assert [c.delivery_id for c in claim(store, "B", [group("t1")], 1, lifted, later).claims] == [lost]
+
+
 def fax_group(target: str, number: str, action: str = "act") -> ClaimGroup:
     return ClaimGroup(action, target, "fax", (f"fax:{number}",), f"line:fax:{number}")
 

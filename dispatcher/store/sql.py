@@ -633,10 +633,12 @@ class SqlStore(Store):
                     for row in lost
                 ],
             )
+            # Its due time stays what it was: claims take the oldest due first, so a letter taken
+            # back goes out next, not behind every letter queued since.
             conn.execute(
                 update(d)
                 .where(d.c.id.in_([row.id for row in lost]))
-                .values(status=Status.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now)
+                .values(status=Status.PENDING.value, lease_owner=None, lease_until=None, updated_at=now)
             )
         return len(lost)
 
