@@ -28,6 +28,7 @@ from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.store.accounts import AuditEntry
+from dispatcher.store.faults import StoreUnavailable, cause
 from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
 
 STATUSES = [s.value for s in Status]
@@ -128,6 +129,8 @@ def run(ctx: Context, once: bool, worker_id: str | None) -> None:
         channels = make_channels(settings, store)
     except ValueError as exc:  # names the missing settings, never a value
         raise click.ClickException(f"settings: {exc}") from None
+    except SQLAlchemyError as exc:  # its message holds the SQL's parameters: the secret, say
+        raise incurable(exc) from None
     dispatcher = Dispatcher(settings, store, channels, worker_id=worker_id, progress=2.0 if once else 60.0)
     where = str(settings.smtp_url) if settings.smtp_url else f"Maildir {settings.outbox}"  # no password
     click.echo(f"sending email via {where}", err=True)
@@ -138,10 +141,20 @@ def run(ctx: Context, once: bool, worker_id: str | None) -> None:
         )
     else:
         click.echo(f"sending fax via {settings.fax_provider}; webhooks to {settings.public_url}", err=True)
-    tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
+    try:
+        tally = asyncio.run(dispatcher.run_once() if once else dispatcher.run_forever())
+    except StoreUnavailable as exc:  # stopped (SIGTERM) while the store was down
+        raise click.ClickException(f"stopped: {exc}") from None
+    except SQLAlchemyError as exc:  # not curable by waiting (faults.curable): say so and end
+        raise incurable(exc) from None
     # --once sends what is due now at the paced rate; retries due later wait for the next run.
     click.echo(f"{tally.line()}; {dispatcher.left.line()}" if once else tally.line(), err=True)
     store.close()
+
+
+def incurable(exc: SQLAlchemyError) -> click.ClickException:
+    """One line for a store error that waiting cannot cure; never the SQL or its parameters."""
+    return click.ClickException(f"stopped: the store failed with an error retrying cannot cure: {cause(exc)}")
 
 
 @main.command()

@@ -54,6 +54,7 @@ class ResultWriter:
         self._results: list[AttemptResult] = []
         self._release: list[int] = []
         self._waiting = asyncio.Event()  # set when there is something to flush
+        self._flushing = asyncio.Lock()  # one flush at a time: each commits what it took, once
 
     def add(self, result: AttemptResult) -> None:
         self._results.append(result)
@@ -66,19 +67,27 @@ class ResultWriter:
         self.tally.counts["handed back"] += 1
         self._waiting.set()
 
+    def pending(self) -> int:
+        """Results and hand-backs not yet committed."""
+        return len(self._results) + len(self._release)
+
     async def flush(self) -> None:
-        results, self._results = self._results, []
-        release, self._release = self._release, []
-        if results:
-            await self.db(self.store.record, self.worker_id, results, self.retry)
-        if release:
-            await self.db(self.store.release, self.worker_id, release, self.clock())
+        """Commit what is here; it stays here until its commit succeeds (a failed commit, or one
+        cut short, loses nothing: the letters the server accepted are not sent again)."""
+        async with self._flushing:
+            results, release = self._results[:], self._release[:]
+            if results:
+                await self.db(self.store.record, self.worker_id, results, self.retry)
+                del self._results[: len(results)]  # only appended to meanwhile
+            if release:
+                await self.db(self.store.release, self.worker_id, release, self.clock())
+                del self._release[: len(release)]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``FLUSH_EVERY`` seconds while there is something to flush, until ``stop``;
         an idle dispatcher does not wake for it at all.
 
-        Never cancel this task: a flush cut short would drop results it had already taken.
+        Never cancel this task: a commit cut short may still land, and would be made twice.
         """
         stopping = asyncio.create_task(stop.wait())
         try:

@@ -40,12 +40,14 @@ from dispatcher.retention import EVERY as RETENTION_EVERY
 from dispatcher.retention import RetentionJob
 from dispatcher.sending import Sender
 from dispatcher.store import Backlog, Store, WorkerBeat
+from dispatcher.store.faults import cause
 from dispatcher.store.thread import StoreThread
 
 log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
 BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
+STOP_GRACE = 5.0  # seconds a stopping worker still tries to commit what it holds to a store that is down
 # A withdrawn consent stops letters already claimed: longer than any claim waits in a queue.
 REVOKED_WINDOW = dt.timedelta(minutes=10)
 
@@ -95,6 +97,7 @@ class Dispatcher:
         self._beat = 0.0
         self._started = clock()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
+        self._failure: BaseException | None = None  # what ended a background task
 
     @property
     def tally(self) -> Tally:
@@ -211,6 +214,8 @@ class Dispatcher:
                 if once and await self._done():
                     return
                 await self._idle_wait()
+            if self._failure is not None:
+                raise self._failure
         finally:
             # Claimed but never attempted: hand them back for this or another worker.
             for delivery_id in self.feeder.drain():
@@ -230,9 +235,16 @@ class Dispatcher:
                 "%d deliveries were in flight when %s last stopped; resending them", released, self.worker_id
             )
         tasks = [asyncio.create_task(self.results.run(self._stop))]
+        tasks[0].add_done_callback(self._ended)
         if self.progress:
             tasks.append(asyncio.create_task(self._report(self.progress)))
         return tasks
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A background task failed (a store error retrying cannot cure): the worker stops."""
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+            self.stop()
 
     async def _report(self, every: float) -> None:
         last = ""
@@ -245,13 +257,24 @@ class Dispatcher:
                 last = line
 
     async def _finish(self, tasks: list[asyncio.Task[None]]) -> None:
-        self._stop.set()
-        await asyncio.gather(*tasks)
-        await self.results.flush()
-        await self.beat(stopped=True)
-        for channel in self.channels.values():
-            await channel.close()
-        self.db.shutdown()
+        """Commit what is held and say goodbye; a store that still fails is logged, never raised,
+        so the error that ended the run is the one reported."""
+        self.stop()
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.results.flush()
+            await self.beat(stopped=True)
+        except Exception as exc:  # cleanup: report, and let the first error (if any) through
+            log.error(
+                "stopping without the store (%s): %d outcomes not recorded; those letters are "
+                "sent again, with the same Message-ID, once their lease runs out",
+                cause(exc),
+                self.results.pending(),
+            )
+        finally:
+            for channel in self.channels.values():
+                await channel.close()
+            self.db.shutdown()
 
     async def run_once(self) -> Tally:
         """Plan, send everything due now (at the paced rate), expire what is past its deadline.
@@ -303,6 +326,7 @@ class Dispatcher:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.db.stop(STOP_GRACE)
 
 
 def _plan_progress(action_id: str) -> Callable[[int, int], None]:

@@ -1,27 +1,114 @@
-"""Store calls from asyncio code, on one dedicated thread.
+"""Store calls from asyncio code, on one dedicated thread, waiting out store outages.
 
 A commit's fsync never stalls the event loop that drives the SMTP connections, and one thread
 keeps the store's calls in the order they were made.
+
+A call that fails with a curable error (``faults.curable``: a restart, a dropped connection, a full
+disk) is tried again after 1 s, doubling to 30 s, until the store answers: the worker keeps what
+it holds in memory and resumes by itself. The outage is logged once when it starts, with its
+cause, and once when it ends. Other errors pass through at once. Once ``stop`` is called, a call
+still failing gives up after the stop's grace with ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from dispatcher.store.faults import StoreUnavailable, cause, curable
+
 T = TypeVar("T")
+log = logging.getLogger("dispatcher")
+
+FIRST_WAIT = 1.0  # seconds before the first retry of a store call
+MAX_WAIT = 30.0  # the ceiling of the doubling
+
+
+class Outage:
+    """Whether the store answers, as this worker last saw it; logs each change once.
+
+    An outage lasts while any call is still being retried: on a full disk reads succeed while
+    writes fail, and that is one outage, not one per read."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # time.monotonic() of the first failure
+        self.cause = ""
+        self._failing = 0  # calls now waiting to try again
+
+    def failed(self, exc: BaseException, first: bool) -> None:
+        self._failing += first
+        if self.since is None:
+            self.since, self.cause = time.monotonic(), cause(exc)
+            log.error(
+                "store unreachable (%s); waiting and retrying every %g-%g s, keeping results in memory",
+                self.cause,
+                FIRST_WAIT,
+                MAX_WAIT,
+            )
+
+    def over(self, answered: bool) -> None:
+        """A call that had failed has answered, or given up."""
+        self._failing -= 1
+        if answered and self._failing == 0 and self.since is not None:
+            log.warning("store answers again after %.1f s; resuming", time.monotonic() - self.since)
+            self.since = None
 
 
 class StoreThread:
-    def __init__(self) -> None:
+    def __init__(self, first_wait: float = FIRST_WAIT, max_wait: float = MAX_WAIT) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.outage = Outage()
+        self.first_wait, self.max_wait = first_wait, max_wait
+        self._give_up_at: float | None = None  # monotonic; set by ``stop``
+        self._stopping: asyncio.Event | None = None
 
     async def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        wait, tries = self.first_wait, 0
+        while True:
+            try:
+                result = await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+            except Exception as exc:
+                if not curable(exc):
+                    raise
+                tries += 1
+                self.outage.failed(exc, first=tries == 1)
+                try:
+                    await self._pause(wait, exc)
+                except BaseException:
+                    self.outage.over(answered=False)
+                    raise
+                wait = min(wait * 2, self.max_wait)
+                continue
+            if tries:
+                self.outage.over(answered=True)
+            return result
+
+    async def _pause(self, seconds: float, exc: Exception) -> None:
+        """Sleep before the next try; cut short by ``stop``, then give up once its grace is spent."""
+        if self._give_up_at is not None:
+            left = self._give_up_at - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(f"store unreachable ({cause(exc)})") from exc
+            await asyncio.sleep(min(seconds, left))
+            return
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def stop(self, grace: float) -> None:
+        """Calls still failing ``grace`` seconds from now give up instead of waiting on."""
+        if self._give_up_at is None:
+            self._give_up_at = time.monotonic() + grace
+            if self._stopping is not None:
+                self._stopping.set()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)

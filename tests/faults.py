@@ -1,0 +1,124 @@
+"""Infrastructure a test can break: a private PostgreSQL cluster to stop and restart, and a small
+file system to fill. Both need root (as in CI); without it the test is skipped with the reason.
+
+The private cluster has its own data directory, port and socket folder, so stopping it never
+touches the shared server other tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path(os.environ.get("DISPATCHER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("DISPATCHER_REQUIRE_PG") == "1" and "PostgreSQL" in what:
+        pytest.fail(f"{what} (DISPATCHER_REQUIRE_PG=1)")
+    pytest.skip(what)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """A PostgreSQL cluster of our own, run as the ``postgres`` user, reached by a Unix socket."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.data, self.run = root, root / "data", root / "run"
+        self.port = _free_port()
+        self.url = f"postgresql+psycopg://postgres@/postgres?host={self.run}&port={self.port}"
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command],
+            check=True,
+            timeout=60,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def ctl(self, *args: str) -> None:
+        log = str(self.root / "server.log")
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", *args)
+
+    def init(self) -> None:
+        self.run.mkdir()
+        shutil.chown(self.root, "postgres")
+        shutil.chown(self.run, "postgres")
+        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-N")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.run} -c listen_addresses='' -c fsync=off"
+        self.ctl("start", "-o", options)
+
+    def stop(self) -> None:
+        self.ctl("stop", "-m", "fast")
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        _unavailable("a private PostgreSQL cluster needs root (to run it as the postgres user)")
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        _unavailable(f"no PostgreSQL server binaries in {PG_BIN} (DISPATCHER_TEST_PG_BIN) or no runuser")
+    # Under /tmp, not pytest's tmp_path: the postgres user must be able to reach it.
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix="dispatcher-pg-")))
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            cluster.ctl("stop", "-m", "immediate")
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+class SmallDisk:
+    """A tmpfs of a few hundred KiB: ``fill`` takes every free byte, ``free`` gives them back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._filler = path / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            with contextlib.suppress(OSError):  # ENOSPC: full
+                while True:
+                    os.write(fd, b"\0" * 4096)
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size_kib: int) -> Iterator[SmallDisk]:
+    if os.geteuid() != 0:
+        _unavailable("mounting a small file system to fill needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        _unavailable(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
