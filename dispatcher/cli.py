@@ -15,7 +15,7 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dispatcher import controls, faxpdf, retention
+from dispatcher import controls, faxpdf, forecast, retention
 from dispatcher.accounts import Role, check_name, hash_password
 from dispatcher.catalogue import faxes
 from dispatcher.channels import IMPLEMENTED, make_channels
@@ -30,6 +30,7 @@ from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.faults import StoreUnavailable, cause
 from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
+from dispatcher.web.summary import action_rows
 
 STATUSES = [s.value for s in Status]
 
@@ -200,25 +201,29 @@ def actions(ctx: Context) -> None:
     """Every action: status, deadline in its time zone, time left, deliveries by status, and the
     fax pages submitted per provider (what providers bill)."""
     loaded = ctx.actions()
-    states = ctx.store.action_states()
-    counts = ctx.store.action_counts()
+    store, now = ctx.store, utcnow()
+    states, counts = store.action_states(), store.action_counts()
     pages: dict[str, list[str]] = {}
-    for action_id, provider, total in ctx.store.fax_pages():
+    for action_id, provider, total in store.fax_pages():
         pages.setdefault(action_id, []).append(f"{provider}:{total}")
-    renderer = Renderer(ctx.settings.templates_dir)
-    now = utcnow()
+    held = forecast.held(ctx.settings, utcnow)
+    dispatching = bool(forecast.running(store.workers(), now))
+    queues = store.queue_counts()
+    outlook = action_rows(loaded.actions, states, {}, {}, queues, ctx.settings, now, held, dispatching)
     rows = []
-    for action in loaded.actions.values():
+    for action, row in zip(loaded.actions.values(), outlook, strict=True):
         view = effective(action, states.get(action.id), now)
-        label = view.label
-        if renderer.check(action, IMPLEMENTED, now.date()):
-            label += " [held: run dispatcher check]"
+        label = view.label + (" [held: run dispatcher check]" if action.id in held else "")
         rows.append(
             [action.id, label, deadline_text(view.deadline, action.zone), time_left(view.deadline, now)]
+            + [row.forecast]
             + [counts.get(action.id, {}).get(s, 0) for s in STATUSES]
             + [", ".join(pages.get(action.id, [])) or "-"]
         )
-    table(["action", "status", "deadline", "left", *STATUSES, "fax-pages"], rows)
+    table(["action", "status", "deadline", "left", "forecast", *STATUSES, "fax-pages"], rows)
+    if not dispatching:
+        silent = forecast.SILENT.seconds
+        click.echo(f"no dispatcher running: none has reported in the last {silent} s", err=True)
 
 
 @main.command()

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from dispatcher import controls
+from dispatcher import controls, forecast
 from dispatcher.accounts import Role
 from dispatcher.config import Action
 from dispatcher.store import QueueCount
@@ -38,13 +38,23 @@ def _overview(
         store.queue_counts() if queues is None else queues,
         ctx.settings,
         now,
+        forecast.held(ctx.settings, ctx.clock),
+        bool(forecast.running(store.workers(), now)),
     )
+
+
+def _dispatchers(ctx: Context) -> dict[str, Any]:
+    """For the banner: whether any dispatcher runs, and those gone silent (since when)."""
+    workers, now = ctx.store.workers(), ctx.clock()
+    quiet = [(w.worker_id, int((now - w.last_seen).total_seconds())) for w in forecast.silent(workers, now)]
+    return {"dispatching": bool(forecast.running(workers, now)), "silent": quiet, "limit": forecast.SILENT}
 
 
 @requires(Role.VIEWER)
 async def overview(request: Request) -> Response:
-    rows = await run_in_threadpool(_overview, context(request))
-    return render(request, "overview.html", rows=rows, bar=BAR)
+    ctx = context(request)
+    rows = await run_in_threadpool(_overview, ctx)
+    return render(request, "overview.html", rows=rows, bar=BAR, **await run_in_threadpool(_dispatchers, ctx))
 
 
 @requires(Role.VIEWER)
@@ -57,6 +67,8 @@ async def overview_json(request: Request) -> Response:
             "left": r.left,
             "per_hour": r.per_hour,
             "at_risk": r.at_risk,
+            "forecast": r.forecast,
+            "warns": r.warns,
             "counts": r.counts,
         }
         for r in rows
@@ -71,6 +83,7 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
     store, reports = ctx.store, ctx.store.reports
     queues = [q for q in store.queue_counts() if q.action_id == action_id]
     return {
+        **_dispatchers(ctx),
         "action": action,
         "row": _overview(ctx, {action_id: action}, queues)[0],
         "queues": queues,

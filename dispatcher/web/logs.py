@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dispatcher.accounts import Role
+from dispatcher.forecast import SILENT
 from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Outcome, Store
 from dispatcher.store.accounts import entries
@@ -21,7 +22,7 @@ from dispatcher.web.auth import requires
 from dispatcher.web.pages import forbidden, render
 
 PAGE = 100
-STALE = dt.timedelta(seconds=20)  # four missed heartbeats: the worker is gone
+STALE = SILENT  # four missed heartbeats: the worker is gone
 
 
 def _day(value: str | None) -> dt.datetime | None:

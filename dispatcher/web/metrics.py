@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from dispatcher import forecast
 from dispatcher.web import Context, context
 from dispatcher.web.logs import STALE
 
@@ -146,16 +147,34 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
+def _health_lines(ctx: Context) -> list[str]:
+    """Dispatchers that never said they stopped but went silent (their heartbeats); empty: all well."""
+    ctx.store.action_states()  # the trivial read: raises if the store does not answer
+    workers, now = ctx.store.workers(), ctx.clock()
+    return [
+        f"dispatcher {w.worker_id} silent for {int((now - w.last_seen).total_seconds())} s"
+        " (stopped, frozen or unable to reach the store)"
+        for w in forecast.silent(workers, now)
+    ]
+
+
 async def health(request: Request) -> Response:
-    """200 if the store answers a trivial read, else 503 (the reason goes to the log only)."""
+    """200 if the store answers a trivial read, else 503 (the reason goes to the log only).
+
+    The body names dispatchers gone silent; with ``?workers=1`` they make it 503 too, for a
+    monitor of the senders (the plain check stays about this web process, so a load balancer
+    does not take the dashboard away when it is needed most)."""
+    headers = {"Cache-Control": "no-store"}
     try:
-        await run_in_threadpool(context(request).store.action_states)
+        problems = await run_in_threadpool(_health_lines, context(request))
     except SQLAlchemyError as exc:
         log.error("/healthz: the store did not answer: %s", exc)
-        return PlainTextResponse(
-            "store unavailable\n", status_code=503, headers={"Cache-Control": "no-store"}
-        )
-    return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+        return PlainTextResponse("store unavailable\n", status_code=503, headers=headers)
+    strict = request.query_params.get("workers") == "1"
+    status = 503 if problems and strict else 200
+    return PlainTextResponse(
+        "\n".join(["ok" if not problems else "store ok", *problems]) + "\n", status, headers=headers
+    )
 
 
 routes = [

@@ -3,15 +3,16 @@
 The forecast is the pacing's arithmetic, not a guess from history: each official takes at most
 ``rate_per_target`` letters a second, a fax number one fax at a time (about two minutes each),
 and the whole deployment ``rate_global``. If the pending letters need longer than the time left,
-the action is at risk.
+the action is at risk. All of that only if it sends at all: see ``dispatcher.forecast``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from dispatcher import forecast
 from dispatcher.config import Action, Settings
 from dispatcher.display import deadline_text, time_left
 from dispatcher.planner import effective
@@ -32,6 +33,15 @@ class ActionRow:
     per_hour: int
     needs: float | None  # seconds the pending letters need at the paced rate
     at_risk: bool
+    stalled: str | None = None  # why nothing sends (paused, held, no dispatcher), or None
+
+    @property
+    def forecast(self) -> str:
+        return forecast.text(self.needs, self.at_risk, self.stalled)
+
+    @property
+    def warns(self) -> bool:
+        return self.needs is not None and (self.at_risk or self.stalled is not None)
 
     @property
     def total(self) -> int:
@@ -61,6 +71,8 @@ def action_rows(
     queues: list[QueueCount],
     settings: Settings,
     now: dt.datetime,
+    held: Collection[str],
+    dispatching: bool,
 ) -> list[ActionRow]:
     rows = []
     for action in actions.values():
@@ -78,6 +90,7 @@ def action_rows(
                 per_hour.get(action.id, 0),
                 needs,
                 needs is not None and view.status.value == "active" and needs > left,
+                forecast.stalled(view.status, action.id in held, dispatching),
             )
         )
     return rows

@@ -38,6 +38,10 @@
       var field = cell.getAttribute("data-field");
       if (field === "per_hour") { cell.textContent = format.format(data.per_hour); }
       else if (field === "status" || field === "left") { cell.textContent = data[field]; }
+      else if (field === "forecast") {
+        cell.textContent = data.forecast;
+        cell.classList.toggle("risk", data.warns);
+      }
     });
   }
 
