@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import logging
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.store.faults import StoreUnavailable, cause
+from dispatcher.store.faults import StoreUnavailable, cause, curable
+from dispatcher.store.thread import FIRST_WAIT, MAX_WAIT
 from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
 from dispatcher.web.summary import action_rows
 
@@ -58,6 +60,22 @@ class Context:
                 self._store = open_store(url, migrate=self.settings.auto_migrate)
             except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
                 raise click.ClickException(f"database: {database_problem(url, exc)}") from None
+        return self._store
+
+    def store_when_up(self) -> Store:
+        """``store`` for a long-running worker: a store that is down for now (``faults.curable``)
+        is waited for, 1 s doubling to 30 s, as the running worker waits it out."""
+        wait, url = FIRST_WAIT, self.settings.database_url
+        while self._store is None:
+            try:
+                self._store = open_store(url, migrate=self.settings.auto_migrate)
+            except SQLAlchemyError as exc:
+                if not curable(exc):
+                    raise click.ClickException(f"database: {database_problem(url, exc)}") from None
+                if wait == FIRST_WAIT:
+                    click.echo(f"database: {database_problem(url, exc)}; waiting for it", err=True)
+                time.sleep(wait)
+                wait = min(wait * 2, MAX_WAIT)
         return self._store
 
     def actions(self) -> ActionSet:
@@ -125,7 +143,8 @@ def main(verbose: bool) -> None:
 @pass_ctx
 def run(ctx: Context, once: bool, worker_id: str | None) -> None:
     """Plan deliveries and send them, until stopped with SIGTERM or Ctrl-C."""
-    settings, store = ctx.settings, ctx.store
+    # A worker waits for its store; a cron job (--once) fails at once rather than pile up.
+    settings, store = ctx.settings, ctx.store if once else ctx.store_when_up()
     try:
         channels = make_channels(settings, store)
     except ValueError as exc:  # names the missing settings, never a value

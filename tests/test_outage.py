@@ -207,8 +207,14 @@ def test_two_workers_ride_out_a_postgresql_restart_and_a_stop(tmp_path: Path, sm
         )
         workers = Workers(tmp_path, env)
         try:
+            cluster.stop()  # the workers start before their store: they wait for it
             for w in ("w1", "w2"):
                 workers.start(w)
+            waiting = lambda: all("waiting for it" in workers.log(w) for w in ("w1", "w2"))  # noqa: E731
+            wait_until(waiting, 20, "both workers to wait for the store")
+            time.sleep(1.5)
+            assert workers.alive(), workers.log("w1") + workers.log("w2")
+            cluster.start()
 
             def got() -> int:
                 return len(received(tmp_path / "received.txt"))
