@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,16 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("DISPATCHER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """DISPATCHER_TEST_PG_BIN, or the newest Debian-packaged server's binaries."""
+    if os.environ.get("DISPATCHER_TEST_PG_BIN"):
+        return Path(os.environ["DISPATCHER_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def _unavailable(what: str) -> None:
@@ -72,6 +82,10 @@ class Cluster:
 def private_cluster() -> Iterator[Cluster]:
     if os.geteuid() != 0:
         _unavailable("a private PostgreSQL cluster needs root (to run it as the postgres user)")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        _unavailable("no postgres user to run a private PostgreSQL cluster as")
     if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
         _unavailable(f"no PostgreSQL server binaries in {PG_BIN} (DISPATCHER_TEST_PG_BIN) or no runuser")
     # Under /tmp, not pytest's tmp_path: the postgres user must be able to reach it.
