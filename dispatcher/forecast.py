@@ -9,7 +9,9 @@ Shared by the dashboard and ``dispatcher actions``.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from babel.dates import format_timedelta
 
@@ -32,11 +34,19 @@ def silent(workers: Iterable[WorkerBeat], now: dt.datetime) -> list[WorkerBeat]:
     return [w for w in workers if w.stopped_at is None and now - w.last_seen > SILENT]
 
 
+# One catalogue per action and template folder, so a held action is logged when it becomes held,
+# not at every refresh of every open dashboard.
+_catalogues: dict[tuple[Path, Path], Catalogue] = {}
+_checking = threading.Lock()
+
+
 def held(settings: Settings, clock: Callable[[], dt.datetime]) -> set[str]:
     """Actions a dispatcher would hold now: the ``Catalogue``'s own check, not a copy of it."""
-    catalogue = Catalogue(settings, IMPLEMENTED, clock)
-    catalogue.reload()
-    return set(catalogue.held)
+    key = (settings.actions_dir, settings.templates_dir)
+    with _checking:
+        catalogue = _catalogues.setdefault(key, Catalogue(settings, IMPLEMENTED, clock))
+        catalogue.reload()
+        return set(catalogue.held)
 
 
 def stalled(status: ActionStatus, is_held: bool, dispatching: bool) -> str | None:

@@ -91,7 +91,9 @@ async def test_a_paused_action_reads_paused(web: httpx.AsyncClient, store: Store
     assert said == "paused: nothing is sent" and said in overview and said in page
 
 
-async def test_a_held_action_reads_held(tmp_path: Path, store: Store) -> None:
+async def test_a_held_action_reads_held(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", templates)
     for language in ("en", "zh-Hans"):
@@ -102,7 +104,10 @@ async def test_a_held_action_reads_held(tmp_path: Path, store: Store) -> None:
     async with client(web_settings(tmp_path, templates_dir=templates), store) as web:
         await as_role(web, Role.VIEWER)
         said, overview, page = await forecast_of(web)
+        logged = caplog.text.count("holding demo-xinjiang")
+        await forecast_of(web)  # a dashboard refreshing itself
     assert said == "held: nothing is sent (see dispatcher check)" and said in overview and said in page
+    assert logged and caplog.text.count("holding demo-xinjiang") == logged  # logged once, not per page
 
 
 def row_of(env: dict[str, str], action_id: str) -> str:
