@@ -519,7 +519,11 @@ def web(ctx: Context, host: str, port: int) -> None:
     except ValueError as exc:
         raise click.ClickException(f"settings: {exc}") from None
     if not ctx.settings.public_url:
-        click.echo("note: DISPATCHER_PUBLIC_URL is not set; providers cannot reach this app", err=True)
+        click.echo(
+            "note: DISPATCHER_PUBLIC_URL is not set; providers cannot reach this app, and the "
+            "opt-in pages take no sign-ups (their emailed links need the public URL)",
+            err=True,
+        )
     # Forwarded headers only from the proxies named in DISPATCHER_TRUSTED_PROXIES (client
     # addresses for rate limits and the audit log); webhook signatures always cover
     # DISPATCHER_PUBLIC_URL. No access log: media URLs carry tokens.
