@@ -4,19 +4,24 @@ real HTTP to uvicorn on loopback, on a real store."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
 
-from dispatcher.store import Store
+from dispatcher.accounts import Role
+from dispatcher.store import AttemptResult, Outcome, Store
+from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, app_for
 from dispatcher.web.limits import SlidingWindow
 from dispatcher.web.optin_text import TEXT
+from tests.conftest import never_retry
 from tests.smtp_server import SmtpServer
 from tests.test_optin import FORM, PUBLIC, form_token, links, visitor, write_world
-from tests.web_client import PASSWORD, add_users, log_in, web_settings
+from tests.test_store_contract import NOW, people, take
+from tests.web_client import PASSWORD, add_users, client, log_in, web_settings
 
 EVIL = "evil.example"
 
@@ -89,3 +94,29 @@ def test_a_full_window_sheds_expired_and_unblocked_keys_never_blocked_ones() -> 
         assert len(window) <= 10
     assert window.blocked("locked") > 0
     assert window.blocked("name-99") == 0.0 and len(window) <= 10
+
+
+# Item 10: no formula in any piece a spreadsheet may split a cell into ----------------------------
+INJECTED = "x;=1+1;\t-2+3\n@SUM(A1)"
+
+
+def formulas(raw: str) -> list[str]:
+    """Pieces of a CSV file that a spreadsheet splitting on ';', tab or line breaks (and
+    ignoring quotes) would evaluate."""
+    pieces = re.split(r"[;\t\n,]", raw)
+    return [p for p in pieces if p.strip().lstrip('"').lstrip().startswith(("=", "+", "-", "@"))]
+
+
+async def test_the_log_and_audit_exports_hold_no_formula_for_any_locale(tmp_path: Path, store: Store) -> None:
+    add_users(store)
+    store.import_supporters(people(1), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    (claim,) = take(store, "w")
+    reply = AttemptResult(claim.delivery_id, "act", "t1", "email", NOW, NOW, Outcome.FAILED, 550, INJECTED)
+    store.record("w", [reply], never_retry)
+    store.accounts.audit(AuditEntry(NOW, "staff", "192.0.2.10", "extended", "act", INJECTED))
+    async with client(web_settings(tmp_path), store) as web:
+        assert (await log_in(web, Role.VIEWER.label)).status_code == 303
+        for path in ("/log.csv?action=act", "/audit.csv"):
+            raw = (await web.get(path)).text
+            assert "x;'=1+1;" in raw and formulas(raw) == [], path
