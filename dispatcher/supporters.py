@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import difflib
+import errno
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -434,8 +435,7 @@ def import_valid(
     """Import the good rows and write the bad ones, with their problems, to ``rejects``
     (owner-only: it holds people's details). Returns (rows imported, rows rejected)."""
     _, problems = bad_rows(path, known, now)
-    fd = os.open(rejects, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+    with os.fdopen(_open_rejects(rejects), "w", newline="", encoding="utf-8") as out:
         writer = csv_writer(out)
         # Every column the importer reads, so that the file can be corrected and imported again.
         writer.writerow(["row", *COLUMNS, *OPTIONAL, "problem"])
@@ -445,6 +445,19 @@ def import_valid(
                 writer.writerow([number, *values, problems[number]])
     written = store.import_supporters(_records(path, known, now, set(problems), progress), now)
     return written, len(problems)
+
+
+def _open_rejects(rejects: Path) -> int:
+    """The rejects file, owner-only even when it was there before (with a laxer mode), and never
+    through a symbolic link: whoever planted one would choose where people's details go."""
+    try:
+        fd = os.open(rejects, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise SupporterFileError(rejects, ["it is a symbolic link; name a regular file"]) from None
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def _records(
