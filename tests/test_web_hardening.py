@@ -4,11 +4,18 @@ real HTTP to uvicorn on loopback, on a real store."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from dispatcher.accounts import Role
@@ -17,10 +24,12 @@ from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, app_for
 from dispatcher.web.limits import SlidingWindow
 from dispatcher.web.optin_text import TEXT
-from tests.conftest import never_retry
+from tests.asgi_server import free_port
+from tests.conftest import ROOT, cli_env, never_retry
 from tests.smtp_server import SmtpServer
 from tests.test_optin import FORM, PUBLIC, form_token, links, visitor, write_world
 from tests.test_store_contract import NOW, people, take
+from tests.test_web import wait_until_up
 from tests.web_client import PASSWORD, add_users, client, log_in, web_settings
 
 EVIL = "evil.example"
@@ -120,3 +129,101 @@ async def test_the_log_and_audit_exports_hold_no_formula_for_any_locale(tmp_path
         for path in ("/log.csv?action=act", "/audit.csv"):
             raw = (await web.get(path)).text
             assert "x;'=1+1;" in raw and formulas(raw) == [], path
+
+
+# Item 8: bodies and headers bounded, over real HTTP to `dispatcher web` -----------------------------
+@pytest.fixture(scope="module")
+def web_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    tmp_path, port = tmp_path_factory.mktemp("web"), free_port()
+    env = {**os.environ, **cli_env(tmp_path, DISPATCHER_PUBLIC_URL=PUBLIC)}
+    command = [
+        str(ROOT / ".venv" / "bin" / "dispatcher"),
+        "web",
+        "--port",
+        str(port),
+        "--header-timeout",
+        "1",
+    ]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def exchange(port: int, head: bytes, chunks: Iterable[bytes] = ()) -> bytes:
+    """Send ``head`` and then ``chunks`` until the server answers; what it answered first
+    (b"" when it closed the connection without a word)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        for chunk in chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            sock.sendall(chunk)
+        return sock.recv(65536)
+
+
+def chunked(size: int, piece: int = 64 * 1024) -> Iterator[bytes]:
+    """``size`` bytes of a chunked body, never its last chunk: only a limit ends the request."""
+    for _ in range(0, size, piece):
+        yield f"{piece:x}\r\n".encode() + b"x" * piece + b"\r\n"
+
+
+def post(path: str, *headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/login", "/join", "/join/confirm/T", "/revoke/T", "/users/add"])
+def test_a_declared_large_form_is_refused_before_it_is_sent(web_port: int, path: str) -> None:
+    head = post(path, "Content-Type: application/x-www-form-urlencoded", "Content-Length: 1048576")
+    assert exchange(web_port, head).startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("path", "limit"), [("/login", 64 * 1024), ("/webhooks/fax/file", 8 << 20)])
+def test_a_chunked_body_is_refused_once_it_passes_the_limit(web_port: int, path: str, limit: int) -> None:
+    head = post(path, "Content-Type: application/x-www-form-urlencoded", "Transfer-Encoding: chunked")
+    assert exchange(web_port, head, chunked(limit + 256 * 1024)).startswith(b"HTTP/1.1 413 ")
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer (headers, then Content-Length bytes), which may come in pieces."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.slow
+def test_a_request_whose_headers_never_finish_is_closed(web_port: int) -> None:
+    started = time.monotonic()
+    assert exchange(web_port, b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
+    assert time.monotonic() - started < 4
+    with socket.create_connection(("127.0.0.1", web_port), timeout=5) as sock:  # on a kept-alive one
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        sock.sendall(b"GET /login HTTP/1.1\r\n")
+        assert sock.recv(65536) == b"" and time.monotonic() - started < 4
+
+
+# Item 13: the rest ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("public_url", "hsts"), [(PUBLIC, True), ("http://127.0.0.1:8080", False), (None, False)]
+)
+async def test_every_answer_asks_for_https_when_the_public_url_is_https(
+    tmp_path: Path, store: Store, public_url: str | None, hsts: bool
+) -> None:
+    async with client(web_settings(tmp_path, public_url=public_url), store) as web:
+        for path in ("/login", "/join", "/healthz", "/static/nothing.css", "/nowhere"):
+            got = await web.get(path)
+            assert ("strict-transport-security" in got.headers) is hsts, path
+            assert not hsts or got.headers["strict-transport-security"] == "max-age=31536000"

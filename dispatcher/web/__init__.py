@@ -12,8 +12,10 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -71,6 +73,8 @@ def create_app(ctx: Context) -> Starlette:
         users,
         webhooks,
     )
+    from dispatcher.web.bodies import BodyLimit
+    from dispatcher.web.headers import Hsts
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,7 +95,9 @@ def create_app(ctx: Context) -> Starlette:
         *optin.routes,
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    https = urlsplit(ctx.settings.public_url or "").scheme == "https"
+    middleware = [Middleware(Hsts, enabled=https), Middleware(BodyLimit)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.ctx = ctx
     return app
 
