@@ -24,6 +24,7 @@ import difflib
 import errno
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Bidirectional controls (embeddings, overrides, isolates, marks) are invisible and reorder what
 # follows them: "Ann \u202eeeL" is displayed "Ann Lee" reversed, in a From: an official reads.
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What shows nothing on its own: format characters (zero-width space, word joiner…), spaces, and
+# the blank letters (Hangul fillers, the Braille blank). A name of these alone is an empty name.
+_BLANK_CATEGORIES = {"Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc"}
+_BLANK_LETTERS = set("\u115f\u1160\u3164\uffa0\u2800\u180e")
 # CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
 _NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
 TERRITORIES = {
@@ -119,8 +124,10 @@ class KnownScopes:
 
 def text_field(value: str, column: str, required: bool) -> str:
     value = value.strip()
-    if required and not value:
-        raise ValueError(f"{column} is empty")
+    if all(c in _BLANK_LETTERS or unicodedata.category(c) in _BLANK_CATEGORIES for c in value):
+        if required:
+            raise ValueError(f"{column} is empty" + (" (only invisible characters)" if value else ""))
+        return ""
     if found := _CONTROL.search(value):
         raise ValueError(
             f"{column} contains a control character (U+{ord(found[0]):04X}, such as a line break)"

@@ -30,7 +30,7 @@ from tests.smtp_server import SmtpServer
 from tests.test_optin import FORM, PUBLIC, form_token, links, visitor, write_world
 from tests.test_store_contract import NOW, people, take
 from tests.test_web import wait_until_up
-from tests.web_client import PASSWORD, add_users, client, log_in, web_settings
+from tests.web_client import PASSWORD, add_users, client, csrf_of, log_in, web_settings
 
 EVIL = "evil.example"
 
@@ -227,3 +227,50 @@ async def test_every_answer_asks_for_https_when_the_public_url_is_https(
             got = await web.get(path)
             assert ("strict-transport-security" in got.headers) is hsts, path
             assert not hsts or got.headers["strict-transport-security"] == "max-age=31536000"
+
+
+async def test_an_admin_cannot_add_a_look_alike_name_ending_in_a_line_break(
+    tmp_path: Path, store: Store
+) -> None:
+    add_users(store)
+    async with client(web_settings(tmp_path), store) as web:
+        assert (await log_in(web, Role.ADMIN.label)).status_code == 303
+        csrf = csrf_of((await web.get("/users")).text)
+        form = {"name": "admin\n", "role": "admin", "password": PASSWORD, "csrf": csrf}
+        assert (await web.post("/users/add", data=form)).status_code == 400
+    assert [u.name for u in store.accounts.all_users()].count("admin") == 1
+    assert len(store.accounts.all_users()) == len(Role)
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u3164", "\u2060", "\u200b\u3164 \u2060", "\u115f\u00a0"])
+async def test_a_supporter_name_of_invisible_characters_only_is_refused(
+    tmp_path: Path, store: Store, invisible: str
+) -> None:
+    with SmtpServer() as smtp:
+        async with visitor(optin_app(tmp_path, store, smtp, PUBLIC)) as web:
+            token = await form_token(web)
+            data = {**FORM, "name": invisible, "email": "ghost@example.net", "form_token": token}
+            assert (await web.post("/join", data=data)).status_code == 400
+        assert smtp.received() == []
+
+
+@pytest.mark.parametrize(
+    "query", ["before=99999999999999999999999", "before=²", "until=9999-12-31", "since=0000-01-01"]
+)
+async def test_hostile_log_queries_are_answered_not_crashed_on(
+    tmp_path: Path, store: Store, query: str
+) -> None:
+    add_users(store)
+    async with client(web_settings(tmp_path), store) as web:
+        assert (await log_in(web, Role.VIEWER.label)).status_code == 303
+        for path in ("/log", "/log.csv", "/audit"):
+            got = await web.get(f"{path}?{query}")
+            assert got.status_code in (200, 400), (path, got.status_code)
+
+
+async def test_a_deeply_nested_json_body_is_a_bad_request(tmp_path: Path, store: Store) -> None:
+    async with client(web_settings(tmp_path, api_token="t" * 32), store) as web:
+        deep = "[" * 30_000 + "]" * 30_000  # under the 64 KiB limit, past the parser's depth
+        headers = {"Authorization": f"Bearer {'t' * 32}", "Content-Type": "application/json"}
+        got = await web.post("/api/consents", content=deep, headers=headers)
+        assert got.status_code == 400 and got.json() == {"error": "the body is not JSON"}
