@@ -4,6 +4,8 @@ real HTTP to uvicorn on loopback, on a real store."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -219,13 +221,14 @@ def test_a_request_whose_headers_never_finish_is_closed(web_port: int) -> None:
 @pytest.mark.parametrize(
     ("public_url", "hsts"), [(PUBLIC, True), ("http://127.0.0.1:8080", False), (None, False)]
 )
-async def test_every_answer_asks_for_https_when_the_public_url_is_https(
+async def test_every_answer_asks_for_https_when_the_public_url_is_https_and_is_never_sniffed(
     tmp_path: Path, store: Store, public_url: str | None, hsts: bool
 ) -> None:
     async with client(web_settings(tmp_path, public_url=public_url), store) as web:
         for path in ("/login", "/join", "/healthz", "/static/nothing.css", "/nowhere"):
             got = await web.get(path)
             assert ("strict-transport-security" in got.headers) is hsts, path
+            assert got.headers["x-content-type-options"] == "nosniff", path  # downloads too
             assert not hsts or got.headers["strict-transport-security"] == "max-age=31536000"
 
 
@@ -274,3 +277,15 @@ async def test_a_deeply_nested_json_body_is_a_bad_request(tmp_path: Path, store:
         headers = {"Authorization": f"Bearer {'t' * 32}", "Content-Type": "application/json"}
         got = await web.post("/api/consents", content=deep, headers=headers)
         assert got.status_code == 400 and got.json() == {"error": "the body is not JSON"}
+
+
+# Found while probing ------------------------------------------------------------------------------
+async def test_a_login_form_posted_without_any_cookie_is_refused(tmp_path: Path, store: Store) -> None:
+    """Without a cookie, the CSRF token would be that of an empty value: the same for every
+    stranger, so one leak would let any site log its visitors in as someone else (login CSRF)."""
+    add_users(store)
+    anonymous = hmac.new(store.instance_secret(), b"csrf:", hashlib.sha256).hexdigest()
+    async with client(web_settings(tmp_path), store) as web:
+        form = {"name": Role.ADMIN.label, "password": PASSWORD, "csrf": anonymous, "next": "/"}
+        got = await web.post("/login", data=form)
+        assert got.status_code == 403 and "dispatcher_session" not in got.cookies

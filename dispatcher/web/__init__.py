@@ -74,7 +74,7 @@ def create_app(ctx: Context) -> Starlette:
         webhooks,
     )
     from dispatcher.web.bodies import BodyLimit
-    from dispatcher.web.headers import Hsts
+    from dispatcher.web.headers import SecurityHeaders
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -96,7 +96,7 @@ def create_app(ctx: Context) -> Starlette:
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
     https = urlsplit(ctx.settings.public_url or "").scheme == "https"
-    middleware = [Middleware(Hsts, enabled=https), Middleware(BodyLimit)]
+    middleware = [Middleware(SecurityHeaders, hsts=https), Middleware(BodyLimit)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.ctx = ctx
     return app

@@ -82,8 +82,12 @@ def csrf_token(request: Request, login_token: str | None = None) -> str:
 
 
 async def csrf_ok(request: Request) -> bool:
+    """The form's token matches this browser's session or login cookie. Without either there is
+    nothing to match: the token of no cookie at all is one value, the same for every stranger."""
     form = await request.form()
     sent = form.get("csrf")
+    if not (session_token(request) or request.cookies.get(LOGIN_COOKIE)):
+        return False
     return isinstance(sent, str) and hmac.compare_digest(sent, csrf_token(request))
 
 

@@ -10,21 +10,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HSTS = "max-age=31536000"
 
 
-class Hsts:
-    """Strict-Transport-Security on every response when the public URL is https: after one
-    visit, a browser never again tries plain http (where a network attacker could answer)."""
+class SecurityHeaders:
+    """On every response, pages or not (CSV, JSON, PDF, plain-text errors): ``nosniff``, so a
+    browser never runs a download as a page; and Strict-Transport-Security when the public URL
+    is https: after one visit, a browser never again tries plain http, where a network attacker
+    could answer."""
 
-    def __init__(self, app: ASGIApp, enabled: bool) -> None:
-        self.app, self.enabled = app, enabled
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app, self.hsts = app, hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.enabled or scope["type"] != "http":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
         async def adding(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).setdefault("Strict-Transport-Security", HSTS)
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                if self.hsts:
+                    headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
 
         await self.app(scope, receive, adding)
