@@ -289,3 +289,12 @@ async def test_a_login_form_posted_without_any_cookie_is_refused(tmp_path: Path,
         form = {"name": Role.ADMIN.label, "password": PASSWORD, "csrf": anonymous, "next": "/"}
         got = await web.post("/login", data=form)
         assert got.status_code == 403 and "dispatcher_session" not in got.cookies
+
+
+@pytest.mark.parametrize("setting", ["api_token", "metrics_token"])
+def test_a_short_bearer_token_is_refused_at_start_without_being_shown(
+    tmp_path: Path, store: Store, setting: str
+) -> None:
+    with pytest.raises(ValueError, match="shorter than 32 characters") as refused:
+        app_for(web_settings(tmp_path, **{setting: "hunter2-secret"}), store)
+    assert "hunter2" not in str(refused.value) and setting.upper() in str(refused.value)
