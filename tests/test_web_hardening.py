@@ -4,6 +4,7 @@ real HTTP to uvicorn on loopback, on a real store."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -23,10 +24,10 @@ from starlette.applications import Starlette
 from dispatcher.accounts import Role
 from dispatcher.store import AttemptResult, Outcome, Store
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.web import Context, app_for
+from dispatcher.web import Context, app_for, bodies
 from dispatcher.web.limits import SlidingWindow
 from dispatcher.web.optin_text import TEXT
-from tests.asgi_server import free_port
+from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env, never_retry
 from tests.smtp_server import SmtpServer
 from tests.test_optin import FORM, PUBLIC, form_token, links, visitor, write_world
@@ -190,6 +191,24 @@ def test_a_declared_large_form_is_refused_before_it_is_sent(web_port: int, path:
 def test_a_chunked_body_is_refused_once_it_passes_the_limit(web_port: int, path: str, limit: int) -> None:
     head = post(path, "Content-Type: application/x-www-form-urlencoded", "Transfer-Encoding: chunked")
     assert exchange(web_port, head, chunked(limit + 256 * 1024)).startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.slow
+async def test_a_body_that_stops_arriving_is_answered_408(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_IDLE", 0.5)
+    app = app_for(web_settings(tmp_path), store)
+    with serve(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        head = post("/login", "Content-Type: application/x-www-form-urlencoded", "Content-Length: 1000")
+        started = time.monotonic()
+        answer = await asyncio.to_thread(exchange, port, head + b"name=a&pass")
+        assert answer.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 3
+        head = post("/webhooks/fax/file", "Content-Type: application/json", "Transfer-Encoding: chunked")
+        assert (await asyncio.to_thread(exchange, port, head + b"5\r\n{}   \r\n")).startswith(
+            b"HTTP/1.1 408 "
+        )
 
 
 def read_answer(sock: socket.socket) -> bytes:

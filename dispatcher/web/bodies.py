@@ -3,23 +3,32 @@
 Starlette reads a form whole (up to 1,000 fields of 1 MiB each) and a plain body whole, and a
 chunked body declares no size. This middleware refuses with 413 as soon as the declared length,
 or the bytes counted so far, pass the route's limit: a stranger cannot make a process hold
-megabytes per request, nor keep it reading a body that never ends.
+megabytes per request, nor keep it reading a body that never ends. A body that stalls for
+``BODY_IDLE`` seconds is answered 408.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.web.webhooks import MAX_BODY as WEBHOOK_BODY
 
+BODY_IDLE = 10.0
 FORM_BODY = 64 * 1024  # the longest form (the opt-in, with its own words) is a few KiB
 # Longest prefix first. None: the route bounds its own body (the API, to answer in JSON).
 LIMITS: tuple[tuple[str, int | None], ...] = (("/webhooks/fax/", WEBHOOK_BODY), ("/api/", None))
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        self.status, self.text = status, text
+
+
+TOO_LARGE = (413, "request body too large\n")
+TOO_SLOW = (408, "the request body stopped arriving\n")
 
 
 def limit_for(path: str) -> int | None:
@@ -35,26 +44,35 @@ def _declared(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    """``idle``: seconds a body may stall between two pieces (uvicorn waits for ever, and a
+    client trickling a byte at a time would hold its connection and task as long as it likes)."""
+
+    def __init__(self, app: ASGIApp, idle: float | None = None) -> None:
+        self.app, self.idle = app, idle or BODY_IDLE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = limit_for(scope["path"]) if scope["type"] == "http" else None
-        if limit is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = limit_for(scope["path"])
         declared = _declared(scope)
-        if declared is not None and declared > limit:
-            await _refuse(scope, receive, send)
+        if limit is not None and declared is not None and declared > limit:
+            await _refuse(scope, receive, send, *TOO_LARGE)
             return
-        counted, started = 0, False
+        counted, whole, started = 0, False, False
 
         async def counting() -> Message:
-            nonlocal counted
-            message = await receive()
+            nonlocal counted, whole
+            if whole:  # after the body, receive() waits for a disconnect, as long as it takes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle)
+            except TimeoutError:
+                raise _Refused(*TOO_SLOW) from None
             counted += len(message.get("body", b""))
-            if counted > limit:
-                raise _TooLarge
+            whole = not message.get("more_body", False)
+            if limit is not None and counted > limit:
+                raise _Refused(*TOO_LARGE)
             return message
 
         async def watching(message: Message) -> None:
@@ -64,13 +82,13 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting, watching)
-        except _TooLarge:
-            if started:  # too late for a 413: the server closes the connection
+        except _Refused as refused:
+            if started:  # too late to answer: the server closes the connection
                 raise
-            await _refuse(scope, receive, send)
+            await _refuse(scope, receive, send, refused.status, refused.text)
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, text: str) -> None:
     # Connection: close, so the server stops reading the rest of what was sent.
-    response = PlainTextResponse("request body too large\n", status_code=413, headers={"Connection": "close"})
+    response = PlainTextResponse(text, status_code=status, headers={"Connection": "close"})
     await response(scope, receive, send)
