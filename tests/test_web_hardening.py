@@ -97,6 +97,22 @@ async def test_random_names_from_a_blocked_address_do_not_unlock_an_account(
     assert ctx.by_account.blocked("never-seen") == 0.0 and len(ctx.by_account) <= 20
 
 
+@pytest.mark.slow
+async def test_a_new_ipv6_address_per_try_is_still_one_network(tmp_path: Path, store: Store) -> None:
+    """One home or server holds a whole /64: counting single addresses would count nothing."""
+    add_users(store)
+    app = app_for(web_settings(tmp_path), store)
+    for n in range(20):
+        async with visitor(app, f"2001:db8:1:2::{n + 1:x}") as web:
+            await fail_logins(web, [f"guess-{n}"], 401)
+    async with (
+        visitor(app, "2001:db8:1:2:ffff::9") as same_network,
+        visitor(app, "2001:db8:1:3::1") as next_one,
+    ):
+        assert (await log_in(same_network, "staff", PASSWORD)).status_code == 429
+        assert (await log_in(next_one, "staff", PASSWORD)).status_code == 303
+
+
 def test_a_full_window_sheds_expired_and_unblocked_keys_never_blocked_ones() -> None:
     window = SlidingWindow(2, 900, max_keys=10)
     window.hit("locked")

@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from dispatcher.accounts import DECOY_HASH, Role, User, password_matches
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, context
+from dispatcher.web.limits import client_key
 
 log = logging.getLogger("dispatcher.web")
 
@@ -123,7 +124,8 @@ def requires(role: Role) -> Callable[[Endpoint], Endpoint]:
 async def log_in(request: Request, name: str, password: str) -> User | str:
     """The user, or why not (the same words whether the name or the password was wrong)."""
     ctx, where = context(request), address(request)
-    wait = max(ctx.by_account.blocked(name), ctx.by_address.blocked(where))
+    network = client_key(where)
+    wait = max(ctx.by_account.blocked(name), ctx.by_address.blocked(network))
     if wait:
         return f"too many failed logins; try again in {int(wait) // 60 + 1} minutes"
     found = await run_in_threadpool(ctx.store.accounts.credentials, name)
@@ -132,7 +134,7 @@ async def log_in(request: Request, name: str, password: str) -> User | str:
     ok = await run_in_threadpool(password_matches, stored, password)
     if not (found and ok):
         ctx.by_account.hit(name)
-        ctx.by_address.hit(where)
+        ctx.by_address.hit(network)
         log.warning("failed login for %r from %s", name[:64], where)
         return "wrong name or password"
     ctx.by_account.clear(name)

@@ -10,8 +10,23 @@ wipe the counters that hold a locked account or address.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import deque
+
+
+def client_key(address: str) -> str:
+    """What a per-address limit counts: an IPv4 address, or an IPv6 address's /64, since one
+    home or server is given a whole /64 and can use a new address for every request."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class SlidingWindow:

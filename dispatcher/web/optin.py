@@ -52,6 +52,7 @@ from dispatcher.supporters import (
 )
 from dispatcher.web import Context, context
 from dispatcher.web.auth import address
+from dispatcher.web.limits import client_key
 from dispatcher.web.optin_text import LANGS, TEXT
 from dispatcher.web.pages import render
 
@@ -486,7 +487,7 @@ async def join(request: Request) -> Response:
         return _not_open(request, ui)
     if not form_ok(request, form):  # shown again, nothing done: a forged post achieves nothing
         return _form_page(request, ui, offer, values, {"form": text_for(ui)["err_refresh"]}, 403)
-    where = address(request)
+    where = client_key(address(request))
     if wait := ctx.joins_by_address.blocked(where):
         response = _message(request, ui, "limited", 429)
         response.headers["Retry-After"] = str(int(wait) + 1)
