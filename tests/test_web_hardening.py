@@ -333,3 +333,36 @@ def test_a_short_bearer_token_is_refused_at_start_without_being_shown(
     with pytest.raises(ValueError, match="shorter than 32 characters") as refused:
         app_for(web_settings(tmp_path, **{setting: "hunter2-secret"}), store)
     assert "hunter2" not in str(refused.value) and setting.upper() in str(refused.value)
+
+
+# Every route not meant for strangers wants a login, including routes added later ------------------
+PUBLIC_PATHS = (
+    "/login",
+    "/join",
+    "/revoke/",
+    "/webhooks/fax/",
+    "/media/fax/",
+    "/healthz",
+    "/metrics",  # a bearer token (tests/test_metrics.py)
+    "/api/consents",  # a bearer token (tests/test_api.py)
+)
+
+
+def routes_of(app: Starlette) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, path parameters filled in."""
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if method != "HEAD":
+                yield method, re.sub(r"\{[^}]+\}", "x", path)
+
+
+async def test_every_route_but_the_public_ones_wants_a_login(tmp_path: Path, store: Store) -> None:
+    app = app_for(web_settings(tmp_path), store)
+    guarded = [(m, p) for m, p in routes_of(app) if not p.startswith(PUBLIC_PATHS)]
+    assert len(guarded) > 15  # the dashboard's pages and controls
+    async with visitor(app) as stranger:
+        for method, path in guarded:
+            got = await stranger.request(method, path, data={"csrf": "x"} if method == "POST" else None)
+            wanted = (303, "/login?next=") if method == "GET" else (401, None)
+            assert (got.status_code, got.headers.get("location", "")[:12] or None) == wanted, (method, path)
