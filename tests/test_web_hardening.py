@@ -366,3 +366,19 @@ async def test_every_route_but_the_public_ones_wants_a_login(tmp_path: Path, sto
             got = await stranger.request(method, path, data={"csrf": "x"} if method == "POST" else None)
             wanted = (303, "/login?next=") if method == "GET" else (401, None)
             assert (got.status_code, got.headers.get("location", "")[:12] or None) == wanted, (method, path)
+
+
+async def test_every_state_change_wants_the_csrf_token_even_from_an_admin(
+    tmp_path: Path, store: Store
+) -> None:
+    add_users(store)
+    app = app_for(web_settings(tmp_path), store)
+    posts = [p for m, p in routes_of(app) if m == "POST" and not p.startswith(PUBLIC_PATHS)]
+    async with visitor(app) as admin:
+        admin.base_url = httpx.URL("http://testserver")  # the session cookie is not Secure here
+        assert (await log_in(admin, Role.ADMIN.label)).status_code == 303
+        for path in posts:
+            for form in ({}, {"csrf": "0" * 64}):
+                got = await admin.post(path, data=form)
+                assert got.status_code == 403, (path, form)
+    assert [e.action for _, e in store.accounts.audit_entries(None, 100)] == ["login"]
