@@ -5,6 +5,7 @@ real HTTP to uvicorn on loopback, on a real store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -151,18 +152,12 @@ async def test_the_log_and_audit_exports_hold_no_formula_for_any_locale(tmp_path
 
 
 # Item 8: bodies and headers bounded, over real HTTP to `dispatcher web` -----------------------------
-@pytest.fixture(scope="module")
-def web_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    tmp_path, port = tmp_path_factory.mktemp("web"), free_port()
+@contextlib.contextmanager
+def dispatcher_web(tmp_path: Path, *flags: str) -> Iterator[int]:
+    """The real ``dispatcher web`` on a free loopback port, with these flags; yields the port."""
+    port = free_port()
     env = {**os.environ, **cli_env(tmp_path, DISPATCHER_PUBLIC_URL=PUBLIC)}
-    command = [
-        str(ROOT / ".venv" / "bin" / "dispatcher"),
-        "web",
-        "--port",
-        str(port),
-        "--header-timeout",
-        "1",
-    ]
+    command = [str(ROOT / ".venv" / "bin" / "dispatcher"), "web", "--port", str(port), *flags]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", proc)
@@ -170,6 +165,12 @@ def web_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def web_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with dispatcher_web(tmp_path_factory.mktemp("web"), "--header-timeout", "1") as port:
+        yield port
 
 
 def exchange(port: int, head: bytes, chunks: Iterable[bytes] = ()) -> bytes:
@@ -382,3 +383,19 @@ async def test_every_state_change_wants_the_csrf_token_even_from_an_admin(
                 got = await admin.post(path, data=form)
                 assert got.status_code == 403, (path, form)
     assert [e.action for _, e in store.accounts.audit_entries(None, 100)] == ["login"]
+
+
+@pytest.mark.slow
+def test_past_the_concurrency_limit_the_app_answers_503(tmp_path: Path) -> None:
+    with dispatcher_web(tmp_path, "--limit-concurrency", "2") as port:
+        holders = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        try:
+            for sock in holders:
+                sock.sendall(b"GET /login HTTP/1.1\r\n")  # held open, headers never finished
+            time.sleep(0.2)
+            assert exchange(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(
+                b"HTTP/1.1 503 "
+            )
+        finally:
+            for sock in holders:
+                sock.close()
