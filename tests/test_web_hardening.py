@@ -73,6 +73,20 @@ async def test_without_a_public_url_no_form_is_taken_and_no_email_sent(tmp_path:
     assert store.people.export("victim@example.net") is None
 
 
+@pytest.mark.slow
+def test_dispatcher_web_says_at_start_that_without_a_public_url_no_one_can_sign_up(tmp_path: Path) -> None:
+    port = free_port()
+    web = ROOT / ".venv" / "bin" / "dispatcher"
+    env = {**os.environ, **cli_env(tmp_path)}
+    proc = subprocess.Popen([str(web), "web", "--port", str(port)], env=env, stderr=subprocess.PIPE)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert b"DISPATCHER_PUBLIC_URL is not set" in err and b"opt-in pages take no sign-ups" in err
+
+
 # Item 9: a flood of names cannot unlock an account ------------------------------------------------
 async def fail_logins(web: httpx.AsyncClient, names: list[str], status: int) -> None:
     for name in names:
