@@ -87,6 +87,11 @@ class SafeCsvWriter:
 
     def __init__(self, stream: _Stream) -> None:
         self._writer = csv.writer(stream, quoting=csv.QUOTE_NONNUMERIC)
+        self._plain = csv.writer(stream)
+
+    def writeheader(self, names: Iterable[str]) -> None:
+        """The column names, ours and plain words: unquoted, as readers matching a header expect."""
+        self._plain.writerow(names)
 
     def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([spreadsheet_cell(cell) for cell in row])

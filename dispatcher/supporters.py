@@ -445,7 +445,7 @@ def import_valid(
     with os.fdopen(_open_rejects(rejects), "w", newline="", encoding="utf-8") as out:
         writer = csv_writer(out)
         # Every column the importer reads, so that the file can be corrected and imported again.
-        writer.writerow(["row", *COLUMNS, *OPTIONAL, "problem"])
+        writer.writeheader(["row", *COLUMNS, *OPTIONAL, "problem"])
         for number, row in _rows(path):
             if number in problems:
                 values = (row.get(c) or "" for c in COLUMNS + OPTIONAL)
