@@ -139,6 +139,16 @@ def test_a_full_window_sheds_expired_and_unblocked_keys_never_blocked_ones() -> 
     assert window.blocked("name-99") == 0.0 and len(window) <= 10
 
 
+def test_a_full_window_sheds_the_keys_with_fewest_hits_first() -> None:
+    window = SlidingWindow(5, 900, max_keys=10)
+    for _ in range(4):
+        window.hit("admin")  # one guess short of the lockout
+    for n in range(100):
+        window.hit(f"name-{n}")
+    window.hit("admin")
+    assert window.blocked("admin") > 0  # its four hits were kept
+
+
 # Item 10: no formula in any piece a spreadsheet may split a cell into ----------------------------
 INJECTED = "x;=1+1;\t-2+3\n@SUM(A1)"
 

@@ -58,16 +58,16 @@ class SlidingWindow:
 
     def _shed(self, now: float) -> None:
         """Make room (a tenth of the table, so that a full table is not scanned on every hit):
-        expired keys first, then the oldest keys still under the limit; never a blocked one."""
+        expired keys first, then keys under the limit, fewest hits first (a flood's made-up
+        names have one each; an account someone is guessing at has more); never a blocked one."""
         room = max(1, self.max_keys // 10)
         for key in [k for k, hits in self._hits.items() if not self._trim(hits, now)]:
             del self._hits[key]
-        if len(self._hits) <= self.max_keys - room:
-            return
-        for key in [k for k, hits in self._hits.items() if len(hits) < self.limit]:
+        under = sorted(
+            (len(hits), n, k) for n, (k, hits) in enumerate(self._hits.items()) if len(hits) < self.limit
+        )
+        for _, _, key in under[: max(0, len(self._hits) - (self.max_keys - room))]:
             del self._hits[key]
-            if len(self._hits) <= self.max_keys - room:
-                return
 
     def clear(self, key: str) -> None:
         self._hits.pop(key, None)
