@@ -16,7 +16,7 @@ from enum import IntEnum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # fullmatch: "$" would let "admin\n" through
 MIN_PASSWORD = 12
 
 _hasher = PasswordHasher()  # argon2id with the library's current parameters
@@ -51,7 +51,7 @@ class User:
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ValueError("a user name is 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
     return name
 

@@ -35,6 +35,10 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # some importers trim it before they look.
 _FORMULA_FIRST = ("=", "+", "-", "@")
 _FORMULA_LEADING = ("\t", "\r")
+# Where a spreadsheet may start a new cell inside ours: a German, French or Spanish Excel splits
+# a CSV on ';', a paste or a TSV import on tab, and one that ignores quotes starts a row at a line
+# break. Each piece after one of these is checked as if it were a cell of its own.
+_PIECE = re.compile(r"(?<=[;\t\n])(?=[^\S\t\n]*[=+\-@])")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -62,13 +66,14 @@ def json_text(value: object) -> str:
 def spreadsheet_cell(value: object) -> object:
     """A CSV cell no spreadsheet evaluates; numbers (which we write) stay numbers.
 
-    Text starting like a formula gets a leading ``'``, which spreadsheets show as text.
+    Text starting like a formula gets a leading ``'``, which spreadsheets show as text; so does
+    each piece after a ``;``, tab or line break that starts like one (``x;'=1+1``).
     """
     if value is None or isinstance(value, int | float):
         return value
     text = str(value)
     formula = text.startswith(_FORMULA_LEADING) or text.lstrip().startswith(_FORMULA_FIRST)
-    text = _CSV_UNSAFE.sub(_escape, text)  # an escape starts with '\': it never makes a formula
+    text = _PIECE.sub("'", _CSV_UNSAFE.sub(_escape, text))  # an escape never makes a formula
     return "'" + text if formula else text
 
 
@@ -77,10 +82,16 @@ class _Stream(Protocol):
 
 
 class SafeCsvWriter:
-    """``csv.writer`` whose every cell passes through ``spreadsheet_cell``."""
+    """``csv.writer`` whose every cell passes through ``spreadsheet_cell``, text always quoted:
+    a reader that splits on ';' or tab then sees a quote, not a formula, at the cell's start."""
 
     def __init__(self, stream: _Stream) -> None:
-        self._writer = csv.writer(stream)
+        self._writer = csv.writer(stream, quoting=csv.QUOTE_NONNUMERIC)
+        self._plain = csv.writer(stream)
+
+    def writeheader(self, names: Iterable[str]) -> None:
+        """The column names, ours and plain words: unquoted, as readers matching a header expect."""
+        self._plain.writerow(names)
 
     def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([spreadsheet_cell(cell) for cell in row])

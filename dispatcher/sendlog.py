@@ -26,7 +26,7 @@ def csv_chunks(header: list[str], rows: Iterable[list[Any]], every: int = 500) -
     """CSV text in chunks (a streamed download never holds the whole log)."""
     buffer = io.StringIO()
     writer = csv_writer(buffer)
-    writer.writerow(header)
+    writer.writeheader(header)
     for n, row in enumerate(rows, 1):
         writer.writerow(row)
         if n % every == 0:

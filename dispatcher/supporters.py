@@ -21,8 +21,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import difflib
+import errno
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Bidirectional controls (embeddings, overrides, isolates, marks) are invisible and reorder what
 # follows them: "Ann \u202eeeL" is displayed "Ann Lee" reversed, in a From: an official reads.
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What shows nothing on its own: format characters (zero-width space, word joiner…), spaces, and
+# the blank letters (Hangul fillers, the Braille blank). A name of these alone is an empty name.
+_BLANK_CATEGORIES = {"Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc"}
+_BLANK_LETTERS = set("\u115f\u1160\u3164\uffa0\u2800\u180e")
 # CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
 _NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
 TERRITORIES = {
@@ -118,8 +124,10 @@ class KnownScopes:
 
 def text_field(value: str, column: str, required: bool) -> str:
     value = value.strip()
-    if required and not value:
-        raise ValueError(f"{column} is empty")
+    if all(c in _BLANK_LETTERS or unicodedata.category(c) in _BLANK_CATEGORIES for c in value):
+        if required:
+            raise ValueError(f"{column} is empty" + (" (only invisible characters)" if value else ""))
+        return ""
     if found := _CONTROL.search(value):
         raise ValueError(
             f"{column} contains a control character (U+{ord(found[0]):04X}, such as a line break)"
@@ -434,17 +442,29 @@ def import_valid(
     """Import the good rows and write the bad ones, with their problems, to ``rejects``
     (owner-only: it holds people's details). Returns (rows imported, rows rejected)."""
     _, problems = bad_rows(path, known, now)
-    fd = os.open(rejects, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+    with os.fdopen(_open_rejects(rejects), "w", newline="", encoding="utf-8") as out:
         writer = csv_writer(out)
         # Every column the importer reads, so that the file can be corrected and imported again.
-        writer.writerow(["row", *COLUMNS, *OPTIONAL, "problem"])
+        writer.writeheader(["row", *COLUMNS, *OPTIONAL, "problem"])
         for number, row in _rows(path):
             if number in problems:
                 values = (row.get(c) or "" for c in COLUMNS + OPTIONAL)
                 writer.writerow([number, *values, problems[number]])
     written = store.import_supporters(_records(path, known, now, set(problems), progress), now)
     return written, len(problems)
+
+
+def _open_rejects(rejects: Path) -> int:
+    """The rejects file, owner-only even when it was there before (with a laxer mode), and never
+    through a symbolic link: whoever planted one would choose where people's details go."""
+    try:
+        fd = os.open(rejects, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise SupporterFileError(rejects, ["it is a symbolic link; name a regular file"]) from None
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def _records(

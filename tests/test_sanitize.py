@@ -74,6 +74,28 @@ def test_csv_cells_carry_no_terminal_controls_but_keep_line_breaks() -> None:
     assert spreadsheet_cell("a\rb") == "a\\rb"
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("x;=1+1;", "x;'=1+1;"),
+        ("a\t-2+3", "a\t'-2+3"),
+        ("line 1\n@SUM(A1)", "line 1\n'@SUM(A1)"),
+        ("x; =1+1", "x;' =1+1"),
+        ("a;b;c-d", "a;b;c-d"),
+    ],
+)
+def test_a_piece_a_spreadsheet_would_split_off_is_neutralised_too(value: str, shown: str) -> None:
+    assert spreadsheet_cell(value) == shown
+
+
+def test_every_text_cell_is_quoted_so_splitting_on_semicolons_finds_no_formula() -> None:
+    out = io.StringIO()
+    writer = csv_writer(out)
+    writer.writeheader(["detail", "code", "note"])  # our own names: as they are
+    writer.writerows([["x;=1+1;", 5, None], ["plain", -5, "a\t@x"]])
+    assert out.getvalue() == 'detail,code,note\r\n"x;\'=1+1;",5,""\r\n"plain",-5,"a\t\'@x"\r\n'
+
+
 def test_csv_writer_round_trips_through_a_csv_reader() -> None:
     out = io.StringIO()
     writer = csv_writer(out)

@@ -343,6 +343,25 @@ def test_skip_invalid_imports_the_good_rows_and_writes_the_bad_ones_aside(
     assert "already appears in row 2" in rows[2][-1] and "channels: unknown channel(s) pigeon" in rows[3][-1]
 
 
+def test_an_old_rejects_file_becomes_owner_only_and_a_symlink_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    path = csv_file(tmp_path, OK, line(email="b@example.net", channels="pigeon"))
+    rejects = tmp_path / "rejected.csv"
+    rejects.write_text("last week's\n", encoding="utf-8")
+    rejects.chmod(0o644)
+    assert import_valid(store, path, KNOWN, NOW, rejects) == (1, 1)
+    assert rejects.stat().st_mode & 0o777 == 0o600
+    elsewhere = tmp_path / "world-readable.csv"
+    elsewhere.write_text("", encoding="utf-8")
+    planted = tmp_path / "planted.csv"
+    planted.symlink_to(elsewhere)
+    with pytest.raises(SupporterFileError) as refused:
+        import_valid(store, csv_file(tmp_path, line(email="c@example.net")), KNOWN, NOW, planted)
+    assert "symbolic link" in refused.value.problems[0]
+    assert elsewhere.read_text(encoding="utf-8") == "" and store.supporter_count() == 1
+
+
 def test_a_corrected_rejects_file_imports(store: Store, tmp_path: Path) -> None:
     path = csv_file(tmp_path, OK, line(email="b@example.net", channels="pigeon"))
     rejects = tmp_path / "rejected.csv"

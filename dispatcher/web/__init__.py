@@ -12,8 +12,10 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -71,6 +73,8 @@ def create_app(ctx: Context) -> Starlette:
         users,
         webhooks,
     )
+    from dispatcher.web.bodies import BodyLimit
+    from dispatcher.web.headers import SecurityHeaders
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,14 +95,32 @@ def create_app(ctx: Context) -> Starlette:
         *optin.routes,
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    https = urlsplit(ctx.settings.public_url or "").scheme == "https"
+    middleware = [Middleware(SecurityHeaders, hsts=https), Middleware(BodyLimit)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.ctx = ctx
     return app
+
+
+# A bearer token is the whole credential of the API (people's details) and of /metrics, and
+# nothing limits the guesses: a short one could be found by trying.
+TOKEN_MIN = 32
+
+
+def check_tokens(settings: Settings) -> None:
+    """ValueError naming a bearer token that is set but too short (never showing it)."""
+    for name, token in (("API", settings.api_token), ("METRICS", settings.metrics_token)):
+        if token and 0 < len(token.get_secret_value()) < TOKEN_MIN:
+            raise ValueError(
+                f"DISPATCHER_{name}_TOKEN is shorter than {TOKEN_MIN} characters; "
+                "make one with `openssl rand -hex 32`"
+            )
 
 
 def app_for(settings: Settings, store: Store) -> Starlette:
     """The web app over this store, verifying webhooks for the configured fax provider."""
     from dispatcher.providers.factory import make_provider
 
+    check_tokens(settings)
     fax = make_provider(settings, store.instance_secret())
     return create_app(Context(settings, store, fax, fax_backoff(settings), lambda: dt.datetime.now(dt.UTC)))

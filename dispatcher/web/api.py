@@ -178,7 +178,7 @@ async def create(request: Request) -> Response:
     try:
         # JSON between systems is UTF-8 (RFC 8259); json.loads would also guess UTF-16 and -32.
         body = json.loads(raw.decode("utf-8"))
-    except ValueError:  # not UTF-8, not JSON, or a number too long to convert
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, a number too long, nested too deep
         return _json({"error": "the body is not JSON"}, 400)
     if not isinstance(body, dict):
         return _json({"errors": {"body": "the body must be a JSON object"}}, 422)

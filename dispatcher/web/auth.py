@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from dispatcher.accounts import DECOY_HASH, Role, User, password_matches
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, context
+from dispatcher.web.limits import client_key
 
 log = logging.getLogger("dispatcher.web")
 
@@ -82,8 +83,12 @@ def csrf_token(request: Request, login_token: str | None = None) -> str:
 
 
 async def csrf_ok(request: Request) -> bool:
+    """The form's token matches this browser's session or login cookie. Without either there is
+    nothing to match: the token of no cookie at all is one value, the same for every stranger."""
     form = await request.form()
     sent = form.get("csrf")
+    if not (session_token(request) or request.cookies.get(LOGIN_COOKIE)):
+        return False
     return isinstance(sent, str) and hmac.compare_digest(sent, csrf_token(request))
 
 
@@ -119,7 +124,8 @@ def requires(role: Role) -> Callable[[Endpoint], Endpoint]:
 async def log_in(request: Request, name: str, password: str) -> User | str:
     """The user, or why not (the same words whether the name or the password was wrong)."""
     ctx, where = context(request), address(request)
-    wait = max(ctx.by_account.blocked(name), ctx.by_address.blocked(where))
+    network = client_key(where)
+    wait = max(ctx.by_account.blocked(name), ctx.by_address.blocked(network))
     if wait:
         return f"too many failed logins; try again in {int(wait) // 60 + 1} minutes"
     found = await run_in_threadpool(ctx.store.accounts.credentials, name)
@@ -128,7 +134,7 @@ async def log_in(request: Request, name: str, password: str) -> User | str:
     ok = await run_in_threadpool(password_matches, stored, password)
     if not (found and ok):
         ctx.by_account.hit(name)
-        ctx.by_address.hit(where)
+        ctx.by_address.hit(network)
         log.warning("failed login for %r from %s", name[:64], where)
         return "wrong name or password"
     ctx.by_account.clear(name)

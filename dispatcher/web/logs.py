@@ -22,7 +22,17 @@ from dispatcher.web.auth import requires
 from dispatcher.web.pages import forbidden, render
 
 PAGE = 100
+LAST_ID = 2**62  # below the largest integer SQLite and PostgreSQL's bigint hold
 STALE = SILENT  # four missed heartbeats: the worker is gone
+
+
+def page_id(value: str | None) -> int | None:
+    """A ``before`` row id: ASCII digits that fit the database's integers, or ValueError."""
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and int(value) <= LAST_ID):
+        raise ValueError(f"not a row id: {value[:20]!r}")
+    return int(value)
 
 
 def _day(value: str | None) -> dt.datetime | None:
@@ -41,7 +51,8 @@ def _filter(request: Request) -> tuple[LogFilter, dict[str, str]]:
         q.get("channel") or None,
         q.get("outcome") or None,
         _day(q.get("since")),
-        until + dt.timedelta(days=1) if until else None,  # "until" a day includes that day
+        # "until" a day includes that day; the last day there is has no end to bound.
+        until + dt.timedelta(days=1) if until and until.date() < dt.date.max else None,
     )
     return where, kept
 
@@ -50,7 +61,7 @@ def _filter(request: Request) -> tuple[LogFilter, dict[str, str]]:
 async def send_log(request: Request) -> Response:
     try:
         where, kept = _filter(request)
-        before = int(request.query_params.get("before") or 2**62)
+        before = page_id(request.query_params.get("before")) or LAST_ID
     except ValueError:
         return forbidden(request, "a date is YYYY-MM-DD and a page number a number", status=400)
     rows = await run_in_threadpool(
@@ -104,8 +115,10 @@ async def workers(request: Request) -> Response:
 
 @requires(Role.VIEWER)
 async def audit(request: Request) -> Response:
-    before = request.query_params.get("before")
-    page = int(before) if before and before.isdigit() else None
+    try:
+        page = page_id(request.query_params.get("before"))
+    except ValueError:
+        return forbidden(request, "a page number is a number", status=400)
     rows = await run_in_threadpool(context(request).store.accounts.audit_entries, page, PAGE)
     return render(request, "audit.html", entries=rows, older=rows[-1][0] if len(rows) == PAGE else None)
 

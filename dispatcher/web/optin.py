@@ -52,6 +52,7 @@ from dispatcher.supporters import (
 )
 from dispatcher.web import Context, context
 from dispatcher.web.auth import address
+from dispatcher.web.limits import client_key
 from dispatcher.web.optin_text import LANGS, TEXT
 from dispatcher.web.pages import render
 
@@ -170,10 +171,6 @@ def _message(
 ) -> Response:
     """A page of words only: its title and paragraphs are ``<key>_title``, ``_body``, ``_more``."""
     return _page(request, "optin_message.html", ui, status, key=key, link=link)
-
-
-def _base(request: Request) -> str:
-    return (context(request).settings.public_url or str(request.base_url)).rstrip("/")
 
 
 # What a form may choose from -------------------------------------------------------------------
@@ -461,8 +458,19 @@ def _not_open(request: Request, ui: str) -> Response:
     return _message(request, ui, "closed", 404, link=("/join", text_for(ui)["join_general"]))
 
 
+def _unavailable(request: Request, ui: str) -> Response | None:
+    """Without the configured public URL, the emailed links could only be built from the
+    request's Host header, which the sender chooses: a form posted with a forged Host would send
+    a stranger our email with a link to another site. So no form at all until it is set."""
+    if context(request).settings.public_url:
+        return None
+    return _message(request, ui, "unavailable", 503)
+
+
 async def join_page(request: Request) -> Response:
     ctx, ui = context(request), page_language(request)
+    if refused := _unavailable(request, ui):
+        return refused
     offer = await run_in_threadpool(_offer, ctx, request.path_params.get("action_id"))
     if offer is None:
         return _not_open(request, ui)
@@ -472,12 +480,14 @@ async def join_page(request: Request) -> Response:
 async def join(request: Request) -> Response:
     ctx, form = context(request), await request.form()
     ui, values = page_language(request, form), form_values(form)
+    if refused := _unavailable(request, ui):
+        return refused
     offer = await run_in_threadpool(_offer, ctx, request.path_params.get("action_id"))
     if offer is None:
         return _not_open(request, ui)
     if not form_ok(request, form):  # shown again, nothing done: a forged post achieves nothing
         return _form_page(request, ui, offer, values, {"form": text_for(ui)["err_refresh"]}, 403)
-    where = address(request)
+    where = client_key(address(request))
     if wait := ctx.joins_by_address.blocked(where):
         response = _message(request, ui, "limited", 429)
         response.headers["Retry-After"] = str(int(wait) + 1)
@@ -501,7 +511,8 @@ async def _accept(request: Request, ui: str, offer: Offer, form: dict[str, Any])
     made = await run_in_threadpool(ctx.store.people.open_opt_in, form["email"], json.dumps(form), ctx.clock())
     if made is not None:
         what = _what(offer, form["scopes"], text_for(form["language"]))
-        notice = confirmation(ctx, _base(request), form, what, made)
+        assert ctx.settings.public_url  # _unavailable refused the form otherwise
+        notice = confirmation(ctx, ctx.settings.public_url.rstrip("/"), form, what, made)
         response.background = BackgroundTask(send_confirmation, ctx, notice, made)
     return response
 

@@ -98,6 +98,8 @@ TEXT: dict[str, dict[str, str]] = {
         "limited_body": "Many forms were sent from your network in the last hour. Please try again later.",
         "closed_title": "This action is not open",
         "closed_body": "There is no open action at this address; it may have ended.",
+        "unavailable_title": "Sign-up is not available",
+        "unavailable_body": "This site cannot take sign-ups yet. Please come back later.",
         "invalid_title": "This link does not work",
         "invalid_body": (
             "This link is not valid or has expired. Confirmation links work for 48 hours; you are "
@@ -254,6 +256,8 @@ TEXT: dict[str, dict[str, str]] = {
         ),
         "closed_title": "Cette action n’est pas ouverte",
         "closed_body": "Aucune action ouverte ne se trouve à cette adresse ; elle est peut-être terminée.",
+        "unavailable_title": "L’inscription n’est pas disponible",
+        "unavailable_body": "Ce site ne peut pas encore recevoir d’inscriptions. Merci de revenir plus tard.",
         "invalid_title": "Ce lien ne fonctionne pas",
         "invalid_body": (
             "Ce lien n’est pas valide ou a expiré. Les liens de confirmation restent valables 48 heures ; "
@@ -413,6 +417,8 @@ TEXT: dict[str, dict[str, str]] = {
         ),
         "closed_title": "Esta acción no está abierta",
         "closed_body": "No hay ninguna acción abierta en esta dirección; quizá ya terminó.",
+        "unavailable_title": "La inscripción no está disponible",
+        "unavailable_body": "Este sitio aún no puede recibir inscripciones. Vuelva más tarde, por favor.",
         "invalid_title": "Este enlace no funciona",
         "invalid_body": (
             "Este enlace no es válido o ha caducado. Los enlaces de confirmación son válidos durante 48 "
@@ -576,6 +582,8 @@ TEXT: dict[str, dict[str, str]] = {
         ),
         "closed_title": "Diese Aktion ist nicht offen",
         "closed_body": "Unter dieser Adresse gibt es keine offene Aktion; vielleicht ist sie beendet.",
+        "unavailable_title": "Die Anmeldung ist nicht verfügbar",
+        "unavailable_body": "Diese Seite nimmt noch keine Anmeldungen an. Bitte kommen Sie später wieder.",
         "invalid_title": "Dieser Link funktioniert nicht",
         "invalid_body": (
             "Dieser Link ist ungültig oder abgelaufen. Bestätigungslinks gelten 48 Stunden; Sie können "
@@ -720,6 +728,8 @@ TEXT: dict[str, dict[str, str]] = {
         "limited_body": "过去一小时内，从您所在的网络提交了很多表单。请稍后再试。",
         "closed_title": "此行动未开放",
         "closed_body": "此地址没有开放中的行动；它可能已经结束。",
+        "unavailable_title": "暂时无法报名",
+        "unavailable_body": "本网站暂时无法接受报名。请稍后再来。",
         "invalid_title": "此链接无法使用",
         "invalid_body": "此链接无效或已过期。确认链接在 48 小时内有效；欢迎您重新填写表单。",
         "invalid_revoke_title": "此链接无法使用",
