@@ -5,6 +5,7 @@ CSV and the database file; the dashboard's viewers never read them."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -14,11 +15,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from dispatcher.accounts import Role
 from dispatcher.cli import main
+from dispatcher.store import open_store
 from dispatcher.supporters import COLUMNS
 from tests.conftest import cli_env
 from tests.smtp_server import QuotingHandler, SmtpServer
 from tests.test_campaign_shapes import write_actions
+from tests.web_client import add_users, client, log_in, web_settings
 
 # Names whose wire form differs from the stored one: runs of spaces and a tab (collapsed),
 # non-ASCII long enough for two encoded words, and punctuation that makes a quoted string.
@@ -85,3 +89,27 @@ def test_forget_cuts_the_name_out_in_every_form_it_went_out_in(refused_world: di
     for form in sent:
         assert form not in logs, f"{form!r} still in the log"
         assert form.encode() not in held, f"{form!r} still in the database file"
+
+
+async def test_viewers_read_replies_without_the_supporters_in_them(
+    refused_world: dict[str, str], tmp_path: Path
+) -> None:
+    env = refused_world
+    named = _wire_names(env) | set(PEOPLE)
+    store = open_store(env["DISPATCHER_DATABASE_URL"], migrate=False)
+    add_users(store)
+    world = {"actions_dir": tmp_path / "actions", "templates_dir": tmp_path / "templates"}
+    settings = web_settings(tmp_path, database_url=env["DISPATCHER_DATABASE_URL"], **world)
+    try:
+        async with client(settings, store) as web:
+            assert (await log_in(web, Role.VIEWER.label)).status_code == 303
+            pages = {path: (await web.get(path)).text for path in ("/log", "/log.csv", "/actions/act")}
+    finally:
+        store.close()
+    for path, page in pages.items():
+        assert "[supporter]" in page and "5.7.1 Message refused" in page, path
+        shown = html.unescape(page).replace('""', '"')  # as the page and the CSV cell read
+        for text in named:
+            assert text not in shown, f"{text!r} shown on {path}"
+    # The log itself keeps the replies as the servers sent them, for the CLI.
+    assert all(text in _logs(env) for text in _wire_names(env))
