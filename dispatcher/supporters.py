@@ -7,7 +7,9 @@ text the supporter agreed to; ``opted_in_at`` is when they agreed (ISO 8601 with
 Optional columns: ``languages`` (the letters' languages they sign, ``;``-separated BCP 47 tags;
 empty: any), ``name_display`` (``full``: name, city and country; ``name``: the name alone),
 ``monthly_cap`` (letters per month, 1–1000), ``expires_at`` (ISO 8601 with an offset, after
-``opted_in_at``) and ``receipts`` (``off``, ``weekly`` or ``monthly``; empty: left as it was).
+``opted_in_at``), ``receipts`` (``off``, ``weekly`` or ``monthly``; empty: left as it was) and
+``replies`` (``organisation``: a target's reply reaches the organisation, the letter carries no
+address of the supporter; ``direct``: their address is the letter's Reply-To; empty: organisation).
 
 A file with any bad row imports nothing, and every bad row is reported with its row number (the
 header is row 1, as in a spreadsheet) and each column's problem; with ``--skip-invalid`` the good
@@ -47,9 +49,10 @@ COLUMNS = (
     "consent_version",
     "opted_in_at",
 )
-OPTIONAL = ("languages", "name_display", "monthly_cap", "expires_at", "receipts")
+OPTIONAL = ("languages", "name_display", "monthly_cap", "expires_at", "receipts", "replies")
 CHANNELS = ("email", "fax")
 NAME_DISPLAYS = ("full", "name")
+REPLIES = ("organisation", "direct")  # the first is the default
 RECEIPTS = ("off", "weekly", "monthly")
 MONTHLY_CAP = range(1, 1001)
 NAME_LIMIT = 200  # characters, as the database columns (store/schema.py)
@@ -73,6 +76,7 @@ LIMITS = {
     "monthly_cap": 16,
     "expires_at": 64,
     "receipts": 16,
+    "replies": 16,
 }
 # csv refuses fields over 131,072 characters by default, so a bigger one could not be named by
 # its column. Above this, the row is reported without it: the rest of the file cannot be trusted.
@@ -306,6 +310,7 @@ def _terms(fields: _Fields) -> Terms:
         languages=fields.get("languages", _languages, NONE),
         name_display=fields.get("name_display", _choice("name_display", NAME_DISPLAYS), "") or "full",
         monthly_cap=fields.get("monthly_cap", _cap, None),
+        replies=fields.get("replies", _choice("replies", REPLIES), "") or REPLIES[0],
         expires_at=fields.get("expires_at", _moment("expires_at", None), None),
         text_version=fields.get(
             "consent_version", lambda v: text_field(v, "consent_version", required=True), ""

@@ -24,9 +24,11 @@ pending (a retry waits for its time between rounds).
 ``check`` then holds the outcome to these invariants:
 
 - every consenting supporter × ``to`` target of every sendable action got exactly one letter
-  (To, Cc with the action's copies, RCPTs, Reply-To, From name, Content-Language from the
-  language chain, salutation and signature in the body); twice only after a kill, and then with
-  the same Message-ID, the one derived from its delivery;
+  (To, Cc with the action's copies, RCPTs, From name, Content-Language from the language chain,
+  salutation and signature in the body); twice only after a kill, and then with the same
+  Message-ID, the one derived from its delivery (which tells whose letter it is);
+- no supporter's address in any header or body a target receives, except the letter's own
+  supporter's as its Reply-To when they chose ``direct`` replies (they do at random);
 - nothing for paused, closed, draft, held or past-deadline actions, nothing without consent, no
   letter of its own for a ``cc`` target;
 - pacing: in any window of T seconds between two arrivals (RCPT times) an address got at most
@@ -241,6 +243,7 @@ class SupporterSpec:
     wave: int = 0  # 1: imported after the first wave's letters went out (a supporter who joins late)
     signs: tuple[str, ...] = ()  # the letters' languages they sign; () any
     name_only: bool = False  # their letters show the name alone, no city or country
+    direct: bool = False  # replies go straight to them: their address is the letters' Reply-To
 
     @property
     def address(self) -> str:
@@ -586,6 +589,9 @@ def _draw(rng: random.Random, seed: int, kind: Kind, test: str) -> Scenario:
         )
 
     actions, supporters = _mandates(random.Random(f"{kind}:{seed}:mandates"), actions, supporters)
+    # A stream of its own too: who chose direct replies changes nothing else in the campaign.
+    replies = random.Random(f"{kind}:{seed}:replies")
+    supporters = [replace(s, direct=replies.random() < 0.5) for s in supporters]
     faults: list[Fault] = []
     if kind != "kill" and rng.random() < 0.3:
         sendable_to = sorted({o.email for a in actions if a.sendable for o in a.to})
@@ -719,6 +725,7 @@ CSV_COLUMNS = (
     "opted_in_at",
     "languages",
     "name_display",
+    "replies",
 )
 
 
@@ -774,7 +781,10 @@ def write_files(scenario: Scenario, root: Path) -> tuple[Path, Path, list[Path]]
                 if s.wave == wave:
                     person = [s.email, s.name, s.language, s.city, s.country, ";".join(s.scopes)]
                     display = "name" if s.name_only else "full"
-                    writer.writerow([*person, "email;fax", "v1", s.opted_in_at, ";".join(s.signs), display])
+                    replies = "direct" if s.direct else ""  # empty: the default, organisation
+                    writer.writerow(
+                        [*person, "email;fax", "v1", s.opted_in_at, ";".join(s.signs), display, replies]
+                    )
         files.append(path)
     return actions_dir, templates_dir, files
 
@@ -1113,6 +1123,7 @@ def run_scenario(scenario: Scenario, root: Path, database_url: str) -> Outcome:
 
 # Checking ------------------------------------------------------------------------------------------------
 SUBJECT_ACTION = re.compile(r"^\[([a-z0-9][a-z0-9_-]*)\]")
+DELIVERY_ID = re.compile(r"^<[0-9a-f]+\.(\d+)@")  # message_id(): <digest.delivery id@domain>
 
 
 @dataclass(frozen=True)
@@ -1135,7 +1146,9 @@ def _addresses(value: Any) -> tuple[str, ...]:
     return tuple(str(a.addr_spec).lower() for a in found)
 
 
-def parse(received: Received) -> Got:
+def parse(received: Received, signers: Mapping[int, str]) -> Got:
+    """``signers``: the supporter address of each delivery, which the Message-ID names (a
+    letter need not carry the supporter's address: most choose replies to the organisation)."""
     message = received.message()
     to = _addresses(message["To"])
     cc = _addresses(message["Cc"])
@@ -1143,11 +1156,9 @@ def parse(received: Received) -> Got:
     subject = str(message["Subject"] or "")
     match = SUBJECT_ACTION.match(subject)
     body = message.get_content() if message.get_content_type() == "text/plain" else ""
-    key = (
-        (received.reply_to.lower(), match.group(1), to[0])
-        if received.reply_to and match and len(to) == 1
-        else None
-    )
+    delivery = DELIVERY_ID.match(received.message_id or "")
+    signer = signers.get(int(delivery.group(1))) if delivery else None
+    key = (signer, match.group(1), to[0]) if signer and match and len(to) == 1 else None
     return Got(
         received=received,
         key=key,
@@ -1188,13 +1199,15 @@ def check(scenario: Scenario, outcome: Outcome) -> list[str]:
     for problem in outcome.problems:
         findings.add(problem)
     expected = scenario.letters()
-    got = [parse(r) for r in outcome.received]
+    signers = {d.id: d.supporter.lower() for d in outcome.deliveries}
+    got = [parse(r, signers) for r in outcome.received]
     by_key: dict[LetterKey, list[Got]] = defaultdict(list)
     for g in got:
+        _check_addresses(scenario, g, findings)
         if g.key is None:
             findings.example(
-                "a letter that cannot be told apart (Reply-To, one To, [action] in Subject)",
-                f"#{g.received.number} To={g.to} Reply-To={g.received.reply_to} Subject={g.subject!r}",
+                "a letter that cannot be told apart (a delivery's Message-ID, one To, [action] in Subject)",
+                f"#{g.received.number} To={g.to} Message-ID={g.received.message_id} Subject={g.subject!r}",
             )
             continue
         by_key[g.key].append(g)
@@ -1204,6 +1217,24 @@ def check(scenario: Scenario, outcome: Outcome) -> list[str]:
         _check_store(scenario, outcome, expected, by_key, findings)
     _check_pacing(scenario, outcome, findings)
     return findings.all()
+
+
+def _check_addresses(scenario: Scenario, g: Got, findings: Findings) -> None:
+    """No supporter's address reaches a target, in any header or the body, except the letter's
+    own supporter's as its Reply-To when they chose direct replies."""
+    own, number = g.key[0] if g.key else None, g.received.number
+    chose = {s.address: s.direct for s in scenario.supporters}
+    reply_to = (g.received.reply_to or "").lower()
+    if reply_to and (reply_to != own or not chose.get(reply_to, False)):
+        findings.example("a Reply-To its supporter did not choose", f"#{number}: {reply_to}")
+    if own and chose.get(own) and reply_to != own:
+        findings.example("no Reply-To for a supporter who chose direct replies", f"#{number}: {own}")
+    head = g.received.data.partition(b"\r\n\r\n")[0].decode("ascii", "replace")
+    others = re.sub(r"(?im)^reply-to:[^\r\n]*(\r\n[ \t][^\r\n]*)*", "", head)
+    text = (others + "\n" + g.body).lower()
+    for address in chose:
+        if address in text:
+            findings.example("a supporter's address in a letter to a target", f"#{number}: {address}")
 
 
 def _check_letters(

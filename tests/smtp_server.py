@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import sys
 import threading
@@ -288,6 +289,24 @@ class ScriptedHandler:
         with self._lock:
             self._connections += 1
         return responses
+
+
+def raw_header(data: bytes, name: str) -> str:
+    """A header's value as it came over the wire, unfolded: encoded words left encoded."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+    found = re.search(rf"^{name}:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head, re.MULTILINE | re.IGNORECASE)
+    return re.sub(r"\r\n[ \t]", " ", found.group(1)).strip() if found else ""
+
+
+class QuotingHandler(ScriptedHandler):
+    """Refuses every message at DATA with a reply that quotes its From and Reply-To as they were
+    sent, as some servers do: what a supporter's name looks like on the wire reaches the log."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = bytes(envelope.original_content or b"")
+        self._event(Event(self._number(envelope), "data", "550", message_id=_header(data, "Message-ID")))
+        quoted = f"from {raw_header(data, 'From')} reply-to {raw_header(data, 'Reply-To')}"
+        return f"550 5.7.1 Message refused: {quoted}"
 
 
 class _Controller(Controller):

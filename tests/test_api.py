@@ -121,6 +121,7 @@ async def test_a_consent_is_created_shown_and_planned(api: httpx.AsyncClient, st
     )
     assert act["opted_in_at"] == act["confirmed_at"] == "2026-01-01T08:00:00+00:00"  # the CRM vouches
     assert act["consent_version"] == "2026-11" and act["name_display"] == "full"
+    assert act["replies"] == "organisation"  # unless the CRM says the supporter chose direct
     assert [e["kind"] for e in shown.json()["events"]] == ["granted", "confirmed"] * 2
     # Planned: by email only (the consent's channel), for "act" by id and by its tag.
     assert store.plan("act", PAIRS, now(), tags=("urgent",)) == 1
@@ -138,13 +139,14 @@ async def test_the_optional_terms_are_recorded(api: httpx.AsyncClient) -> None:
         "monthly_cap": 12,
         "expires_at": "2030-01-01T00:00:00+00:00",
         "receipts": "monthly",
+        "replies": "direct",
     }
     assert (await post(api, scope=["all"], **terms)).status_code == 201
     shown = (await api.get("/api/consents/ann.lee@example.net")).json()
     [consent] = shown["consents"]
     assert consent["languages"] == ["en", "zh-Hans"] and consent["name_display"] == "name"
     assert consent["monthly_cap"] == 12 and consent["expires_at"] == "2030-01-01T00:00:00+00:00"
-    assert shown["receipts"] == "monthly"
+    assert shown["receipts"] == "monthly" and consent["replies"] == "direct"
 
 
 async def test_posting_other_channels_changes_the_consent(api: httpx.AsyncClient, store: Store) -> None:

@@ -18,7 +18,7 @@ from dispatcher.channels import make_channels
 from dispatcher.config import Settings
 from dispatcher.feeder import START_WITHIN
 from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import Store, SupporterRecord, open_store
+from dispatcher.store import Store, SupporterRecord, Terms, open_store
 from tests.smtp_server import Received, SmtpServer
 
 TEMPLATE = (
@@ -60,9 +60,12 @@ def write_actions(tmp_path: Path, shapes: dict[str, list[str]]) -> None:
 
 
 def supporters(n: int, scopes: tuple[str, ...] = ("all",), start: int = 0) -> list[SupporterRecord]:
-    opted = utcnow() - dt.timedelta(days=1)
+    """Supporters who chose direct replies: their letters are told apart by their Reply-To."""
+    opted, direct = utcnow() - dt.timedelta(days=1), Terms(replies="direct")
     return [
-        SupporterRecord(f"s{i}@example.net", f"Supporter {i}", "en", "Town", "GB", scopes, opted)
+        SupporterRecord(
+            f"s{i}@example.net", f"Supporter {i}", "en", "Town", "GB", scopes, opted, terms=direct
+        )
         for i in range(start, start + n)
     ]
 

@@ -272,6 +272,13 @@ def test_the_checker_flags_what_it_should(tmp_path: Path) -> None:
     assert relabelled.data != received[0].data
     wrong = problems(received=[relabelled, *received[1:]])
     assert "a2 is paused (file): expected nothing" in wrong
+    someone = scenario.supporters[0].address.encode()  # none of them chose direct replies
+    leaked = replace(
+        received[0], data=received[0].data.replace(b"\r\n\r\n", b"\r\nX-Note: " + someone + b"\r\n\r\n", 1)
+    )
+    assert "a supporter's address in a letter to a target" in problems(received=[leaked, *received[1:]])
+    replied = replace(received[0], reply_to=someone.decode())
+    assert "a Reply-To its supporter did not choose" in problems(received=[replied, *received[1:]])
     uncopied = replace(received[0], rcpt_tos=received[0].rcpt_tos[:1], rcpt_at=received[0].rcpt_at[:1])
     assert "RCPTs accepted ≠ the target then its copies" in problems(received=[uncopied, *received[1:]])
     at_once = [replace(r, rcpt_at=(0.0,) * len(r.rcpt_tos)) for r in received]

@@ -52,11 +52,17 @@ ACTION = Action.model_validate(
 )
 
 
-def build(name: str, subject: str = "Free them", body: str = "Dear President,\nPlease.\n") -> EmailMessage:
+def build_mail(name: str, subject: str, body: str, replies: str) -> OutgoingMail:
     builder = MessageBuilder("Letters Org <letters@example.org>", b"k" * 16)
-    signer = Signer(name, "sup@example.net", "", "", "en")
+    signer = Signer(name, "sup@example.net", "", "", "en", replies=replies)
     envelope = Envelope(ACTION, ACTION.target("to"), Letter(subject, body, "en"), signer, 42, NOW)
-    mail = builder.build(envelope, ACTION.copies("email"))
+    return builder.build(envelope, ACTION.copies("email"))
+
+
+def build(
+    name: str, subject: str = "Free them", body: str = "Dear President,\nPlease.\n", replies: str = "direct"
+) -> EmailMessage:
+    mail = build_mail(name, subject, body, replies)
     assert mail.recipients == ("to@example.org", "cc@example.org") and mail.sender == "letters@example.org"
     assert all(len(line) <= 998 for line in mail.data.split(b"\r\n"))
     parsed = message_from_bytes(mail.data, policy=policy.default)
@@ -76,6 +82,14 @@ def test_headers_and_body_round_trip() -> None:
     assert msg["Content-Language"] == "en"
     assert msg.get_content() == "第一行\n" + "ü" * 2000 + "\n"
     assert msg["Date"].datetime == NOW
+
+
+def test_the_supporters_address_goes_out_only_when_they_chose_direct_replies() -> None:
+    kept = build_mail("Zoë Müller", "Free them", "Dear President,\n", "organisation")
+    assert b"sup@example.net" not in kept.data.lower() and b"sup@" not in kept.data.lower()
+    msg = build("Zoë Müller", replies="organisation")
+    assert msg["Reply-To"] is None and msg["From"].addresses[0].addr_spec == "letters@example.org"
+    assert build("Zoë Müller", replies="direct")["Reply-To"].addresses[0].addr_spec == "sup@example.net"
 
 
 @pytest.mark.parametrize(
@@ -149,7 +163,7 @@ def build_with(name: str, subject: str, copies: list[str]) -> tuple[bytes, Email
         }
     )
     builder = MessageBuilder(f"{name} <letters@example.org>", b"k" * 16)
-    signer = Signer(name, "sup@example.net", "", "", "en")
+    signer = Signer(name, "sup@example.net", "", "", "en", replies="direct")  # every header at length
     envelope = Envelope(action, action.target("to"), Letter(subject, "Body.\n", "en"), signer, 7, NOW)
     data = builder.build(envelope, action.copies("email")).data
     parsed = BytesParser(policy=policy.default).parsebytes(data)

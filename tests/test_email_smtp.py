@@ -26,7 +26,7 @@ from dispatcher.channels.email import message_id
 from dispatcher.config import Action, Settings
 from dispatcher.render import Renderer
 from dispatcher.scheduler import Dispatcher, Tally, utcnow
-from dispatcher.store import AttemptRow, Store, SupporterRecord, open_store
+from dispatcher.store import AttemptRow, Store, SupporterRecord, Terms, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore
 from dispatcher.supporters import KnownScopes, import_file
@@ -74,6 +74,10 @@ def make_settings(tmp_path: Path, smtp_url: str, **overrides: Any) -> Settings:
     return Settings.model_validate(values)
 
 
+# Their letters carry their address as Reply-To, which tests here and elsewhere tell them by.
+DIRECT = Terms(replies="direct")
+
+
 def people(n: int, start: int = 0) -> list[SupporterRecord]:
     opted = utcnow() - dt.timedelta(days=1)
     return [
@@ -85,6 +89,7 @@ def people(n: int, start: int = 0) -> list[SupporterRecord]:
             country="CH",
             scopes=(ACTION_ID,),
             opted_in_at=opted,
+            terms=DIRECT,
         )
         for i in range(start, start + n)
     ]
@@ -208,6 +213,7 @@ async def test_every_letter_delivered_once_with_correct_headers_and_body(
         country="",
         scopes=(ACTION_ID,),
         opted_in_at=utcnow() - dt.timedelta(days=1),
+        terms=Terms(replies="direct"),
     )
     db.import_supporters([tricky], utcnow())
     settings = make_settings(tmp_path, smtp.url)
@@ -241,9 +247,12 @@ async def test_every_letter_delivered_once_with_correct_headers_and_body(
 
         sender = msg["From"].addresses
         assert len(sender) == 1 and sender[0].addr_spec == ORG and sender[0].display_name == signer.name
-        reply_to = msg["Reply-To"].addresses
-        assert len(reply_to) == 1 and reply_to[0].addr_spec == signer.email
-        assert reply_to[0].display_name == signer.name
+        if row.email == tricky.email:  # the only one who chose direct replies
+            reply_to = msg["Reply-To"].addresses
+            assert len(reply_to) == 1 and reply_to[0].addr_spec == signer.email
+            assert reply_to[0].display_name == signer.name
+        else:
+            assert msg["Reply-To"] is None and signer.email.encode() not in mail.data.lower()
         assert [(a.display_name, a.addr_spec) for a in msg["To"].addresses] == [("President (demo)", TO)]
         assert [(a.display_name, a.addr_spec) for a in msg["Cc"].addresses] == [("Ambassador (demo)", CC)]
         assert msg["Message-ID"] == ids[row.id]

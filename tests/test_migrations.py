@@ -45,3 +45,22 @@ def test_upgrading_from_0005_keeps_the_campaign(
     assert counts == dict.fromkeys(ROWS, 1)
     assert tuple(linked) == (1, 1) and confirmed
     assert enforced == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_upgrading_from_0006_makes_every_consent_held_reply_through_the_organisation(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    engine = engine_for(url)
+    try:
+        upgrade(engine, "0006")
+        with engine.begin() as conn:
+            for table in ("supporters", "consents"):
+                conn.execute(text(ROWS[table]), {"t": "2026-01-01 00:00:00"})
+        upgrade(engine)
+        with engine.connect() as conn:
+            replies = conn.execute(text("SELECT replies FROM consents")).scalars().all()
+    finally:
+        engine.dispose()
+    assert replies == ["organisation"]

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from markupsafe import escape
 from starlette.applications import Starlette
 
 from dispatcher import tokens
@@ -156,6 +157,7 @@ async def test_a_chinese_supporter_joins_confirms_by_button_and_their_terms_are_
         "channels": ["email"],
     }
     terms = {"sign": ["zh-Hans"], "display": "name", "cap": "５", "expiry": "3", "receipts": "weekly"}
+    terms["replies"] = "direct"
     path = f"/join/{ACTION}?lang=zh-Hans"
     sent = await join(site.web, "Lin.Xiaowen@Example.NET", path, **fields, **terms, words=words)
     assert sent.status_code == 200 and zh["sent_title"] in sent.text
@@ -199,6 +201,7 @@ async def test_a_chinese_supporter_joins_confirms_by_button_and_their_terms_are_
         "name_display": "name",
         "monthly_cap": 5,
     }
+    assert consent["replies"] == "direct"
     # The consent text as shown: its label, the page's language and a digest of its words.
     label, shown_in, digest = consent["text_version"].split(" ")
     assert (label, shown_in, len(digest)) == (site.ctx.settings.consent_text_version, "zh-Hans", 8)
@@ -236,6 +239,8 @@ async def test_the_general_form_offers_campaign_tags_in_the_browsers_language(si
     assert {(c["channels"], c["languages"], c["monthly_cap"], c["expires_at"]) for c in held["consents"]} == {
         ("email,fax", "*", None, None)
     }
+    # Not asked to choose, the replies go to the organisation: no address goes to the officials.
+    assert {c["replies"] for c in held["consents"]} == {"organisation"}
 
 
 async def test_the_page_speaks_each_language_of_the_catalogue(site: Site) -> None:
@@ -243,9 +248,23 @@ async def test_the_page_speaks_each_language_of_the_catalogue(site: Site) -> Non
         page = await site.web.get(f"/join?lang={lang}")
         t = TEXT[lang]
         assert page.status_code == 200 and f'<html lang="{lang}">' in page.text, lang
-        for key in ("title_general", "legend_you", "scope_all", "agree", "submit"):
-            assert t[key] in page.text, (lang, key)
-        assert t["consent_text"].format(org="Letters (demo)") in page.text, lang
+        for key in (
+            "title_general",
+            "legend_you",
+            "scope_all",
+            "agree",
+            "submit",
+            "replies",
+            "replies_direct",
+        ):
+            assert escape(t[key]) in page.text, (lang, key)
+        for key in ("consent_text", "replies_risk", "replies_organisation"):
+            assert escape(t[key].format(org="Letters (demo)")) in page.text, (lang, key)
+        # The safe answer is the one chosen until the supporter picks the other.
+        assert (
+            re.search(r'value="organisation" checked', page.text)
+            and 'value="direct" checked' not in page.text
+        )
     chinese = await site.web.get("/join", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
     assert '<html lang="zh-Hans">' in chinese.text
     fallback = await site.web.get("/join", headers={"Accept-Language": "tlh, ja;q=0.8"})

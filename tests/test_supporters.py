@@ -26,7 +26,7 @@ REQUIRED = [
     "consent_version",
     "opted_in_at",
 ]
-OPTIONAL = ["languages", "name_display", "monthly_cap", "expires_at", "receipts"]
+OPTIONAL = ["languages", "name_display", "monthly_cap", "expires_at", "receipts", "replies"]
 HEADER = ",".join(REQUIRED) + "\n"
 OK = "a@example.net,Ann,en,Leeds,GB,act,email,v1,2025-01-01T10:00:00+00:00\n"
 BASE = dict(zip(REQUIRED, OK.strip().split(","), strict=True))
@@ -192,6 +192,7 @@ def test_the_consent_terms_are_recorded(store: Store, tmp_path: Path) -> None:
         "monthly_cap": "12",
         "expires_at": "2027-01-01T08:00:00+08:00",
         "receipts": "weekly",
+        "replies": "direct",
     }
     header = ",".join(REQUIRED + OPTIONAL) + "\n"
     assert import_file(store, csv_file(tmp_path, line(**values), header=header), KNOWN, NOW) == 1
@@ -199,16 +200,34 @@ def test_the_consent_terms_are_recorded(store: Store, tmp_path: Path) -> None:
     assert held is not None and held["receipts"] == "weekly"
     consents = {c["scope"]: c for c in held["consents"]}
     assert sorted(consents) == ["all", "other", "tag:urgent"]
-    terms = {k: consents["other"][k] for k in ("channels", "languages", "name_display", "monthly_cap")}
+    terms = {
+        k: consents["other"][k] for k in ("channels", "languages", "name_display", "monthly_cap", "replies")
+    }
     # One order for channels and for languages, written as the action files write tags.
     assert terms == {
         "channels": "email,fax",
         "languages": "en en-GB zh-Hans",
         "name_display": "name",
         "monthly_cap": 12,
+        "replies": "direct",
     }
     assert consents["other"]["expires_at"] == "2027-01-01T00:00:00+00:00"
     assert consents["other"]["text_version"] == "v1" and consents["other"]["source"] == "import"
+
+
+def test_replies_go_to_the_organisation_unless_the_row_says_direct(store: Store, tmp_path: Path) -> None:
+    header = ",".join([*REQUIRED, "replies"]) + "\n"
+    rows = [line(replies=""), line(email="b@example.net", replies="Direct")]
+    assert import_file(store, csv_file(tmp_path, *rows, header=header), KNOWN, NOW) == 2
+    held = {e: store.people.export(e) for e in ("a@example.net", "b@example.net")}
+    assert {e: [c["replies"] for c in h["consents"]] for e, h in held.items() if h} == {
+        "a@example.net": ["organisation"],
+        "b@example.net": ["direct"],
+    }
+    wrong = csv_file(tmp_path, line(replies="supporter"), header=header)
+    with pytest.raises(SupporterFileError) as caught:
+        import_file(store, wrong, KNOWN, NOW)
+    assert caught.value.problems == ["row 2: replies 'supporter' is not one of organisation, direct"]
 
 
 def test_scope_and_channels_decide_what_is_planned(store: Store, tmp_path: Path) -> None:
@@ -286,6 +305,7 @@ FIELDS = {
     "monthly_cap": ("{v}", 16),
     "expires_at": ("{v}", 64),
     "receipts": ("{v}", 16),
+    "replies": ("{v}", 16),
 }
 
 

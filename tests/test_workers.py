@@ -71,7 +71,10 @@ async def test_two_workers_keep_each_supporters_monthly_cap(tmp_path: Path, pg_u
             yaml.safe_dump(action, allow_unicode=True), encoding="utf-8"
         )
     caps = {i: (2, 4, None)[i % 3] for i in range(9)}
-    records = [replace(p, scopes=("all",), terms=Terms(monthly_cap=caps[i])) for i, p in enumerate(people(9))]
+    records = [
+        replace(p, scopes=("all",), terms=Terms(monthly_cap=caps[i], replies="direct"))
+        for i, p in enumerate(people(9))
+    ]
     setup = open_store(pg_url)
     setup.import_supporters(records, utcnow())
     setup.close()

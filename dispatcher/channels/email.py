@@ -154,7 +154,8 @@ class OutgoingMail:
 
 
 class MessageBuilder:
-    """Builds the bytes of a letter; the From is the organisation, the supporter is Reply-To."""
+    """Builds the bytes of a letter; the From is the organisation's address, the Reply-To the
+    supporter's only when they chose ``direct`` replies."""
 
     def __init__(self, sender: str, secret: bytes) -> None:
         name, address = parseaddr(sender)
@@ -180,7 +181,8 @@ class MessageBuilder:
             f"Message-ID: {mid}\r\n",
             f"Date: {self._date(envelope.now)}\r\n",
             mailbox_header("From", [(signer.name or self.org_name, self.org_address)]),
-            mailbox_header("Reply-To", [(signer.name, signer.email)]),
+            # Only with the supporter's consent: the target is often the government criticised.
+            mailbox_header("Reply-To", [(signer.name, signer.email)]) if signer.replies == "direct" else "",
             mailbox_header("To", [(target.name, target.email)]),
             mailbox_header("Cc", cc) if cc else "",
             unstructured("Subject", letter.subject),

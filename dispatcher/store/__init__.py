@@ -62,6 +62,9 @@ class Terms:
     channels: tuple[str, ...] = ()  # empty: every channel
     languages: tuple[str, ...] = ()  # the letters' languages they sign; empty: any
     name_display: str = "full"  # "full": name, city and country; "name": the name alone
+    # Where a target's reply goes: "organisation" (the From address, no Reply-To) or "direct"
+    # (the supporter's address as Reply-To, in the hands of the government written to).
+    replies: str = "organisation"
     monthly_cap: int | None = None  # letters per calendar month (UTC), across all actions
     expires_at: dt.datetime | None = None
     text_version: str = ""  # the version of the consent text they agreed to
@@ -96,6 +99,7 @@ class Signer:
     country: str
     language: str
     words: str = ""  # their own paragraph for this action, as plain text
+    replies: str = "organisation"  # "direct": their address is the letter's Reply-To
 
 
 GroupId = tuple[str, str, str]  # action id, target id, channel

@@ -75,6 +75,7 @@ def terms_columns(terms: Terms) -> dict[str, Any]:
         "channels": ",".join(terms.channels) or "*",
         "languages": " ".join(terms.languages) or "*",
         "name_display": terms.name_display,
+        "replies": terms.replies,
         "monthly_cap": terms.monthly_cap,
         "expires_at": terms.expires_at,
         "text_version": terms.text_version,

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import Status
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
@@ -58,7 +59,6 @@ CLAIM_PREFIX = "receipts:"
 # provider reports on later may fall back to email in their name), and a pending one is
 # expired or cancelled by the next sweep first.
 SETTLED = (Status.SENT.value, Status.FAILED.value, Status.EXPIRED.value, Status.CANCELLED.value)
-REDACTED = "[supporter]"
 _MEDIA = re.compile(r"d(\d+)-")
 
 
@@ -290,8 +290,8 @@ def redact(conn: Connection, rows: Sequence[Any]) -> None:
     s, a, d = supporters, attempts, deliveries
     owners = {int(r.id): r.supporter_id for r in rows if r.supporter_id is not None}
     people = sorted(set(owners.values()))
-    found = conn.execute(select(s.c.id, s.c.email, s.c.name, s.c.city).where(s.c.id.in_(people)))
-    patterns = {int(p.id): pattern for p in found if (pattern := _pattern(p.email, p.name, p.city))}
+    named = conn.execute(select(s.c.id, s.c.email, s.c.name, s.c.city).where(s.c.id.in_(people)))
+    patterns = {int(p.id): cut for p in named if (cut := person_pattern(p.email, p.name, p.city))}
     if not patterns:
         return
     tries = conn.execute(select(a.c.id, a.c.delivery_id, a.c.detail).where(a.c.delivery_id.in_(list(owners))))
@@ -305,22 +305,11 @@ def redact(conn: Connection, rows: Sequence[Any]) -> None:
         )
 
 
-def _pattern(email: str, name: str, city: str) -> re.Pattern[str] | None:
-    """The person's details as whole words (never inside a longer word: a two-letter name must
-    not eat into "Line busy"), longest first, so an email goes before the name inside it."""
-    texts = (email, email.partition("@")[0], name, city)
-    terms = sorted({t for t in texts if len(t.strip()) >= 2}, key=len, reverse=True)
-    if not terms:
-        return None
-    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, terms)) + r")(?!\w)", re.IGNORECASE)
-
-
 def _changes(
     rows: Sequence[tuple[int, int, str | None]], patterns: Mapping[int, re.Pattern[str]]
 ) -> list[dict[str, Any]]:
     out = []
     for row_id, person, text in rows:
-        pattern = patterns.get(person)
-        if text and pattern and (cut := pattern.sub(REDACTED, text)) != text:
+        if text and (cut := redacted(text, patterns.get(person))) != text:
             out.append({"b_id": row_id, "b_text": cut})
     return out

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 
 from sqlalchemy import ColumnElement, Connection, Engine, Float, Select, and_, case, cast, func, or_, select
 
 from dispatcher.providers.failures import Failure
+from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
 from dispatcher.store.reading import reading
-from dispatcher.store.schema import attempts, deliveries
+from dispatcher.store.schema import attempts, deliveries, supporters
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,16 @@ class SqlReports:
         return reading(self.engine)
 
     def attempts_page(
-        self, where: LogFilter, limit: int, *, after_id: int = 0, before_id: int | None = None
+        self,
+        where: LogFilter,
+        limit: int,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        redact: bool = False,
     ) -> list[AttemptRow]:
-        """Oldest first after ``after_id``; or, with ``before_id``, newest first before it."""
+        """Oldest first after ``after_id``; or, with ``before_id``, newest first before it.
+        ``redact``: each reply without its letter's supporter (see ``redaction``)."""
         a = attempts
         query = where.apply(select(*(a.c[f] for f in ROW_FIELDS)))
         if before_id is not None:
@@ -71,7 +80,11 @@ class SqlReports:
         else:
             query = query.where(a.c.id > after_id).order_by(a.c.id)
         with self._read() as conn:
-            return [AttemptRow(**row._mapping) for row in conn.execute(query.limit(limit))]
+            rows = [AttemptRow(**row._mapping) for row in conn.execute(query.limit(limit))]
+            if not redact:
+                return rows
+            found = _patterns(conn, deliveries.c.id.in_({r.delivery_id for r in rows}))
+        return [replace(r, detail=redacted(r.detail, found.get(r.delivery_id))) for r in rows]
 
     def progress(self) -> dict[str, dict[str, int]]:
         """Per action: deliveries by status, and ``retrying`` (pending after a failed attempt)."""
@@ -97,21 +110,29 @@ class SqlReports:
         with self._read() as conn:
             return {action_id: int(n) for action_id, n in conn.execute(query)}
 
-    def failure_reasons(self, action_id: str, limit: int = 20) -> list[tuple[str, str, int]]:
-        """Failed deliveries of an action grouped by channel and reason, most common first."""
+    def failure_reasons(
+        self, action_id: str, limit: int = 20, *, redact: bool = False
+    ) -> list[tuple[str, str, int]]:
+        """Failed deliveries of an action grouped by channel and reason, most common first.
+        ``redact``: a reason that names a supporter names one of its group, whose identical
+        replies quoted the same name: it is cut out as one of them."""
         d = deliveries
         reason = func.coalesce(d.c.last_error, "")
         query = (
-            select(d.c.channel, reason, func.count())
+            select(d.c.channel, reason, func.count(), func.min(d.c.id))
             .where(d.c.action_id == action_id, d.c.status == Status.FAILED)
             .group_by(d.c.channel, reason)
             .order_by(func.count().desc())
             .limit(limit)
         )
         with self._read() as conn:
-            return [(str(c), str(r), int(n)) for c, r, n in conn.execute(query)]
+            rows = [(str(c), str(r), int(n), int(i)) for c, r, n, i in conn.execute(query)]
+            found = _patterns(conn, d.c.id.in_({i for *_, i in rows})) if redact else {}
+        return [(c, redacted(r, found.get(i)), n) for c, r, n, i in rows]
 
-    def failed_deliveries(self, action_id: str, limit: int = 50) -> list[tuple[int, str, str, str]]:
+    def failed_deliveries(
+        self, action_id: str, limit: int = 50, *, redact: bool = False
+    ) -> list[tuple[int, str, str, str]]:
         """Recent failed deliveries: id, target, channel, reason (to requeue one by one)."""
         d = deliveries
         query = (
@@ -121,7 +142,9 @@ class SqlReports:
             .limit(limit)
         )
         with self._read() as conn:
-            return [(int(i), str(t), str(c), str(r)) for i, t, c, r in conn.execute(query)]
+            rows = [(int(i), str(t), str(c), str(r)) for i, t, c, r in conn.execute(query)]
+            found = _patterns(conn, d.c.id.in_({i for i, *_ in rows})) if redact else {}
+        return [(i, t, c, redacted(r, found.get(i))) for i, t, c, r in rows]
 
     def outcome_counts(self) -> list[tuple[str, str, str, int]]:
         """Attempts by action, channel and outcome (for /metrics)."""
@@ -200,3 +223,20 @@ class SqlReports:
         )
         with self._read() as conn:
             return [(str(p), str(w), int(n)) for p, w, n in conn.execute(query)]
+
+
+def _patterns(conn: Connection, letters: ColumnElement[bool]) -> dict[int, re.Pattern[str] | None]:
+    """What names the supporter of each of these letters (by delivery id) in a reply."""
+    d, s = deliveries, supporters
+    query = select(d.c.id, s.c.email, s.c.name, s.c.city).join(s, s.c.id == d.c.supporter_id).where(letters)
+    return _compiled((int(i), (e, n, c)) for i, e, n, c in conn.execute(query))
+
+
+def _compiled(people: Iterable[tuple[int, tuple[str, str, str]]]) -> dict[int, re.Pattern[str] | None]:
+    cache: dict[tuple[str, str, str], re.Pattern[str] | None] = {}
+    out = {}
+    for delivery, person in people:
+        if person not in cache:  # one supporter's letters: one pattern
+            cache[person] = person_pattern(*person)
+        out[delivery] = cache[person]
+    return out

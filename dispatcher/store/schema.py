@@ -111,6 +111,7 @@ consents = Table(
     # The letters' languages the supporter signs ("*": any), space-separated BCP 47 tags.
     Column("languages", String(200), nullable=False, server_default="*"),
     Column("name_display", String(16), nullable=False, server_default="full"),  # full | name
+    Column("replies", String(16), nullable=False, server_default="organisation"),  # organisation | direct
     Column("monthly_cap", Integer),
     Column("expires_at", UTCDateTime()),
     Column("text_version", String(64), nullable=False, server_default=""),

@@ -586,6 +586,7 @@ class SqlStore(Store):
                 case((full, s.c.country), else_="").label("country"),
                 s.c.language,
                 w.c.words,
+                c.c.replies,
             )
             .join(s, s.c.id == d.c.supporter_id)
             .join(c, c.c.id == d.c.consent_id)
@@ -599,7 +600,7 @@ class SqlStore(Store):
                 target_id=r.target_id,
                 channel=r.channel,
                 attempt=r.attempts,
-                signer=Signer(r.name, r.email, r.city, r.country, r.language, r.words or ""),
+                signer=Signer(r.name, r.email, r.city, r.country, r.language, r.words or "", r.replies),
             )
             for r in rows
         }

@@ -212,7 +212,10 @@ def _consent(row: Mapping[str, Any]) -> dict[str, Any]:
         "state": state,
         "channels": listed(row["channels"], ","),
         "languages": listed(row["languages"], " "),
-        **{k: row[k] for k in ("name_display", "monthly_cap", "expires_at", "source", "opted_in_at")},
+        **{
+            k: row[k]
+            for k in ("name_display", "replies", "monthly_cap", "expires_at", "source", "opted_in_at")
+        },
         "consent_version": row["text_version"],
         **{k: row[k] for k in ("confirmed_at", "revoked_at", "ended_at")},
     }

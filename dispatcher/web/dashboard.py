@@ -87,9 +87,10 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
         "action": action,
         "row": _overview(ctx, {action_id: action}, queues)[0],
         "queues": queues,
-        "recent": reports.attempts_page(LogFilter(action_id), 30, before_id=2**62),
-        "reasons": reports.failure_reasons(action_id),
-        "failed": reports.failed_deliveries(action_id, 20),
+        # Server replies may quote a supporter: no one reads them here with the person in.
+        "recent": reports.attempts_page(LogFilter(action_id), 30, before_id=2**62, redact=True),
+        "reasons": reports.failure_reasons(action_id, redact=True),
+        "failed": reports.failed_deliveries(action_id, 20, redact=True),
         "pages": [(p, n) for a, p, n in store.fax_pages() if a == action_id],
     }
 

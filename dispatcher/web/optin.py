@@ -43,6 +43,7 @@ from dispatcher.store import SupporterRecord, Terms
 from dispatcher.supporters import (
     CITY_LIMIT,
     NAME_LIMIT,
+    REPLIES,
     TERRITORIES,
     WORDS_LIMIT,
     clean_words,
@@ -66,7 +67,7 @@ CAP_MAX = 100
 EMAIL_LIMIT = 320
 RAW_LIMIT = 10_000  # of any field: more is refused as too long, never processed whole
 SINGLE = ("name", "email", "city", "country", "language", "scope", "display", "cap", "expiry")
-SINGLE_MORE = ("receipts", "words", "agree")
+SINGLE_MORE = ("receipts", "words", "agree", "replies")
 MANY = ("tags", "channels", "sign")
 FORM_COOKIE = "dispatcher_form"
 FORM_SALT = "public-form"
@@ -252,6 +253,7 @@ def _form_page(
 def defaults(ui: str, offer: Offer) -> dict[str, Any]:
     blank: dict[str, Any] = {key: "" for key in (*SINGLE, *SINGLE_MORE)}
     chosen = {"language": ui, "scope": "all", "display": "full", "expiry": "none", "receipts": "off"}
+    chosen["replies"] = REPLIES[0]  # organisation: asked, never assumed to be direct
     return {**blank, **chosen, "tags": [], "channels": list(offer.channels), "sign": []}
 
 
@@ -334,7 +336,10 @@ def _check_terms(
     signs = [lang for lang in offer.languages if lang in v["sign"]]
     if len(signs) != len(set(v["sign"])):
         errors["sign"] = t["err_choice"]
-    for key, allowed in (("display", DISPLAYS), ("expiry", EXPIRIES), ("receipts", RECEIPTS)):
+    # Not asked where no letter goes by email (a fax carries no address to reply to).
+    v["replies"] = v["replies"] or REPLIES[0]
+    choices = (("display", DISPLAYS), ("expiry", EXPIRIES), ("receipts", RECEIPTS), ("replies", REPLIES))
+    for key, allowed in choices:
         if v[key] not in allowed:
             errors[key] = t["err_choice"]
     cap, ok = _check_cap(v["cap"])
@@ -347,6 +352,7 @@ def _check_terms(
         "monthly_cap": cap,
         "expiry_months": int(v["expiry"]) if v["expiry"] in EXPIRIES[1:] else None,
         "receipts": v["receipts"],
+        "replies": v["replies"],
     }
 
 
@@ -399,6 +405,8 @@ def record_of(payload: str, now: dt.datetime) -> SupporterRecord:
         channels=tuple(form["channels"]),
         languages=tuple(form["languages"]),
         name_display=form["name_display"],
+        # A form waiting for its link since before the question was asked: the safe choice.
+        replies=form.get("replies", REPLIES[0]),
         monthly_cap=form["monthly_cap"],
         expires_at=None if months is None else _months_after(now, int(months)),
         text_version=form["text_version"],

@@ -26,7 +26,10 @@ TEXT: dict[str, dict[str, str]] = {
         "name": "Your name",
         "name_help": "As it should appear under the letters.",
         "email": "Your email address",
-        "email_help": "We send you a link to confirm. Letters sent by email give this address for replies.",
+        "email_help": (
+            "We send you a link to confirm. The officials see this address only if you choose below "
+            "that their replies come straight to you."
+        ),
         "city": "City (optional)",
         "country": "Country (optional)",
         "country_none": "—",
@@ -54,6 +57,14 @@ TEXT: dict[str, dict[str, str]] = {
         "receipts_off": "No, thank you",
         "receipts_weekly": "Every week",
         "receipts_monthly": "Every month",
+        "replies": "Where the officials' replies go",
+        "replies_risk": (
+            "The officials you write to are often the government the letters criticise. If their "
+            "replies come straight to you, they learn your email address and may find out who you are. "
+            "If that could put you or your family at risk, let the replies go to {org}."
+        ),
+        "replies_organisation": "To {org}: the letters do not carry my email address",
+        "replies_direct": "Straight to me: letters sent by email carry my email address, for replies",
         "legend_words": "In your own words (optional)",
         "words_help": (
             "A few sentences added to your letters for this action, as plain text, up to {limit} "
@@ -63,8 +74,9 @@ TEXT: dict[str, dict[str, str]] = {
         "consent_text": (
             "I allow {org} to send letters in my name to the officials named in the actions I chose "
             "above, by the channels I chose. {org} writes the letters; they carry my name and, if I "
-            "chose so, my city, my country and my own words. Letters sent by email give my email "
-            "address for replies. I can withdraw this permission at any time, in one click; letters "
+            "chose so, my city, my country and my own words. The officials get my email address only "
+            "if I chose above that their replies come straight to me. I can withdraw this permission "
+            "at any time, in one click; letters "
             "not yet sent are then cancelled. My details are used only to send these letters and to "
             "write to me about them."
         ),
@@ -174,8 +186,8 @@ TEXT: dict[str, dict[str, str]] = {
         "name_help": "Tel qu’il doit figurer au bas des lettres.",
         "email": "Votre adresse e-mail",
         "email_help": (
-            "Nous vous envoyons un lien de confirmation. Les lettres envoyées par e-mail indiquent "
-            "cette adresse pour les réponses."
+            "Nous vous envoyons un lien de confirmation. Les autorités ne voient cette adresse que si "
+            "vous choisissez ci-dessous de recevoir directement leurs réponses."
         ),
         "city": "Ville (facultatif)",
         "country": "Pays (facultatif)",
@@ -203,6 +215,18 @@ TEXT: dict[str, dict[str, str]] = {
         "receipts_off": "Non, merci",
         "receipts_weekly": "Chaque semaine",
         "receipts_monthly": "Chaque mois",
+        "replies": "Où vont les réponses des autorités",
+        "replies_risk": (
+            "Les autorités auxquelles vous écrivez sont souvent le gouvernement que les lettres "
+            "critiquent. Si leurs réponses vous parviennent directement, elles apprennent votre adresse "
+            "e-mail et peuvent découvrir qui vous êtes. Si cela peut vous mettre en danger, vous ou "
+            "votre famille, laissez les réponses aller à {org}."
+        ),
+        "replies_organisation": "À {org} : les lettres ne portent pas mon adresse e-mail",
+        "replies_direct": (
+            "Directement à moi : les lettres envoyées par e-mail portent mon adresse e-mail, "
+            "pour les réponses"
+        ),
         "legend_words": "Avec vos propres mots (facultatif)",
         "words_help": (
             "Quelques phrases ajoutées à vos lettres pour cette action, en texte simple, jusqu’à {limit} "
@@ -212,8 +236,9 @@ TEXT: dict[str, dict[str, str]] = {
         "consent_text": (
             "J’autorise {org} à envoyer des lettres en mon nom aux autorités désignées dans les actions "
             "choisies ci-dessus, par les moyens choisis. {org} rédige les lettres ; elles portent mon "
-            "nom et, si je l’ai choisi, ma ville, mon pays et mes propres mots. Les lettres envoyées par "
-            "e-mail indiquent mon adresse e-mail pour les réponses. Je peux retirer cette autorisation "
+            "nom et, si je l’ai choisi, ma ville, mon pays et mes propres mots. Les autorités n’ont mon "
+            "adresse e-mail que si j’ai choisi ci-dessus de recevoir directement leurs réponses. Je peux "
+            "retirer cette autorisation "
             "à tout moment, en un clic ; les lettres pas encore envoyées sont alors annulées. Mes "
             "données servent uniquement à envoyer ces lettres et à m’écrire à leur sujet."
         ),
@@ -342,8 +367,8 @@ TEXT: dict[str, dict[str, str]] = {
         "name_help": "Tal como debe aparecer al pie de las cartas.",
         "email": "Su correo electrónico",
         "email_help": (
-            "Le enviamos un enlace de confirmación. Las cartas enviadas por correo electrónico indican "
-            "esta dirección para las respuestas."
+            "Le enviamos un enlace de confirmación. Las autoridades solo ven esta dirección si usted "
+            "elige abajo recibir sus respuestas directamente."
         ),
         "city": "Ciudad (opcional)",
         "country": "País (opcional)",
@@ -371,6 +396,18 @@ TEXT: dict[str, dict[str, str]] = {
         "receipts_off": "No, gracias",
         "receipts_weekly": "Cada semana",
         "receipts_monthly": "Cada mes",
+        "replies": "Adónde van las respuestas de las autoridades",
+        "replies_risk": (
+            "Las autoridades a las que usted escribe suelen ser el gobierno que las cartas critican. Si "
+            "sus respuestas le llegan directamente, conocen su dirección de correo electrónico y pueden "
+            "averiguar quién es usted. Si eso puede ponerle en peligro a usted o a su familia, deje que "
+            "las respuestas vayan a {org}."
+        ),
+        "replies_organisation": "A {org}: las cartas no llevan mi dirección de correo electrónico",
+        "replies_direct": (
+            "Directamente a mí: las cartas enviadas por correo electrónico llevan mi dirección, para las "
+            "respuestas"
+        ),
         "legend_words": "Con sus propias palabras (opcional)",
         "words_help": (
             "Unas frases que se añaden a sus cartas de esta acción, como texto simple, de hasta {limit} "
@@ -380,8 +417,9 @@ TEXT: dict[str, dict[str, str]] = {
         "consent_text": (
             "Autorizo a {org} a enviar cartas en mi nombre a las autoridades indicadas en las acciones "
             "que elegí arriba, por los medios que elegí. {org} redacta las cartas; llevan mi nombre y, "
-            "si así lo elegí, mi ciudad, mi país y mis propias palabras. Las cartas enviadas por correo "
-            "electrónico indican mi dirección para las respuestas. Puedo retirar esta autorización en "
+            "si así lo elegí, mi ciudad, mi país y mis propias palabras. Las autoridades solo tienen mi "
+            "dirección de correo electrónico si elegí arriba recibir sus respuestas directamente. "
+            "Puedo retirar esta autorización en "
             "cualquier momento con un solo clic; las cartas aún no enviadas se cancelan entonces. Mis "
             "datos solo se usan para enviar estas cartas y para escribirme sobre ellas."
         ),
@@ -500,8 +538,8 @@ TEXT: dict[str, dict[str, str]] = {
         "name_help": "So, wie er unter den Briefen stehen soll.",
         "email": "Ihre E-Mail-Adresse",
         "email_help": (
-            "Wir senden Ihnen einen Link zur Bestätigung. Per E-Mail gesendete Briefe nennen diese "
-            "Adresse für Antworten."
+            "Wir senden Ihnen einen Link zur Bestätigung. Die Behörden sehen diese Adresse nur, wenn Sie "
+            "unten wählen, dass ihre Antworten direkt an Sie gehen."
         ),
         "city": "Stadt (freiwillig)",
         "country": "Land (freiwillig)",
@@ -529,6 +567,17 @@ TEXT: dict[str, dict[str, str]] = {
         "receipts_off": "Nein, danke",
         "receipts_weekly": "Jede Woche",
         "receipts_monthly": "Jeden Monat",
+        "replies": "Wohin die Antworten der Behörden gehen",
+        "replies_risk": (
+            "Die Behörden, an die Sie schreiben, sind oft die Regierung, die in den Briefen kritisiert "
+            "wird. Gehen ihre Antworten direkt an Sie, erfahren sie Ihre E-Mail-Adresse und können "
+            "herausfinden, wer Sie sind. Wenn Sie oder Ihre Familie dadurch in Gefahr geraten könnten, "
+            "lassen Sie die Antworten an {org} gehen."
+        ),
+        "replies_organisation": "An {org}: Die Briefe enthalten meine E-Mail-Adresse nicht",
+        "replies_direct": (
+            "Direkt an mich: Per E-Mail gesendete Briefe enthalten meine E-Mail-Adresse für Antworten"
+        ),
         "legend_words": "In Ihren eigenen Worten (freiwillig)",
         "words_help": (
             "Ein paar Sätze, die Ihren Briefen zu dieser Aktion als reiner Text hinzugefügt werden, "
@@ -539,7 +588,8 @@ TEXT: dict[str, dict[str, str]] = {
             "Ich erlaube {org}, in meinem Namen Briefe an die Verantwortlichen zu senden, die in den oben "
             "gewählten Aktionen genannt sind, über die von mir gewählten Wege. {org} verfasst die Briefe; "
             "sie tragen meinen Namen und, wenn ich es gewählt habe, meine Stadt, mein Land und meine "
-            "eigenen Worte. Per E-Mail gesendete Briefe nennen meine E-Mail-Adresse für Antworten. Ich "
+            "eigenen Worte. Die Verantwortlichen erfahren meine E-Mail-Adresse nur, wenn ich oben gewählt "
+            "habe, dass ihre Antworten direkt an mich gehen. Ich "
             "kann diese Erlaubnis jederzeit mit einem Klick widerrufen; noch nicht gesendete Briefe "
             "werden dann storniert. Meine Angaben dienen nur dazu, diese Briefe zu senden und mir "
             "darüber zu schreiben."
@@ -661,7 +711,9 @@ TEXT: dict[str, dict[str, str]] = {
         "name": "您的姓名",
         "name_help": "即信件落款处显示的姓名。",
         "email": "您的电子邮箱",
-        "email_help": "我们会向此邮箱发送确认链接。通过电子邮件发送的信件会留下此地址以便对方回复。",
+        "email_help": (
+            "我们会向此邮箱发送确认链接。只有当您在下方选择让官员的回复直接寄给您时，官员才会看到此地址。"
+        ),
         "city": "城市（选填）",
         "country": "国家或地区（选填）",
         "language": "您的语言",
@@ -688,6 +740,13 @@ TEXT: dict[str, dict[str, str]] = {
         "receipts_off": "不需要，谢谢",
         "receipts_weekly": "每周一次",
         "receipts_monthly": "每月一次",
+        "replies": "官员的回复寄往何处",
+        "replies_risk": (
+            "您写信的对象往往正是信中批评的政府。如果他们的回复直接寄给您，他们就会知道您的电子邮箱地址，"
+            "并可能查出您是谁。如果这可能使您或您的家人陷入危险，请让回复寄给 {org}。"
+        ),
+        "replies_organisation": "寄给 {org}：信件中不含我的电子邮箱地址",
+        "replies_direct": "直接寄给我：通过电子邮件发送的信件附有我的电子邮箱地址，以便回复",
         "legend_words": "用您自己的话说（选填）",
         "words_help": (
             "几句话，以纯文本形式加入您在本次行动中的信件，最多 {limit} 个字符。任何格式标记都会被删除。"
@@ -696,7 +755,7 @@ TEXT: dict[str, dict[str, str]] = {
         "consent_text": (
             "我授权 {org} 以我的名义，通过我所选择的方式，向我在上方所选行动中列出的官员发送信件。"
             "信件由 {org} 撰写，署有我的姓名；如我选择，还会写上我的城市、国家和我自己的话。"
-            "通过电子邮件发送的信件会留下我的电子邮箱地址以便回复。我可以随时一键撤回此授权，"
+            "只有当我在上方选择让官员的回复直接寄给我时，官员才会得到我的电子邮箱地址。我可以随时一键撤回此授权，"
             "尚未发送的信件将随即取消。我的信息仅用于发送这些信件以及就这些信件与我联系。"
         ),
         "consent_version": "本文本版本：{version}。",
