@@ -394,13 +394,29 @@ def resume(ctx: Context, action_id: str) -> None:
 @click.argument("action_id")
 @pass_ctx
 def close(ctx: Context, action_id: str) -> None:
-    """Close ACTION_ID for good: its pending letters are cancelled."""
+    """Close ACTION_ID: its pending letters are cancelled (reopen takes it back within 24 hours)."""
     action, by, now = _control(ctx, action_id)
     try:
         cancelled = controls.close(ctx.store, action, by, now)
     except controls.ControlError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} closed; {cancelled} pending deliveries cancelled")
+    until = controls.reopen_until(action, ctx.store.action_states().get(action.id), now)
+    if until is not None:
+        click.echo(f"`dispatcher reopen {action_id}` takes it back until {when(until)}; then it is final")
+
+
+@main.command()
+@click.argument("action_id")
+@pass_ctx
+def reopen(ctx: Context, action_id: str) -> None:
+    """Take back a close of ACTION_ID made within the last 24 hours: its cancelled letters go out."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        revived = controls.reopen(ctx.store, action, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id} reopened; {revived} cancelled deliveries back in the queue")
 
 
 @main.command()
