@@ -534,9 +534,11 @@ def supporters_scrub(ctx: Context, dry_run: bool) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @pass_ctx
 def web(ctx: Context, host: str, port: int) -> None:
-    """Serve the web app: fax providers' webhooks and the fax PDFs they fetch.
+    """Serve the web app: the staff dashboard, supporters' opt-in and revoke pages, the CRM API,
+    and fax providers' webhooks and the fax PDFs they fetch.
 
-    Put it behind a TLS-terminating proxy at DISPATCHER_PUBLIC_URL; providers call that URL.
+    Put it behind a TLS-terminating proxy at DISPATCHER_PUBLIC_URL: supporters' links and
+    providers' webhooks use that URL. Accounts for the dashboard: dispatcher users add.
     """
     import uvicorn
 
