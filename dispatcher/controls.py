@@ -18,6 +18,9 @@ from dispatcher.store import ActionState, Status, Store
 from dispatcher.store.accounts import AuditEntry
 
 REOPEN_GRACE = dt.timedelta(hours=24)
+# The operators' controls: failed letters back to the queue, waiting retries due now. Neither can
+# send anything for an action that is closed or a draft.
+REQUEUES = ("retry-now", "requeue")
 
 
 class ControlError(Exception):
@@ -115,9 +118,9 @@ def available(action: Action, state: ActionState | None, now: dt.datetime) -> tu
     """The controls that can apply to the action now, as the dashboard offers them."""
     view = effective(action, state, now)
     if view.status is ActionStatus.ACTIVE:
-        return ("pause", "close", "extend")
+        return ("pause", "close", "extend", *REQUEUES)
     if view.status is ActionStatus.PAUSED:
-        return ("resume", "close", "extend")
+        return ("resume", "close", "extend", *REQUEUES)
     if reopen_until(action, state, now) is not None:
         return ("reopen",)
     if view.status is ActionStatus.CLOSED and view.reason == "deadline passed":

@@ -72,7 +72,10 @@ async def test_close_needs_the_action_id_typed_and_staff_can_reopen_it(
     assert closed.status_code == 303 and counts(store) == {"cancelled": 3}
     page = (await web.get(f"/actions/{ACTION}")).text
     assert "Staff can reopen it until" in page
-    assert await offered(web) == {"reopen", "retry-now", "requeue"}  # nothing else applies to a closed one
+    assert await offered(web) == {"reopen"}  # nothing else applies to a closed action
+    for what in ("requeue", "retry-now"):  # nor can it send anything: refused on the server too
+        refused = await web.post(f"/actions/{ACTION}/{what}", data={"csrf": csrf})
+        assert refused.status_code == 409 and "closed" in refused.text
     again = await web.post(f"/actions/{ACTION}/close", data={"csrf": csrf, "confirm": ACTION})
     assert again.status_code == 409 and "already closed" in again.text
 
@@ -94,7 +97,7 @@ async def test_after_the_grace_period_a_close_is_final(web: httpx.AsyncClient, s
     assert controls.close(store, action, "staff", long_ago) == 2
     csrf = await as_role(web, Role.STAFF)
     assert "The close is final" in (await web.get(f"/actions/{ACTION}")).text
-    assert "reopen" not in await offered(web)
+    assert await offered(web) == set()
     refused = await web.post(f"/actions/{ACTION}/reopen", data={"csrf": csrf})
     assert refused.status_code == 409 and "only within 24 hours" in refused.text
     assert counts(store) == {"cancelled": 2}

@@ -85,8 +85,10 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
 def _controls(ctx: Context, action: Action) -> dict[str, Any]:
     """Only the controls that can apply now, and until when a close can be taken back."""
     state, now = ctx.store.action_states().get(action.id), ctx.clock()
+    available = controls.available(action, state, now)
     return {
-        "controls": controls.available(action, state, now),
+        "controls": available,
+        "staff_controls": [c for c in available if c not in controls.REQUEUES],
         "reopen_until": controls.reopen_until(action, state, now),
         "closed_by": state.updated_by if state and state.status == "closed" else None,
         "grace_hours": f"{controls.REOPEN_GRACE.total_seconds() / 3600:g}",
@@ -148,6 +150,11 @@ async def requeue(request: Request) -> Response:
     )
     form, user = await request.form(), await current_user(request)
     assert user is not None
+    action = (await run_in_threadpool(ctx.actions)).get(action_id)
+    if action is None:
+        return forbidden(request, "no such action", status=404)
+    if what not in (await run_in_threadpool(_controls, ctx, action))["controls"]:
+        return forbidden(request, f"{action_id} is closed or a draft: nothing of it can be sent", status=409)
     delivery = str(form.get("delivery_id") or "")
     now = ctx.clock()
     if what == "retry-now":
