@@ -20,7 +20,7 @@ from dispatcher.accounts import Role
 from dispatcher.channels import IMPLEMENTED
 from dispatcher.config import load_actions
 from dispatcher.planner import plan_action
-from dispatcher.store import Store, open_store
+from dispatcher.store import Status, Store, open_store
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
@@ -107,6 +107,22 @@ async def test_a_paused_action_offers_resume_not_pause(web: httpx.AsyncClient, s
     csrf = await as_role(web, Role.STAFF)
     assert (await web.post(f"/actions/{ACTION}/pause", data={"csrf": csrf})).status_code == 303
     assert {"resume", "close", "extend"} <= await offered(web) and "pause" not in await offered(web)
+
+
+def test_reopen_requeues_only_what_the_close_cancelled(store: Store) -> None:
+    """Not letters cancelled earlier (here by a sweep while the file said closed), nor those of a
+    supporter who withdrew after the close."""
+    now = dt.datetime.now(dt.UTC)
+    queued(store, 2)
+    assert store.finish_pending(ACTION, Status.CANCELLED, now - dt.timedelta(hours=2)) == 2
+    store.import_supporters(people(3, (ACTION,), start=2), now)
+    assert store.plan(ACTION, [("president-demo", "email")], now) == 3
+    action = load_actions(ROOT / "config" / "actions").actions[ACTION]
+    closed_at = now - dt.timedelta(hours=1)
+    assert controls.close(store, action, "staff", closed_at) == 3
+    store.people.revoke("p4@example.net", closed_at + dt.timedelta(minutes=5), "cli")
+    assert controls.reopen(store, action, "staff", now) == 2
+    assert counts(store) == {"pending": 2, "cancelled": 3}
 
 
 def outbox(tmp_path: Path) -> list[EmailMessage]:
