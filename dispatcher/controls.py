@@ -107,7 +107,8 @@ def extend(
     if new <= view.deadline:
         raise ControlError(f"the new deadline must be after the current one ({view.deadline.isoformat()})")
     if state and state.status == ActionStatus.CLOSED.value:
-        raise ControlError(f"{action.id} was closed by {state.updated_by}; a closed action stays closed")
+        hint = "; reopen it first" if reopen_until(action, state, now) else "; a closed action stays closed"
+        raise ControlError(f"{action.id} was closed by {state.updated_by}{hint}")
     store.set_action_state(action.id, by=by, now=now, deadline=new)
     revived = store.revive(action.id, Status.EXPIRED, now)
     _audit(store, "extend", action, by, now, where, f"to {new.isoformat()}; {revived} expired requeued")

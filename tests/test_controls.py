@@ -78,6 +78,8 @@ async def test_close_needs_the_action_id_typed_and_staff_can_reopen_it(
         assert refused.status_code == 409 and "closed" in refused.text
     again = await web.post(f"/actions/{ACTION}/close", data={"csrf": csrf, "confirm": ACTION})
     assert again.status_code == 409 and "already closed" in again.text
+    later = await web.post(f"/actions/{ACTION}/extend", data={"csrf": csrf, "deadline": "2036-01-31"})
+    assert later.status_code == 409 and "reopen it first" in later.text
 
     viewer = await switch(web, csrf, Role.VIEWER)
     assert (await web.post(f"/actions/{ACTION}/reopen", data={"csrf": viewer})).status_code == 403
