@@ -126,12 +126,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def main(verbose: bool) -> None:
     """Send supporters' letters to the targets of urgent actions, by email (and fax)."""
+    # Libraries stay at WARNING unless -v: fontTools alone logs thousands of INFO lines a fax run.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("dispatcher").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @main.command()
@@ -184,34 +185,43 @@ def check(ctx: Context) -> None:
     loaded = load_actions(ctx.settings.actions_dir)
     renderer = Renderer(ctx.settings.templates_dir)
     problems = [str(e) for e in loaded.errors]
-    today = utcnow().date()
-    channels = IMPLEMENTED
+    font = _font_problem(ctx.settings.fax_font)
     for action in loaded.actions.values():
-        for error in renderer.check(action, channels, today):
-            problems.append(f"{loaded.sources[action.id]}: {error}")
-        for target in action.targets:
-            if not target.channels:
-                click.echo(
-                    f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target"
-                )
-            for channel in target.channels:
-                if channel not in channels:
-                    click.echo(f"note: {action.id} × {target.id}: channel {channel} is not available yet")
-        for target_id, via in action.delivery_pairs(channels):
+        _channel_notes(action)
+        found = [
+            f"{loaded.sources[action.id]}: {e}" for e in renderer.check(action, IMPLEMENTED, utcnow().date())
+        ]
+        if font and faxes(action, IMPLEMENTED):
+            found.append(f"{action.id}: {font}")
+        if found:  # no "ok" line for an action that will not send at all
+            click.echo(f"held: {action.id}: {len(found)} problem(s), none of its letters will be sent")
+            problems += found
+            continue
+        for target_id, via in action.delivery_pairs(IMPLEMENTED):
             language = renderer.language_for(action, action.target(target_id))
-            if language:
-                click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
-    faxing = [a.id for a in loaded.actions.values() if faxes(a, channels)]
-    if faxing:
-        try:
-            faxpdf.find_font(ctx.settings.fax_font)
-        except faxpdf.FontMissing as exc:
-            problems.append(f"{', '.join(faxing)}: {exc}")
+            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s); affected actions will not send")
     click.echo(f"{len(loaded.actions)} actions checked, no problems")
+
+
+def _channel_notes(action: Action) -> None:
+    for target in action.targets:
+        if not target.channels:
+            click.echo(f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target")
+        for channel in target.channels:
+            if channel not in IMPLEMENTED:
+                click.echo(f"note: {action.id} × {target.id}: channel {channel} is not available yet")
+
+
+def _font_problem(font: Path | None) -> str | None:
+    try:
+        faxpdf.find_font(font)
+    except faxpdf.FontMissing as exc:
+        return str(exc)
+    return None
 
 
 @main.command()
@@ -353,8 +363,10 @@ def preview(
         if found is None:
             raise click.ClickException(f"no supporter {signer_email}")
         signer = found
+    now = utcnow()
+    in_force = effective(action, ctx.store.action_states().get(action.id), now).deadline
     try:
-        letter = renderer.render(action, target, language, signer, utcnow().date())
+        letter = renderer.render(action, target, language, signer, now.date(), in_force)
     except RenderError as exc:
         raise click.ClickException(str(exc)) from exc
     if channel == "fax":
@@ -419,13 +431,29 @@ def resume(ctx: Context, action_id: str) -> None:
 @click.argument("action_id")
 @pass_ctx
 def close(ctx: Context, action_id: str) -> None:
-    """Close ACTION_ID for good: its pending letters are cancelled."""
+    """Close ACTION_ID: its pending letters are cancelled (reopen takes it back within 24 hours)."""
     action, by, now = _control(ctx, action_id)
     try:
         cancelled = controls.close(ctx.store, action, by, now)
     except controls.ControlError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} closed; {cancelled} pending deliveries cancelled")
+    until = controls.reopen_until(action, ctx.store.action_states().get(action.id), now)
+    if until is not None:
+        click.echo(f"`dispatcher reopen {action_id}` takes it back until {when(until)}; then it is final")
+
+
+@main.command()
+@click.argument("action_id")
+@pass_ctx
+def reopen(ctx: Context, action_id: str) -> None:
+    """Take back a close of ACTION_ID made within the last 24 hours: its cancelled letters go out."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        revived = controls.reopen(ctx.store, action, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id} reopened; {revived} cancelled deliveries back in the queue")
 
 
 @main.command()
@@ -557,9 +585,11 @@ def supporters_scrub(ctx: Context, dry_run: bool) -> None:
 )
 @pass_ctx
 def web(ctx: Context, host: str, port: int, header_timeout: float, limit_concurrency: int) -> None:
-    """Serve the web app: fax providers' webhooks and the fax PDFs they fetch.
+    """Serve the web app: the staff dashboard, supporters' opt-in and revoke pages, the CRM API,
+    and fax providers' webhooks and the fax PDFs they fetch.
 
-    Put it behind a TLS-terminating proxy at DISPATCHER_PUBLIC_URL; providers call that URL.
+    Put it behind a TLS-terminating proxy at DISPATCHER_PUBLIC_URL: supporters' links and
+    providers' webhooks use that URL. Accounts for the dashboard: dispatcher users add.
     """
     from dispatcher.web import app_for, server
 

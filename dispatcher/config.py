@@ -284,9 +284,23 @@ def _field_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     return out
 
 
+class _ActionLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``+442079460000`` as an integer and ``010623`` as octal: a number written
+    with a sign or a leading zero is a phone number in an action file, so it stays its text."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        text = str(node.value)
+        if text.startswith("+") or (text.startswith("0") and len(text) > 1):
+            return text
+        return super().construct_yaml_int(node)
+
+
+_ActionLoader.add_constructor("tag:yaml.org,2002:int", _ActionLoader.construct_yaml_int)
+
+
 def load_action_file(path: Path) -> Action | list[ConfigError]:
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=_ActionLoader)  # noqa: S506 (a SafeLoader)
     except (OSError, UnicodeDecodeError) as exc:
         return [ConfigError(str(path), "", f"cannot read: {exc}")]
     except yaml.YAMLError as exc:

@@ -1,4 +1,7 @@
-"""Staff controls: pause, resume, close and extend an action.
+"""Staff controls: pause, resume, close, reopen and extend an action.
+
+A close cancels the pending letters; staff can take it back with ``reopen`` within
+``REOPEN_GRACE`` (a close clicked by mistake), after which it is final.
 
 They write to the store, which every running dispatcher re-reads each second, so a control takes
 effect within seconds without restarting anything. Each lands in the audit log with who did it and
@@ -11,8 +14,13 @@ import datetime as dt
 
 from dispatcher.config import Action, ActionStatus, deadline_instant
 from dispatcher.planner import effective
-from dispatcher.store import Status, Store
+from dispatcher.store import ActionState, Status, Store
 from dispatcher.store.accounts import AuditEntry
+
+REOPEN_GRACE = dt.timedelta(hours=24)
+# The operators' controls: failed letters back to the queue, waiting retries due now. Neither can
+# send anything for an action that is closed or a draft.
+REQUEUES = ("retry-now", "requeue")
 
 
 class ControlError(Exception):
@@ -46,13 +54,45 @@ def resume(store: Store, action: Action, by: str, now: dt.datetime, where: str =
 
 
 def close(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> int:
-    """Close for good: pending deliveries are cancelled. Returns how many."""
-    if _current(store, action, now) is ActionStatus.DRAFT:
+    """Pending deliveries are cancelled; ``reopen`` within REOPEN_GRACE. Returns how many."""
+    status = _current(store, action, now)
+    if status is ActionStatus.DRAFT:
         raise ControlError(f"{action.id} is a draft; nothing to close")
+    if status is ActionStatus.CLOSED:  # a second close would move the reopen window
+        raise ControlError(f"{action.id} is already closed")
     store.set_action_state(action.id, by=by, now=now, status=ActionStatus.CLOSED.value)
     cancelled = store.finish_pending(action.id, Status.CANCELLED, now)
     _audit(store, "close", action, by, now, where, f"{cancelled} pending cancelled")
     return cancelled
+
+
+def reopen_until(action: Action, state: ActionState | None, now: dt.datetime) -> dt.datetime | None:
+    """Until when staff may reopen the action, if they closed it and may still take it back."""
+    # A file saying draft or closed wins over any control: nothing to take back then.
+    overridable = action.status in (ActionStatus.ACTIVE, ActionStatus.PAUSED)
+    if state is None or state.status != ActionStatus.CLOSED.value or not overridable:
+        return None
+    until = min(state.updated_at + REOPEN_GRACE, state.deadline or action.deadline_at)
+    return until if now < until else None
+
+
+def reopen(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> int:
+    """Take back a close made within REOPEN_GRACE: active (even if paused before), the letters it
+    cancelled pending again (not those whose supporter withdrew since). Returns how many."""
+    state = store.action_states().get(action.id)
+    if state is None or state.status != ActionStatus.CLOSED.value:
+        raise ControlError(f"{action.id} was not closed by staff; nothing to reopen")
+    if reopen_until(action, state, now) is None:
+        hours = REOPEN_GRACE.total_seconds() / 3600
+        raise ControlError(
+            f"{action.id} was closed by {state.updated_by} at {state.updated_at.isoformat()}; "
+            f"a close can be taken back only within {hours:g} hours and before the deadline"
+        )
+    closed_at = state.updated_at
+    store.set_action_state(action.id, by=by, now=now, status=ActionStatus.ACTIVE.value)
+    revived = store.revive(action.id, Status.CANCELLED, now, since=closed_at)
+    _audit(store, "reopen", action, by, now, where, f"{revived} cancelled requeued")
+    return revived
 
 
 def extend(
@@ -67,8 +107,23 @@ def extend(
     if new <= view.deadline:
         raise ControlError(f"the new deadline must be after the current one ({view.deadline.isoformat()})")
     if state and state.status == ActionStatus.CLOSED.value:
-        raise ControlError(f"{action.id} was closed by {state.updated_by}; a closed action stays closed")
+        hint = "; reopen it first" if reopen_until(action, state, now) else "; a closed action stays closed"
+        raise ControlError(f"{action.id} was closed by {state.updated_by}{hint}")
     store.set_action_state(action.id, by=by, now=now, deadline=new)
     revived = store.revive(action.id, Status.EXPIRED, now)
     _audit(store, "extend", action, by, now, where, f"to {new.isoformat()}; {revived} expired requeued")
     return revived
+
+
+def available(action: Action, state: ActionState | None, now: dt.datetime) -> tuple[str, ...]:
+    """The controls that can apply to the action now, as the dashboard offers them."""
+    view = effective(action, state, now)
+    if view.status is ActionStatus.ACTIVE:
+        return ("pause", "close", "extend", *REQUEUES)
+    if view.status is ActionStatus.PAUSED:
+        return ("resume", "close", "extend", *REQUEUES)
+    if reopen_until(action, state, now) is not None:
+        return ("reopen",)
+    if view.status is ActionStatus.CLOSED and view.reason == "deadline passed":
+        return ("extend",)  # letters expired at the deadline are sent after all
+    return ()

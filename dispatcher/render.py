@@ -11,7 +11,9 @@ template.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,9 +21,11 @@ from typing import Any
 
 from babel.dates import format_date
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, pass_context
+from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Context
+from jinja2.utils import missing
 
-from dispatcher.config import Action, Target, parse_language
+from dispatcher.config import Action, Target, deadline_instant, parse_language
 from dispatcher.sandbox import (
     CURRENT_BUDGET,
     MAX_LETTER,
@@ -47,6 +51,21 @@ LONGEST_SIGNER = Signer(
     language="de",
     words=("In my own words, 用我自己的话. " * WORDS_LIMIT)[:WORDS_LIMIT],
 )
+
+# Supporters may give their own words for any action (the opt-in page, the API): a template that
+# does not place them would drop what the page promised to send, so ``check`` holds its action.
+WORDS_SIGNER = dataclasses.replace(SAMPLE_SIGNER, words="These are my own words: free them. 这是我的话。")
+WORDS_MISSING = (
+    "the template does not place supporter.words, so the words supporters give for this action "
+    "would be left out of their letters: add {% if supporter.words %}{{ supporter.words }}{% endif %} "
+    "to its body"
+)
+
+
+def _places_words(letter: Letter) -> bool:
+    """Whether the sample words are in the letter, however the template spaced or wrapped them."""
+    text = " ".join(f"{letter.subject} {letter.body}".split())
+    return " ".join(WORDS_SIGNER.words.split()) in text
 
 
 class RenderError(Exception):
@@ -93,6 +112,46 @@ class SupporterView:
     words: str  # their own paragraph for this action: plain text, never template code
 
 
+# The names a template sees, for messages in its own terms rather than in the code's classes.
+VARIABLES = ("action", "target", "supporter", "language", "today")
+VIEWS: dict[type, str] = {ActionView: "action", TargetView: "target", SupporterView: "supporter"}
+
+
+def _unknown(name: str, known: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    return f"unknown variable {prefix}{name}{hint}"
+
+
+class LetterUndefined(StrictUndefined):
+    """StrictUndefined whose error says ``unknown variable action.titel (did you mean
+    action.title?)`` instead of naming the internal class of ``action``."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, str(self._undefined_name)
+        if self._undefined_hint or not isinstance(self._undefined_name, str):
+            return str(super()._undefined_message)
+        if obj is missing:
+            return _unknown(name, list(VARIABLES))
+        view = VIEWS.get(type(obj))
+        if view is not None:
+            return _unknown(name, [f.name for f in dataclasses.fields(obj)], f"{view}.")
+        return f"no {name!r} in a {type(obj).__name__} value"
+
+
+def deadline_in_force(action: Action, deadline: dt.datetime | None) -> dt.date | dt.datetime:
+    """``action.deadline`` for templates: the file's value, or an extension as staff gave it (a
+    date when it falls at the end of a day in the action's zone, as a date in a file does)."""
+    if deadline is None or deadline == action.deadline_at:
+        return action.deadline
+    local = deadline.astimezone(action.zone)
+    day = local.date() - dt.timedelta(days=1)
+    return day if deadline_instant(day, action.zone) == deadline else local
+
+
 @lru_cache(maxsize=64)
 def _locale(language: str) -> Any:
     return parse_language(language)
@@ -134,7 +193,7 @@ def _where(exc: BaseException, fallback: str) -> str:
 
 
 def _describe(exc: Exception, fallback: str) -> str:
-    if isinstance(exc, LimitExceeded):
+    if isinstance(exc, (LimitExceeded, UndefinedError)):  # already in the template's terms
         detail = str(exc)
     elif isinstance(exc, TemplateSyntaxError):
         detail = f"{type(exc).__name__}: {exc.message}"
@@ -152,13 +211,13 @@ class Renderer:
         self.env = LetterEnvironment(
             extra_filters={"date": _date_filter},
             loader=FileSystemLoader(str(templates_dir)),
-            undefined=StrictUndefined,
+            undefined=LetterUndefined,
             autoescape=False,
             trim_blocks=True,
             lstrip_blocks=True,
             auto_reload=False,
         )
-        self._views: dict[tuple[str, str, str], tuple[ActionView, TargetView]] = {}
+        self._views: dict[tuple[str, str, str, dt.date], tuple[ActionView, TargetView]] = {}
         self._templates: dict[str, Template] = {}
         self._languages: dict[str, set[str]] = {}
 
@@ -187,24 +246,36 @@ class Renderer:
             template = self._templates[name] = self.env.get_template(name)
         return template
 
-    def _views_for(self, action: Action, target: Target, language: str) -> tuple[ActionView, TargetView]:
-        key = (action.id, target.id, language)
+    def _views_for(
+        self, action: Action, target: Target, language: str, deadline: dt.date | dt.datetime
+    ) -> tuple[ActionView, TargetView]:
+        key = (action.id, target.id, language, deadline)
         views = self._views.get(key)
         if views is None:
             salutation = target.salutation_for(language)
             if salutation is None:
                 raise RenderError(action.id, target.id, language, f"target has no salutation for {language}")
             views = (
-                ActionView(action.id, action.title, action.reference, action.deadline),
+                ActionView(action.id, action.title, action.reference, deadline),
                 TargetView(target.name, target.title, salutation, target.address_for(language)),
             )
             self._views[key] = views
         return views
 
-    def render(self, action: Action, target: Target, language: str, signer: Signer, today: dt.date) -> Letter:
+    def render(
+        self,
+        action: Action,
+        target: Target,
+        language: str,
+        signer: Signer,
+        today: dt.date,
+        deadline: dt.datetime | None = None,
+    ) -> Letter:
+        """``deadline``: the one in force (after ``extend``); None: the action file's."""
         token = CURRENT_BUDGET.set(Budget())
         try:
-            subject, body = self._blocks(action, target, language, signer, today)
+            in_force = deadline_in_force(action, deadline)
+            subject, body = self._blocks(action, target, language, signer, today, in_force)
         except RenderError:
             raise
         except Exception as exc:  # anything a template does wrong is this letter's problem only
@@ -219,10 +290,16 @@ class Renderer:
         return Letter(subject=subject, body=body, language=language)
 
     def _blocks(
-        self, action: Action, target: Target, language: str, signer: Signer, today: dt.date
+        self,
+        action: Action,
+        target: Target,
+        language: str,
+        signer: Signer,
+        today: dt.date,
+        deadline: dt.date | dt.datetime,
     ) -> tuple[str, str]:
         template = self._template(action, language)
-        action_view, target_view = self._views_for(action, target, language)
+        action_view, target_view = self._views_for(action, target, language, deadline)
         context = template.new_context(
             {
                 "action": action_view,
@@ -267,7 +344,7 @@ class Renderer:
             where = self.templates_dir / action.templates
             return RenderError(action.id, target.id, None, f"no template in {where} for any of {tried}")
         try:
-            self.render(action, target, language, SAMPLE_SIGNER, today)
+            letter = self.render(action, target, language, WORDS_SIGNER, today)
         except RenderError as exc:
             return exc
         try:
@@ -275,4 +352,6 @@ class Renderer:
         except RenderError as exc:
             longest = f"with a {NAME_LIMIT}-character signer name and city: {exc.problem}"
             return RenderError(action.id, target.id, language, longest)
+        if not _places_words(letter):
+            return RenderError(action.id, target.id, language, WORDS_MISSING)
         return None

@@ -56,7 +56,7 @@ class Sender:
         try:
             if language is None:
                 raise RenderError(action.id, target.id, None, "no template for this target")
-            letter = renderer.render(action, target, language, claim.signer, now.date())
+            letter = renderer.render(action, target, language, claim.signer, now.date(), opened[1])
         except Exception as exc:
             # Whatever a template does, it holds its own action and never stops the others.
             problem = (

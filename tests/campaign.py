@@ -714,6 +714,8 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
 }
 BROKEN_BODY = "{{ target.salutation }},\n{{ supporter.nickname }}\n"
+# ``check`` holds an action whose template drops the supporters' own words.
+WORDS = "{% if supporter.words %}{{ supporter.words }}{% endif %}"
 
 
 PERSON_COLUMNS = ("email", "name", "language", "city", "country")
@@ -767,7 +769,8 @@ def write_files(scenario: Scenario, root: Path) -> tuple[Path, Path, list[Path]]
             if action.hold == "broken-template":
                 body = BROKEN_BODY
             (folder / f"{language}.j2").write_text(
-                f"{{% block subject %}}{subject}{{% endblock %}}{{% block body %}}{body}{{% endblock %}}",
+                f"{{% block subject %}}{subject}{{% endblock %}}"
+                f"{{% block body %}}{body}{WORDS}{{% endblock %}}",
                 encoding="utf-8",
             )
     files = []

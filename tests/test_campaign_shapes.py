@@ -23,7 +23,8 @@ from tests.smtp_server import Received, SmtpServer
 
 TEMPLATE = (
     "{% block subject %}About {{ action.title }}{% endblock %}"
-    "{% block body %}{{ target.salutation }},\nPlease act.\n{{ supporter.name }}\n{% endblock %}"
+    "{% block body %}{{ target.salutation }},\nPlease act.\n"
+    "{% if supporter.words %}{{ supporter.words }}{% endif %}{{ supporter.name }}\n{% endblock %}"
 )
 LIFTED: dict[str, Any] = {"rate_per_target": 10_000.0, "burst_per_target": 10_000, "rate_global": 100_000.0}
 

@@ -241,3 +241,21 @@ def test_a_password_in_the_settings_file_is_refused_whatever_its_characters(tmp_
     file.write_text('smtp_url = "smtps://relay.example.org"\nsmtp_pool = "many"\n')
     with pytest.raises(ValueError, match=r"dispatcher.toml: smtp_pool: .*integer"):
         load_settings({}, file)
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("+442079460000", "+442079460000"),
+        ("+44 20 7946 0000", "+442079460000"),
+        ("0044 20 7946 0000", "+442079460000"),
+        ("0033142756000", "+33142756000"),  # YAML 1.1 would read these digits as an octal number
+    ],
+)
+def test_a_fax_number_written_without_quotes_is_read_as_written(
+    tmp_path: Path, written: str, stored: str
+) -> None:
+    """YAML reads ``+442079460000`` as the integer 442079460000: the number stays the text."""
+    action = load_action_file(write(tmp_path, GOOD.replace('fax: "010 6238 1025"', f"fax: {written}")))
+    assert not isinstance(action, list), action
+    assert action.targets[0].fax == stored

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import Action, load_actions
+from dispatcher.config import Action, deadline_instant, load_actions
 from dispatcher.render import Renderer, RenderError
 from dispatcher.store import Signer
 from tests.conftest import ROOT
@@ -73,7 +73,7 @@ targets:
 
 GOOD = (
     "{% block subject %}Hello {{ target.name }}{% endblock %}"
-    "{% block body %}{{ target.salutation }},\n{{ supporter.name }}{% endblock %}"
+    "{% block body %}{{ target.salutation }},\n{{ supporter.words }}\n{{ supporter.name }}{% endblock %}"
 )
 
 
@@ -88,7 +88,7 @@ def test_falls_back_to_the_action_language(tmp_path: Path) -> None:
     [
         (
             "{% block subject %}x{% endblock %}{% block body %}{{ supporter.nmae }}{% endblock %}",
-            "UndefinedError",
+            "unknown variable supporter.nmae (did you mean supporter.name?)",
         ),
         ("{% block subject %}x{% endblock %}{% block body %}{{ oops(){% endblock %}", "TemplateSyntaxError"),
         ("{% block body %}no subject{% endblock %}", "subject block"),
@@ -134,3 +134,51 @@ def test_the_supporters_own_words_go_in_as_text_before_the_closing(shipped: dict
         assert words in body and body.index(words) < body.index(closing)
         plain = renderer.render(update, xi, language, SIGNER, TODAY).body
         assert "\n\n\n" not in plain.replace("\u3000", ""), "no gap where no words were given"
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("action.titel", "unknown variable action.titel (did you mean action.title?)"),
+        ("suporter.name", "unknown variable suporter (did you mean supporter?)"),
+        ("target.salutaton", "unknown variable target.salutaton (did you mean target.salutation?)"),
+        ("action.xyz", "unknown variable action.xyz"),
+    ],
+)
+def test_an_unknown_variable_is_named_as_the_template_wrote_it(
+    tmp_path: Path, expression: str, message: str
+) -> None:
+    template = (
+        f"{{% block subject %}}x{{% endblock %}}{{% block body %}}{{{{ {expression} }}}}{{% endblock %}}"
+    )
+    renderer, action = make(tmp_path, {"en.j2": template})
+    (problem,) = renderer.check(action, ("email",), TODAY)
+    assert problem.problem.endswith(f"line 1: {message}") and "ActionView" not in problem.problem
+
+
+def test_check_holds_an_action_whose_template_leaves_out_the_supporters_words(tmp_path: Path) -> None:
+    dropped = GOOD.replace("{{ supporter.words }}", "")
+    renderer, action = make(tmp_path, {"en.j2": dropped})
+    (problem,) = renderer.check(action, ("email",), TODAY)
+    assert "does not place supporter.words" in problem.problem
+    wrapped = GOOD.replace("{{ supporter.words }}", "{{ supporter.words | wordwrap(20) }}")
+    renderer, action = make(tmp_path / "wrapped", {"en.j2": wrapped})
+    assert renderer.check(action, ("email",), TODAY) == []  # placed, only wrapped
+
+
+def test_action_deadline_is_the_one_in_force_after_an_extension(tmp_path: Path) -> None:
+    template = (
+        "{% block subject %}By {{ action.deadline | date }}{% endblock %}"
+        + GOOD.split("{% endblock %}", 1)[1]
+    )
+    renderer, action = make(tmp_path, {"en.j2": template})
+    target = action.target("t")
+    assert renderer.render(action, target, "en", SIGNER, TODAY).subject == "By January 1, 2030"
+    extended = deadline_instant(dt.date(2030, 3, 15), action.zone)
+    assert renderer.render(action, target, "en", SIGNER, TODAY, extended).subject == "By March 15, 2030"
+    noon = dt.datetime(2030, 4, 2, 12, 0, tzinfo=dt.UTC)
+    assert renderer.render(action, target, "en", SIGNER, TODAY, noon).subject == "By April 2, 2030"
+    assert (
+        renderer.render(action, target, "en", SIGNER, TODAY, action.deadline_at).subject
+        == "By January 1, 2030"
+    )

@@ -83,7 +83,7 @@ def refusal(tmp_path: Path, body: str, signer: Signer = SIGNER, **others: str) -
 RUNTIME_ERRORS = {
     "division": ("\n\n{{ 1 / 0 }}", "line 4: ZeroDivisionError: division by zero"),
     "date of a string": ("\n{{ 'x'|date }}", "line 3: "),
-    "missing key": ("\n{{ {}['k'] }}", "line 3: UndefinedError"),
+    "missing key": ("\n{{ {}['k'] }}", "line 3: no 'k' in a dict value"),
     "self include": ("\n\n\n{% include 'a/en.j2' %}", "line 5: RecursionError"),
     "recursive macro": ("{% macro m() %}{{ m() }}{% endmacro %}\n{{ m() }}", "line 2: RecursionError"),
     "recursive block": ("\n{{ self.body() }}", "line 3: RecursionError"),

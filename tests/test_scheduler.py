@@ -37,7 +37,8 @@ targets:
 """
 TEMPLATE = (
     "{% block subject %}Please act{% endblock %}"
-    "{% block body %}{{ target.salutation }},\n{{ supporter.name }}\n{% endblock %}"
+    "{% block body %}{{ target.salutation }},\n"
+    "{% if supporter.words %}{{ supporter.words }}{% endif %}{{ supporter.name }}\n{% endblock %}"
 )
 
 

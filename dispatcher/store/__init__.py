@@ -423,7 +423,10 @@ class Store(abc.ABC):
         """Move pending (and abandoned in-flight) deliveries to expired or cancelled."""
 
     @abc.abstractmethod
-    def revive(self, action_id: str, from_status: Status, now: dt.datetime) -> int: ...
+    def revive(
+        self, action_id: str, from_status: Status, now: dt.datetime, since: dt.datetime | None = None
+    ) -> int:
+        """Back to pending, if consent still allows; ``since``: only those changed since then."""
 
     @abc.abstractmethod
     def backlog(self, now: dt.datetime) -> Backlog: ...

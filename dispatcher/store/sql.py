@@ -876,14 +876,17 @@ class SqlStore(Store):
                 .values(status=status.value, lease_owner=None, lease_until=None, updated_at=now)
             ).rowcount
 
-    def revive(self, action_id: str, from_status: Status, now: dt.datetime) -> int:
+    def revive(
+        self, action_id: str, from_status: Status, now: dt.datetime, since: dt.datetime | None = None
+    ) -> int:
         d = deliveries
+        changed = d.c.updated_at >= since if since is not None else true()
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
                 # Not a letter whose supporter withdrew meanwhile, nor one past its retention period
                 # (it names no signer): neither can go out again.
-                .where(d.c.action_id == action_id, d.c.status == from_status, _consented(now))
+                .where(d.c.action_id == action_id, d.c.status == from_status, changed, _consented(now))
                 .values(status=Status.PENDING.value, next_attempt_at=now, updated_at=now)
             ).rowcount
 

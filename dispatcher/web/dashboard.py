@@ -92,6 +92,20 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
         "reasons": reports.failure_reasons(action_id, redact=True),
         "failed": reports.failed_deliveries(action_id, 20, redact=True),
         "pages": [(p, n) for a, p, n in store.fax_pages() if a == action_id],
+        **_controls(ctx, action),
+    }
+
+
+def _controls(ctx: Context, action: Action) -> dict[str, Any]:
+    """Only the controls that can apply now, and until when a close can be taken back."""
+    state, now = ctx.store.action_states().get(action.id), ctx.clock()
+    available = controls.available(action, state, now)
+    return {
+        "controls": available,
+        "staff_controls": [c for c in available if c not in controls.REQUEUES],
+        "reopen_until": controls.reopen_until(action, state, now),
+        "closed_by": state.updated_by if state and state.status == "closed" else None,
+        "grace_hours": f"{controls.REOPEN_GRACE.total_seconds() / 3600:g}",
     }
 
 
@@ -103,18 +117,21 @@ async def action_page(request: Request) -> Response:
     return render(request, "action.html", bar=BAR, **page)
 
 
-CONTROLS = {"pause": controls.pause, "resume": controls.resume}
+CONTROLS = {"pause": controls.pause, "resume": controls.resume, "reopen": controls.reopen}
 
 
 @requires(Role.STAFF)
 async def control(request: Request) -> Response:
-    """Pause, resume, close or extend: the same controls as the CLI, audited the same way."""
+    """Pause, resume, close (the action id typed to confirm), reopen or extend: the same controls
+    as the CLI, audited the same way."""
     ctx, what = context(request), request.url.path.rsplit("/", 1)[1]
     action = (await run_in_threadpool(ctx.actions)).get(request.path_params["action_id"])
     user = await current_user(request)
     if action is None or user is None:
         return forbidden(request, "no such action", status=404)
     form = await request.form()
+    if what == "close" and str(form.get("confirm", "")).strip() != action.id:
+        return forbidden(request, f"to close it, type the action id {action.id} in the box", status=400)
     try:
         await run_in_threadpool(
             _apply, ctx, what, action, user.name, address(request), str(form.get("deadline", ""))
@@ -147,6 +164,11 @@ async def requeue(request: Request) -> Response:
     )
     form, user = await request.form(), await current_user(request)
     assert user is not None
+    action = (await run_in_threadpool(ctx.actions)).get(action_id)
+    if action is None:
+        return forbidden(request, "no such action", status=404)
+    if what not in (await run_in_threadpool(_controls, ctx, action))["controls"]:
+        return forbidden(request, f"{action_id} is closed or a draft: nothing of it can be sent", status=409)
     delivery = str(form.get("delivery_id") or "")
     now = ctx.clock()
     if what == "retry-now":
@@ -166,7 +188,7 @@ routes = [
     Route("/actions/{action_id}", action_page),
     *(
         Route(f"/actions/{{action_id}}/{w}", control, methods=["POST"])
-        for w in ("pause", "resume", "close", "extend")
+        for w in ("pause", "resume", "close", "reopen", "extend")
     ),
     *(Route(f"/actions/{{action_id}}/{w}", requeue, methods=["POST"]) for w in ("requeue", "retry-now")),
 ]

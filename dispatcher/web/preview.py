@@ -11,6 +11,7 @@ from starlette.routing import Route
 from dispatcher import faxpdf
 from dispatcher.accounts import Role
 from dispatcher.config import Action, Target
+from dispatcher.planner import effective
 from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
 from dispatcher.web import Context, context
 from dispatcher.web.auth import requires
@@ -30,7 +31,9 @@ def _letter(
     language = language or renderer.language_for(action, target)
     if language is None or language not in action.languages:
         raise LookupError("no template in that language")
-    return action, target, renderer.render(action, target, language, SAMPLE_SIGNER, ctx.clock().date())
+    now = ctx.clock()
+    in_force = effective(action, ctx.store.action_states().get(action.id), now).deadline
+    return action, target, renderer.render(action, target, language, SAMPLE_SIGNER, now.date(), in_force)
 
 
 def _fax(ctx: Context, action: Action, target: Target, letter: Letter) -> bytes:
