@@ -356,15 +356,17 @@ class SmtpTransport(MailTransport):
         ``sendmail`` parses every address twice with ``email.utils.parseaddr`` (about 100 µs
         each: more than half of our CPU per letter). Our addresses were validated when they
         entered the system; ``smtp_path`` checks they are safe on a command line, once each.
-        The caller sets one timeout for the transaction, not one timer per command.
+        Each reply has the client's timeout (``DISPATCHER_SMTP_TIMEOUT``), not the transaction:
+        a slow server answers a letter with copies within the timeout per command, and a letter
+        whose DATA already went through is not given up on (and sent again) for its slowness.
         """
         try:
-            reply = await client.execute_command(b"MAIL", b"FROM:" + smtp_path(mail.sender), timeout=None)
+            reply = await client.execute_command(b"MAIL", b"FROM:" + smtp_path(mail.sender))
             if reply.code != 250:
                 raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail.sender)
             refused: dict[str, aiosmtplib.SMTPResponse] = {}
             for recipient in mail.recipients:
-                reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient), timeout=None)
+                reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient))
                 if reply.code in (250, 251):
                     continue
                 if recipient == mail.recipients[0]:
@@ -373,7 +375,7 @@ class SmtpTransport(MailTransport):
                         [aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)]
                     )
                 refused[recipient] = reply
-            reply = await client.data(mail.data, timeout=None)
+            reply = await client.data(mail.data)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             if client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
@@ -410,9 +412,7 @@ class SmtpTransport(MailTransport):
                     self._down_until = time.monotonic() + min(60.0, 2.0 ** (self._failures - 1))
                     raise
                 self._failures = 0
-            # One deadline for the whole transaction instead of a timer per command.
-            async with asyncio.timeout(self.timeout):
-                errors, reply = await self._transaction(client, mail)
+            errors, reply = await self._transaction(client, mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             raise SendError(

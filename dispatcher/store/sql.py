@@ -659,6 +659,15 @@ class SqlStore(Store):
                 )
             ).rowcount
 
+    def renew(self, worker: str, delivery_ids: Sequence[int], until: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        d = deliveries
+        # Only a lease still ours: one another worker took back after a freeze stays theirs.
+        mine = and_(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+        with self.engine.begin() as conn:
+            return conn.execute(update(d).where(mine).values(lease_until=until)).rowcount
+
     def expire_leases_of(self, worker: str, now: dt.datetime) -> int:
         d = deliveries
         with self.engine.begin() as conn:
