@@ -3,17 +3,22 @@ aiosmtpd on 127.0.0.1 answering late or not listening at all."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dispatcher.channels import make_channels
+from dispatcher.channels.email import PROBE_MAX
 from dispatcher.config import Action
-from dispatcher.scheduler import utcnow
+from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
 from tests.smtp_server import ScriptedHandler, SmtpServer
-from tests.test_email_smtp import delivery_rows, make_settings, people, run_once, write_action
+from tests.test_email_smtp import WORKER, delivery_rows, make_settings, people, run_once, until, write_action
 
 
 @pytest.fixture
@@ -65,3 +70,32 @@ async def test_a_lease_shorter_than_an_attempt_is_renewed_while_the_attempt_runs
     with SmtpServer(ScriptedHandler(delay=2.5)) as slow:
         await run_once(make_settings(tmp_path, slow.url, smtp_timeout=5.0, lease_seconds=1.5), db)
         assert_each_sent_once(db, slow, total)
+
+
+@pytest.mark.slow
+async def test_after_an_outage_the_first_letter_goes_soon_after_the_server_is_back(
+    tmp_path: Path, db: Store, action: Action
+) -> None:
+    db.import_supporters(people(30), utcnow())
+    with SmtpServer() as gone:
+        url = gone.url  # a port that was just free: nothing listens on it until the server is back
+    settings = make_settings(tmp_path, url)
+    dispatcher = Dispatcher(settings, db, make_channels(settings, db), worker_id=WORKER)
+    running = asyncio.create_task(dispatcher.run_forever())
+    try:
+        await asyncio.sleep(12)  # the outage
+        assert not running.done()
+        with SmtpServer(port=int(url.rsplit(":", 1)[1])) as back:
+            started = time.monotonic()
+            await until(lambda: bool(back.received()), PROBE_MAX + 2, "the first letter after the outage")
+            waited = time.monotonic() - started
+            dispatcher.stop()
+            await asyncio.wait_for(running, 15)
+    finally:
+        dispatcher.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, 15)
+    # Letters were not spent as probes: only those that found the server gone wait for a retry.
+    retried = [a for a in db.attempt_log() if a.outcome == "retry"]
+    assert 1 <= len(retried) <= settings.smtp_pool, retried
+    print(f"\nfirst letter {waited:.1f} s after the server was back")
