@@ -557,12 +557,12 @@ class SqlStore(Store):
 
     def _spend(self, conn: Connection, tokens: dict[str, float], now: dt.datetime) -> None:
         b = pacing_buckets
-        conn.execute(
-            update(b)
-            .where(b.c.key == bindparam("b_key"))
-            .values(tokens=bindparam("b_tokens"), updated_at=now),
-            [{"b_key": k, "b_tokens": v} for k, v in tokens.items() if not k.startswith("line:")],
-        )
+        left = {k: v for k, v in tokens.items() if not k.startswith("line:")}
+        # One statement, not one per bucket: psycopg sends an executemany as a pipeline, and a
+        # process frozen before the pipeline's last message leaves a session that PostgreSQL
+        # counts as busy, not idle, so it never times out and the bucket locks stay held.
+        level = case(left, value=b.c.key, else_=b.c.tokens)
+        conn.execute(update(b).where(b.c.key.in_(list(left))).values(tokens=level, updated_at=now))
 
     def _due(
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
