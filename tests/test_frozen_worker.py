@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy import select as sql_select
 
 from dispatcher import pacing
@@ -42,7 +42,7 @@ SERVER_DELAY = 0.15  # seconds before each 250 to DATA: a frozen worker has lett
 
 
 def worker_env(tmp_path: Path, pg_url: str, smtp_url: str, name: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCHER_", "PG"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env.update(
         {
             "DISPATCHER_SETTINGS": str(tmp_path / "no-settings.toml"),
@@ -58,7 +58,7 @@ def worker_env(tmp_path: Path, pg_url: str, smtp_url: str, name: str) -> dict[st
             "DISPATCHER_BURST_PER_TARGET": "5",
             "DISPATCHER_BATCH_SIZE": str(BATCH),
             "DISPATCHER_LEASE_SECONDS": str(LEASE),
-            "PGAPPNAME": name,  # libpq's: how the test finds this worker's sessions in pg_locks
+            "PGAPPNAME": name,  # libpq's: how the test finds this worker's sessions
         }
     )
     return env
@@ -109,7 +109,7 @@ def test_a_worker_frozen_inside_its_claim_does_not_stop_the_other(tmp_path: Path
     write_action(tmp_path / "actions")
     store = open_store(pg_url)
     store.import_supporters(people(TOTAL), utcnow())
-    watcher = create_engine(pg_url)
+    watcher = engine_for(pg_url)
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("frozen", "other")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
