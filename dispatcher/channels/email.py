@@ -315,7 +315,9 @@ class SmtpTransport(MailTransport):
             await asyncio.sleep(max(0.0, self._next_probe - time.monotonic()))
             try:
                 client = await self._connect()
-            except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException):
+            except Exception:
+                # Whatever went wrong, the server is not usable yet; a probe that died instead
+                # would leave the circuit open for good.
                 wait = min(PROBE_MAX, 2 * wait)
                 self._next_probe = time.monotonic() + wait
                 continue
