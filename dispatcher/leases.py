@@ -5,6 +5,9 @@ An attempt may outlast it (a slow server: every command may take up to the SMTP 
 letter with copies sends several), and a letter taken back mid-attempt is sent twice. So while
 an attempt runs its lease is renewed, every quarter lease (at most every few seconds): only a
 worker that stopped running, killed or frozen, loses its letters to the others.
+
+Renewals run on a thread of their own, not the store thread: they never wait behind a claim, a
+planning round or a retention sweep, whose length has nothing to do with the lease.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import logging
 from collections.abc import Callable, Iterator
 
 from dispatcher.store import Store
-from dispatcher.store.thread import StoreThread
 
 log = logging.getLogger("dispatcher")
 
@@ -27,13 +29,11 @@ class LeaseKeeper:
     def __init__(
         self,
         store: Store,
-        db: StoreThread,
         worker_id: str,
         lease: dt.timedelta,
         clock: Callable[[], dt.datetime],
     ) -> None:
         self.store = store
-        self.db = db
         self.worker_id = worker_id
         self.lease = lease
         self.clock = clock
@@ -60,7 +60,7 @@ class LeaseKeeper:
                 return
             ids = sorted(self._running)
             try:
-                await self.db(self.store.renew, self.worker_id, ids, self.clock() + self.lease)
+                await asyncio.to_thread(self.store.renew, self.worker_id, ids, self.clock() + self.lease)
             except Exception as exc:  # the next round tries again; the attempts go on regardless
                 why = type(exc).__name__
                 log.warning("could not renew the leases of %d letters being sent: %s", len(ids), why)
