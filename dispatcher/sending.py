@@ -14,6 +14,7 @@ from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel, Envelope, SendError, Unavailable
 from dispatcher.config import Settings
 from dispatcher.feeder import Queued
+from dispatcher.leases import LeaseKeeper
 from dispatcher.render import RenderError
 from dispatcher.results import ResultWriter
 from dispatcher.store import AttemptResult, Claim, Outcome
@@ -38,6 +39,8 @@ class Sender:
         self.backoff = Backoff(
             settings.retry_initial, settings.retry_max, settings.max_attempts, jitter=settings.retry_initial
         )
+        lease = dt.timedelta(seconds=settings.lease_seconds)
+        self.leases = LeaseKeeper(results.store, results.worker_id, lease, clock)
 
     async def send(self, item: Queued) -> None:
         claim = item.claim
@@ -81,7 +84,9 @@ class Sender:
             deadline_by,
         )
         try:
-            self.results.add(await self._attempt(claim, envelope, language))
+            with self.leases.attempt(claim.delivery_id):
+                result = await self._attempt(claim, envelope, language)
+            self.results.add(result)
         except Unavailable:
             # The circuit is open, or the letter waited too long for a connection: not attempted.
             self.results.release(claim.delivery_id)

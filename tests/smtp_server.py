@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -132,9 +132,16 @@ class Rule:
 class ScriptedHandler:
     """aiosmtpd handler: stores accepted messages, answers as the rules say. Thread-safe."""
 
-    def __init__(self, on_message: Callable[[Received], None] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[Received], None] | None = None,
+        delay: float = 0.0,
+        pause: Mapping[Literal["mail", "rcpt"], float] | None = None,
+    ) -> None:
         self.on_message = on_message
         self.delay = delay
+        # Seconds to wait before answering MAIL or RCPT: a slow server (DATA's is ``delay``).
+        self.pause = dict(pause or {})
         self._lock = threading.Condition()
         self._rules: list[Rule] = []
         self._received: list[Received] = []
@@ -237,9 +244,18 @@ class ScriptedHandler:
             asyncio.get_running_loop().call_soon(transport.close)  # after the reply is written
         return REPLIES[reply]
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.pause.get("mail", 0.0))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        await asyncio.sleep(self.pause.get("rcpt", 0.0))
         number = self._number(envelope)
         rule = self._match("rcpt", number, [address])
         if rule is not None:

@@ -256,6 +256,9 @@ class MaildirTransport(MailTransport):
         return Reply(250, f"written to {final}")
 
 
+PROBE_FIRST = 0.5  # seconds from a failed connect to the first probe of the server
+PROBE_MAX = 5.0  # seconds between probes of a server that stays down
+
 _CONNECTION_ERRORS = (
     aiosmtplib.SMTPServerDisconnected,
     aiosmtplib.SMTPConnectError,
@@ -290,13 +293,42 @@ class SmtpTransport(MailTransport):
         # the leases on the letters they hold run out, and those letters are sent twice.
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []
-        # Circuit breaker: after a failed connect the server counts as down for a while (1 s,
-        # doubling to 60 s), so an outage costs one attempt per connection, not one per letter.
-        self._failures = 0
-        self._down_until = 0.0
+        # Circuit breaker: after a failed connect the server counts as down and no letter is
+        # tried on it, so an outage costs one attempt per connection, not one per letter. A bare
+        # connection probes it (PROBE_FIRST, doubling to PROBE_MAX) and the first that gets
+        # through closes the circuit: sending resumes within PROBE_MAX of the server's return,
+        # and no letter spends an attempt as a probe.
+        self._probe: asyncio.Task[None] | None = None
+        self._next_probe = 0.0
 
     def ready_in(self) -> float:
-        return max(0.0, self._down_until - time.monotonic())
+        if self._probe is None:
+            return 0.0
+        return max(0.01, self._next_probe - time.monotonic())  # not 0 while the probe connects
+
+    def _open_circuit(self) -> None:
+        if self._probe is None:
+            self._next_probe = time.monotonic() + PROBE_FIRST
+            self._probe = asyncio.create_task(self._probe_until_up())
+
+    async def _probe_until_up(self) -> None:
+        wait = PROBE_FIRST
+        while True:
+            await asyncio.sleep(max(0.0, self._next_probe - time.monotonic()))
+            try:
+                client = await self._connect()
+            except Exception:
+                # Whatever went wrong, the server is not usable yet; a probe that died instead
+                # would leave the circuit open for good.
+                wait = min(PROBE_MAX, 2 * wait)
+                self._next_probe = time.monotonic() + wait
+                continue
+            if len(self._idle) < self.pool_size:
+                self._idle.append(client)  # the first letter after the outage needs no connect
+            else:
+                self._discard(client)
+            self._probe = None
+            return
 
     @property
     def password(self) -> str | None:
@@ -358,15 +390,17 @@ class SmtpTransport(MailTransport):
         ``sendmail`` parses every address twice with ``email.utils.parseaddr`` (about 100 µs
         each: more than half of our CPU per letter). Our addresses were validated when they
         entered the system; ``smtp_path`` checks they are safe on a command line, once each.
-        The caller sets one timeout for the transaction, not one timer per command.
+        Each reply has the client's timeout (``DISPATCHER_SMTP_TIMEOUT``), not the transaction:
+        a slow server answers a letter with copies within the timeout per command, and a letter
+        whose DATA already went through is not given up on (and sent again) for its slowness.
         """
         try:
-            reply = await client.execute_command(b"MAIL", b"FROM:" + smtp_path(mail.sender), timeout=None)
+            reply = await client.execute_command(b"MAIL", b"FROM:" + smtp_path(mail.sender))
             if reply.code != 250:
                 raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail.sender)
             refused: dict[str, aiosmtplib.SMTPResponse] = {}
             for recipient in mail.recipients:
-                reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient), timeout=None)
+                reply = await client.execute_command(b"RCPT", b"TO:" + smtp_path(recipient))
                 if reply.code in (250, 251):
                     continue
                 if recipient == mail.recipients[0]:
@@ -375,7 +409,7 @@ class SmtpTransport(MailTransport):
                         [aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)]
                     )
                 refused[recipient] = reply
-            reply = await client.data(mail.data, timeout=None)
+            reply = await client.data(mail.data)
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
             if client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
@@ -408,13 +442,9 @@ class SmtpTransport(MailTransport):
                 try:
                     client = await self._connect()
                 except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException):
-                    self._failures += 1
-                    self._down_until = time.monotonic() + min(60.0, 2.0 ** (self._failures - 1))
+                    self._open_circuit()
                     raise
-                self._failures = 0
-            # One deadline for the whole transaction instead of a timer per command.
-            async with asyncio.timeout(self.timeout):
-                errors, reply = await self._transaction(client, mail)
+            errors, reply = await self._transaction(client, mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             raise SendError(
@@ -443,6 +473,11 @@ class SmtpTransport(MailTransport):
         return Reply(250, detail)
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
         while self._idle:
             client = self._idle.pop()
             if client.is_connected:

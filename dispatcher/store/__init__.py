@@ -337,6 +337,10 @@ class Store(abc.ABC):
         """Give back leased deliveries that were not attempted."""
 
     @abc.abstractmethod
+    def renew(self, worker: str, delivery_ids: Sequence[int], until: dt.datetime) -> int:
+        """Extend this worker's leases on deliveries whose attempt is still running."""
+
+    @abc.abstractmethod
     def expire_leases_of(self, worker: str, now: dt.datetime) -> int:
         """Make a previous run's leases under this worker id reclaimable at once."""
 

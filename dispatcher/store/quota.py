@@ -47,7 +47,8 @@ def charge(conn: Connection, ids: Sequence[int], now: dt.datetime) -> list[int]:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     start = dialect.insert(q).on_conflict_do_nothing()
     people = sorted({r.supporter_id for r in capped})
-    conn.execute(start, [{"supporter_id": p, "month": month, "used": 0} for p in people])
+    # One multi-row INSERT, not an executemany (a pipeline, see ``SqlStore._spend``).
+    conn.execute(start.values([{"supporter_id": p, "month": month, "used": 0} for p in people]))
     over: set[int] = set()
     for row in capped:
         took = conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,8 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 
 from dispatcher import pacing
@@ -86,6 +87,21 @@ from dispatcher.store.schema import (
 )
 
 IMPORT_BATCH = 1000
+# PostgreSQL sessions: a transaction left idle this long (its process frozen: SIGSTOP, a VM
+# pause) is ended by the server, and its row locks with it; no transaction of ours idles for more
+# than milliseconds. No lock is waited for longer than LOCK_WAIT: a stuck holder becomes an error
+# in the log instead of a silent hang. The database URL's own ``options`` win over these.
+IDLE_IN_TRANSACTION = 5.0  # seconds
+LOCK_WAIT = 30.0  # seconds
+# A claim waits this long for the pacing buckets, then gives up and is tried again next round:
+# the worker's other store calls (recovering leases, recording results) are not held behind it.
+CLAIM_LOCK_WAIT = "1s"
+CLAIM_AGAIN = 0.2  # seconds until a claim given up is asked again
+# Lock wait timed out (another worker holds the buckets); this session's transaction ended by
+# the server after it idled (this worker was the frozen one).
+_CLAIM_GIVEN_UP = frozenset({"55P03", "25P03"})
+
+log = logging.getLogger("dispatcher")
 
 
 def _owner_only(database: str) -> None:
@@ -108,7 +124,7 @@ def engine_for(url: str) -> Engine:
         # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        return _postgres_engine(parsed)
     if parsed.database and parsed.database != ":memory:":
         _owner_only(parsed.database)
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
@@ -134,6 +150,16 @@ def engine_for(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _postgres_engine(url: URL) -> Engine:
+    ours = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION:g}s -c lock_timeout={LOCK_WAIT:g}s"
+    own = url.query.get("options")
+    own = " ".join(own) if isinstance(own, tuple) else own
+    # Later settings win: the operator's options come after ours.
+    options = f"{ours} {own}" if own else ours
+    url = url.difference_update_query(["options"])
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
 
 
 def _basis(tags: Sequence[str], language: str | None) -> str:
@@ -461,7 +487,26 @@ class SqlStore(Store):
         groups = list(request.groups)
         if not groups:
             return ClaimBatch([], frozenset(), None)
+        try:
+            return self._claim(worker, groups, request, now, lease)
+        except DBAPIError as exc:
+            # Nothing of a claim outlives its transaction: one given up is simply asked again.
+            if getattr(exc.orig, "sqlstate", None) not in _CLAIM_GIVEN_UP and not exc.connection_invalidated:
+                raise
+            log.warning("claim given up, asking again: %s", str(exc.orig).partition("\n")[0])
+            return ClaimBatch([], frozenset(), CLAIM_AGAIN)
+
+    def _claim(
+        self,
+        worker: str,
+        groups: list[ClaimGroup],
+        request: ClaimRequest,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> ClaimBatch:
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(select(func.set_config("lock_timeout", CLAIM_LOCK_WAIT, True)))
             tokens = self._buckets(conn, groups, request.limits, now)
             tokens |= self._lines(conn, groups)
             wanted = pacing.asks(groups, tokens, request.room)
@@ -512,12 +557,12 @@ class SqlStore(Store):
 
     def _spend(self, conn: Connection, tokens: dict[str, float], now: dt.datetime) -> None:
         b = pacing_buckets
-        conn.execute(
-            update(b)
-            .where(b.c.key == bindparam("b_key"))
-            .values(tokens=bindparam("b_tokens"), updated_at=now),
-            [{"b_key": k, "b_tokens": v} for k, v in tokens.items() if not k.startswith("line:")],
-        )
+        left = {k: v for k, v in tokens.items() if not k.startswith("line:")}
+        # One statement, not one per bucket: psycopg sends an executemany as a pipeline, and a
+        # process frozen before the pipeline's last message leaves a session that PostgreSQL
+        # counts as busy, not idle, so it never times out and the bucket locks stay held.
+        level = case(left, value=b.c.key, else_=b.c.tokens)
+        conn.execute(update(b).where(b.c.key.in_(list(left))).values(tokens=level, updated_at=now))
 
     def _due(
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
@@ -661,6 +706,15 @@ class SqlStore(Store):
                     updated_at=now,
                 )
             ).rowcount
+
+    def renew(self, worker: str, delivery_ids: Sequence[int], until: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        d = deliveries
+        # Only a lease still ours: one another worker took back after a freeze stays theirs.
+        mine = and_(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+        with self.engine.begin() as conn:
+            return conn.execute(update(d).where(mine).values(lease_until=until)).rowcount
 
     def expire_leases_of(self, worker: str, now: dt.datetime) -> int:
         d = deliveries
