@@ -135,3 +135,19 @@ def test_a_bad_database_url_is_a_clear_error_without_its_password(
     code, output = dispatcher({**env, "DISPATCHER_DATABASE_URL": url}, "-v", "queue")
     assert code == 1 and problem in output and "Traceback" not in output, output
     assert not shows_secret(output), output
+
+
+def test_a_store_error_shows_no_statement_parameters(db_url: str) -> None:
+    """A failed statement's message is logged and printed: it must not carry its parameters,
+    which hold supporters' addresses and, when the secret row is written, the Message-ID secret."""
+    from sqlalchemy import exc, text
+
+    from dispatcher.store.sql import engine_for
+
+    engine = engine_for(db_url)
+    try:
+        with pytest.raises(exc.DBAPIError) as raised, engine.begin() as conn:
+            conn.execute(text("INSERT INTO no_such_table VALUES (:v)"), {"v": "ada@example.org"})
+    finally:
+        engine.dispose()
+    assert "ada@example.org" not in str(raised.value)

@@ -119,6 +119,8 @@ def _owner_only(database: str) -> None:
 
 
 def engine_for(url: str) -> Engine:
+    # hide_parameters: errors are logged and printed, and their parameters hold supporters'
+    # addresses and the Message-ID secret.
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
@@ -127,7 +129,9 @@ def engine_for(url: str) -> Engine:
         return _postgres_engine(parsed)
     if parsed.database and parsed.database != ":memory:":
         _owner_only(parsed.database)
-    engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        parsed, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False}
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -159,7 +163,7 @@ def _postgres_engine(url: URL) -> Engine:
     # Later settings win: the operator's options come after ours.
     options = f"{ours} {own}" if own else ours
     url = url.difference_update_query(["options"])
-    return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": options})
 
 
 def _basis(tags: Sequence[str], language: str | None) -> str:
