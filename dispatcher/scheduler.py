@@ -30,7 +30,7 @@ from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel
 from dispatcher.config import Settings
 from dispatcher.faxjobs import ProviderJobs
-from dispatcher.feeder import Feeder
+from dispatcher.feeder import Feeder, Queued
 from dispatcher.pacing import Limits
 from dispatcher.planner import plan_action
 from dispatcher.receipts import EVERY as RECEIPTS_EVERY
@@ -48,6 +48,7 @@ log = logging.getLogger("dispatcher")
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
 BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
 STOP_GRACE = 5.0  # seconds a stopping worker still tries to commit what it holds to a store that is down
+FINISH_SLACK = 5.0  # seconds beyond the longest attempt in flight: rendering, handing the result over
 # A withdrawn consent stops letters already claimed: longer than any claim waits in a queue.
 REVOKED_WINDOW = dt.timedelta(minutes=10)
 
@@ -93,6 +94,9 @@ class Dispatcher:
         self._busy = 0
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second signal: stop without waiting for attempts
+        self._signals = 0
+        self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
         self._refreshed = 0.0
         self._beat = 0.0
         self._started = clock()
@@ -166,13 +170,52 @@ class Dispatcher:
         queue = self.feeder.queues[name]
         while (item := await queue.items.get()) is not None:
             self._busy += 1
+            self._in_flight[item.claim.delivery_id] = self._longest(item)
             try:
                 await self.sender.send(item)
             finally:
                 self._busy -= 1
+                del self._in_flight[item.claim.delivery_id]
                 queue.finished_one()
                 if queue.room():
                     self._wake.set()
+
+    def _longest(self, item: Queued) -> float:
+        claim = item.claim
+        opened = self.catalogue.open.get(claim.action_id)
+        if opened is None:  # handed back at once
+            return 0.0
+        target = opened[0].target(claim.target_id)
+        return self.channels[claim.channel].longest_attempt(opened[0], target)
+
+    async def _let_finish(self, senders: list[asyncio.Task[None]]) -> None:
+        """Stop starting letters and wait for those under way, as long as the longest of them
+        can take, so that what a server accepted is recorded rather than sent again; a second
+        signal cuts the wait short."""
+        for channel in self.channels.values():
+            channel.drain()
+        if not senders:
+            return
+        limit = max(self._in_flight.values(), default=0.0) + FINISH_SLACK
+        if self._in_flight and not self._hurry.is_set():
+            log.info("waiting up to %.0f s for %d letters in flight", limit, len(self._in_flight))
+        finished = asyncio.ensure_future(asyncio.wait(senders))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait({finished, hurry}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finished.cancel()
+        hurry.cancel()
+        cut = len(self._in_flight)
+        if cut:
+            log.warning(
+                "stopping now: %d letter%s still in flight cut off; sent again, with the same "
+                "Message-ID, once the lease runs out or worker %s starts again",
+                cut,
+                "" if cut == 1 else "s",
+                self.worker_id,
+            )
+        for sender in senders:
+            sender.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
 
     async def _done(self) -> bool:
         """``--once`` may end: nothing in hand, and nothing due now on the channels that are up."""
@@ -223,7 +266,7 @@ class Dispatcher:
             for name, channel in self.channels.items():
                 for _ in range(channel.concurrency):
                     self.feeder.queues[name].items.put_nowait(None)
-            await asyncio.wait(senders, timeout=self.settings.smtp_timeout + 5)
+            await self._let_finish(senders)
 
     # lifecycle -----------------------------------------------------------------------------
     async def _start(self) -> list[asyncio.Task[None]]:
@@ -298,7 +341,7 @@ class Dispatcher:
     async def run_forever(self) -> Tally:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(sig, self._signalled)
         tasks = await self._start()
         scheduler = AsyncIOScheduler(timezone=dt.UTC)
         now = self.clock()
@@ -322,6 +365,12 @@ class Dispatcher:
             await self._finish(tasks)
             log.info("dispatcher %s stopped: %s", self.worker_id, self.tally.line())
         return self.tally
+
+    def _signalled(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            self._hurry.set()
+        self.stop()
 
     def stop(self) -> None:
         self._stop.set()

@@ -65,6 +65,11 @@ class Envelope:
     deadline_by: float = math.inf  # time.monotonic() of the action's deadline
 
 
+# An HTTP provider's attempt: a lookup and a submission, each within httpx's 10 s to connect and
+# 30 s to read or to write (dispatcher/providers/http.py).
+HTTP_ATTEMPT = 2 * (10.0 + 30.0 + 30.0)
+
+
 class Channel(abc.ABC):
     name: str
 
@@ -82,6 +87,15 @@ class Channel(abc.ABC):
     def ready_in(self) -> float:
         """Seconds until the channel should be tried again; 0 when it is up."""
         return 0.0
+
+    def drain(self) -> None:
+        """The worker is stopping: an attempt not yet under way is handed back (``Unavailable``)
+        rather than started, so that those under way are the only ones it waits for."""
+
+    def longest_attempt(self, action: Action, target: Target) -> float:
+        """Seconds an attempt to ``target`` can take at most once under way: how long a stopping
+        worker waits for it, so that what the other side accepted is recorded, not sent twice."""
+        return HTTP_ATTEMPT
 
     def line(self, action: Action, target: Target) -> str | None:
         """A line that carries one letter at a time across all workers (a fax number), if any."""

@@ -215,6 +215,13 @@ class MailTransport(abc.ABC):
         """Letters worth having in hand at once."""
         return 4
 
+    def drain(self) -> None:
+        """Start no more transactions: letters not yet under way are handed back."""
+
+    def longest_attempt(self, recipients: int) -> float:
+        """Seconds a transaction to ``recipients`` addresses can take once under way."""
+        return 1.0
+
     @abc.abstractmethod
     async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
         """Deliver ``mail``; raise ``Unavailable`` if it cannot start by ``start_by`` (monotonic)."""
@@ -300,6 +307,7 @@ class SmtpTransport(MailTransport):
         # and no letter spends an attempt as a probe.
         self._probe: asyncio.Task[None] | None = None
         self._next_probe = 0.0
+        self._draining = False
 
     def ready_in(self) -> float:
         if self._probe is None:
@@ -427,6 +435,14 @@ class SmtpTransport(MailTransport):
         # Two letters per connection: the next is built while one is on the wire.
         return max(4, 2 * self.pool_size)
 
+    def drain(self) -> None:
+        self._draining = True
+
+    def longest_attempt(self, recipients: int) -> float:
+        # MAIL, one RCPT each, DATA and the message's end, each within the timeout. The connect
+        # is not counted: a letter still connecting when the worker stops is handed back unsent.
+        return (3 + recipients) * self.timeout
+
     async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
         async with self._slots:
             if time.monotonic() > start_by:
@@ -444,6 +460,8 @@ class SmtpTransport(MailTransport):
                 except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException):
                     self._open_circuit()
                     raise
+            if self._draining:
+                raise Unavailable("the worker is stopping; handed back unattempted")
             errors, reply = await self._transaction(client, mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
@@ -513,6 +531,12 @@ class EmailChannel(Channel):
 
     def ready_in(self) -> float:
         return self.transport.ready_in()
+
+    def drain(self) -> None:
+        self.transport.drain()
+
+    def longest_attempt(self, action: Action, target: Target) -> float:
+        return self.transport.longest_attempt(1 + len(self.copies(action, target)))
 
     async def send(self, envelope: Envelope) -> Reply:
         mail = self.builder.build(envelope, self.copies(envelope.action, envelope.target))
