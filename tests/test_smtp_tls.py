@@ -74,7 +74,7 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[trustme.CA, P
 
 
 def serve(
-    ca: trustme.CA, implicit: bool, password: str = PASSWORD, echo: bool = False
+    ca: trustme.CA, implicit: bool, password: str = PASSWORD, echo: bool = False, port: int | None = None
 ) -> tuple[Controller, Keep]:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
@@ -91,7 +91,7 @@ def serve(
         kwargs["tls_context"] = server_ctx
         kwargs["require_starttls"] = True
     controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), server_hostname="localhost", **kwargs
+        handler, hostname="127.0.0.1", port=port or free_port(), server_hostname="localhost", **kwargs
     )
     controller.start()
     return controller, handler

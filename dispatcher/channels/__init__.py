@@ -88,6 +88,12 @@ class Channel(abc.ABC):
         """Seconds until the channel should be tried again; 0 when it is up."""
         return 0.0
 
+    @property
+    def trouble(self) -> str | None:
+        """Why the channel is down, fit for logs and dashboards (no secret); None when it is not
+        known to be."""
+        return None
+
     def drain(self) -> None:
         """The worker is stopping: an attempt not yet under way is handed back (``Unavailable``)
         rather than started, so that those under way are the only ones it waits for."""

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import itertools
+import logging
 import math
 import os
 import re
@@ -200,6 +201,8 @@ class MessageBuilder:
 
 
 class MailTransport(abc.ABC):
+    trouble: str | None = None  # why the transport cannot be used now, if it knows
+
     async def start(self) -> None:
         """Open what the transport keeps open."""
 
@@ -263,6 +266,8 @@ class MaildirTransport(MailTransport):
         return Reply(250, f"written to {final}")
 
 
+log = logging.getLogger("dispatcher")
+
 PROBE_FIRST = 0.5  # seconds from a failed connect to the first probe of the server
 PROBE_MAX = 5.0  # seconds between probes of a server that stays down
 
@@ -274,6 +279,16 @@ _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, as far as the chain goes."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
 
 
 class SmtpTransport(MailTransport):
@@ -307,6 +322,7 @@ class SmtpTransport(MailTransport):
         # and no letter spends an attempt as a probe.
         self._probe: asyncio.Task[None] | None = None
         self._next_probe = 0.0
+        self.trouble: str | None = None  # why the circuit is open, fit for logs (no secret)
         self._draining = False
 
     def ready_in(self) -> float:
@@ -314,10 +330,39 @@ class SmtpTransport(MailTransport):
             return 0.0
         return max(0.01, self._next_probe - time.monotonic())  # not 0 while the probe connects
 
-    def _open_circuit(self) -> None:
+    def _open_circuit(self, exc: BaseException) -> None:
+        self._report(exc)
         if self._probe is None:
             self._next_probe = time.monotonic() + PROBE_FIRST
             self._probe = asyncio.create_task(self._probe_until_up())
+
+    def _report(self, exc: BaseException) -> None:
+        """Log why the server cannot be used: the first time, and whenever the reason changes
+        (a probe every few seconds must not repeat itself for the whole outage)."""
+        trouble, configuration = self._diagnose(exc)
+        if trouble == self.trouble:
+            return
+        self.trouble = trouble
+        where = self.describe()
+        if configuration:
+            log.error("email channel down: %s at %s; fix the settings; letters wait", trouble, where)
+        else:
+            log.warning("email channel down: %s at %s; letters wait", trouble, where)
+
+    def _diagnose(self, exc: BaseException) -> tuple[str, bool]:
+        """What is wrong, for an operator, and whether it is the configuration (which waiting
+        will not cure); scrubbed, as a server may echo what AUTH sent."""
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            return self._scrub(f"the server refused the login ({exc.code} {exc.message})"), True
+        for cause in _chain(exc):
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return f"the server's certificate is not trusted ({cause.verify_message})", True
+        text = str(exc)
+        if "STARTTLS extension not supported" in text:
+            return "the server offers no STARTTLS", True
+        if "AUTH extension is not supported" in text:
+            return "the server offers no AUTH", True
+        return self._scrub(f"{type(exc).__name__}: {text}"), False
 
     async def _probe_until_up(self) -> None:
         wait = PROBE_FIRST
@@ -325,9 +370,10 @@ class SmtpTransport(MailTransport):
             await asyncio.sleep(max(0.0, self._next_probe - time.monotonic()))
             try:
                 client = await self._connect()
-            except Exception:
+            except Exception as exc:
                 # Whatever went wrong, the server is not usable yet; a probe that died instead
                 # would leave the circuit open for good.
+                self._report(exc)
                 wait = min(PROBE_MAX, 2 * wait)
                 self._next_probe = time.monotonic() + wait
                 continue
@@ -336,6 +382,8 @@ class SmtpTransport(MailTransport):
             else:
                 self._discard(client)
             self._probe = None
+            log.info("email channel up again: %s answers", self.describe())
+            self.trouble = None
             return
 
     @property
@@ -457,8 +505,8 @@ class SmtpTransport(MailTransport):
             if client is None or not client.is_connected:
                 try:
                     client = await self._connect()
-                except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException):
-                    self._open_circuit()
+                except (*_CONNECTION_ERRORS, aiosmtplib.SMTPException) as exc:
+                    self._open_circuit(exc)
                     raise
             if self._draining:
                 raise Unavailable("the worker is stopping; handed back unattempted")
@@ -531,6 +579,10 @@ class EmailChannel(Channel):
 
     def ready_in(self) -> float:
         return self.transport.ready_in()
+
+    @property
+    def trouble(self) -> str | None:
+        return self.transport.trouble
 
     def drain(self) -> None:
         self.transport.drain()
