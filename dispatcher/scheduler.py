@@ -170,12 +170,12 @@ class Dispatcher:
         queue = self.feeder.queues[name]
         while (item := await queue.items.get()) is not None:
             self._busy += 1
-            self._in_flight[item.claim.delivery_id] = self._longest(item)
             try:
+                self._in_flight[item.claim.delivery_id] = self._longest(item)
                 await self.sender.send(item)
             finally:
                 self._busy -= 1
-                del self._in_flight[item.claim.delivery_id]
+                self._in_flight.pop(item.claim.delivery_id, None)
                 queue.finished_one()
                 if queue.room():
                     self._wake.set()
@@ -183,10 +183,10 @@ class Dispatcher:
     def _longest(self, item: Queued) -> float:
         claim = item.claim
         opened = self.catalogue.open.get(claim.action_id)
-        if opened is None:  # handed back at once
+        targets = {t.id: t for t in opened[0].targets} if opened else {}
+        if opened is None or claim.target_id not in targets:  # not attempted: handed back
             return 0.0
-        target = opened[0].target(claim.target_id)
-        return self.channels[claim.channel].longest_attempt(opened[0], target)
+        return self.channels[claim.channel].longest_attempt(opened[0], targets[claim.target_id])
 
     async def _let_finish(self, senders: list[asyncio.Task[None]]) -> None:
         """Stop starting letters and wait for those under way, as long as the longest of them
