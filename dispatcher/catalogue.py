@@ -8,6 +8,7 @@ fails to render while sending holds its action until its templates change.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from dispatcher.config import Action, ActionSet, ActionStatus, Settings, load_ac
 from dispatcher.faxpdf import FontMissing, find_font
 from dispatcher.planner import effective, sendable, terminal_status
 from dispatcher.render import Renderer, RenderError
-from dispatcher.store import ActionState, ClaimGroup, Status
+from dispatcher.store import ActionHold, ActionState, ClaimGroup, Status
 
 log = logging.getLogger("dispatcher")
 
@@ -26,25 +27,42 @@ def faxes(action: Action, channels: tuple[str, ...]) -> bool:
     return any(via == "fax" for _, via in action.delivery_pairs(channels))
 
 
-def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    """Names, sizes and times of a template folder's files: changes when staff edit it."""
-    if not folder.is_dir():
-        return ()
-    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))
+def stamp(folder: Path) -> str:
+    """A digest of the names, sizes and times of a folder's files: changes when staff edit it."""
+    found = sorted(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in (folder.rglob("*") if folder.is_dir() else ())
+        if p.is_file()
+    )
+    return hashlib.sha256(repr(found).encode()).hexdigest()
+
+
+def _restored(action_id: str, reason: str) -> RenderError:
+    """A hold read back from the store: its reason as it was first said."""
+    problem = RenderError(action_id, "-", None, reason)
+    problem.args = (reason,)
+    return problem
 
 
 class Catalogue:
     def __init__(
-        self, settings: Settings, channels: tuple[str, ...], clock: Callable[[], dt.datetime]
+        self,
+        settings: Settings,
+        channels: tuple[str, ...],
+        clock: Callable[[], dt.datetime],
+        *,
+        fonts: bool = True,  # False: only the templates (the fax font is the workers' host's)
     ) -> None:
         self.settings = settings
         self.channels = channels
         self.clock = clock
+        self.fonts = fonts
         self.loaded = ActionSet()
+        self.reloaded = False  # the action files were read: what it holds means something
         self.states: dict[str, ActionState] = {}
         self.held: dict[str, list[RenderError]] = {}
         # Failures while sending, with the template folder as it was then: held until it changes.
-        self._failed: dict[str, tuple[tuple[tuple[str, int, int], ...], RenderError]] = {}
+        self._failed: dict[str, tuple[str, RenderError]] = {}
         self.open: dict[str, tuple[Action, dt.datetime]] = {}
         self.renderer = Renderer(settings.templates_dir)
 
@@ -74,10 +92,11 @@ class Catalogue:
                 log.info("%s: checked again, no problems; sending resumes", action.id)
         self._failed = {a: f for a, f in self._failed.items() if a in held}
         self.loaded, self.held, self.renderer = loaded, held, renderer
+        self.reloaded = True
         self.recompute()
 
     def _font_problem(self, loaded: ActionSet) -> str | None:
-        if not any(faxes(a, self.channels) for a in loaded.actions.values()):
+        if not self.fonts or not any(faxes(a, self.channels) for a in loaded.actions.values()):
             return None
         try:
             find_font(self.settings.fax_font)
@@ -85,8 +104,27 @@ class Catalogue:
             return str(exc)
         return None
 
-    def _template_state(self, action: Action) -> tuple[tuple[str, int, int], ...]:
-        return _fingerprint(self.settings.templates_dir / action.templates)
+    def _template_state(self, action: Action) -> str:
+        return stamp(self.settings.templates_dir / action.templates)
+
+    def adopt(self, stored: Mapping[str, ActionHold]) -> None:
+        """Holds taken while sending, by this worker before a restart or by another: kept until
+        the action's templates change (the next ``reload`` decides)."""
+        for hold in stored.values():
+            if hold.kind == "sending" and hold.action_id not in self._failed:
+                self._failed[hold.action_id] = (hold.templates, _restored(hold.action_id, hold.reason))
+
+    def holds(self, worker: str, now: dt.datetime) -> dict[str, ActionHold]:
+        """What this catalogue holds, as the store keeps it for the dashboard."""
+        out = {}
+        for action_id, problems in self.held.items():
+            failed = self._failed.get(action_id)
+            action = self.loaded.actions.get(action_id)
+            templates = failed[0] if failed else self._template_state(action) if action else ""
+            kind, reason = ("sending", failed[1]) if failed else ("check", problems[0])
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            out[action_id] = ActionHold(action_id, kind, f"{reason}{more}", now, worker, templates)
+        return out
 
     def hold(self, action_id: str, problem: RenderError) -> None:
         """A letter failed to render while sending: nothing more of this action until fixed."""

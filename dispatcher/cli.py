@@ -235,7 +235,7 @@ def actions(ctx: Context) -> None:
     pages: dict[str, list[str]] = {}
     for action_id, provider, total in store.fax_pages():
         pages.setdefault(action_id, []).append(f"{provider}:{total}")
-    held = forecast.held(ctx.settings, utcnow)
+    held = forecast.held(ctx.settings, utcnow, store.action_holds())
     dispatching = bool(forecast.running(store.workers(), now))
     queues = store.queue_counts()
     outlook = action_rows(loaded.actions, states, {}, {}, queues, ctx.settings, now, held, dispatching)

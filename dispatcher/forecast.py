@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from babel.dates import format_timedelta
 
-from dispatcher.catalogue import Catalogue
+from dispatcher.catalogue import Catalogue, stamp
 from dispatcher.channels import IMPLEMENTED
 from dispatcher.config import ActionStatus, Settings
-from dispatcher.store import WorkerBeat
+from dispatcher.store import WORKERS_KEPT, ActionHold, WorkerBeat
 
 SILENT = dt.timedelta(seconds=20)  # four missed heartbeats: the worker is gone or cut off
+FORGET = WORKERS_KEPT  # silent longer: forgotten (each heartbeat also deletes such rows)
 
 
 def running(workers: Iterable[WorkerBeat], now: dt.datetime) -> list[WorkerBeat]:
@@ -30,23 +31,57 @@ def running(workers: Iterable[WorkerBeat], now: dt.datetime) -> list[WorkerBeat]
 
 def silent(workers: Iterable[WorkerBeat], now: dt.datetime) -> list[WorkerBeat]:
     """Workers that never said they stopped but have not been heard from for ``SILENT``: killed,
-    frozen, or unable to reach the store."""
-    return [w for w in workers if w.stopped_at is None and now - w.last_seen > SILENT]
+    frozen, or unable to reach the store; for ``FORGET`` at most, then they are forgotten."""
+    return [w for w in workers if w.stopped_at is None and SILENT < now - w.last_seen <= FORGET]
 
 
 # One catalogue per action and template folder, so a held action is logged when it becomes held,
-# not at every refresh of every open dashboard.
-_catalogues: dict[tuple[Path, Path], Catalogue] = {}
+# not at every refresh of every open dashboard; checked again only when a file in either folder
+# changes (or the date: letters carry it), not at every poll (live.js polls every 3 s per tab).
+_catalogues: dict[tuple[Path, Path], tuple[tuple[str, str, dt.date], Catalogue]] = {}
 _checking = threading.Lock()
 
 
-def held(settings: Settings, clock: Callable[[], dt.datetime]) -> set[str]:
-    """Actions a dispatcher would hold now: the ``Catalogue``'s own check, not a copy of it."""
-    key = (settings.actions_dir, settings.templates_dir)
+def _checked(settings: Settings, clock: Callable[[], dt.datetime]) -> Catalogue:
+    """The ``Catalogue``'s own check of the templates, not a copy of it. The fax font is left
+    to the workers: it is their host's that matters, and they store what they hold."""
+    folders = (settings.actions_dir, settings.templates_dir)
+    now = (stamp(settings.actions_dir), stamp(settings.templates_dir), clock().date())
     with _checking:
-        catalogue = _catalogues.setdefault(key, Catalogue(settings, IMPLEMENTED, clock))
+        before = _catalogues.get(folders)
+        if before is not None and before[0] == now:
+            return before[1]
+        # Every worker sends on these channels (``make_channels``); only the font differs by host.
+        catalogue = before[1] if before else Catalogue(settings, IMPLEMENTED, clock, fonts=False)
         catalogue.reload()
-        return set(catalogue.held)
+        _catalogues[folders] = (now, catalogue)
+        return catalogue
+
+
+def fresh_holds(
+    settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[str, ActionHold]
+) -> dict[str, ActionHold]:
+    """The holds running workers stored, but for actions whose templates changed since (the
+    workers check those again and release them at their next plan)."""
+    return _fresh(settings, _checked(settings, clock), stored)
+
+
+def _fresh(
+    settings: Settings, catalogue: Catalogue, stored: Mapping[str, ActionHold]
+) -> dict[str, ActionHold]:
+    actions = catalogue.loaded.actions
+    return {
+        a: h
+        for a, h in stored.items()
+        if a in actions and h.templates == stamp(settings.templates_dir / actions[a].templates)
+    }
+
+
+def held(settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[str, ActionHold]) -> set[str]:
+    """Actions a dispatcher holds or would hold now: the check here, and what workers stored
+    (a letter that failed to render for a real signer, a font missing on their host)."""
+    catalogue = _checked(settings, clock)
+    return set(catalogue.held) | set(_fresh(settings, catalogue, stored))
 
 
 def stalled(status: ActionStatus, is_held: bool, dispatching: bool) -> str | None:

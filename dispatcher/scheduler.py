@@ -99,6 +99,7 @@ class Dispatcher:
         self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
         self._refreshed = 0.0
         self._beat = 0.0
+        self._holds_said: dict[str, tuple[str, str, str]] | None = None
         self._started = clock()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
         self._failure: BaseException | None = None  # what ended a background task
@@ -115,12 +116,23 @@ class Dispatcher:
         if recovered:
             log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
         self.catalogue.set_states(await self.db(self.store.action_states))
+        await self.publish_holds()
         self.sender.revoked = await self.db(self.store.people.revoked_since, now - REVOKED_WINDOW)
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()
         if self._refreshed - self._beat >= BEAT_EVERY:
             await self.beat()
+
+    async def publish_holds(self) -> None:
+        """Put what this worker holds where the dashboard and ``dispatcher actions`` read it."""
+        if not self.catalogue.reloaded:  # nothing checked yet: keep what the store says
+            return
+        holds = self.catalogue.holds(self.worker_id, self.clock())
+        said = {a: (h.kind, h.reason, h.templates) for a, h in holds.items()}
+        if said != self._holds_said:
+            await self.db(self.store.set_holds, holds)
+            self._holds_said = said
 
     async def beat(self, stopped: bool = False) -> None:
         """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds."""
@@ -146,6 +158,7 @@ class Dispatcher:
                 log.info("%s: %d deliveries %s", action_id, changed, final.value)
 
     async def plan(self) -> int:
+        self.catalogue.adopt(await self.db(self.store.action_holds))
         self.catalogue.reload()
         await self.refresh()
         total = 0
@@ -306,6 +319,7 @@ class Dispatcher:
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.results.flush()
+            await self.publish_holds()
             await self.beat(stopped=True)
         except Exception as exc:  # cleanup: report, and let the first error (if any) through
             log.error(

@@ -5,19 +5,27 @@ running dispatcher writes them."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from dispatcher import forecast
 from dispatcher.accounts import Role
-from dispatcher.store import Store, WorkerBeat, open_store
+from dispatcher.config import Action
+from dispatcher.render import Renderer, RenderError
+from dispatcher.store import ActionHold, Store, WorkerBeat, open_store
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
+from tests.test_kill import dispatcher_executable
 from tests.test_store_contract import people
 from tests.web_client import add_users, client, csrf_of, web_settings
 
@@ -128,3 +136,99 @@ def test_dispatcher_actions_says_why_nothing_is_sent(tmp_path: Path) -> None:
         assert "paused: nothing is sent" in row_of(env, ACTION)
     finally:
         store.close()
+
+
+async def test_a_dead_worker_is_forgotten_and_strangers_get_no_names(
+    tmp_path: Path, web: httpx.AsyncClient, store: Store
+) -> None:
+    beat(store, "host-a:4242", seconds_ago=forecast.FORGET.total_seconds() + 60)  # killed long ago
+    assert (await web.get("/healthz?workers=1")).status_code == 200
+    assert "host-a" not in (await web.get("/")).text
+    beat(store, "host-b:77", seconds_ago=40)
+    async with client(web_settings(tmp_path), store) as stranger:  # not logged in
+        health = await stranger.get("/healthz?workers=1")
+    assert health.status_code == 503 and "1 dispatcher silent" in health.text
+    assert "host-b" not in health.text and "77" not in health.text
+    assert "dispatcher host-b:77 silent for 40 s" in (await web.get("/healthz")).text  # staff see it
+    assert "host-a:4242" not in {w.worker_id for w in store.workers()}  # the next beat deleted it
+
+
+async def test_holds_keep_when_they_were_first_taken(store: Store) -> None:
+    first, later = utcnow(), utcnow() + dt.timedelta(minutes=5)
+    store.set_holds({"a": ActionHold("a", "sending", "why", first, "w1", "x")})
+    store.set_holds({"a": ActionHold("a", "sending", "again", later, "w2", "x")})
+    assert store.action_holds() == {"a": ActionHold("a", "sending", "again", first, "w2", "x")}
+    store.set_holds({})
+    assert store.action_holds() == {}
+
+
+def world_with_a_template_failing_for(tmp_path: Path, name: str) -> Path:
+    """The shipped actions and templates, the demo's failing to render only for this signer."""
+    world = tmp_path / "world"
+    shutil.copytree(ROOT / "config" / "actions", world / "actions")
+    shutil.copytree(ROOT / "templates", world / "templates")
+    for language in ("en", "zh-Hans"):
+        path = world / "templates" / "ua-61-21-update-1" / f"{language}.j2"
+        trap = f'{{% if supporter.name == "{name}" %}}{{{{ supporter.name[30] }}}}{{% endif %}}'
+        path.write_text(path.read_text(encoding="utf-8").replace("{{ today }}", trap + "{{ today }}"))
+    return world
+
+
+@pytest.mark.slow
+async def test_a_hold_taken_while_sending_reads_held_everywhere(tmp_path: Path) -> None:
+    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
+    env = cli_env(tmp_path, world)
+    store = open_store(env["DISPATCHER_DATABASE_URL"])
+    try:
+        bad = replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name="Bad Name")
+        store.import_supporters([*people(3, scopes=(ACTION,)), bad], utcnow())
+        assert "no problems" in cli(env, "check").output  # only a real signer's letter fails
+        worker = [dispatcher_executable(), "run", "--once"]
+        run = await asyncio.to_thread(
+            subprocess.run, worker, env={**os.environ, **env}, capture_output=True, timeout=60
+        )
+        assert "holding demo-xinjiang" in run.stderr.decode()
+        beat(store, "w1", seconds_ago=1)
+        add_users(store)
+        settings = web_settings(tmp_path, actions_dir=world / "actions", templates_dir=world / "templates")
+        async with client(settings, store) as web:
+            await as_role(web, Role.VIEWER)
+            said, overview, page = await forecast_of(web)
+            assert said == "held: nothing is sent (see dispatcher check)" and said in overview
+            assert "Held" in page and "has no element 30" in page  # why, since when, which worker
+            assert "held: nothing is sent" in row_of(env, ACTION)
+            template = world / "templates" / "ua-61-21-update-1" / "en.j2"
+            template.write_text(template.read_text(encoding="utf-8").replace("[30]", ""), encoding="utf-8")
+            assert (await forecast_of(web))[0].startswith("on time (")  # fixed: the hold is cleared
+    finally:
+        store.close()
+
+
+async def test_the_forecast_checks_templates_again_only_when_they_change(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
+    checks: list[str] = []
+    original = Renderer.check
+
+    def counted(
+        self: Renderer, action: Action, channels: tuple[str, ...], today: dt.date
+    ) -> list[RenderError]:
+        checks.append(action.id)
+        return original(self, action, channels, today)
+
+    monkeypatch.setattr(Renderer, "check", counted)
+    add_users(store)
+    queue_letters(store)
+    beat(store, "w1", seconds_ago=1)
+    settings = web_settings(tmp_path, actions_dir=world / "actions", templates_dir=world / "templates")
+    async with client(settings, store) as web:
+        await as_role(web, Role.VIEWER)
+        for _ in range(3):  # a dashboard polling
+            assert (await forecast_of(web))[0].startswith("on time (")
+        assert checks.count(ACTION) == 1
+        for language in ("en", "zh-Hans"):
+            path = world / "templates" / "ua-61-21-update-1" / f"{language}.j2"
+            path.write_text("{% if %}broken", encoding="utf-8")
+        assert (await forecast_of(web))[0].startswith("held")
+        assert checks.count(ACTION) == 2

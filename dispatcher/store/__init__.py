@@ -242,6 +242,11 @@ class SentCount:
     letters: int
 
 
+# A worker not heard from this long is forgotten: killed (-9, OOM, a reboot) it never says it
+# stopped, and a restart gets a new id (hostname:pid), so it would stay listed as silent for ever.
+WORKERS_KEPT = dt.timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class WorkerBeat:
     """A dispatcher's last word: alive until ``last_seen`` goes stale, or stopped cleanly."""
@@ -252,6 +257,22 @@ class WorkerBeat:
     holding: int  # letters leased or queued in it
     sent: int  # letters it sent since it started
     stopped_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class ActionHold:
+    """An action a dispatcher holds (nothing of it is sent), kept where every process sees it.
+
+    ``kind`` is "check" (its letters fail the check before sending, or the fax font is missing
+    on the worker's host) or "sending" (a real signer's letter failed to render). Either lasts
+    while ``templates``, the stamp of the action's template folder, is the folder's stamp now."""
+
+    action_id: str
+    kind: str
+    reason: str
+    held_at: dt.datetime
+    worker: str
+    templates: str
 
 
 @dataclass(frozen=True)
@@ -378,6 +399,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def workers(self) -> list[WorkerBeat]: ...
+
+    @abc.abstractmethod
+    def action_holds(self) -> dict[str, ActionHold]: ...
+
+    @abc.abstractmethod
+    def set_holds(self, holds: Mapping[str, ActionHold]) -> None:
+        """The held actions are these: the others are released; one held already keeps its
+        ``held_at``."""
 
     @property
     @abc.abstractmethod

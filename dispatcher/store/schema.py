@@ -371,6 +371,18 @@ audit_log = Table(
     Index(None, "at"),
 )
 
+# Actions a dispatcher holds (see ``ActionHold``): the dashboard's forecast reads them.
+action_holds = Table(
+    "action_holds",
+    metadata,
+    Column("action_id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # check | sending
+    Column("reason", Text, nullable=False),
+    Column("held_at", UTCDateTime(), nullable=False),
+    Column("worker", String(128), nullable=False),
+    Column("templates", String(64), nullable=False),  # the template folder's stamp then
+)
+
 # Each running dispatcher says it is alive, and what it holds, every few seconds.
 workers = Table(
     "workers",

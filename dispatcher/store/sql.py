@@ -39,6 +39,8 @@ from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 from dispatcher import pacing
 from dispatcher.pacing import Limits
 from dispatcher.store import (
+    WORKERS_KEPT,
+    ActionHold,
     ActionState,
     AttemptResult,
     AttemptRow,
@@ -71,6 +73,7 @@ from dispatcher.store.reading import READ_OPTION, reading
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
     UTCDateTime,
+    action_holds,
     action_state,
     attempts,
     consents,
@@ -249,11 +252,26 @@ class SqlStore(Store):
                 worker_id=beat.worker_id, started_at=beat.started_at, **values
             )
             conn.execute(upsert.on_conflict_do_update(index_elements=["worker_id"], set_=values))
+            conn.execute(delete(workers).where(workers.c.last_seen < beat.last_seen - WORKERS_KEPT))
 
     def workers(self) -> list[WorkerBeat]:
         with self._read() as conn:
             rows = conn.execute(select(workers).order_by(workers.c.last_seen.desc()))
             return [WorkerBeat(**r._mapping) for r in rows]
+
+    def action_holds(self) -> dict[str, ActionHold]:
+        with self._read() as conn:
+            rows = conn.execute(select(action_holds)).all()
+        return {r.action_id: ActionHold(**r._mapping) for r in rows}
+
+    def set_holds(self, holds: Mapping[str, ActionHold]) -> None:
+        h = action_holds
+        with self.engine.begin() as conn:
+            conn.execute(delete(h).where(h.c.action_id.not_in(list(holds))))
+            for hold in holds.values():
+                changes = {k: getattr(hold, k) for k in ("kind", "reason", "worker", "templates")}
+                upsert = self._insert(h).values(action_id=hold.action_id, held_at=hold.held_at, **changes)
+                conn.execute(upsert.on_conflict_do_update(index_elements=["action_id"], set_=changes))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -38,7 +38,7 @@ def _overview(
         store.queue_counts() if queues is None else queues,
         ctx.settings,
         now,
-        forecast.held(ctx.settings, ctx.clock),
+        forecast.held(ctx.settings, ctx.clock, store.action_holds()),
         bool(forecast.running(store.workers(), now)),
     )
 
@@ -86,6 +86,7 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
         **_dispatchers(ctx),
         "action": action,
         "row": _overview(ctx, {action_id: action}, queues)[0],
+        "hold": forecast.fresh_holds(ctx.settings, ctx.clock, store.action_holds()).get(action_id),
         "queues": queues,
         # Server replies may quote a supporter: no one reads them here with the person in.
         "recent": reports.attempts_page(LogFilter(action_id), 30, before_id=2**62, redact=True),

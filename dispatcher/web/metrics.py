@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from dispatcher import forecast
 from dispatcher.web import Context, context
+from dispatcher.web.auth import current_user
 from dispatcher.web.logs import STALE
 
 log = logging.getLogger("dispatcher.web")
@@ -147,34 +148,44 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
-def _health_lines(ctx: Context) -> list[str]:
-    """Dispatchers that never said they stopped but went silent (their heartbeats); empty: all well."""
+def _silent(ctx: Context) -> list[tuple[str, int]]:
+    """Dispatchers that never said they stopped but went silent, and for how many seconds."""
     ctx.store.action_states()  # the trivial read: raises if the store does not answer
     workers, now = ctx.store.workers(), ctx.clock()
-    return [
-        f"dispatcher {w.worker_id} silent for {int((now - w.last_seen).total_seconds())} s"
-        " (stopped, frozen or unable to reach the store)"
-        for w in forecast.silent(workers, now)
-    ]
+    return [(w.worker_id, int((now - w.last_seen).total_seconds())) for w in forecast.silent(workers, now)]
+
+
+async def _insider(request: Request) -> bool:
+    """A logged-in user or the metrics scraper: they may read worker ids (hostname:pid)."""
+    token = _token(request)
+    if token is not None and hmac.compare_digest(_bearer(request).encode(), token.encode()):
+        return True
+    return await current_user(request) is not None
 
 
 async def health(request: Request) -> Response:
     """200 if the store answers a trivial read, else 503 (the reason goes to the log only).
 
-    The body names dispatchers gone silent; with ``?workers=1`` they make it 503 too, for a
+    The body says how many dispatchers went silent, naming them to a logged-in user or the
+    metrics token only (ids are hostname:pid); with ``?workers=1`` they make it 503 too, for a
     monitor of the senders (the plain check stays about this web process, so a load balancer
     does not take the dashboard away when it is needed most)."""
     headers = {"Cache-Control": "no-store"}
     try:
-        problems = await run_in_threadpool(_health_lines, context(request))
+        quiet = await run_in_threadpool(_silent, context(request))
     except SQLAlchemyError as exc:
         log.error("/healthz: the store did not answer: %s", exc)
         return PlainTextResponse("store unavailable\n", status_code=503, headers=headers)
-    strict = request.query_params.get("workers") == "1"
-    status = 503 if problems and strict else 200
-    return PlainTextResponse(
-        "\n".join(["ok" if not problems else "store ok", *problems]) + "\n", status, headers=headers
-    )
+    if not quiet:
+        return PlainTextResponse("ok\n", headers=headers)
+    lines = [f"{len(quiet)} dispatcher silent" if len(quiet) == 1 else f"{len(quiet)} dispatchers silent"]
+    if await _insider(request):
+        lines += [
+            f"dispatcher {worker} silent for {seconds} s (stopped, frozen or unable to reach the store)"
+            for worker, seconds in quiet
+        ]
+    status = 503 if request.query_params.get("workers") == "1" else 200
+    return PlainTextResponse("\n".join(["store ok", *lines]) + "\n", status, headers=headers)
 
 
 routes = [

@@ -1,0 +1,35 @@
+"""action holds: what a running dispatcher holds, for the dashboard and ``dispatcher actions``
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+When = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "action_holds",
+        sa.Column("action_id", sa.String(length=128), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("held_at", When, nullable=False),
+        sa.Column("worker", sa.String(length=128), nullable=False),
+        sa.Column("templates", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("action_id", name=op.f("pk_action_holds")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("action_holds")
