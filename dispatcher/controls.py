@@ -116,7 +116,10 @@ def extend(
     """Move the deadline later; letters that expired at the old deadline are sent after all."""
     state = store.action_states().get(action.id)
     view = effective(action, state, now)
-    new = deadline_instant(until, action.zone)
+    try:
+        new = deadline_instant(until, action.zone)
+    except OverflowError:  # a date at the calendar's ends, moved to the action's zone
+        raise ControlError(f"the new deadline {until.isoformat()} is out of range") from None
     if new <= now:
         raise ControlError(f"the new deadline {new.isoformat()} is in the past")
     if new <= view.deadline:

@@ -194,6 +194,33 @@ def test_reopen_requeues_a_letter_a_worker_cancelled_after_the_close_whatever_it
     assert counts(store) == {"pending": 3}
 
 
+@pytest.mark.parametrize("deadline", ["9999-12-31", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+async def test_a_deadline_past_the_calendar_is_refused_not_crashed_on(
+    web: httpx.AsyncClient, store: Store, deadline: str
+) -> None:
+    csrf = await as_role(web, Role.STAFF)
+    refused = await web.post(f"/actions/{ACTION}/extend", data={"csrf": csrf, "deadline": deadline})
+    assert refused.status_code == 409 and "out of range" in refused.text
+    assert store.action_states().get(ACTION) is None
+
+
+@pytest.mark.parametrize("delivery", ["99999999999999999999999", "²", "-1", "1 "])
+async def test_requeueing_a_delivery_id_that_is_no_number_requeues_nothing(
+    web: httpx.AsyncClient, store: Store, delivery: str
+) -> None:
+    """Not a crash (a number past the store's integers, a digit Python will not convert), nor
+    every failed letter of the action, as an id that is no number used to mean."""
+    queued(store, 1)
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    failed = AttemptResult(
+        claim_one(store, now), ACTION, "president-demo", "email", now, now, Outcome.FAILED, 550, "no"
+    )
+    store.record("w", [failed], lambda _attempts, _at: None)
+    csrf = await as_role(web, Role.OPERATOR)
+    refused = await web.post(f"/actions/{ACTION}/requeue", data={"csrf": csrf, "delivery_id": delivery})
+    assert refused.status_code == 400 and counts(store) == {"failed": 1}
+
+
 def outbox(tmp_path: Path) -> list[EmailMessage]:
     box = mailbox.Maildir(str(tmp_path / "outbox"), create=False)
     return [message_from_bytes(m.as_bytes(), policy=policy.default) for m in box]
