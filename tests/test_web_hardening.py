@@ -31,7 +31,7 @@ from dispatcher.web.optin_text import TEXT
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env, never_retry
 from tests.smtp_server import SmtpServer
-from tests.test_optin import FORM, PUBLIC, form_token, links, visitor, write_world
+from tests.test_optin import FORM, PUBLIC, form_token, join, links, text_of, visitor, write_world
 from tests.test_store_contract import NOW, people, take
 from tests.test_web import wait_until_up
 from tests.web_client import PASSWORD, add_users, client, csrf_of, log_in, web_settings
@@ -85,6 +85,25 @@ def test_dispatcher_web_says_at_start_that_without_a_public_url_no_one_can_sign_
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert b"DISPATCHER_PUBLIC_URL is not set" in err and b"opt-in pages take no sign-ups" in err
+
+
+@pytest.mark.parametrize("language", ["en", "zh-Hans"])
+async def test_the_confirmation_email_says_when_the_officials_would_get_the_address(
+    tmp_path: Path, store: Store, language: str
+) -> None:
+    """Anyone can fill in the form with someone else's address and choose that replies go
+    straight to them: the person asked to confirm must read that choice, and its risk, before
+    confirming 'as you chose', not only the one who filled it in."""
+    t = TEXT[language]
+    with SmtpServer() as smtp:
+        async with visitor(optin_app(tmp_path, store, smtp, PUBLIC)) as web:
+            for email, replies in (("direct@example.net", "direct"), ("kept@example.net", "organisation")):
+                answered = await join(web, email, language=language, replies=replies)
+                assert answered.status_code == 200
+        direct, kept = sorted(smtp.wait_for(2), key=lambda m: "kept@" in m.message()["To"])
+    assert t["replies_direct"] in text_of(direct) and t["replies"] in text_of(direct)
+    assert t["replies_risk"].split("{org}")[0] in text_of(direct)
+    assert t["replies_direct"] not in text_of(kept)
 
 
 # Item 9: a flood of names cannot unlock an account ------------------------------------------------
