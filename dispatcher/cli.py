@@ -447,13 +447,16 @@ def close(ctx: Context, action_id: str) -> None:
 @click.argument("action_id")
 @pass_ctx
 def reopen(ctx: Context, action_id: str) -> None:
-    """Take back a close of ACTION_ID made within the last 24 hours: its cancelled letters go out."""
+    """Take back a close of ACTION_ID made within the last 24 hours: its cancelled letters go out
+    (once resumed, if it was paused before the close)."""
     action, by, now = _control(ctx, action_id)
     try:
         revived = controls.reopen(ctx.store, action, by, now)
     except controls.ControlError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} reopened; {revived} cancelled deliveries back in the queue")
+    if ctx.store.action_states()[action.id].status == "paused":
+        click.echo(f"it stays paused, as it was before the close: `dispatcher resume {action_id}` sends them")
 
 
 @main.command()

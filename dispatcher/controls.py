@@ -15,12 +15,14 @@ import datetime as dt
 from dispatcher.config import Action, ActionStatus, deadline_instant
 from dispatcher.planner import effective
 from dispatcher.store import ActionState, Status, Store
-from dispatcher.store.accounts import AuditEntry
+from dispatcher.store.accounts import AuditEntry, entries
 
 REOPEN_GRACE = dt.timedelta(hours=24)
 # The operators' controls: failed letters back to the queue, waiting retries due now. Neither can
 # send anything for an action that is closed or a draft.
 REQUEUES = ("retry-now", "requeue")
+# The close's audit line says so when the action was paused: reopen brings it back paused.
+WAS_PAUSED = "; it was paused"
 
 
 class ControlError(Exception):
@@ -62,8 +64,20 @@ def close(store: Store, action: Action, by: str, now: dt.datetime, where: str = 
         raise ControlError(f"{action.id} is already closed")
     store.set_action_state(action.id, by=by, now=now, status=ActionStatus.CLOSED.value)
     cancelled = store.finish_pending(action.id, Status.CANCELLED, now)
-    _audit(store, "close", action, by, now, where, f"{cancelled} pending cancelled")
+    paused = WAS_PAUSED if status is ActionStatus.PAUSED else ""
+    _audit(store, "close", action, by, now, where, f"{cancelled} pending cancelled{paused}")
     return cancelled
+
+
+def _before_close(store: Store, action: Action, state: ActionState) -> ActionStatus:
+    """Paused if the close's own audit line says it was (else active: nothing says otherwise)."""
+    horizon = state.updated_at - dt.timedelta(hours=1)  # audit lines are stamped by many clocks
+    for entry in entries(store.accounts):
+        if entry.at < horizon:
+            break
+        if entry.subject == action.id and entry.action == "close" and entry.at == state.updated_at:
+            return ActionStatus.PAUSED if entry.detail.endswith(WAS_PAUSED) else ActionStatus.ACTIVE
+    return ActionStatus.ACTIVE
 
 
 def reopen_until(action: Action, state: ActionState | None, now: dt.datetime) -> dt.datetime | None:
@@ -77,8 +91,9 @@ def reopen_until(action: Action, state: ActionState | None, now: dt.datetime) ->
 
 
 def reopen(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> int:
-    """Take back a close made within REOPEN_GRACE: active (even if paused before), the letters it
-    cancelled pending again (not those whose supporter withdrew since). Returns how many."""
+    """Take back a close made within REOPEN_GRACE: active or paused as it was before, the letters
+    cancelled while it was closed pending again (not those whose supporter withdrew since).
+    Returns how many."""
     state = store.action_states().get(action.id)
     if state is None or state.status != ActionStatus.CLOSED.value:
         raise ControlError(f"{action.id} was not closed by staff; nothing to reopen")
@@ -88,10 +103,10 @@ def reopen(store: Store, action: Action, by: str, now: dt.datetime, where: str =
             f"{action.id} was closed by {state.updated_by} at {state.updated_at.isoformat()}; "
             f"a close can be taken back only within {hours:g} hours and before the deadline"
         )
-    closed_at = state.updated_at
-    store.set_action_state(action.id, by=by, now=now, status=ActionStatus.ACTIVE.value)
-    revived = store.revive(action.id, Status.CANCELLED, now, since=closed_at)
-    _audit(store, "reopen", action, by, now, where, f"{revived} cancelled requeued")
+    status = _before_close(store, action, state)
+    store.set_action_state(action.id, by=by, now=now, status=status.value)
+    revived = store.revive(action.id, Status.CANCELLED, now, closed=True)
+    _audit(store, "reopen", action, by, now, where, f"{revived} cancelled requeued; {status.value}")
     return revived
 
 
@@ -101,7 +116,10 @@ def extend(
     """Move the deadline later; letters that expired at the old deadline are sent after all."""
     state = store.action_states().get(action.id)
     view = effective(action, state, now)
-    new = deadline_instant(until, action.zone)
+    try:
+        new = deadline_instant(until, action.zone)
+    except OverflowError:  # a date at the calendar's ends, moved to the action's zone
+        raise ControlError(f"the new deadline {until.isoformat()} is out of range") from None
     if new <= now:
         raise ControlError(f"the new deadline {new.isoformat()} is in the past")
     if new <= view.deadline:

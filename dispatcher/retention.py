@@ -1,12 +1,14 @@
 """Retention: ``retention_days`` after an action closed, its letters stop saying who signed them.
 
 An action is closed from the earlier of: staff closing it (``action_state`` status ``closed``,
-at its ``updated_at``: nothing changes a closed action's state afterwards), and its effective
-deadline passing (the store's extension, else the file's). An action whose file says ``closed``
-counts from its deadline, the only time known for it. An action whose file is gone is judged on
-what the store holds (a staff close, an extended deadline): without either, its close time is
-unknown and its letters are kept. An extension after the period ran out does not bring the
-scrubbed letters back: they no longer name anyone to send them for.
+at its ``updated_at``: only a reopen within ``controls.REOPEN_GRACE``, 24 hours, changes it
+afterwards, and makes the action open again; ``retention_days`` is at least 1, so nothing is
+scrubbed while a close can still be taken back), and its effective deadline passing (the
+store's extension, else the file's). An action whose file says ``closed`` counts from its
+deadline, the only time known for it. An action whose file is gone is judged on what the store
+holds (a staff close, an extended deadline): without either, its close time is unknown and its
+letters are kept. An extension after the period ran out does not bring the scrubbed letters
+back: they no longer name anyone to send them for.
 
 What is scrubbed, the counts that stay and how the bytes go: see store/privacy.py.
 """

@@ -4,6 +4,7 @@ the page says it is final. Over HTTP on the web app, and through the real ``disp
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import mailbox
 import re
@@ -18,14 +19,23 @@ import pytest
 from dispatcher import controls
 from dispatcher.accounts import Role
 from dispatcher.channels import IMPLEMENTED
-from dispatcher.config import load_actions
+from dispatcher.config import Action, load_actions
 from dispatcher.planner import plan_action
-from dispatcher.store import Status, Store, open_store
+from dispatcher.store import (
+    AttemptResult,
+    ClaimGroup,
+    ClaimRequest,
+    Outcome,
+    Status,
+    Store,
+    Terms,
+    open_store,
+)
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
 from tests.test_render import make
-from tests.test_store_contract import people
+from tests.test_store_contract import LEASE, UNPACED, people
 from tests.web_client import add_users, client, web_settings
 
 FORM = re.compile(r'<form method="post" action="/actions/[^/"]+/([a-z-]+)"')
@@ -125,6 +135,90 @@ def test_reopen_requeues_only_what_the_close_cancelled(store: Store) -> None:
     store.people.revoke("p4@example.net", closed_at + dt.timedelta(minutes=5), "cli")
     assert controls.reopen(store, action, "staff", now) == 2
     assert counts(store) == {"pending": 2, "cancelled": 3}
+
+
+def demo() -> Action:
+    return load_actions(ROOT / "config" / "actions").actions[ACTION]
+
+
+async def test_an_action_paused_before_a_mistaken_close_comes_back_paused(
+    web: httpx.AsyncClient, store: Store
+) -> None:
+    queued(store, 2)
+    csrf = await as_role(web, Role.STAFF)
+    assert (await web.post(f"/actions/{ACTION}/pause", data={"csrf": csrf})).status_code == 303
+    closed = await web.post(f"/actions/{ACTION}/close", data={"csrf": csrf, "confirm": ACTION})
+    assert closed.status_code == 303 and counts(store) == {"cancelled": 2}
+    assert (await web.post(f"/actions/{ACTION}/reopen", data={"csrf": csrf})).status_code == 303
+    assert store.action_states()[ACTION].status == "paused" and counts(store) == {"pending": 2}
+    assert "resume" in await offered(web) and "pause" not in await offered(web)
+
+
+def test_a_supporter_who_changed_their_terms_after_the_close_keeps_their_letters(store: Store) -> None:
+    """Their old consent ended when the new one replaced it: the letter moves to the new one,
+    as the sweep moves a waiting letter, if it still allows the channel."""
+    now = dt.datetime.now(dt.UTC)
+    queued(store, 2)
+    assert controls.close(store, demo(), "staff", now) == 2
+    changed = people(2, (ACTION,))
+    changed[0] = dataclasses.replace(changed[0], terms=Terms(name_display="name", text_version="v2"))
+    changed[1] = dataclasses.replace(changed[1], terms=Terms(channels=("fax",), text_version="v2"))
+    store.import_supporters(changed, now + dt.timedelta(minutes=5))
+    assert controls.reopen(store, demo(), "staff", now + dt.timedelta(minutes=10)) == 1
+    assert counts(store) == {"pending": 1, "cancelled": 1}  # the second now signs by fax only
+
+
+def claim_one(store: Store, now: dt.datetime) -> int:
+    group = ClaimGroup(ACTION, "president-demo", "email", ("email:president@example.org",))
+    (claim,) = store.claim("w", ClaimRequest([group], {"email": 1}, UNPACED), now, LEASE).claims
+    return claim.delivery_id
+
+
+def test_reopen_requeues_a_letter_a_worker_cancelled_after_the_close_whatever_its_clock(
+    store: Store,
+) -> None:
+    """A letter in flight at the close comes back for a retry, and the worker's sweep cancels it,
+    stamped by the worker's clock, here 5 s behind the web host's: it was cancelled by the close
+    all the same."""
+    queued(store, 3)
+    web_clock = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+    in_flight = claim_one(store, web_clock - dt.timedelta(seconds=9))
+    assert controls.close(store, demo(), "staff", web_clock) == 2
+    worker_clock = web_clock - dt.timedelta(seconds=5)
+    retry = AttemptResult(
+        in_flight, ACTION, "president-demo", "email", worker_clock, worker_clock, Outcome.RETRY, 451, "later"
+    )
+    store.record("w", [retry], lambda _attempts, at: at + dt.timedelta(minutes=1))
+    assert store.finish_pending(ACTION, Status.CANCELLED, worker_clock) == 1
+    assert controls.reopen(store, demo(), "staff", web_clock + dt.timedelta(minutes=1)) == 3
+    assert counts(store) == {"pending": 3}
+
+
+@pytest.mark.parametrize("deadline", ["9999-12-31", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+async def test_a_deadline_past_the_calendar_is_refused_not_crashed_on(
+    web: httpx.AsyncClient, store: Store, deadline: str
+) -> None:
+    csrf = await as_role(web, Role.STAFF)
+    refused = await web.post(f"/actions/{ACTION}/extend", data={"csrf": csrf, "deadline": deadline})
+    assert refused.status_code == 409 and "out of range" in refused.text
+    assert store.action_states().get(ACTION) is None
+
+
+@pytest.mark.parametrize("delivery", ["99999999999999999999999", "²", "-1", "1 "])
+async def test_requeueing_a_delivery_id_that_is_no_number_requeues_nothing(
+    web: httpx.AsyncClient, store: Store, delivery: str
+) -> None:
+    """Not a crash (a number past the store's integers, a digit Python will not convert), nor
+    every failed letter of the action, as an id that is no number used to mean."""
+    queued(store, 1)
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    failed = AttemptResult(
+        claim_one(store, now), ACTION, "president-demo", "email", now, now, Outcome.FAILED, 550, "no"
+    )
+    store.record("w", [failed], lambda _attempts, _at: None)
+    csrf = await as_role(web, Role.OPERATOR)
+    refused = await web.post(f"/actions/{ACTION}/requeue", data={"csrf": csrf, "delivery_id": delivery})
+    assert refused.status_code == 400 and counts(store) == {"failed": 1}
 
 
 def outbox(tmp_path: Path) -> list[EmailMessage]:

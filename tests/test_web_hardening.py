@@ -31,7 +31,7 @@ from dispatcher.web.optin_text import TEXT
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env, never_retry
 from tests.smtp_server import SmtpServer
-from tests.test_optin import FORM, PUBLIC, form_token, links, visitor, write_world
+from tests.test_optin import FORM, PUBLIC, form_token, join, links, text_of, visitor, write_world
 from tests.test_store_contract import NOW, people, take
 from tests.test_web import wait_until_up
 from tests.web_client import PASSWORD, add_users, client, csrf_of, log_in, web_settings
@@ -85,6 +85,25 @@ def test_dispatcher_web_says_at_start_that_without_a_public_url_no_one_can_sign_
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert b"DISPATCHER_PUBLIC_URL is not set" in err and b"opt-in pages take no sign-ups" in err
+
+
+@pytest.mark.parametrize("language", ["en", "zh-Hans"])
+async def test_the_confirmation_email_says_when_the_officials_would_get_the_address(
+    tmp_path: Path, store: Store, language: str
+) -> None:
+    """Anyone can fill in the form with someone else's address and choose that replies go
+    straight to them: the person asked to confirm must read that choice, and its risk, before
+    confirming 'as you chose', not only the one who filled it in."""
+    t = TEXT[language]
+    with SmtpServer() as smtp:
+        async with visitor(optin_app(tmp_path, store, smtp, PUBLIC)) as web:
+            for email, replies in (("direct@example.net", "direct"), ("kept@example.net", "organisation")):
+                answered = await join(web, email, language=language, replies=replies)
+                assert answered.status_code == 200
+        direct, kept = sorted(smtp.wait_for(2), key=lambda m: "kept@" in m.message()["To"])
+    assert t["replies_direct"] in text_of(direct) and t["replies"] in text_of(direct)
+    assert t["replies_risk"].split("{org}")[0] in text_of(direct)
+    assert t["replies_direct"] not in text_of(kept)
 
 
 # Item 9: a flood of names cannot unlock an account ------------------------------------------------
@@ -250,6 +269,74 @@ async def test_a_body_that_stops_arriving_is_answered_408(
         assert (await asyncio.to_thread(exchange, port, head + b"5\r\n{}   \r\n")).startswith(
             b"HTTP/1.1 408 "
         )
+
+
+def trickle(port: int, head: bytes, every: float, within: float) -> tuple[bytes, float]:
+    """Send ``head``, then one body byte each ``every`` seconds (never fast enough to finish)
+    until the server answers or ``within`` seconds pass: what it answered, and after how long."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
+        sock.sendall(head)
+        while time.monotonic() - started < within:
+            if select.select([sock], [], [], every)[0]:
+                return sock.recv(65536), time.monotonic() - started
+            with contextlib.suppress(OSError):  # the server may close between two bytes
+                sock.sendall(b"1" if b"chunked" not in head else b"1\r\nx\r\n")
+    return b"", time.monotonic() - started
+
+
+TRICKLED = {
+    "form": post("/login", "Content-Type: application/x-www-form-urlencoded", "Content-Length: 60000"),
+    "webhook": post("/webhooks/fax/file", "Content-Type: application/json", "Transfer-Encoding: chunked"),
+    "api": post("/api/consents", f"Authorization: Bearer {'t' * 32}", "Content-Length: 60000"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(TRICKLED))
+async def test_a_body_trickled_under_the_idle_bound_is_answered_408_by_its_deadline(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A byte every 0.3 s never stalls for the idle bound (0.5 s here, 10 s in production): only
+    the whole body's deadline for its route class (2 s here) ends it."""
+    monkeypatch.setattr(bodies, "BODY_IDLE", 0.5)
+    monkeypatch.setitem(bodies.DEADLINES, kind, 2.0)
+    app = app_for(web_settings(tmp_path, api_token="t" * 32), store)
+    with serve(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        answer, took = await asyncio.to_thread(trickle, port, TRICKLED[kind], 0.3, 8)
+    assert answer.startswith(b"HTTP/1.1 408 ") and 1.8 < took < 4, (answer[:40], took)
+
+
+@pytest.mark.slow
+async def test_an_unread_body_cannot_hold_the_connection_after_the_answer(
+    tmp_path: Path, store: Store
+) -> None:
+    """A route that answers without reading the body (here a 401) leaves the rest of it unread:
+    uvicorn would keep taking the bytes, restarting its keep-alive timer on each, for ever."""
+    app = app_for(web_settings(tmp_path, api_token="t" * 32), store)
+    with serve(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        head = post("/api/consents", "Content-Length: 60000")
+        answered, _ = await asyncio.to_thread(trickle, port, head, 0.3, 3)
+        assert answered.startswith(b"HTTP/1.1 401 ") and b"connection: close" in answered.lower()
+        closed = await asyncio.to_thread(trickle_after_answer, port, head)
+    assert closed
+
+
+def trickle_after_answer(port: int, head: bytes) -> bool:
+    """Whether the server closes the connection while the client trickles the rest of the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        sock.recv(65536)  # the answer
+        for _ in range(20):  # 6 s of a byte per 0.3 s, past uvicorn's 5 s keep-alive
+            try:
+                sock.sendall(b"1")
+                if select.select([sock], [], [], 0.3)[0] and sock.recv(65536) == b"":
+                    return True
+            except OSError:
+                return True
+    return False
 
 
 def read_answer(sock: socket.socket) -> bytes:

@@ -453,13 +453,13 @@ class Store(abc.ABC):
     # deadlines and controls
     @abc.abstractmethod
     def finish_pending(self, action_id: str, status: Status, now: dt.datetime) -> int:
-        """Move pending (and abandoned in-flight) deliveries to expired or cancelled."""
+        """Move pending (and abandoned in-flight) deliveries to expired or cancelled; cancelled
+        while the action's state says closed, they are marked for ``revive(closed=True)``."""
 
     @abc.abstractmethod
-    def revive(
-        self, action_id: str, from_status: Status, now: dt.datetime, since: dt.datetime | None = None
-    ) -> int:
-        """Back to pending, if consent still allows; ``since``: only those changed since then."""
+    def revive(self, action_id: str, from_status: Status, now: dt.datetime, closed: bool = False) -> int:
+        """Back to pending, if consent still allows (moved to the consent that replaced theirs if
+        that allows their channel); ``closed``: only those cancelled while staff held it closed."""
 
     @abc.abstractmethod
     def backlog(self, now: dt.datetime) -> Backlog: ...

@@ -36,6 +36,7 @@ WITHDRAWN = "consent withdrawn"
 LAPSED = "consent ended or expired"
 NARROWED = "consent changed: channel withdrawn"
 ENDINGS = (WITHDRAWN, LAPSED, NARROWED)
+CLOSED_BY_STAFF = "the action was closed by staff"  # what a reopen takes back
 # What a consent row carries over when it is renewed unchanged.
 COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_at", "revoked_at"))
 

@@ -938,7 +938,12 @@ class SqlStore(Store):
 
     # deadlines and controls ----------------------------------------------------------------
     def finish_pending(self, action_id: str, status: Status, now: dt.datetime) -> int:
-        d = deliveries
+        d, a = deliveries, action_state
+        # Letters cancelled while staff hold the action closed carry the mark reopen looks for:
+        # whichever process cancelled them, by whatever clock.
+        staff_closed = exists().where(a.c.action_id == action_id, a.c.status == "closed")
+        marked = case((staff_closed, mandates.CLOSED_BY_STAFF), else_=d.c.last_error)
+        why = {"last_error": marked} if status is Status.CANCELLED else {}
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
@@ -949,21 +954,30 @@ class SqlStore(Store):
                         and_(d.c.status == Status.SENDING, d.c.lease_until < now),
                     ),
                 )
-                .values(status=status.value, lease_owner=None, lease_until=None, updated_at=now)
+                .values(status=status.value, lease_owner=None, lease_until=None, updated_at=now, **why)
             ).rowcount
 
-    def revive(
-        self, action_id: str, from_status: Status, now: dt.datetime, since: dt.datetime | None = None
-    ) -> int:
+    def revive(self, action_id: str, from_status: Status, now: dt.datetime, closed: bool = False) -> int:
         d = deliveries
-        changed = d.c.updated_at >= since if since is not None else true()
+        which = and_(d.c.action_id == action_id, d.c.status == from_status)
+        if closed:
+            which = and_(which, d.c.last_error == mandates.CLOSED_BY_STAFF)
         with self.engine.begin() as conn:
+            # A supporter who changed their terms meanwhile: the letter moves to their new consent
+            # if that allows its channel, as the sweep moves a waiting one.
+            heir = mandates.successor()
+            conn.execute(
+                update(d)
+                .where(which, ~_consented(now), heir.exists())
+                .values(consent_id=heir.scalar_subquery())
+            )
             return conn.execute(
                 update(d)
                 # Not a letter whose supporter withdrew meanwhile, nor one past its retention period
                 # (it names no signer): neither can go out again.
-                .where(d.c.action_id == action_id, d.c.status == from_status, changed, _consented(now))
+                .where(which, _consented(now))
                 .values(status=Status.PENDING.value, next_attempt_at=now, updated_at=now)
+                .values(**({"last_error": None} if closed else {}))
             ).rowcount
 
     # reports -----------------------------------------------------------------------------

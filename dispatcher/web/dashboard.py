@@ -22,6 +22,7 @@ from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
 from dispatcher.web import Context, context
 from dispatcher.web.auth import address, current_user, requires
+from dispatcher.web.logs import page_id
 from dispatcher.web.pages import forbidden, render
 from dispatcher.web.summary import BAR, ActionRow, action_rows
 
@@ -171,11 +172,14 @@ async def requeue(request: Request) -> Response:
     if what not in (await run_in_threadpool(_controls, ctx, action))["controls"]:
         return forbidden(request, f"{action_id} is closed or a draft: nothing of it can be sent", status=409)
     delivery = str(form.get("delivery_id") or "")
+    try:  # an id that is no number must not mean every failed letter of the action
+        one = page_id(delivery)
+    except ValueError:
+        return forbidden(request, "no such delivery", status=400)
     now = ctx.clock()
     if what == "retry-now":
         count = await run_in_threadpool(ctx.store.retry_now, action_id, now)
     else:
-        one = int(delivery) if delivery.isdigit() else None
         count = await run_in_threadpool(ctx.store.requeue_failed, action_id, now, one)
     detail = f"{count} deliveries" + (f" (delivery {delivery})" if delivery else "")
     entry = AuditEntry(now, user.name, address(request), what, action_id, detail)

@@ -442,10 +442,22 @@ def confirmation(ctx: Context, base: str, form: dict[str, Any], what: str, opt_i
     # The links name the supporter's language, so the pages they open speak it.
     confirm = f"{base}/join/confirm/{tokens.sign(secret, tokens.CONFIRM, opt_in)}?lang={lang}"
     revoke = tokens.revoke_link(base, secret, form["email"], lang)
-    body = t["mail_body"].format(
-        name=form["name"], org=_org(ctx.settings), what=what, confirm=confirm, revoke=revoke
+    org = _org(ctx.settings)
+    body = t["mail_body"].format(name=form["name"], org=org, what=what, confirm=confirm, revoke=revoke)
+    return notices.Notice(
+        form["name"], form["email"], lang, t["mail_subject"], _with_replies(body, form, t, org), revoke
     )
-    return notices.Notice(form["name"], form["email"], lang, t["mail_subject"], body, revoke)
+
+
+def _with_replies(body: str, form: dict[str, Any], t: dict[str, str], org: str) -> str:
+    """The body, saying after who asked that the officials would get the address, if so chosen:
+    anyone can fill in the form with someone else's address, and the one who confirms must read
+    that choice and its risk (the form alone showed them to whoever filled it in)."""
+    if form.get("replies") != "direct" or "email" not in form["channels"]:
+        return body
+    paragraphs = body.split("\n\n")
+    chosen = f"{t['replies']}: {t['replies_direct']}.\n{t['replies_risk'].format(org=org)}"
+    return "\n\n".join([*paragraphs[:2], chosen, *paragraphs[2:]])
 
 
 async def send_confirmation(ctx: Context, notice: notices.Notice, opt_in: int) -> None:
