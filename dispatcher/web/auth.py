@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from dispatcher.accounts import DECOY_HASH, Role, User, password_matches
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.web import Context, context
+from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key
 from dispatcher.web.pages import forbidden
 from dispatcher.web.session import COOKIE, LOGIN_COOKIE, csrf_token, session_token, signer

@@ -25,7 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher import forecast
-from dispatcher.web import Context, context
+from dispatcher.web.context import Context, context
 from dispatcher.web.logs import STALE
 
 log = logging.getLogger("dispatcher.web")

@@ -12,7 +12,7 @@ import hmac
 from itsdangerous import BadSignature, Signer
 from starlette.requests import Request
 
-from dispatcher.web import Context, context
+from dispatcher.web.context import Context, context
 
 COOKIE = "dispatcher_session"
 LOGIN_COOKIE = "dispatcher_login"
