@@ -22,12 +22,10 @@ from dispatcher.channels.email import (
     MailTransport,
     OutgoingMail,
     SmtpTransport,
-    clean,
     encode_body,
-    mailbox_header,
-    unstructured,
 )
 from dispatcher.config import Settings
+from dispatcher.mime import clean, mailbox_header, unstructured
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from dispatcher.channels.email import clean, mailbox_phrase
+from dispatcher.mime import clean, mailbox_phrase
 
 REDACTED = "[supporter]"
 _SHORTEST = 2  # a one-letter "name" would eat into every reply

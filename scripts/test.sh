@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up and runs every check: ruff, mypy and pytest against real SQLite, PostgreSQL and SMTP.
+# Sets up and runs every check: ruff, mypy, the import contracts (lint-imports) and pytest against real SQLite, PostgreSQL and SMTP.
 # PostgreSQL: uses DISPATCHER_TEST_PG_URL (default: the local server over its socket); as root on
 # Debian it starts the packaged cluster if it is not running.
 set -euo pipefail
@@ -15,4 +15,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 .venv/bin/python -m pytest "$@"

@@ -22,11 +22,11 @@ from dispatcher.channels.email import (
     MaildirTransport,
     MessageBuilder,
     OutgoingMail,
-    clean,
     encode_body,
     message_id,
 )
 from dispatcher.config import Action
+from dispatcher.mime import clean
 from dispatcher.render import Letter
 from dispatcher.store import Signer
 

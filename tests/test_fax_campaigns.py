@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dispatcher.channels import make_channels
 from dispatcher.config import Settings
-from dispatcher.providers.failures import Failure
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
+from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.fax_servers.telnyx import BROKEN, Answer, FakeTelnyx, Fax, Plan, too_many

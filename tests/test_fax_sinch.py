@@ -27,10 +27,10 @@ from dispatcher import controls
 from dispatcher.channels import make_channels
 from dispatcher.channels.fax import fax_reference
 from dispatcher.config import Settings, load_actions
-from dispatcher.providers.failures import Failure
 from dispatcher.providers.sinch import callback_password, failure_of
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import AttemptRow, Store, open_store
+from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env

@@ -28,10 +28,10 @@ from dispatcher.channels import make_channels, media_host
 from dispatcher.channels.fax import fax_reference
 from dispatcher.config import Settings, load_actions
 from dispatcher.providers import ProviderError
-from dispatcher.providers.failures import Failure
 from dispatcher.providers.telnyx import TelnyxProvider, failure_for
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import AttemptRow, Store, open_store
+from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env

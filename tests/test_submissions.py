@@ -10,7 +10,6 @@ import datetime as dt
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from dispatcher.providers.failures import Failure
 from dispatcher.store import (
     AttemptResult,
     ClaimGroup,
@@ -21,6 +20,7 @@ from dispatcher.store import (
     Store,
     Submission,
 )
+from dispatcher.store.failures import Failure
 from dispatcher.store.schema import consents, metadata
 from tests.conftest import never_retry
 from tests.test_store_contract import LEASE, NOW, UNPACED, people, statuses, take

@@ -18,12 +18,12 @@ import logging
 import time
 from pathlib import Path
 
-from dispatcher.channels import Channel, Envelope, Reply, SendError, Unavailable
+from dispatcher.channels.base import Channel, Envelope, Reply, SendError, Unavailable
 from dispatcher.config import Action, Target
 from dispatcher.faxpdf import find_font, letter_pdf, letterhead
 from dispatcher.providers import FaxProvider, ProviderError
-from dispatcher.providers.failures import Failure
 from dispatcher.store import ProviderEvent, Submission
+from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")
 

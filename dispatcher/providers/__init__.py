@@ -13,10 +13,11 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dispatcher.providers.failures import Failure
+from dispatcher.config import Settings
 from dispatcher.store import ProviderEvent
+from dispatcher.store.failures import Failure
 
-__all__ = ["Failure", "FaxProvider", "ProviderError", "Verified", "Webhook", "WebhookRefused"]
+__all__ = ["Failure", "FaxProvider", "ProviderError", "Verified", "Webhook", "WebhookRefused", "require"]
 
 
 class ProviderError(Exception):
@@ -91,3 +92,10 @@ class FaxProvider(abc.ABC):
 
     async def close(self) -> None:
         """Release what the provider client holds."""
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Every one of these settings is set, or one error naming all that are missing."""
+    missing = [f"DISPATCHER_{n.upper()}" for n in names if getattr(settings, n) in (None, "")]
+    if missing:
+        raise ValueError(f"fax provider {settings.fax_provider} needs {', '.join(missing)}")

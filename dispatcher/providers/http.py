@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from dispatcher.providers import FaxProvider, ProviderError
-from dispatcher.providers.failures import Failure
+from dispatcher.store.failures import Failure
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 LOOPBACK_NAMES = ("localhost",)

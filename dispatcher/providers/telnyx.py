@@ -21,12 +21,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dispatcher.config import Settings
-from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused
-from dispatcher.providers.factory import require
-from dispatcher.providers.failures import Failure
+from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused, require
 from dispatcher.providers.http import HttpProvider, parse_time
 from dispatcher.providers.media import MediaHost
 from dispatcher.store import ProviderEvent
+from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")
 

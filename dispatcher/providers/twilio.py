@@ -22,11 +22,11 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from dispatcher.config import Settings
-from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused
-from dispatcher.providers.failures import Failure
+from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused, require
 from dispatcher.providers.http import HttpProvider
 from dispatcher.providers.media import MediaHost
 from dispatcher.store import ProviderEvent
+from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")
 
@@ -153,8 +153,6 @@ class TwilioProvider(HttpProvider):
 
     @classmethod
     def from_settings(cls, settings: Settings, secret: bytes, media: MediaHost | None) -> TwilioProvider:
-        from dispatcher.providers.factory import require
-
         names = ("twilio_base_url", "twilio_account_sid", "twilio_auth_token", "twilio_from", "public_url")
         require(settings, *names)
         token = settings.twilio_auth_token

@@ -14,9 +14,9 @@ from dataclasses import dataclass, fields, replace
 
 from sqlalchemy import ColumnElement, Connection, Engine, Float, Select, and_, case, cast, func, or_, select
 
-from dispatcher.providers.failures import Failure
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
+from dispatcher.store.failures import Failure
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import attempts, deliveries, supporters
 

@@ -17,8 +17,8 @@ from dataclasses import replace
 from sqlalchemy import Connection, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dispatcher.providers.failures import Failure
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
+from dispatcher.store.failures import Failure
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 

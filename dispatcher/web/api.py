@@ -33,8 +33,8 @@ from dispatcher.config import normalise_email
 from dispatcher.store import SupporterRecord
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.supporters import COLUMNS, LIMITS, OPTIONAL, KnownScopes, RowError, clean_words, parse_row
-from dispatcher.web import context
 from dispatcher.web.auth import address
+from dispatcher.web.context import context
 
 log = logging.getLogger("dispatcher.web")
 

@@ -17,20 +17,19 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from urllib.parse import quote, urlsplit
 
-from itsdangerous import BadSignature, Signer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from dispatcher.accounts import DECOY_HASH, Role, User, password_matches
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.web import Context, context
+from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key
+from dispatcher.web.pages import forbidden
+from dispatcher.web.session import COOKIE, LOGIN_COOKIE, csrf_token, session_token, signer
 
 log = logging.getLogger("dispatcher.web")
 
-COOKIE = "dispatcher_session"
-LOGIN_COOKIE = "dispatcher_login"
 SESSION_TTL = dt.timedelta(hours=12)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -44,22 +43,8 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _signer(ctx: Context) -> Signer:
-    return Signer(ctx.store.instance_secret(), salt="web-session")
-
-
 def _secure(ctx: Context) -> bool:
     return urlsplit(ctx.settings.public_url or "").scheme == "https"
-
-
-def session_token(request: Request) -> str | None:
-    raw = request.cookies.get(COOKIE)
-    if not raw:
-        return None
-    try:
-        return _signer(context(request)).unsign(raw).decode()
-    except BadSignature:
-        return None
 
 
 async def current_user(request: Request) -> User | None:
@@ -74,12 +59,6 @@ async def current_user(request: Request) -> User | None:
         request.state.user = user
     found: User | None = request.state.user
     return found
-
-
-def csrf_token(request: Request, login_token: str | None = None) -> str:
-    token = login_token or session_token(request) or request.cookies.get(LOGIN_COOKIE, "")
-    key = context(request).store.instance_secret()
-    return hmac.new(key, f"csrf:{token}".encode(), hashlib.sha256).hexdigest()
 
 
 async def csrf_ok(request: Request) -> bool:
@@ -99,8 +78,6 @@ def requires(role: Role) -> Callable[[Endpoint], Endpoint]:
     def decorate(endpoint: Endpoint) -> Endpoint:
         @wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            from dispatcher.web.pages import forbidden
-
             user = await current_user(request)
             if user is None:
                 if request.method in ("GET", "HEAD"):
@@ -151,7 +128,7 @@ async def start_session(request: Request, user: User, response: Response) -> Non
     )
     response.set_cookie(
         COOKIE,
-        _signer(ctx).sign(token).decode(),
+        signer(ctx).sign(token).decode(),
         max_age=int(SESSION_TTL.total_seconds()),
         httponly=True,
         samesite="lax",

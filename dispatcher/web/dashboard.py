@@ -20,8 +20,8 @@ from dispatcher.config import Action
 from dispatcher.store import QueueCount
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
-from dispatcher.web import Context, context
 from dispatcher.web.auth import address, current_user, requires
+from dispatcher.web.context import Context, context
 from dispatcher.web.logs import page_id
 from dispatcher.web.pages import forbidden, render
 from dispatcher.web.summary import BAR, ActionRow, action_rows

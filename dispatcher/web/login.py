@@ -8,9 +8,7 @@ from starlette.routing import Route
 
 from dispatcher.accounts import Role
 from dispatcher.web.auth import (
-    LOGIN_COOKIE,
     csrf_ok,
-    csrf_token,
     end_session,
     log_in,
     login_cookie,
@@ -19,6 +17,7 @@ from dispatcher.web.auth import (
     start_session,
 )
 from dispatcher.web.pages import forbidden, render
+from dispatcher.web.session import LOGIN_COOKIE, csrf_token
 
 
 def _next(value: object) -> str:

@@ -17,8 +17,8 @@ from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
 from dispatcher.store import Outcome, Store
 from dispatcher.store.accounts import entries
 from dispatcher.store.reports import LogFilter
-from dispatcher.web import context
 from dispatcher.web.auth import requires
+from dispatcher.web.context import context
 from dispatcher.web.pages import forbidden, render
 
 PAGE = 100

@@ -10,7 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher.providers.media import MEDIA_PATH, media_reference
-from dispatcher.web import context
+from dispatcher.web.context import context
 
 log = logging.getLogger("dispatcher.web")
 

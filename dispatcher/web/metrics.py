@@ -25,8 +25,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher import forecast
-from dispatcher.web import Context, context
 from dispatcher.web.auth import current_user
+from dispatcher.web.context import Context, context
 from dispatcher.web.logs import STALE
 
 log = logging.getLogger("dispatcher.web")

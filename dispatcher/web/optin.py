@@ -51,8 +51,8 @@ from dispatcher.supporters import (
     parse_email,
     text_field,
 )
-from dispatcher.web import Context, context
 from dispatcher.web.auth import address
+from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key
 from dispatcher.web.optin_text import LANGS, TEXT
 from dispatcher.web.pages import render

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from dispatcher.accounts import Role
+from dispatcher.web.session import csrf_token
 
 HERE = Path(__file__).parent
 LOCALE = "en"
@@ -46,8 +47,6 @@ env.globals["Role"] = Role
 
 
 def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    from dispatcher.web.auth import csrf_token
-
     values.setdefault("csrf", csrf_token(request))
     page = env.get_template(template).render(
         request=request, user=getattr(request.state, "user", None), **values

@@ -13,8 +13,8 @@ from dispatcher.accounts import Role
 from dispatcher.config import Action, Target
 from dispatcher.planner import effective
 from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
-from dispatcher.web import Context, context
 from dispatcher.web.auth import requires
+from dispatcher.web.context import Context, context
 from dispatcher.web.pages import forbidden, render
 
 

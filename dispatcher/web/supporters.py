@@ -10,8 +10,8 @@ from starlette.routing import Route
 
 from dispatcher.accounts import Role
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.web import context
 from dispatcher.web.auth import address, current_user, requires
+from dispatcher.web.context import context
 from dispatcher.web.pages import render
 
 

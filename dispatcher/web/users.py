@@ -9,8 +9,8 @@ from starlette.routing import Route
 
 from dispatcher.accounts import Role, check_name, hash_password
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.web import context
 from dispatcher.web.auth import address, current_user, requires
+from dispatcher.web.context import context
 from dispatcher.web.pages import forbidden, render
 
 

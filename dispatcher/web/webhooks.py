@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from dispatcher.providers import Webhook, WebhookRefused
-from dispatcher.web import context
+from dispatcher.web.context import context
 
 log = logging.getLogger("dispatcher.web")
 
