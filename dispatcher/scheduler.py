@@ -107,9 +107,12 @@ class Dispatcher:
     async def refresh(self) -> None:
         """Staff controls and deadlines; leases that ran out elsewhere go back to the queue."""
         now = self.clock()
-        recovered = await self.db(self.store.recover, self.worker_id, now)
-        if recovered:
-            log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
+        # After a store outage every worker's leases may have run out while it kept sending: give
+        # them one lease period to commit and renew what they hold before taking anything back.
+        if not self.db.outage.within(self.settings.lease_seconds):
+            recovered = await self.db(self.store.recover, self.worker_id, now)
+            if recovered:
+                log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
         self.catalogue.set_states(await self.db(self.store.action_states))
         self.sender.revoked = await self.db(self.store.people.revoked_since, now - REVOKED_WINDOW)
         self.feeder.dry.clear()

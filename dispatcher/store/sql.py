@@ -200,6 +200,21 @@ def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSe
         yield piece[0] if len(piece) == 1 else union_all(*piece)
 
 
+def _landed(conn: Connection, worker: str, results: Sequence[AttemptResult]) -> set[int]:
+    """Deliveries whose outcome here is already recorded: a retry of a ``record`` whose COMMIT
+    landed but whose answer was lost. Its attempt row is there and the letter is no longer
+    leased to this worker (a new attempt would have leased it again)."""
+    d, a = deliveries, attempts
+    mine = and_(d.c.status == Status.SENDING, d.c.lease_owner == worker)
+    rows = conn.execute(
+        select(a.c.delivery_id, a.c.started_at, a.c.outcome)
+        .join(d, d.c.id == a.c.delivery_id)
+        .where(a.c.delivery_id.in_([r.delivery_id for r in results]), a.c.worker == worker, ~mine)
+    )
+    seen = {(r.delivery_id, r.started_at, r.outcome) for r in rows}
+    return {r.delivery_id for r in results if (r.delivery_id, r.started_at, r.outcome.value) in seen}
+
+
 def _submission_columns(result: AttemptResult) -> dict[str, object]:
     sub = result.submission
     if sub is None:
@@ -734,7 +749,10 @@ class SqlStore(Store):
             return
         d = deliveries
         with self.engine.begin() as conn:
-            results = submissions.fall_back_failed(conn, results)
+            landed = _landed(conn, worker, results)
+            results = submissions.fall_back_failed(conn, [r for r in results if r.delivery_id not in landed])
+            if not results:
+                return
             conn.execute(
                 attempts.insert(),
                 [
