@@ -93,6 +93,18 @@ IMPORT_BATCH = 1000
 # in the log instead of a silent hang. The database URL's own ``options`` win over these.
 IDLE_IN_TRANSACTION = 5.0  # seconds
 LOCK_WAIT = 30.0  # seconds
+# A server that stops answering (a partition drops packets, no reset) is an error within seconds,
+# so the outage logic starts and SIGTERM can end the worker: connecting gives up after
+# connect_timeout; an idle connection is probed after 5 s and dropped after 3 unanswered probes;
+# data unacknowledged for 15 s drops the connection. The URL's own parameters win over these.
+SILENT_SERVER = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,  # milliseconds
+}
 # A claim waits this long for the pacing buckets, then gives up and is tried again next round:
 # the worker's other store calls (recovering leases, recording results) are not held behind it.
 CLAIM_LOCK_WAIT = "1s"
@@ -163,7 +175,10 @@ def _postgres_engine(url: URL) -> Engine:
     # Later settings win: the operator's options come after ours.
     options = f"{ours} {own}" if own else ours
     url = url.difference_update_query(["options"])
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": options})
+    # The URL's own values win over ours (SQLAlchemy lets connect_args win, so leave them out).
+    silence = {k: v for k, v in SILENT_SERVER.items() if k not in url.query}
+    connect_args = {"options": options, **silence}
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
 
 
 def _basis(tags: Sequence[str], language: str | None) -> str:
