@@ -94,7 +94,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._refreshed = 0.0
-        self._beat = 0.0
         self._started = clock()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
         self._failure: BaseException | None = None  # what ended a background task
@@ -118,16 +117,25 @@ class Dispatcher:
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()
-        if self._refreshed - self._beat >= BEAT_EVERY:
-            await self.beat()
 
     async def beat(self, stopped: bool = False) -> None:
-        """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds."""
-        self._beat = time.monotonic()
+        """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds.
+
+        On a thread of its own, not the store thread, as lease renewals are: a long planning
+        round or retention sweep there must not make a running worker look gone."""
         now = self.clock()
         held, sent = self.feeder.held() + self._busy, self.tally.counts["sent"]
         beat = WorkerBeat(self.worker_id, self._started, now, held, sent, now if stopped else None)
-        await self.db(self.store.heartbeat, beat)
+        await asyncio.to_thread(self.store.heartbeat, beat)
+
+    async def _beat_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.beat()
+            except Exception as exc:  # the store is away: the store thread logs the outage
+                log.debug("heartbeat not written: %s", cause(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), BEAT_EVERY)
 
     async def sweep(self) -> None:
         """Pending deliveries of actions past their deadline expire; of closed ones, cancel.
@@ -239,6 +247,7 @@ class Dispatcher:
             )
         tasks = [asyncio.create_task(self.results.run(self._stop))]
         tasks[0].add_done_callback(self._ended)
+        tasks.append(asyncio.create_task(self._beat_until_stopped()))
         if self.progress:
             tasks.append(asyncio.create_task(self._report(self.progress)))
         return tasks
