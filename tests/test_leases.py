@@ -71,6 +71,8 @@ def test_a_store_outage_longer_than_the_lease_sends_no_letter_twice(tmp_path: Pa
         try:
             for w in ("w1", "w2"):
                 workers.start(w)
+            running = lambda: all("running;" in workers.log(w) for w in ("w1", "w2"))  # noqa: E731
+            wait_until(running, 30, "both workers to run")
             some = lambda: len(received(tmp_path / "received.txt")) >= 5 or not workers.alive()  # noqa: E731
             wait_until(some, 60, "5 letters")
             cluster.stop()  # letters in flight: their outcomes wait in memory
@@ -82,8 +84,15 @@ def test_a_store_outage_longer_than_the_lease_sends_no_letter_twice(tmp_path: Pa
             assert workers.alive(), workers.log("w1") + workers.log("w2")
         finally:
             codes = workers.stop()
+        store = open_store(cluster.url, migrate=False)
+        try:
+            outcomes = Counter(a.outcome for a in store.attempt_log())
+        finally:
+            store.close()
     assert codes == {"w1": 0, "w2": 0}, workers.log("w1") + workers.log("w2")
     once_each(tmp_path, total)
+    # No letter of a live worker was taken back ("interrupted"): the first step to a second send.
+    assert outcomes == {"sent": total}, outcomes
     for w in ("w1", "w2"):
         assert "Traceback" not in workers.log(w), workers.log(w)
 
