@@ -1,10 +1,12 @@
-"""Leases kept alive while their attempts run.
+"""Leases kept alive while their attempts run, and until their outcomes are committed.
 
 A lease says how long other workers (and this one's own recovery) leave a claimed letter alone.
 An attempt may outlast it (a slow server: every command may take up to the SMTP timeout, and a
 letter with copies sends several), and a letter taken back mid-attempt is sent twice. So while
 an attempt runs its lease is renewed, every quarter lease (at most every few seconds): only a
-worker that stopped running, killed or frozen, loses its letters to the others.
+worker that stopped running, killed or frozen, loses its letters to the others. A letter sent
+whose outcome waits for the store (an outage) stays leased the same way: taken back, it would
+be sent again by whoever claims it next.
 
 Renewals run on a thread of their own, not the store thread: they never wait behind a claim, a
 planning round or a retention sweep, whose length has nothing to do with the lease.
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from dispatcher.store import Store
 
@@ -32,14 +34,17 @@ class LeaseKeeper:
         worker_id: str,
         lease: dt.timedelta,
         clock: Callable[[], dt.datetime],
+        uncommitted: Callable[[], Collection[int]] = frozenset,
     ) -> None:
         self.store = store
+        self.uncommitted = uncommitted  # letters attempted whose outcome is not yet in the store
         self.worker_id = worker_id
         self.lease = lease
         self.clock = clock
         self.every = min(lease.total_seconds() / 4, RENEW_AT_MOST_EVERY)
         self._running: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        self._failing = False  # the last renewal failed: warned once, until one succeeds
 
     @contextlib.contextmanager
     def attempt(self, delivery_id: int) -> Iterator[None]:
@@ -53,14 +58,20 @@ class LeaseKeeper:
             self._running.discard(delivery_id)
 
     async def _renew_while_running(self) -> None:
-        # One UPDATE per round for all running attempts, not one per letter.
+        # One UPDATE per round for all letters held, not one per letter.
         while True:
             await asyncio.sleep(self.every)
-            if not self._running:
+            ids = sorted(self._running.union(self.uncommitted()))
+            if not ids:
                 return
-            ids = sorted(self._running)
             try:
                 await asyncio.to_thread(self.store.renew, self.worker_id, ids, self.clock() + self.lease)
             except Exception as exc:  # the next round tries again; the attempts go on regardless
-                why = type(exc).__name__
-                log.warning("could not renew the leases of %d letters being sent: %s", len(ids), why)
+                if not self._failing:
+                    why = type(exc).__name__
+                    log.warning("could not renew the leases of %d letters held: %s; retrying", len(ids), why)
+                self._failing = True
+                continue
+            if self._failing:
+                log.info("leases of %d letters held renewed again", len(ids))
+            self._failing = False

@@ -67,6 +67,10 @@ class ResultWriter:
         self.tally.counts["handed back"] += 1
         self._waiting.set()
 
+    def uncommitted(self) -> set[int]:
+        """Deliveries whose outcome or hand-back is not yet committed: still leased to us."""
+        return {r.delivery_id for r in self._results}.union(self._release)
+
     def pending(self) -> int:
         """Results and hand-backs not yet committed."""
         return len(self._results) + len(self._release)

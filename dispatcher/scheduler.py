@@ -98,7 +98,6 @@ class Dispatcher:
         self._signals = 0
         self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
         self._refreshed = 0.0
-        self._beat = 0.0
         self._holds_said: dict[str, tuple[str, str, str]] | None = None
         self._started = clock()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
@@ -112,17 +111,18 @@ class Dispatcher:
     async def refresh(self) -> None:
         """Staff controls and deadlines; leases that ran out elsewhere go back to the queue."""
         now = self.clock()
-        recovered = await self.db(self.store.recover, self.worker_id, now)
-        if recovered:
-            log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
+        # After a store outage every worker's leases may have run out while it kept sending: give
+        # them one lease period to commit and renew what they hold before taking anything back.
+        if not self.db.outage.within(self.settings.lease_seconds):
+            recovered = await self.db(self.store.recover, self.worker_id, now)
+            if recovered:
+                log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
         self.catalogue.set_states(await self.db(self.store.action_states))
         await self.publish_holds()
         self.sender.revoked = await self.db(self.store.people.revoked_since, now - REVOKED_WINDOW)
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()
-        if self._refreshed - self._beat >= BEAT_EVERY:
-            await self.beat()
 
     async def publish_holds(self) -> None:
         """Put what this worker holds where the dashboard and ``dispatcher actions`` read it."""
@@ -135,12 +135,23 @@ class Dispatcher:
             self._holds_said = said
 
     async def beat(self, stopped: bool = False) -> None:
-        """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds."""
-        self._beat = time.monotonic()
+        """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds.
+
+        On a thread of its own, not the store thread, as lease renewals are: a long planning
+        round or retention sweep there must not make a running worker look gone."""
         now = self.clock()
         held, sent = self.feeder.held() + self._busy, self.tally.counts["sent"]
         beat = WorkerBeat(self.worker_id, self._started, now, held, sent, now if stopped else None)
-        await self.db(self.store.heartbeat, beat)
+        await asyncio.to_thread(self.store.heartbeat, beat)
+
+    async def _beat_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.beat()
+            except Exception as exc:  # the store is away: the store thread logs the outage
+                log.debug("heartbeat not written: %s", cause(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), BEAT_EVERY)
 
     async def sweep(self) -> None:
         """Pending deliveries of actions past their deadline expire; of closed ones, cancel.
@@ -292,6 +303,7 @@ class Dispatcher:
             )
         tasks = [asyncio.create_task(self.results.run(self._stop))]
         tasks[0].add_done_callback(self._ended)
+        tasks.append(asyncio.create_task(self._beat_until_stopped()))
         if self.progress:
             tasks.append(asyncio.create_task(self._report(self.progress)))
         return tasks

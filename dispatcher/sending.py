@@ -40,7 +40,7 @@ class Sender:
             settings.retry_initial, settings.retry_max, settings.max_attempts, jitter=settings.retry_initial
         )
         lease = dt.timedelta(seconds=settings.lease_seconds)
-        self.leases = LeaseKeeper(results.store, results.worker_id, lease, clock)
+        self.leases = LeaseKeeper(results.store, results.worker_id, lease, clock, results.uncommitted)
 
     async def send(self, item: Queued) -> None:
         claim = item.claim

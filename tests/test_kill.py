@@ -74,7 +74,9 @@ def stop(
     return proc.returncode
 
 
-def start_smtp_server(out: Path, log: IO[bytes]) -> tuple[subprocess.Popen[str], int]:
+def start_smtp_server(
+    out: Path, log: IO[bytes], delay: float = SERVER_DELAY
+) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -87,7 +89,7 @@ def start_smtp_server(out: Path, log: IO[bytes]) -> tuple[subprocess.Popen[str],
             "--out",
             str(out),
             "--delay",
-            str(SERVER_DELAY),
+            str(delay),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -96,6 +96,18 @@ IMPORT_BATCH = 1000
 # in the log instead of a silent hang. The database URL's own ``options`` win over these.
 IDLE_IN_TRANSACTION = 5.0  # seconds
 LOCK_WAIT = 30.0  # seconds
+# A server that stops answering (a partition drops packets, no reset) is an error within seconds,
+# so the outage logic starts and SIGTERM can end the worker: connecting gives up after
+# connect_timeout; an idle connection is probed after 5 s and dropped after 3 unanswered probes;
+# data unacknowledged for 15 s drops the connection. The URL's own parameters win over these.
+SILENT_SERVER = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,  # milliseconds
+}
 # A claim waits this long for the pacing buckets, then gives up and is tried again next round:
 # the worker's other store calls (recovering leases, recording results) are not held behind it.
 CLAIM_LOCK_WAIT = "1s"
@@ -166,7 +178,10 @@ def _postgres_engine(url: URL) -> Engine:
     # Later settings win: the operator's options come after ours.
     options = f"{ours} {own}" if own else ours
     url = url.difference_update_query(["options"])
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": options})
+    # The URL's own values win over ours (SQLAlchemy lets connect_args win, so leave them out).
+    silence = {k: v for k, v in SILENT_SERVER.items() if k not in url.query}
+    connect_args = {"options": options, **silence}
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
 
 
 def _basis(tags: Sequence[str], language: str | None) -> str:
@@ -201,6 +216,21 @@ def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSe
     for chunk in range(0, len(parts), 200):
         piece = parts[chunk : chunk + 200]
         yield piece[0] if len(piece) == 1 else union_all(*piece)
+
+
+def _landed(conn: Connection, worker: str, results: Sequence[AttemptResult]) -> set[int]:
+    """Deliveries whose outcome here is already recorded: a retry of a ``record`` whose COMMIT
+    landed but whose answer was lost. Its attempt row is there and the letter is no longer
+    leased to this worker (a new attempt would have leased it again)."""
+    d, a = deliveries, attempts
+    mine = and_(d.c.status == Status.SENDING, d.c.lease_owner == worker)
+    rows = conn.execute(
+        select(a.c.delivery_id, a.c.started_at, a.c.outcome)
+        .join(d, d.c.id == a.c.delivery_id)
+        .where(a.c.delivery_id.in_([r.delivery_id for r in results]), a.c.worker == worker, ~mine)
+    )
+    seen = {(r.delivery_id, r.started_at, r.outcome) for r in rows}
+    return {r.delivery_id for r in results if (r.delivery_id, r.started_at, r.outcome.value) in seen}
 
 
 def _submission_columns(result: AttemptResult) -> dict[str, object]:
@@ -752,7 +782,10 @@ class SqlStore(Store):
             return
         d = deliveries
         with self.engine.begin() as conn:
-            results = submissions.fall_back_failed(conn, results)
+            landed = _landed(conn, worker, results)
+            results = submissions.fall_back_failed(conn, [r for r in results if r.delivery_id not in landed])
+            if not results:
+                return
             conn.execute(
                 attempts.insert(),
                 [

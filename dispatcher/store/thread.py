@@ -5,7 +5,8 @@ keeps the store's calls in the order they were made.
 
 A call that fails with a curable error (``faults.curable``: a restart, a dropped connection, a full
 disk) is tried again after 1 s, doubling to 30 s, until the store answers: the worker keeps what
-it holds in memory and resumes by itself. The outage is logged once when it starts, with its
+it holds in memory and resumes by itself. The first call that answers again wakes every other
+waiting call at once. The outage is logged once when it starts, with its
 cause, and once when it ends. Other errors pass through at once. Once ``stop`` is called, a call
 still failing gives up after the stop's grace with ``StoreUnavailable``.
 """
@@ -13,7 +14,6 @@ still failing gives up after the stop's grace with ``StoreUnavailable``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +38,7 @@ class Outage:
 
     def __init__(self) -> None:
         self.since: float | None = None  # time.monotonic() of the first failure
+        self.ended: float | None = None  # time.monotonic() the last outage ended
         self.cause = ""
         self._failing = 0  # calls now waiting to try again
 
@@ -55,9 +56,18 @@ class Outage:
     def over(self, answered: bool) -> None:
         """A call that had failed has answered, or given up."""
         self._failing -= 1
-        if answered and self._failing == 0 and self.since is not None:
+        if answered:
+            self.answered()
+
+    def answered(self) -> None:
+        """A call answered: the outage ends once no call is waiting any more."""
+        if self._failing == 0 and self.since is not None:
             log.warning("store answers again after %.1f s; resuming", time.monotonic() - self.since)
-            self.since = None
+            self.since, self.ended = None, time.monotonic()
+
+    def within(self, seconds: float) -> bool:
+        """The store is away, or came back less than ``seconds`` ago."""
+        return self.since is not None or (self.ended is not None and time.monotonic() - self.ended < seconds)
 
 
 class StoreThread:
@@ -67,28 +77,42 @@ class StoreThread:
         self.first_wait, self.max_wait = first_wait, max_wait
         self._give_up_at: float | None = None  # monotonic; set by ``stop``
         self._stopping: asyncio.Event | None = None
+        self._answered: asyncio.Event | None = None  # set, and replaced, when a failed call answers
 
     async def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        wait, tries = self.first_wait, 0
-        while True:
-            try:
-                result = await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
-            except Exception as exc:
-                if not curable(exc):
-                    raise
-                tries += 1
-                self.outage.failed(exc, first=tries == 1)
+        wait, tries, answered = self.first_wait, 0, False
+        try:
+            while True:
                 try:
+                    result = await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+                except Exception as exc:
+                    if not curable(exc):
+                        answered = True  # with an error, but the store answered
+                        raise
+                    tries += 1
+                    self.outage.failed(exc, first=tries == 1)
                     await self._pause(wait, exc)
-                except BaseException:
-                    self.outage.over(answered=False)
-                    raise
-                wait = min(wait * 2, self.max_wait)
-                continue
+                    wait = min(wait * 2, self.max_wait)
+                    continue
+                answered = True
+                return result
+        finally:
+            # However the call ends (answered, an incurable error, cancelled), it no longer waits:
+            # otherwise the outage would never end, and the next one would go unlogged.
             if tries:
-                self.outage.over(answered=True)
-            return result
+                self.outage.over(answered)
+                if answered:
+                    self._wake_paused()
+            elif answered:
+                self.outage.answered()  # the last waiting call was given up or cancelled
+
+    def _wake_paused(self) -> None:
+        """The store answers again: every call still pausing tries at once, not after its own
+        backoff (results waiting for a commit would otherwise land up to MAX_WAIT later)."""
+        if self._answered is not None:
+            self._answered.set()
+            self._answered = None
 
     async def _pause(self, seconds: float, exc: Exception) -> None:
         """Sleep before the next try; cut short by ``stop``, then give up once its grace is spent."""
@@ -100,8 +124,14 @@ class StoreThread:
             return
         if self._stopping is None:
             self._stopping = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        if self._answered is None:
+            self._answered = asyncio.Event()
+        waits = {asyncio.ensure_future(self._stopping.wait()), asyncio.ensure_future(self._answered.wait())}
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def stop(self, grace: float) -> None:
         """Calls still failing ``grace`` seconds from now give up instead of waiting on."""
