@@ -47,6 +47,8 @@ class Vocabulary:
     confirmed_by: str  # the worker our log names for the news that a fax went through
     accepted: int = 0  # the status it accepts a submission with
     polled: tuple[int | None, float | None] = (None, None)  # pages, seconds its status tells
+    waiting: str = ""  # a held fax's state
+    withdrawn: str | None = None  # a withdrawn fax's state; None: it cannot be withdrawn
 
 
 class Adapter(Protocol):
@@ -83,6 +85,8 @@ class Telnyx:
         invalid_detail="bad number: telnyx refused it (422: Phone number must be in +E.164 format)",
         confirmed_by="webhook:telnyx",
         accepted=202,
+        waiting="media.processed",
+        withdrawn="failed",
     )
 
     @contextlib.contextmanager
@@ -122,6 +126,7 @@ class Sinch:
         confirmed_by="webhook:sinch",
         accepted=200,
         polled=(1, None),
+        waiting="QUEUED",
     )
 
     @contextlib.contextmanager
@@ -169,6 +174,8 @@ class Twilio:
         confirmed_by="webhook:twilio",
         accepted=201,
         polled=(1, 20.0),
+        waiting="queued",
+        withdrawn="canceled",
     )
 
     @contextlib.contextmanager

@@ -5,18 +5,21 @@ tested in its own ``tests/test_fax_<name>.py``."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from dispatcher import controls
 from dispatcher.channels.fax import fax_reference
-from dispatcher.config import Settings
+from dispatcher.config import Settings, load_actions
 from dispatcher.scheduler import utcnow
 from tests.contract.providers import DIALS, REFUSES, WEBHOOKS, Adapter, able
-from tests.contract.world import EMBASSY, MINISTER, provider_world, until
+from tests.contract.world import ACTION, EMBASSY, MINISTER, provider_world, until
 from tests.fax_servers.control import Outcome, Refusal
 from tests.test_faxpdf import MISSING
+from tests.test_kill import dispatcher_executable, stop, wait_until
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 BOTH = {"minister": MINISTER, "embassy": EMBASSY}
@@ -153,3 +156,55 @@ async def test_lost_webhooks_are_made_up_for_by_polling(tmp_path: Path, adapter:
     assert (minister[1].pages, minister[1].duration) == adapter.words.polled
     assert [r.outcome for r in embassy] == ["submitted", "retry"]
     assert embassy[1].detail == adapter.words.details[Outcome.BUSY] and embassy[1].worker == "poll:w"
+
+
+@pytest.mark.parametrize("adapter", able(DIALS))
+async def test_a_paused_action_withdraws_its_queued_fax_where_it_can_and_sends_on_resume(
+    tmp_path: Path, adapter: Adapter
+) -> None:
+    with provider_world(tmp_path, adapter) as w:
+        w.fake.hold(MINISTER)
+        await w.run_once()
+        await until(lambda: w.fake.job_states(MINISTER) == [adapter.words.waiting], "the queued fax")
+        action = load_actions(w.settings.actions_dir).actions[ACTION]
+        controls.pause(w.store, action, "staff", utcnow())
+        await w.run_once()  # its sweep withdraws what the provider lets it
+        paused, rows, states = w.status(), w.rows("minister"), w.fake.job_states(MINISTER)
+        controls.resume(w.store, action, "staff", utcnow())
+        w.fake.release(MINISTER)
+        async with w.running():
+            await until(lambda: w.status() == {"minister": "sent"}, "the fax sent after the resume")
+        ended = w.fake.job_states(MINISTER)
+    if adapter.words.withdrawn is None:  # left to finish: no second fax
+        assert paused == {"minister": "submitted"} and [r.outcome for r in rows] == ["submitted"]
+        assert states == [adapter.words.waiting] and ended == [adapter.words.delivered]
+        return
+    assert paused == {"minister": "pending"}
+    assert [r.outcome for r in rows] == ["submitted", "retry"] and rows[1].detail.startswith("cancelled")
+    assert states == [adapter.words.withdrawn]
+    assert ended == [adapter.words.withdrawn, adapter.words.delivered]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", able(REFUSES))
+def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path, adapter: Adapter) -> None:
+    """SIGKILL between the provider's acceptance and our commit: the restart asks it first."""
+    command = [dispatcher_executable(), "run", "--worker-id", "w1"]
+    with provider_world(tmp_path, adapter) as w, (tmp_path / "run.log").open("wb") as out:
+        w.fake.refuse_next(MINISTER, Refusal.HANG)  # accepted, and the answer never comes
+        env = w.env(DISPATCHER_LEASE_SECONDS="2")
+        first = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+        try:
+            wait_until(lambda: bool(w.fake.job_ids(MINISTER)), 30, "the fax at the provider")
+        finally:
+            stop(first, 9)
+        wait_until(lambda: w.fake.job_states(MINISTER) == [adapter.words.delivered], 10, "the fax")
+        # The restart under the same worker id takes its leases back at once.
+        subprocess.run([*command, "--once"], env=env, stdout=out, stderr=out, timeout=60, check=True)
+        [job] = w.fake.job_ids(MINISTER)
+        rows, status = w.rows("minister"), w.status()
+    assert [s.status for s in w.fake.submissions(MINISTER)] == [adapter.words.accepted]
+    assert status == {"minister": "sent"}
+    assert [r.outcome for r in rows] == ["interrupted", "submitted", "sent"]
+    assert rows[1].detail == f"found already submitted as {job}"
+    assert rows[1].job_id == rows[2].job_id == job

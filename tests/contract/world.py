@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
+from tests.conftest import cli_env
 from tests.contract.providers import Adapter
 from tests.fax_servers.control import FakeProvider
 from tests.test_campaign_shapes import TEMPLATE, supporters
@@ -34,6 +36,14 @@ class World:
     fake: FakeProvider
     settings: Settings
     store: Store
+    values: dict[str, Any]  # the settings, as given
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The same settings for the real ``dispatcher`` command, in a clean environment."""
+        tmp = Path(self.values["actions_dir"]).parent
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+        ours = {f"DISPATCHER_{k.upper()}": str(v) for k, v in self.values.items() if v is not None}
+        return inherited | cli_env(tmp, tmp) | ours | extra
 
     def dispatcher(self, **overrides: Any) -> Dispatcher:
         settings = self.settings.model_copy(update=overrides)
@@ -123,7 +133,7 @@ def provider_world(
     with adapter.serve(tmp_path) as (fake, provider):
         values = base_settings(tmp_path) | provider | overrides
         with opened(tmp_path, faxes(numbers or {"minister": MINISTER}), values) as store:
-            yield World(adapter, fake, Settings.model_validate(values), store)
+            yield World(adapter, fake, Settings.model_validate(values), store, values)
 
 
 async def until(check: Callable[[], bool], what: str, within: float = 10.0) -> None:

@@ -41,6 +41,27 @@ class Submission:
     at: float  # time.monotonic()
 
 
+class Switches:
+    """Per-number switches that a fake reads as each fax goes on (set from the test's thread)."""
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()  # numbers whose faxes wait, queued, until released
+        self.dropped: set[str] = set()  # numbers whose webhooks are all lost
+        self.repeated: set[str] = set()  # numbers whose final webhook comes twice
+
+    def drop_webhooks(self, number: str) -> None:
+        self.dropped.add(number)
+
+    def repeat_webhooks(self, number: str) -> None:
+        self.repeated.add(number)
+
+    def hold(self, number: str) -> None:
+        self.held.add(number)
+
+    def release(self, number: str) -> None:
+        self.held.discard(number)
+
+
 class FakeProvider(Protocol):
     def outcome(self, number: str, *outcomes: Outcome) -> None: ...
 

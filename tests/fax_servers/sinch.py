@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fax_servers.control import Outcome, Refusal, Submission
+from tests.fax_servers.control import Outcome, Refusal, Submission, Switches
 
 # Steps of a script, taken one per submission to the number.
 DELIVER = "deliver"
@@ -127,7 +127,7 @@ class Fax:
         return out
 
 
-class SinchFake:
+class SinchFake(Switches):
     def __init__(
         self,
         project: str = "project-1",
@@ -148,9 +148,7 @@ class SinchFake:
         self.refused_auth = 0
         self.refusals: dict[str, deque[str]] = defaultdict(deque)  # taken before ``scripts``
         self.calls: list[Submission] = []
-        self.held: set[str] = set()
-        self.dropped: set[str] = set()
-        self.repeated: set[str] = set()
+        Switches.__init__(self)
         self._released = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -184,18 +182,6 @@ class SinchFake:
 
     def refuse_next(self, number: str, *refusals: Refusal) -> None:
         self.refusals[number].extend(STEPS[r] for r in refusals)
-
-    def drop_webhooks(self, number: str) -> None:
-        self.dropped.add(number)
-
-    def repeat_webhooks(self, number: str) -> None:
-        self.repeated.add(number)
-
-    def hold(self, number: str) -> None:
-        self.held.add(number)
-
-    def release(self, number: str) -> None:
-        self.held.discard(number)
 
     def _ours(self, number: str) -> list[Fax]:
         return sorted((f for f in list(self.faxes.values()) if f.to == number), key=lambda f: f.created)

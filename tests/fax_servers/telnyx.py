@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fax_servers.control import Outcome, Refusal, Submission
+from tests.fax_servers.control import Outcome, Refusal, Submission, Switches
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CANCELLABLE = ("queued", "media.processed", "originated", "sending")
@@ -177,7 +177,7 @@ def error(status: int, code: str, title: str, pointer: str | None = None, **head
     return JSONResponse({"errors": [item]}, status_code=status, headers=headers or None)
 
 
-class FakeTelnyx:
+class FakeTelnyx(Switches):
     def __init__(
         self, api_key: str, connection_id: str, sender: str, key: Ed25519PrivateKey, step: float = 0.02
     ) -> None:
@@ -193,9 +193,7 @@ class FakeTelnyx:
         self.webhooks: list[Sent] = []
         self.cancels: list[tuple[str, int]] = []
         self.calls: list[Submission] = []
-        self.held: set[str] = set()  # numbers whose faxes wait, queued, until released
-        self.dropped: set[str] = set()  # numbers whose webhooks are all lost
-        self.repeated: set[str] = set()  # numbers whose final webhook comes twice
+        Switches.__init__(self)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
             lifespan=self._lifespan,
@@ -229,18 +227,6 @@ class FakeTelnyx:
 
     def refuse_next(self, number: str, *refusals: Refusal) -> None:
         self.answer(number, *(REFUSALS[r] for r in refusals))
-
-    def drop_webhooks(self, number: str) -> None:
-        self.dropped.add(number)
-
-    def repeat_webhooks(self, number: str) -> None:
-        self.repeated.add(number)
-
-    def hold(self, number: str) -> None:
-        self.held.add(number)
-
-    def release(self, number: str) -> None:
-        self.held.discard(number)
 
     def job_ids(self, number: str) -> list[str]:
         return [f.id for f in self.faxes_to(number)]

@@ -40,7 +40,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from tests.asgi_server import serve
-from tests.fax_servers.control import Outcome, Refusal, Submission
+from tests.fax_servers.control import Outcome, Refusal, Submission, Switches
 
 PREFIX = "/api/laml/2010-04-01"
 ACCOUNT = "b3877c40-da60-4998-90ad-b792e98472ac"  # a SignalWire Project ID is a UUID
@@ -153,7 +153,7 @@ class Call:
     answer: int
 
 
-class FakeTwilio:
+class FakeTwilio(Switches):
     def __init__(self, signing_key: str | None = None, delay: float = 0.05) -> None:
         self.account = ACCOUNT
         self.token = TOKEN
@@ -163,7 +163,7 @@ class FakeTwilio:
         self.faxes: dict[str, Fax] = {}
         self.script: dict[str, list[str]] = {}  # number -> what each submission meets, in turn
         self.webhooks: dict[str, str] = {}  # number -> normal|none|twice|out-of-order|bad-signature…
-        self.held: set[str] = set()
+        Switches.__init__(self)  # its webhooks are switched by ``webhooks``
         self.retry_after = 1
         self.max_page_size = 1000
         self.calls: list[Call] = []  # POST Faxes.json, answered or not
@@ -217,12 +217,6 @@ class FakeTwilio:
 
     def repeat_webhooks(self, number: str) -> None:
         self.webhooks[number] = "twice"
-
-    def hold(self, number: str) -> None:
-        self.held.add(number)
-
-    def release(self, number: str) -> None:
-        self.held.discard(number)
 
     def job_ids(self, number: str) -> list[str]:
         return [f.sid for f in self.to(number)]
