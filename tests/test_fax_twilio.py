@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from twilio.request_validator import RequestValidator
 
@@ -30,42 +29,22 @@ from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env
+from tests.contract import world as contract_world
 from tests.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio, Fax
-from tests.test_campaign_shapes import TEMPLATE, supporters
+from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
 from tests.test_kill import dispatcher_executable
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
-ACTION = "tw"
+ACTION = contract_world.ACTION
 SENDER = "+442079460999"  # Ofcom's drama range: valid numbers that reach nobody
 SIGNING_KEY = "PSK_test-signing-key"
 
 
 # the world: an action, our web app, the fake provider ----------------------------------------------
 def write_action(tmp_path: Path, numbers: list[str]) -> None:
-    targets = [
-        {
-            "id": f"t{i}",
-            "name": f"Official {i}",
-            "salutation": {"en": "Dear Official"},
-            "fax": number,
-            "channels": ["fax"],
-        }
-        for i, number in enumerate(numbers)
-    ]
-    data = {
-        "id": ACTION,
-        "title": "Fax action",
-        "deadline": "2035-01-01",
-        "status": "active",
-        "languages": ["en"],
-        "targets": targets,
-    }
-    (tmp_path / "actions").mkdir()
-    (tmp_path / "actions" / f"{ACTION}.yaml").write_text(yaml.safe_dump(data))
-    (tmp_path / "templates" / ACTION).mkdir(parents=True)
-    (tmp_path / "templates" / ACTION / "en.j2").write_text(TEMPLATE)
+    contract_world.write_action(tmp_path, contract_world.faxes({f"t{i}": n for i, n in enumerate(numbers)}))
 
 
 @dataclass
