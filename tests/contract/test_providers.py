@@ -186,7 +186,7 @@ async def test_a_paused_action_withdraws_its_queued_fax_where_it_can_and_sends_o
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapter", able(REFUSES))
+@pytest.mark.parametrize("adapter", able(REFUSES, WEBHOOKS))
 def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path, adapter: Adapter) -> None:
     """SIGKILL between the provider's acceptance and our commit: the restart asks it first."""
     command = [dispatcher_executable(), "run", "--worker-id", "w1"]
@@ -198,11 +198,16 @@ def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path, a
             wait_until(lambda: bool(w.fake.job_ids(MINISTER)), 30, "the fax at the provider")
         finally:
             stop(first, 9)
+        killed = w.status()
         wait_until(lambda: w.fake.job_states(MINISTER) == [adapter.words.delivered], 10, "the fax")
+        # Its news came before we knew the job: kept, and applied at the commit.
+        wait_until(lambda: w.fake.final_answers(MINISTER) == [200], 10, "the provider's news")
         # The restart under the same worker id takes its leases back at once.
         subprocess.run([*command, "--once"], env=env, stdout=out, stderr=out, timeout=60, check=True)
         [job] = w.fake.job_ids(MINISTER)
         rows, status = w.rows("minister"), w.status()
+    assert killed == {"minister": "sending"}  # the kill came before our commit
+    assert f"{adapter.name} already has fax {job}; not submitting again" in (tmp_path / "run.log").read_text()
     assert [s.status for s in w.fake.submissions(MINISTER)] == [adapter.words.accepted]
     assert status == {"minister": "sent"}
     assert [r.outcome for r in rows] == ["interrupted", "submitted", "sent"]
