@@ -25,7 +25,6 @@ from pydantic import SecretStr
 
 from dispatcher import controls
 from dispatcher.channels import make_channels, media_host
-from dispatcher.channels.fax import fax_reference
 from dispatcher.config import Settings, load_actions
 from dispatcher.providers import ProviderError
 from dispatcher.providers.telnyx import TelnyxProvider, failure_for
@@ -35,17 +34,15 @@ from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env
+from tests.contract import world as contract_world
+from tests.contract.world import until
 from tests.fax_servers.telnyx import (
-    BROKEN,
-    HANG,
-    INVALID_NUMBER,
     FakeTelnyx,
     Plan,
     public_key_b64,
     signed_headers,
-    too_many,
 )
-from tests.test_campaign_shapes import TEMPLATE, supporters
+from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
 from tests.test_kill import dispatcher_executable, stop
 
@@ -78,22 +75,7 @@ class World:
 
 
 def write_action(tmp_path: Path, numbers: dict[str, str]) -> None:
-    targets = [
-        {"id": t, "name": t.title(), "salutation": {"en": f"Dear {t.title()}"}, "fax": n, "channels": ["fax"]}
-        for t, n in numbers.items()
-    ]
-    data = {
-        "id": "a",
-        "title": "Fax action",
-        "deadline": "2035-01-01",
-        "status": "active",
-        "languages": ["en"],
-        "targets": targets,
-    }
-    (tmp_path / "actions").mkdir(exist_ok=True)
-    (tmp_path / "actions" / "a.yaml").write_text(yaml.safe_dump(data))
-    (tmp_path / "templates" / "a").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "templates" / "a" / "en.j2").write_text(TEMPLATE)
+    contract_world.write_action(tmp_path, contract_world.faxes(numbers))
 
 
 def telnyx_env(public_url: str, fake_url: str, key: Ed25519PrivateKey) -> dict[str, str]:
@@ -137,14 +119,6 @@ def world(tmp_path: Path, numbers: dict[str, str] | None = None, **overrides: An
             store.close()
 
 
-async def until(check: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 @contextlib.asynccontextmanager
 async def running(w: World, **overrides: Any) -> Any:
     dispatcher = w.dispatcher(**overrides)
@@ -168,23 +142,18 @@ def finals(w: World, fax_id: str) -> list[tuple[str, int]]:
     ]
 
 
-# 1. delivered ------------------------------------------------------------------------------
-async def test_a_fax_is_delivered_and_confirmed_by_a_signed_webhook(tmp_path: Path) -> None:
+# 1. delivered (what every provider does is in tests/contract/test_providers.py) ----------------
+async def test_telnyx_fetches_our_pdf_and_reports_each_step_by_signed_webhook(tmp_path: Path) -> None:
     with world(tmp_path) as w:
         async with running(w):  # polls only once a minute: the webhook must tell
             await until(lambda: w.status() == {"minister": "sent"}, "the delivered webhook")
         [fax] = w.fake.faxes_to(MINISTER)
         await until(lambda: len(w.fake.sent(fax.id)) == 4, "every webhook")
-        submitted, sent = rows = w.rows()
-        secret = w.store.instance_secret()
+        _, sent = w.rows()
         public_url = w.settings.public_url
-    assert outcomes(rows) == ["submitted", "sent"]
-    assert {(r.provider, r.job_id, r.destination) for r in rows} == {("telnyx", fax.id, MINISTER)}
-    assert submitted.pages == 1 and sent.pages == fax.page_count == 1 and sent.duration == 25
-    assert sent.worker == "webhook:telnyx"
-    # Telnyx fetched a real PDF from our web app; our reference rode along as client_state.
+    assert sent.pages == fax.page_count == 1 and sent.duration == 25
+    # Telnyx fetched a real PDF from our web app.
     assert fax.pdf is True and fax.media_url.startswith(f"{public_url}/media/fax/")
-    assert fax.reference == fax_reference(secret, submitted.delivery_id)
     assert fax.webhook_url == f"{public_url}/webhooks/fax/telnyx"
     assert [(s.event_type, s.status) for s in w.fake.sent(fax.id)] == [
         ("fax.queued", 200),
@@ -192,68 +161,6 @@ async def test_a_fax_is_delivered_and_confirmed_by_a_signed_webhook(tmp_path: Pa
         ("fax.sending.started", 200),
         ("fax.delivered", 200),
     ]
-
-
-# 2. outcomes and retries ---------------------------------------------------------------------
-async def test_busy_is_dialled_again_and_then_delivered(tmp_path: Path) -> None:
-    with world(tmp_path, fax_retry_initial=0.2, fax_retry_max=0.5) as w:
-        w.fake.plan(MINISTER, Plan(failure="user_busy"))
-        async with running(w):
-            await until(lambda: w.status() == {"minister": "sent"}, "the second fax", within=15)
-        rows = w.rows()
-        faxes = w.fake.faxes_to(MINISTER)
-    assert outcomes(rows) == ["submitted", "retry", "submitted", "sent"]
-    assert rows[1].detail == "busy: user_busy"
-    # The failed first fax is not taken for a fax already on its way: a second one is sent.
-    assert [f.status for f in faxes] == ["failed", "delivered"]
-    assert faxes[0].reference == faxes[1].reference
-    assert [r.job_id for r in rows] == [faxes[0].id, faxes[0].id, faxes[1].id, faxes[1].id]
-
-
-async def test_no_answer_waits_for_a_retry_and_not_a_fax_line_fails_for_good(tmp_path: Path) -> None:
-    with world(tmp_path, {"minister": MINISTER, "embassy": EMBASSY}) as w:
-        w.fake.plan(MINISTER, Plan(failure="receiver_no_answer"))
-        w.fake.plan(EMBASSY, Plan(failure="fax_initial_communication_timeout"))
-        await w.dispatcher().run_once()
-        await until(lambda: w.status() == {"minister": "pending", "embassy": "failed"}, "both outcomes")
-        minister, embassy = w.rows("minister"), w.rows("embassy")
-        left = w.store.backlog(utcnow())
-    assert (
-        outcomes(minister) == ["submitted", "retry"] and minister[1].detail == "no answer: receiver_no_answer"
-    )
-    assert outcomes(embassy) == ["submitted", "failed"]
-    assert embassy[1].detail == "not a fax line: fax_initial_communication_timeout"
-    assert left.due_now == 0 and left.later == 1  # the retry waits out the fax backoff
-
-
-async def test_a_number_refused_at_submission_fails_at_once(tmp_path: Path) -> None:
-    with world(tmp_path) as w:
-        w.fake.answer(MINISTER, INVALID_NUMBER)
-        await w.dispatcher().run_once()
-        rows, status = w.rows(), w.status()
-    assert status == {"minister": "failed"} and outcomes(rows) == ["failed"]
-    assert rows[0].code == 422 and rows[0].detail.startswith(
-        "bad number: telnyx refused it (422: Phone number"
-    )
-    assert w.fake.posts == [(MINISTER, 422)] and not w.fake.faxes
-
-
-async def test_429_waits_as_long_as_told_and_500_is_tried_again(tmp_path: Path) -> None:
-    with world(tmp_path, {"minister": MINISTER, "embassy": EMBASSY}, retry_initial=0.2) as w:
-        w.fake.answer(MINISTER, too_many(1))
-        w.fake.answer(EMBASSY, BROKEN)
-        async with running(w):
-            await until(lambda: set(w.status().values()) == {"sent"}, "both faxes", within=15)
-        minister, embassy = w.rows("minister"), w.rows("embassy")
-    assert outcomes(minister) == ["retry", "submitted", "sent"] and minister[0].code == 429
-    assert minister[1].started_at - minister[0].finished_at >= dt.timedelta(seconds=1)
-    assert outcomes(embassy) == ["retry", "submitted", "sent"] and embassy[0].code == 500
-    assert Counter(w.fake.posts) == {
-        (MINISTER, 429): 1,
-        (EMBASSY, 500): 1,
-        (MINISTER, 202): 1,
-        (EMBASSY, 202): 1,
-    }
 
 
 # 3. webhooks -------------------------------------------------------------------------------
@@ -317,41 +224,7 @@ def test_webhooks_that_telnyx_did_not_send_are_refused(tmp_path: Path) -> None:
         assert post(final, signed_headers(w.key, final, now + 1)) == 409  # a replay, freshly signed
 
 
-# 5. polling --------------------------------------------------------------------------------
-async def test_lost_webhooks_are_made_up_for_by_polling(tmp_path: Path) -> None:
-    with world(tmp_path, {"minister": MINISTER, "embassy": EMBASSY}) as w:
-        w.fake.plan(MINISTER, Plan(webhooks=False))
-        w.fake.plan(EMBASSY, Plan(webhooks=False, failure="user_busy"))
-        await w.dispatcher().run_once()
-        final = {"delivered", "failed"}
-        await until(lambda: {f.status for f in w.fake.faxes.values()} <= final, "the fake's outcomes")
-        await w.dispatcher().run_once()  # if its first run's last poll was too early
-        minister, embassy = w.rows("minister"), w.rows("embassy")
-    assert not w.fake.webhooks
-    assert outcomes(minister) == ["submitted", "sent"] and minister[1].worker == "poll:w"
-    assert outcomes(embassy) == ["submitted", "retry"] and embassy[1].detail == "busy: user_busy"
-
-
 # 6. cancel ---------------------------------------------------------------------------------
-async def test_a_paused_action_withdraws_its_queued_fax_and_sends_it_on_resume(tmp_path: Path) -> None:
-    with world(tmp_path) as w:
-        w.fake.plan(MINISTER, Plan(hold=True))
-        await w.dispatcher().run_once()
-        await until(lambda: w.fake.faxes_to(MINISTER)[0].status == "media.processed", "the queued fax")
-        action = load_actions(w.settings.actions_dir).actions["a"]
-        controls.pause(w.store, action, "staff", utcnow())
-        await w.dispatcher().run_once()  # its sweep withdraws the fax
-        paused, rows = w.status(), w.rows()
-        controls.resume(w.store, action, "staff", utcnow())
-        await w.dispatcher().run_once()
-        await until(lambda: w.status() == {"minister": "sent"}, "the fax sent after the resume")
-        faxes = w.fake.faxes_to(MINISTER)
-    assert paused == {"minister": "pending"}
-    assert outcomes(rows) == ["submitted", "retry"] and rows[1].detail.startswith("cancelled")
-    assert w.fake.cancels == [(faxes[0].id, 202)]
-    assert [(f.status, f.failure_reason) for f in faxes] == [("failed", "canceled"), ("delivered", None)]
-
-
 async def test_closing_an_action_withdraws_its_queued_fax_and_cancels_the_letter(tmp_path: Path) -> None:
     with world(tmp_path) as w:
         w.fake.plan(MINISTER, Plan(hold=True))
@@ -362,6 +235,8 @@ async def test_closing_an_action_withdraws_its_queued_fax_and_cancels_the_letter
         closed = w.status()
     assert closed == {"minister": "cancelled"} and len(w.fake.faxes_to(MINISTER)) == 1
     assert w.fake.cancels == [(w.fake.faxes_to(MINISTER)[0].id, 202)]
+    # What Telnyx reports for a withdrawn fax (the contract suite checks the pause and resume).
+    assert [(f.status, f.failure_reason) for f in w.fake.faxes_to(MINISTER)] == [("failed", "canceled")]
 
 
 async def test_the_adapter_against_the_fake_directly(tmp_path: Path) -> None:
@@ -486,23 +361,6 @@ def processes(
                 yield Processes(store, full_env, out)
         finally:
             store.close()
-
-
-def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path) -> None:
-    key = Ed25519PrivateKey.generate()
-    fake = FakeTelnyx(API_KEY, CONNECTION, SENDER, key)
-    fake.answer(MINISTER, HANG)
-    with processes(tmp_path, fake, key, 1, DISPATCHER_LEASE_SECONDS="2") as run:
-        run.kill_once(lambda: bool(fake.faxes_to(MINISTER)), "the fax at Telnyx")
-        [fax] = fake.faxes_to(MINISTER)
-        _wait(lambda: ("fax.delivered", 200) in finals_of(fake, fax.id), 10, "its webhook")
-        run.run_once(60)
-        rows = [a for a in run.store.attempt_log() if a.channel == "fax"]
-        status = {r.target_id: r.status for r in run.store.queue_counts()}
-    assert len(fake.faxes_to(MINISTER)) == 1 and fake.posts == [(MINISTER, 202)]
-    assert status == {"minister": "sent"}
-    assert outcomes(rows) == ["interrupted", "submitted", "sent"]
-    assert rows[1].detail == f"found already submitted as {fax.id}" and rows[2].job_id == fax.id
 
 
 def finals_of(fake: FakeTelnyx, fax_id: str) -> list[tuple[str, int]]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from twilio.request_validator import RequestValidator
 
@@ -30,42 +29,22 @@ from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env
+from tests.contract import world as contract_world
 from tests.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio, Fax
-from tests.test_campaign_shapes import TEMPLATE, supporters
+from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
 from tests.test_kill import dispatcher_executable
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
-ACTION = "tw"
+ACTION = contract_world.ACTION
 SENDER = "+442079460999"  # Ofcom's drama range: valid numbers that reach nobody
 SIGNING_KEY = "PSK_test-signing-key"
 
 
 # the world: an action, our web app, the fake provider ----------------------------------------------
 def write_action(tmp_path: Path, numbers: list[str]) -> None:
-    targets = [
-        {
-            "id": f"t{i}",
-            "name": f"Official {i}",
-            "salutation": {"en": "Dear Official"},
-            "fax": number,
-            "channels": ["fax"],
-        }
-        for i, number in enumerate(numbers)
-    ]
-    data = {
-        "id": ACTION,
-        "title": "Fax action",
-        "deadline": "2035-01-01",
-        "status": "active",
-        "languages": ["en"],
-        "targets": targets,
-    }
-    (tmp_path / "actions").mkdir()
-    (tmp_path / "actions" / f"{ACTION}.yaml").write_text(yaml.safe_dump(data))
-    (tmp_path / "templates" / ACTION).mkdir(parents=True)
-    (tmp_path / "templates" / ACTION / "en.j2").write_text(TEMPLATE)
+    contract_world.write_action(tmp_path, contract_world.faxes({f"t{i}": n for i, n in enumerate(numbers)}))
 
 
 @dataclass
@@ -149,13 +128,7 @@ async def test_a_fax_is_delivered_and_confirmed_by_a_signed_callback(tmp_path: P
         assert statuses(w.store) == {"t0": "submitted"}
         fake.held.clear()
         await until("the delivery is sent", lambda: statuses(w.store) == {"t0": "sent"})
-        submitted, sent = log_of(w.store, "t0")
         (fax,) = fake.to(number)
-        assert (submitted.outcome, sent.outcome, sent.worker) == ("submitted", "sent", "webhook:twilio")
-        assert submitted.provider == sent.provider == "twilio"
-        assert submitted.job_id == sent.job_id == fax.sid
-        assert submitted.destination == sent.destination == number
-        assert submitted.pages == sent.pages == fax.pages == 1
         # The fake notes our answer once it has it, which can be just after the store changed.
         await until("our answer to the callback", lambda: len(answers(fake, number)) == 2)
         assert answers(fake, number) == [("queued", 200), ("delivered", 200)]
@@ -188,52 +161,6 @@ async def check_media_url(w: World, url: str) -> None:
         for bad in (forged, expired):
             gone = await client.get(f"{w.settings.public_url}/media/fax/{bad}.pdf")
             assert gone.status_code == 404 and b"%PDF" not in gone.content
-
-
-# 2. retries and permanent failures ----------------------------------------------------------------
-async def test_busy_no_answer_not_a_fax_bad_number_429_and_500(tmp_path: Path) -> None:
-    busy, no_answer, not_fax, invalid, limited, broken = (f"+44207946010{i}" for i in range(1, 7))
-    fake = FakeTwilio()
-    fake.script = {
-        busy: ["busy", "deliver"],
-        no_answer: ["no-answer", "deliver"],
-        not_fax: ["not-a-fax"],
-        invalid: ["invalid"],
-        limited: ["429", "deliver"],
-        broken: ["500", "deliver"],
-    }
-    settled = {"t0": "sent", "t1": "sent", "t2": "failed", "t3": "failed", "t4": "sent", "t5": "sent"}
-    with world(tmp_path, [busy, no_answer, not_fax, invalid, limited, broken], fake) as w:
-        d = dispatcher(w)
-        running = asyncio.create_task(d.run_forever())
-        try:
-            await until("every delivery settles", lambda: statuses(w.store) == settled, within=20)
-        finally:
-            d.stop()
-            await running
-        store = w.store
-        # Busy, then no answer: tried again after the fax backoff, as a new fax.
-        assert [f.status for f in fake.to(busy)] == ["busy", "delivered"]
-        assert [f.status for f in fake.to(no_answer)] == ["no-answer", "delivered"]
-        for target, why in (("t0", "busy"), ("t1", "no answer")):
-            assert outcomes(store, target) == ["submitted", "retry", "submitted", "sent"]
-            assert log_of(store, target)[1].detail.startswith(why)
-        # Not a fax line: permanent, no second fax.
-        assert [f.status for f in fake.to(not_fax)] == ["failed"]
-        assert outcomes(store, "t2") == ["submitted", "failed"]
-        assert "not a fax line" in log_of(store, "t2")[1].detail
-        # A bad number is refused at submission: nothing was accepted, nothing is tried again.
-        assert fake.to(invalid) == [] and [c.answer for c in fake.calls if c.to == invalid] == [400]
-        (refused,) = log_of(store, "t3")
-        assert refused.outcome == "failed" and refused.code == 400 and "21211" in refused.detail
-        # 429: the next attempt waits for Retry-After; 500: tried again.
-        first, second = (c for c in fake.calls if c.to == limited)
-        assert (first.answer, second.answer) == (429, 201)
-        assert second.at - first.at >= fake.retry_after - 0.05
-        assert [c.answer for c in fake.calls if c.to == broken] == [500, 201]
-        for target in ("t4", "t5"):
-            assert outcomes(store, target) == ["retry", "submitted", "sent"]
-        assert len(fake.to(limited)) == len(fake.to(broken)) == 1
 
 
 # 3. callbacks: duplicate, out of order, badly signed, signed over another URL, unsigned ------------
@@ -366,27 +293,6 @@ async def test_a_fax_accepted_before_a_crash_is_found_not_sent_again(tmp_path: P
         (found,) = (a for a in rows if a.outcome == "submitted")
         assert "found already submitted" in found.detail and found.job_id == ours()[0].sid
         assert fake.list_requests >= 4  # four faxes, one a page
-
-
-# 5. lost callbacks: polling -----------------------------------------------------------------------
-async def test_without_callbacks_polling_resolves_faxes(tmp_path: Path) -> None:
-    delivered, busy = "+442079460140", "+442079460141"
-    fake = FakeTwilio()
-    fake.script[busy] = ["busy"]
-    fake.webhooks = {delivered: "none", busy: "none"}
-    fake.held.update((delivered, busy))
-    with world(tmp_path, [delivered, busy], fake) as w:
-        await run_once(w)
-        assert statuses(w.store) == {"t0": "submitted", "t1": "submitted"}
-        fake.held.clear()
-        finished = ("delivered", "busy")
-        await until("both faxes end", lambda: all(f.status in finished for f in fake.faxes.values()))
-        await run_once(w)
-        assert fake.callbacks == []
-        sent = log_of(w.store, "t0")[-1]
-        assert (sent.outcome, sent.worker, sent.pages, sent.duration) == ("sent", "poll:w", 1, 20.0)
-        retry = log_of(w.store, "t1")[1]
-        assert retry.outcome == "retry" and retry.detail.startswith("busy") and retry.worker == "poll:w"
 
 
 # 6. withdrawn when the action is paused ---------------------------------------------------------------

@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fax_servers.control import Outcome, Refusal, Submission, Switches
+
 # Steps of a script, taken one per submission to the number.
 DELIVER = "deliver"
 BUSY = "busy"
@@ -47,8 +49,18 @@ OUT_OF_ORDER = "out of order"  # the final callback before the submit is answere
 BAD_AUTH = "bad auth"  # delivered, the callback carries wrong Basic credentials
 SILENT = "silent"  # delivered, no callback at all (lost): only a GET tells
 HOLD = "hold"  # stays QUEUED until ``finish`` is called
-HANG = "hang"  # recorded and dialled, but the submit is never answered (until ``release``)
+HANG = "hang"  # recorded and dialled, but the submit is never answered (until ``end_hangs``)
 
+STEPS = {
+    Outcome.DELIVERED: DELIVER,
+    Outcome.BUSY: BUSY,
+    Outcome.NO_ANSWER: NO_ANSWER,
+    Outcome.NOT_A_FAX: NOT_A_FAX,
+    Refusal.INVALID_NUMBER: INVALID,
+    Refusal.RATE_LIMITED: RATE_LIMITED,
+    Refusal.BROKEN: SERVER_ERROR,
+    Refusal.HANG: HANG,
+}
 FAILURES = {
     BUSY: ("CALL_ERROR", 17, "Busy"),
     NO_ANSWER: ("CALL_ERROR", 30, "No answer from a fax machine"),
@@ -115,7 +127,7 @@ class Fax:
         return out
 
 
-class SinchFake:
+class SinchFake(Switches):
     def __init__(
         self,
         project: str = "project-1",
@@ -134,6 +146,9 @@ class SinchFake:
         self.requests: list[tuple[str, str, int, float]] = []  # method, path, status, time
         self.callbacks: list[tuple[str, int]] = []  # fax id, our web app's answer
         self.refused_auth = 0
+        self.refusals: dict[str, deque[str]] = defaultdict(deque)  # taken before ``scripts``
+        self.calls: list[Submission] = []
+        Switches.__init__(self)
         self._released = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,7 +166,7 @@ class SinchFake:
     def script(self, to: str, *steps: str) -> None:
         self.scripts[to].extend(steps)
 
-    def release(self) -> None:
+    def end_hangs(self) -> None:
         """Let hanging submissions end (their client is long gone)."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._released.set)
@@ -160,6 +175,32 @@ class SinchFake:
         """A held fax goes on to be delivered."""
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.faxes[job].held.set)
+
+    # the control API every fake offers (tests/fax_servers/control.py) --------------------------
+    def outcome(self, number: str, *outcomes: Outcome) -> None:
+        self.script(number, *(STEPS[o] for o in outcomes))
+
+    def refuse_next(self, number: str, *refusals: Refusal) -> None:
+        self.refusals[number].extend(STEPS[r] for r in refusals)
+
+    def _ours(self, number: str) -> list[Fax]:
+        return sorted((f for f in list(self.faxes.values()) if f.to == number), key=lambda f: f.created)
+
+    def job_ids(self, number: str) -> list[str]:
+        return [f.id for f in self._ours(number)]
+
+    def job_states(self, number: str) -> list[str]:
+        return [f.status for f in self._ours(number)]
+
+    def references(self, number: str) -> list[str | None]:
+        return [f.labels.get("reference") for f in self._ours(number)]
+
+    def submissions(self, number: str) -> list[Submission]:
+        return [c for c in list(self.calls) if c.to == number]
+
+    def final_answers(self, number: str) -> list[int]:
+        ids = set(self.job_ids(number))
+        return [status for fax, status in list(self.callbacks) if fax in ids]
 
     def held_by(self, label: str) -> list[Fax]:
         return [f for f in list(self.faxes.values()) if label in f.labels.values()]
@@ -194,10 +235,13 @@ class SinchFake:
             return self._answer(request, _error(400, "Bad Request", "expected a multipart upload"))
         form = await request.form()
         to = str(form.get("to") or "")
-        step = self.scripts[to].popleft() if self.scripts[to] else DELIVER
+        queue = self.refusals[to] if self.refusals[to] else self.scripts[to]
+        step = queue.popleft() if queue else DELIVER
         problem = await self._check(form, to, step)
         if problem:
+            self.calls.append(Submission(to, problem.status_code, time.monotonic()))
             return self._answer(request, problem)
+        self.calls.append(Submission(to, 200, time.monotonic()))
         upload = form.get("file")
         assert isinstance(upload, UploadFile)
         pdf = await upload.read()
@@ -289,6 +333,9 @@ class SinchFake:
     async def _dial(self, fax: Fax) -> None:
         if fax.step == HOLD:
             await fax.held.wait()
+        # The test's thread changes ``held``: no asyncio.Event of this loop can tell.
+        while fax.to in self.held:  # noqa: ASYNC110
+            await asyncio.sleep(self.delay)
         await asyncio.sleep(self.delay)
         fax.status = "IN_PROGRESS"
         stale = fax.view(self.project)
@@ -296,11 +343,11 @@ class SinchFake:
         fax.error = FAILURES.get(fax.step)
         fax.status = "FAILURE" if fax.error else "COMPLETED"
         fax.completed = dt.datetime.now(dt.UTC)
-        if fax.step == SILENT:
+        if fax.step == SILENT or fax.to in self.dropped:
             return
         body, content_type = self._callback_body(fax, fax.view(self.project))
         await self._post(fax, body, content_type, bad=fax.step == BAD_AUTH)
-        if fax.step == TWICE:
+        if fax.step == TWICE or fax.to in self.repeated:
             await self._post(fax, body, content_type)
         if fax.step == OUT_OF_ORDER:
             self._spawn(self._stale(fax, stale))

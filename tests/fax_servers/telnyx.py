@@ -35,6 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fax_servers.control import Outcome, Refusal, Submission, Switches
+
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CANCELLABLE = ("queued", "media.processed", "originated", "sending")
 PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
@@ -93,6 +95,19 @@ HANG = Answer(202, hang=True)
 
 def too_many(seconds: int) -> Answer:
     return Answer(429, "10011", "Too many requests", retry_after=str(seconds))
+
+
+FAILURE_REASONS = {
+    Outcome.BUSY: "user_busy",
+    Outcome.NO_ANSWER: "receiver_no_answer",
+    Outcome.NOT_A_FAX: "fax_initial_communication_timeout",
+}
+REFUSALS = {
+    Refusal.INVALID_NUMBER: INVALID_NUMBER,
+    Refusal.RATE_LIMITED: too_many(1),
+    Refusal.BROKEN: BROKEN,
+    Refusal.HANG: HANG,
+}
 
 
 @dataclass
@@ -162,7 +177,7 @@ def error(status: int, code: str, title: str, pointer: str | None = None, **head
     return JSONResponse({"errors": [item]}, status_code=status, headers=headers or None)
 
 
-class FakeTelnyx:
+class FakeTelnyx(Switches):
     def __init__(
         self, api_key: str, connection_id: str, sender: str, key: Ed25519PrivateKey, step: float = 0.02
     ) -> None:
@@ -177,6 +192,8 @@ class FakeTelnyx:
         self.posts: list[tuple[str, int]] = []  # (to, status answered) for every POST /faxes
         self.webhooks: list[Sent] = []
         self.cancels: list[tuple[str, int]] = []
+        self.calls: list[Submission] = []
+        Switches.__init__(self)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
             lifespan=self._lifespan,
@@ -204,6 +221,30 @@ class FakeTelnyx:
         """How the next submissions to this number are answered, in turn; then 202."""
         self.answers.setdefault(number, []).extend(answers)
 
+    # the control API every fake offers (tests/fax_servers/control.py) --------------------------
+    def outcome(self, number: str, *outcomes: Outcome) -> None:
+        self.plan(number, *(Plan(failure=FAILURE_REASONS.get(o)) for o in outcomes))
+
+    def refuse_next(self, number: str, *refusals: Refusal) -> None:
+        self.answer(number, *(REFUSALS[r] for r in refusals))
+
+    def job_ids(self, number: str) -> list[str]:
+        return [f.id for f in self.faxes_to(number)]
+
+    def job_states(self, number: str) -> list[str]:
+        return [f.status for f in self.faxes_to(number)]
+
+    def references(self, number: str) -> list[str | None]:
+        return [f.reference for f in self.faxes_to(number)]
+
+    def submissions(self, number: str) -> list[Submission]:
+        return [c for c in list(self.calls) if c.to == number]
+
+    def final_answers(self, number: str) -> list[int]:
+        ids = set(self.job_ids(number))
+        finals = ("fax.delivered", "fax.failed")
+        return [s.status for s in list(self.webhooks) if s.fax_id in ids and s.event_type in finals]
+
     def faxes_to(self, number: str) -> list[Fax]:
         return [f for f in list(self.faxes.values()) if f.to == number]
 
@@ -229,20 +270,24 @@ class FakeTelnyx:
         scripted = self.answers.get(to, [])
         answer = scripted.pop(0) if scripted else None
         if answer and not answer.hang:
-            self.posts.append((to, answer.status))
+            self._posted(to, answer.status)
             headers = {"Retry-After": answer.retry_after} if answer.retry_after else {}
             return error(answer.status, answer.code, answer.title, answer.pointer, **headers)
         invalid = self._invalid(body)
         if invalid is not None:
-            self.posts.append((to, invalid.status_code))
+            self._posted(to, invalid.status_code)
             return invalid
         fax = self._accept(body)
-        self.posts.append((to, 202))
+        self._posted(to, 202)
         if answer and answer.hang:
             # Telnyx took the fax, and the client never hears so: as if it died mid-request.
             while (await request.receive())["type"] != "http.disconnect":
                 pass
         return JSONResponse({"data": fax.resource()}, status_code=202)
+
+    def _posted(self, to: str, status: int) -> None:
+        self.posts.append((to, status))
+        self.calls.append(Submission(to, status, time.monotonic()))
 
     def _invalid(self, body: dict[str, Any]) -> Response | None:
         for name in ("connection_id", "to", "from"):
@@ -345,6 +390,11 @@ class FakeTelnyx:
         if fax.plan.hold:
             await fax.released.wait()
             return
+        # The test's thread changes ``held``: no asyncio.Event of this loop can tell.
+        while fax.to in self.held and fax.status != "failed":  # noqa: ASYNC110
+            await asyncio.sleep(self.step)
+        if fax.status == "failed":
+            return  # cancelled while it waited
         await asyncio.sleep(self.step)
         final = "fax.failed" if fax.plan.failure else "fax.delivered"
         if fax.plan.reorder:
@@ -399,7 +449,7 @@ class FakeTelnyx:
     async def _webhook(
         self, fax: Fax, event_type: str, last: bool = False, status: str | None = None
     ) -> None:
-        if not fax.plan.webhooks or not fax.webhook_url:
+        if not fax.plan.webhooks or fax.to in self.dropped or not fax.webhook_url:
             return
         event_id = str(uuid.uuid4())
         data = {
@@ -409,7 +459,8 @@ class FakeTelnyx:
             "occurred_at": iso(dt.datetime.now(dt.UTC)),
             "payload": self._payload(fax, status or fax.status),
         }
-        for attempt in range(1, 3 if last and fax.plan.twice else 2):
+        twice = last and (fax.plan.twice or fax.to in self.repeated)
+        for attempt in range(1, 3 if twice else 2):
             body = json.dumps({"data": data, "meta": {"attempt": attempt, "delivered_to": fax.webhook_url}})
             key = Ed25519PrivateKey.generate() if last and fax.plan.forged else self.key
             stamp = int(time.time()) - (600 if last and fax.plan.stale else 0)

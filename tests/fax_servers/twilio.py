@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -40,6 +40,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from tests.asgi_server import serve
+from tests.fax_servers.control import Outcome, Refusal, Submission, Switches
 
 PREFIX = "/api/laml/2010-04-01"
 ACCOUNT = "b3877c40-da60-4998-90ad-b792e98472ac"  # a SignalWire Project ID is a UUID
@@ -55,6 +56,19 @@ FINAL = {
     "not-a-fax": ("failed", 2, "Timed out waiting for initial communication"),
     "failed": ("failed", 34004, "Error during fax transmission"),
 }
+
+
+PLANS = {
+    Outcome.DELIVERED: "deliver",
+    Outcome.BUSY: "busy",
+    Outcome.NO_ANSWER: "no-answer",
+    Outcome.NOT_A_FAX: "not-a-fax",
+    Refusal.INVALID_NUMBER: "invalid",
+    Refusal.RATE_LIMITED: "429",
+    Refusal.BROKEN: "500",
+    Refusal.HANG: "hang",
+}
+UNDER_WAY = ("queued", "processing", "sending", "canceled")
 
 
 def iso(when: dt.datetime) -> str:
@@ -139,7 +153,7 @@ class Call:
     answer: int
 
 
-class FakeTwilio:
+class FakeTwilio(Switches):
     def __init__(self, signing_key: str | None = None, delay: float = 0.05) -> None:
         self.account = ACCOUNT
         self.token = TOKEN
@@ -149,13 +163,14 @@ class FakeTwilio:
         self.faxes: dict[str, Fax] = {}
         self.script: dict[str, list[str]] = {}  # number -> what each submission meets, in turn
         self.webhooks: dict[str, str] = {}  # number -> normal|none|twice|out-of-order|bad-signature…
-        self.held: set[str] = set()
+        Switches.__init__(self)  # its webhooks are switched by ``webhooks``
         self.retry_after = 1
         self.max_page_size = 1000
         self.calls: list[Call] = []  # POST Faxes.json, answered or not
         self.fetches: list[Fetch] = []
         self.callbacks: list[Callback] = []
         self.list_requests = 0
+        self.refusals: dict[str, list[str]] = {}  # number -> taken before ``script``
         self.closed = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         base = f"{PREFIX}/Accounts/{{account}}/Faxes"
@@ -188,7 +203,40 @@ class FakeTwilio:
         self.faxes[fax.sid] = fax
         return fax
 
+    # the control API every fake offers (tests/fax_servers/control.py) --------------------------
+    def outcome(self, number: str, *outcomes: Outcome) -> None:
+        # ``script`` repeats its last step: end with a delivery, as the other fakes do.
+        planned = [p for p in self.script.get(number, []) if p != "deliver"]
+        self.script[number] = [*planned, *(PLANS[o] for o in outcomes), "deliver"]
+
+    def refuse_next(self, number: str, *refusals: Refusal) -> None:
+        self.refusals.setdefault(number, []).extend(PLANS[r] for r in refusals)
+
+    def drop_webhooks(self, number: str) -> None:
+        self.webhooks[number] = "none"
+
+    def repeat_webhooks(self, number: str) -> None:
+        self.webhooks[number] = "twice"
+
+    def job_ids(self, number: str) -> list[str]:
+        return [f.sid for f in self.to(number)]
+
+    def job_states(self, number: str) -> list[str]:
+        return [f.status for f in self.to(number)]
+
+    def references(self, number: str) -> list[str | None]:
+        return [parse_qs(urlsplit(f.media_url).query).get("ref", [None])[0] for f in self.to(number)]
+
+    def submissions(self, number: str) -> list[Submission]:
+        return [Submission(c.to, c.answer, c.at) for c in list(self.calls) if c.to == number]
+
+    def final_answers(self, number: str) -> list[int]:
+        ids = set(self.job_ids(number))
+        return [c.answer for c in list(self.callbacks) if c.sid in ids and c.status not in UNDER_WAY]
+
     def _next(self, number: str) -> str:
+        if self.refusals.get(number):
+            return self.refusals[number].pop(0)
         plan = self.script.get(number) or ["deliver"]
         return plan.pop(0) if len(plan) > 1 else plan[0]
 
