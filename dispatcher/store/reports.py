@@ -10,12 +10,13 @@ import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, Connection, Engine, Float, Select, and_, case, cast, func, or_, select
 
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
+from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import attempts, deliveries, supporters
@@ -40,9 +41,6 @@ class LogFilter:
         if self.until:
             query = query.where(a.c.finished_at < self.until)
         return query
-
-
-ROW_FIELDS = [f.name for f in fields(AttemptRow)]
 
 
 @dataclass(frozen=True)
@@ -193,6 +191,26 @@ class SqlReports:
                 str(channel): Latency(tuple(int(n or 0) for n in within), int(count), float(total))
                 for channel, count, total, *within in conn.execute(query)
             }
+
+    def explain(
+        self, delivery_id: int, now: dt.datetime, context: Context, *, redact: bool = False
+    ) -> Explanation | None:
+        """Why this letter is where it is (see ``explain``); None: no such delivery.
+        ``redact``: without its supporter, in the answer and in the replies quoted."""
+        with self._read() as conn:
+            return explain(conn, delivery_id, now, context, redact=redact)
+
+    def find_delivery(self, action_id: str, target_id: str, email: str) -> list[int]:
+        """The letters (one per channel) of this supporter to this target in this action."""
+        d, s = deliveries, supporters
+        query = (
+            select(d.c.id)
+            .join(s, s.c.id == d.c.supporter_id)
+            .where(d.c.action_id == action_id, d.c.target_id == target_id, s.c.email == email.strip().lower())
+            .order_by(d.c.id)
+        )
+        with self._read() as conn:
+            return [int(i) for i in conn.scalars(query)]
 
     def fax_failures(self) -> list[tuple[str, str, int]]:
         """Fax attempts that failed or wait for a retry, by provider and the failure their detail

@@ -1,0 +1,273 @@
+"""One explanation of a letter's state: why it went out, or has not yet, or never will.
+
+The store knows the letter, its consent, its attempts, its lease, the pacing buckets and the
+fax line; what only the layers above know (the action's effective status, whether the catalogue
+holds it, the letter's pacing keys and Message-ID) comes in a ``Context``. ``dispatcher why``
+and the dashboard's delivery page both print what ``explain`` returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, fields, replace
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, and_, select
+
+from dispatcher.pacing import GLOBAL, Limits, refilled
+from dispatcher.redaction import person_pattern, redacted
+from dispatcher.store import AttemptRow, Status
+from dispatcher.store.reasons import Reason
+from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
+
+RECENT = 5  # attempts shown, newest first
+ROW_FIELDS = [f.name for f in fields(AttemptRow)]
+
+
+class State(StrEnum):
+    """A letter's state in one phrase: the first word of the answer."""
+
+    DUE = "due now"
+    LATER = "due later"
+    RETRY = "waiting for a retry"
+    CAP = "waiting for the monthly cap"
+    PACING = "waiting for pacing"
+    LINE = "waiting for the fax line"
+    LEASE = "waiting for its lease to run out"
+    HELD = "held"
+    PAUSED = "paused"
+    CLOSED = "closed"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the layers above the store know of the letter's action."""
+
+    status: str = "active"  # the action's effective status (draft, active, paused, closed)
+    why: str = ""  # and what made it so: "by alice", "deadline passed"
+    held: str | None = None  # why the catalogue holds the action; None: not held
+    keys: tuple[str, ...] = ()  # the pacing buckets one letter spends (GLOBAL is added)
+    line: str | None = None  # a line that carries one letter at a time (a fax number)
+    limits: Limits | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    delivery_id: int
+    action_id: str
+    target_id: str
+    channel: str
+    status: str
+    state: State
+    summary: str
+    details: tuple[str, ...]
+    supporter: str | None  # their email; None: hidden from this reader, or forgotten
+    attempts: tuple[AttemptRow, ...]
+
+    def lines(self) -> list[str]:
+        head = f"delivery {self.delivery_id}: {self.action_id} → {self.target_id} by {self.channel}"
+        who = [f"supporter: {self.supporter}"] if self.supporter else []
+        return [head, f"{self.state}: {self.summary}", *who, *self.details]
+
+
+def at(when: dt.datetime | None) -> str:
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC" if when else "-"
+
+
+def explain(
+    conn: Connection, delivery_id: int, now: dt.datetime, context: Context, *, redact: bool = False
+) -> Explanation | None:
+    row = _letter(conn, delivery_id)
+    if row is None:
+        return None
+    pattern = _pattern(row) if redact else None
+    state, summary = _state(conn, row, now, context)
+    tried = tuple(_attempts(conn, delivery_id))
+    details = (*_consent(row), *_facts(row, context))
+    return Explanation(
+        delivery_id,
+        row.action_id,
+        row.target_id,
+        row.channel,
+        row.status,
+        state,
+        redacted(summary, pattern) if redact else summary,
+        tuple(redacted(d, pattern) if redact else d for d in details),
+        None if redact or row.supporter_id is None else row.email,
+        tuple(_redacted(a, pattern) for a in tried) if redact else tried,
+    )
+
+
+def _letter(conn: Connection, delivery_id: int) -> Any:
+    d, c, s = deliveries, consents, supporters
+    query = (
+        select(
+            d,
+            c.c.scope,
+            c.c.source,
+            c.c.opted_in_at,
+            c.c.confirmed_at,
+            c.c.revoked_at,
+            c.c.ended_at,
+            c.c.expires_at,
+            c.c.channels.label("consent_channels"),
+            c.c.monthly_cap,
+            s.c.email,
+            s.c.name,
+            s.c.city,
+        )
+        .outerjoin(c, c.c.id == d.c.consent_id)
+        .outerjoin(s, s.c.id == d.c.supporter_id)
+        .where(d.c.id == delivery_id)
+    )
+    return conn.execute(query).one_or_none()
+
+
+def _pattern(row: Any) -> re.Pattern[str] | None:
+    return person_pattern(row.email, row.name, row.city) if row.email else None
+
+
+def _redacted(row: AttemptRow, pattern: re.Pattern[str] | None) -> AttemptRow:
+    return replace(row, detail=redacted(row.detail, pattern))
+
+
+def _attempts(conn: Connection, delivery_id: int) -> list[AttemptRow]:
+    a = attempts
+    query = select(*(a.c[f] for f in ROW_FIELDS)).where(a.c.delivery_id == delivery_id)
+    return [AttemptRow(**r._mapping) for r in conn.execute(query.order_by(a.c.id.desc()).limit(RECENT))]
+
+
+def _state(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
+    if row.status == Status.PENDING:
+        return _pending(conn, row, now, context)
+    if row.status == Status.SENDING:
+        if row.lease_until is not None and row.lease_until < now:
+            return State.LEASE, (
+                f"{row.lease_owner}'s lease ran out at {at(row.lease_until)}: the next claim logs "
+                "the attempt as interrupted and sends it again, with the same Message-ID"
+            )
+        return State.SENDING, f"{row.lease_owner} is sending it, leased until {at(row.lease_until)}"
+    if row.status == Status.SUBMITTED:
+        return State.SUBMITTED, (
+            f"{row.provider} took it as job {row.provider_job} at {at(row.submitted_at)}; "
+            "waiting for the provider's word"
+        )
+    return _final(row)
+
+
+def _final(row: Any) -> tuple[State, str]:
+    if row.status == Status.SENT:
+        return State.SENT, f"sent at {at(row.sent_at)} after {row.attempts} attempt(s)"
+    if row.status == Status.FAILED:
+        return (
+            State.FAILED,
+            f"failed at {at(row.updated_at)} after {row.attempts} attempt(s): {row.last_error}",
+        )
+    if row.status == Status.EXPIRED:
+        return State.EXPIRED, f"the action's deadline passed before it was sent ({at(row.updated_at)})"
+    reason = Reason.of(row.last_error)
+    why = reason.cancellation() if reason else "cancelled: the action was closed (its file says closed)"
+    return State.CANCELLED, f"{why} ({at(row.updated_at)})"
+
+
+def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
+    if context.held is not None:
+        return State.HELD, f"nothing of this action is sent: {context.held}"
+    if context.status == "paused":
+        return State.PAUSED, f"the action is paused{_by(context)}: nothing of it is sent"
+    if context.status != "active":
+        return State.CLOSED, f"the action is {context.status}{_by(context)}: the letter will not be sent"
+    if row.next_attempt_at > now:
+        return _later(row)
+    if context.line and (busy := _line_busy(conn, row)) is not None:
+        return State.LINE, f"delivery {busy} to the same fax line is in flight: one call at a time"
+    wait = _pacing(conn, now, context)
+    if wait is not None:
+        return State.PACING, f"the recipient's pacing allows the next letter in {wait:.0f} s"
+    return State.DUE, f"due since {at(row.next_attempt_at)}: a running dispatcher takes it at its next claim"
+
+
+def _by(context: Context) -> str:
+    return f" ({context.why})" if context.why else ""
+
+
+def _later(row: Any) -> tuple[State, str]:
+    if Reason.of(row.last_error) is Reason.MONTHLY_CAP:
+        return State.CAP, f"{row.last_error}; looked at again at {at(row.next_attempt_at)}"
+    if row.attempts:
+        return (
+            State.RETRY,
+            f"attempt {row.attempts} failed{_said(row)}; tried again at {at(row.next_attempt_at)}",
+        )
+    return State.LATER, f"due at {at(row.next_attempt_at)}"
+
+
+def _said(row: Any) -> str:
+    return f" ({row.last_error})" if row.last_error else ""
+
+
+def _line_busy(conn: Connection, row: Any) -> int | None:
+    d = deliveries
+    mine = and_(d.c.action_id == row.action_id, d.c.target_id == row.target_id, d.c.channel == row.channel)
+    flying = and_(mine, d.c.status.in_([Status.SENDING, Status.SUBMITTED]), d.c.id != row.id)
+    found = conn.execute(select(d.c.id).where(flying).limit(1)).scalar()
+    return None if found is None else int(found)
+
+
+def _pacing(conn: Connection, now: dt.datetime, context: Context) -> float | None:
+    """Seconds until every bucket the letter spends has a token again, or None: it has."""
+    if context.limits is None:
+        return None
+    p = pacing_buckets
+    keys = (GLOBAL, *context.keys)
+    waits = []
+    for key, tokens, updated in conn.execute(
+        select(p.c.key, p.c.tokens, p.c.updated_at).where(p.c.key.in_(keys))
+    ):
+        rate, burst = context.limits.of(key)
+        have = refilled(tokens, updated, now, rate, burst)
+        if have < 1 and rate > 0:
+            waits.append((1 - have) / rate)
+    return max(waits) if waits else None
+
+
+def _consent(row: Any) -> list[str]:
+    if row.consent_id is None or row.scope is None:
+        return ["consent: none left (forgotten, or removed by retention)"]
+    lines = [
+        f"planned at {at(row.created_at)} under consent #{row.consent_id}: scope {row.scope}, "
+        f"from {row.source}, opted in {at(row.opted_in_at)}, "
+        f"confirmed {at(row.confirmed_at or row.opted_in_at)}"
+    ]
+    if row.consent_channels != "*":
+        lines.append(f"consent allows only: {row.consent_channels}")
+    if row.monthly_cap is not None:
+        lines.append(f"consent caps letters at {row.monthly_cap} a month")
+    for label, when in (("revoked", row.revoked_at), ("ended", row.ended_at), ("expires", row.expires_at)):
+        if when is not None:
+            lines.append(f"consent {label} at {at(when)}")
+    return lines
+
+
+def _facts(row: Any, context: Context) -> list[str]:
+    out = [f"attempts: {row.attempts}"]
+    if row.last_error and row.status != Status.FAILED:
+        out.append(f"last error: {row.last_error}")
+    if row.status == Status.SENT and context.message_id:
+        out.append(f"Message-ID: {context.message_id}")
+    if row.provider_job:
+        out.append(f"fax job: {row.provider} {row.provider_job}")
+    if row.fallback:
+        out.append(f"after the last fax fails it goes by {row.fallback}")
+    if context.held is not None and row.status != Status.PENDING:
+        out.append(f"its action is held: {context.held}")
+    return out

@@ -1,0 +1,115 @@
+"""``dispatcher why``: one answer for every state a letter can be in, on SQLite and PostgreSQL.
+
+The letters are planned and sent by a real run to aiosmtpd (sent, failed on a 550, waiting for
+a retry after a 451); the states no run leaves behind for long (in flight, at a provider, a lease
+run out) are written to their rows as a worker would leave them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, update
+
+from dispatcher.cli import main
+from dispatcher.scheduler import utcnow
+from dispatcher.store import open_store
+from dispatcher.store.schema import deliveries
+from tests.conftest import cli_env
+from tests.smtp_server import ScriptedHandler, SmtpServer
+from tests.test_campaign_shapes import run_once, settings, supporters, write_actions
+
+
+def why(env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(main, ["why", *args], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def letter(db_url: str, action: str, target: str, n: int) -> str:
+    store = open_store(db_url)
+    try:
+        return str(store.reports.find_delivery(action, target, f"s{n}@example.net")[0])
+    finally:
+        store.close()
+
+
+def force(db_url: str, delivery: str, **values: object) -> None:
+    """A row as a worker leaves it mid-way (what a run does not leave behind when it ends)."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id == int(delivery)).values(**values))
+    engine.dispose()
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str) -> dict[str, str]:
+    """Letters of 4 supporters to pres (550), minister (sent), judge (451: retried in an hour)."""
+    write_actions(tmp_path, {"a": ["pres", "minister"], "b": ["judge"], "c": ["envoy"]})
+    handler = ScriptedHandler()
+    handler.fail(at="rcpt", reply="550", rcpt="pres@example.org")
+    handler.fail(at="rcpt", reply="451", rcpt="judge@example.org")
+    with SmtpServer(handler) as smtp:
+        config = settings(tmp_path, smtp.url, db_url, retry_initial=3600.0)
+        store = open_store(db_url)
+        store.import_supporters(supporters(4), utcnow())
+        asyncio.run(run_once(config, store, limit=30))
+        store.close()
+    return cli_env(tmp_path, tmp_path, DISPATCHER_DATABASE_URL=db_url, DISPATCHER_SMTP_URL=smtp.url)
+
+
+@pytest.mark.slow
+def test_why_answers_for_every_state(world: dict[str, str], db_url: str) -> None:
+    sent = why(world, "--action", "a", "--target", "minister", "--email", "s0@example.net")
+    assert "sent: sent at" in sent and "Message-ID: <" in sent and "under consent #" in sent
+    assert "failed: failed at" in why(world, letter(db_url, "a", "pres", 0))
+    assert "waiting for a retry: attempt 1 failed" in why(world, letter(db_url, "b", "judge", 0))
+    now = utcnow()
+    force(db_url, letter(db_url, "c", "envoy", 0), status="pending", next_attempt_at=now)
+    assert "due now: due since" in why(world, letter(db_url, "c", "envoy", 0))
+    force(
+        db_url,
+        letter(db_url, "c", "envoy", 1),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now + dt.timedelta(hours=2),
+    )
+    assert "due later: due at" in why(world, letter(db_url, "c", "envoy", 1))
+    cap = "waiting for next month: the supporter's monthly cap is reached"
+    force(
+        db_url,
+        letter(db_url, "c", "envoy", 2),
+        status="pending",
+        last_error=cap,
+        next_attempt_at=now + dt.timedelta(hours=1),
+    )
+    assert "waiting for the monthly cap" in why(world, letter(db_url, "c", "envoy", 2))
+    flying = dict(status="sending", lease_owner="w9", lease_until=now + dt.timedelta(minutes=5))
+    force(db_url, letter(db_url, "c", "envoy", 3), **flying)
+    assert "sending: w9 is sending it" in why(world, letter(db_url, "c", "envoy", 3))
+    force(db_url, letter(db_url, "c", "envoy", 3), lease_until=now - dt.timedelta(minutes=1))
+    assert "waiting for its lease to run out" in why(world, letter(db_url, "c", "envoy", 3))
+    force(
+        db_url,
+        letter(db_url, "a", "minister", 1),
+        status="submitted",
+        provider="file",
+        provider_job="j1",
+        submitted_at=now,
+    )
+    assert "submitted: file took it as job j1" in why(world, letter(db_url, "a", "minister", 1))
+    cli = CliRunner()
+    due = letter(db_url, "c", "envoy", 0)
+    cli.invoke(main, ["pause", "c"], env=world, catch_exceptions=False)
+    assert "paused: the action is paused (by " in why(world, due)
+    cli.invoke(main, ["resume", "c"], env=world, catch_exceptions=False)
+    cli.invoke(main, ["supporters", "revoke", "s0@example.net"], env=world, catch_exceptions=False)
+    assert "cancelled: the supporter withdrew their consent" in why(world, due)
+    cli.invoke(main, ["close", "b"], env=world, catch_exceptions=False)
+    assert "cancelled: staff closed the action" in why(world, letter(db_url, "b", "judge", 1))
+    force(db_url, letter(db_url, "b", "judge", 2), status="expired")
+    assert "expired: the action's deadline passed" in why(world, letter(db_url, "b", "judge", 2))
