@@ -11,17 +11,21 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, update
 
+from dispatcher.accounts import Role
 from dispatcher.cli import main
+from dispatcher.config import Settings
 from dispatcher.scheduler import utcnow
-from dispatcher.store import open_store
+from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries
 from tests.conftest import cli_env
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_campaign_shapes import run_once, settings, supporters, write_actions
+from tests.web_client import add_users, client, log_in
 
 
 def why(env: dict[str, str], *args: str) -> str:
@@ -113,3 +117,31 @@ def test_why_answers_for_every_state(world: dict[str, str], db_url: str) -> None
     assert "cancelled: staff closed the action" in why(world, letter(db_url, "b", "judge", 1))
     force(db_url, letter(db_url, "b", "judge", 2), status="expired")
     assert "expired: the action's deadline passed" in why(world, letter(db_url, "b", "judge", 2))
+
+
+async def get_as(config: Settings, store: Store, role: Role | None, path: str) -> httpx.Response:
+    async with client(config, store) as web:
+        if role is not None:
+            assert (await log_in(web, role.label)).status_code == 303
+        return await web.get(path)
+
+
+@pytest.mark.slow
+async def test_the_delivery_page_explains_a_letter_by_role_without_naming_its_supporter(
+    world: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    failed, store = letter(db_url, "a", "pres", 0), open_store(db_url)
+    config = settings(tmp_path, world["DISPATCHER_SMTP_URL"], db_url)
+    add_users(store)
+    try:
+        assert (await get_as(config, store, None, f"/deliveries/{failed}")).status_code == 303  # log in
+        page = await get_as(config, store, Role.VIEWER, f"/deliveries/{failed}")
+        assert page.status_code == 200 and "failed at" in page.text and "550" in page.text
+        assert "s0@example.net" not in page.text and "Supporter 0" not in page.text
+        assert f'href="/deliveries/{failed}"' in (await get_as(config, store, Role.VIEWER, "/log")).text
+        for missing in ("999999", "nine", "-1"):
+            assert (await get_as(config, store, Role.VIEWER, f"/deliveries/{missing}")).status_code == 404
+        operator = await get_as(config, store, Role.OPERATOR, "/actions/a")
+        assert f'href="/deliveries/{failed}"' in operator.text  # from its failed letters
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from dispatcher import controls, forecast
+from dispatcher import controls, forecast, why
 from dispatcher.accounts import Role
 from dispatcher.config import Action
 from dispatcher.store import QueueCount
@@ -119,6 +119,25 @@ async def action_page(request: Request) -> Response:
     return render(request, "action.html", bar=BAR, **page)
 
 
+@requires(Role.VIEWER)
+async def delivery_page(request: Request) -> Response:
+    """Why one letter is where it is (as ``dispatcher why`` says). Replies redacted and no
+    supporter named, for every role, as on the send log."""
+    ctx = context(request)
+    try:
+        delivery_id = page_id(request.path_params["delivery_id"])
+    except ValueError:
+        delivery_id = None
+    found = None
+    if delivery_id is not None:
+        found = await run_in_threadpool(
+            why.explain, ctx.store, ctx.settings, delivery_id, ctx.clock, redact=True
+        )
+    if found is None:
+        return forbidden(request, "no such delivery", status=404)
+    return render(request, "delivery.html", letter=found, recent=found.attempts)
+
+
 CONTROLS = {"pause": controls.pause, "resume": controls.resume, "reopen": controls.reopen}
 
 
@@ -191,6 +210,7 @@ routes = [
     Route("/", overview),
     Route("/api/overview", overview_json),
     Route("/actions/{action_id}", action_page),
+    Route("/deliveries/{delivery_id}", delivery_page),
     *(
         Route(f"/actions/{{action_id}}/{w}", control, methods=["POST"])
         for w in ("pause", "resume", "close", "reopen", "extend")
