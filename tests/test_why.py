@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner
 from sqlalchemy import create_engine, update
 
@@ -21,17 +22,22 @@ from dispatcher.cli import main
 from dispatcher.config import Settings
 from dispatcher.scheduler import utcnow
 from dispatcher.store import Store, open_store
-from dispatcher.store.schema import deliveries
+from dispatcher.store.reasons import Reason
+from dispatcher.store.schema import deliveries, pacing_buckets
 from tests.conftest import cli_env
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_campaign_shapes import run_once, settings, supporters, write_actions
 from tests.web_client import add_users, client, log_in
 
 
-def why(env: dict[str, str], *args: str) -> str:
-    result = CliRunner().invoke(main, ["why", *args], env=env, catch_exceptions=False)
+def cli(env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def why(env: dict[str, str], *args: str) -> str:
+    return cli(env, "why", *args)
 
 
 def letter(db_url: str, action: str, target: str, n: int) -> str:
@@ -106,14 +112,13 @@ def test_why_answers_for_every_state(world: dict[str, str], db_url: str) -> None
         submitted_at=now,
     )
     assert "submitted: file took it as job j1" in why(world, letter(db_url, "a", "minister", 1))
-    cli = CliRunner()
     due = letter(db_url, "c", "envoy", 0)
-    cli.invoke(main, ["pause", "c"], env=world, catch_exceptions=False)
+    cli(world, "pause", "c")
     assert "paused: the action is paused (by " in why(world, due)
-    cli.invoke(main, ["resume", "c"], env=world, catch_exceptions=False)
-    cli.invoke(main, ["supporters", "revoke", "s0@example.net"], env=world, catch_exceptions=False)
+    cli(world, "resume", "c")
+    cli(world, "supporters", "revoke", "s0@example.net")
     assert "cancelled: the supporter withdrew their consent" in why(world, due)
-    cli.invoke(main, ["close", "b"], env=world, catch_exceptions=False)
+    cli(world, "close", "b")
     assert "cancelled: staff closed the action" in why(world, letter(db_url, "b", "judge", 1))
     force(db_url, letter(db_url, "b", "judge", 2), status="expired")
     assert "expired: the action's deadline passed" in why(world, letter(db_url, "b", "judge", 2))
@@ -145,3 +150,55 @@ async def test_the_delivery_page_explains_a_letter_by_role_without_naming_its_su
         assert f'href="/deliveries/{failed}"' in operator.text  # from its failed letters
     finally:
         store.close()
+
+
+def rewrite(world: dict[str, str], action: str, **changes: object) -> None:
+    """Staff edit an action's file: ``changes`` to the action, ``target`` to its one target."""
+    path = Path(world["DISPATCHER_ACTIONS_DIR"]) / f"{action}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["targets"][0].update(changes.pop("target", {}))
+    path.write_text(yaml.safe_dump(data | changes))
+
+
+@pytest.mark.slow
+def test_why_names_what_a_due_letter_waits_for_and_who_cancelled_it(
+    world: dict[str, str], db_url: str
+) -> None:
+    now, ids = utcnow(), [letter(db_url, "c", "envoy", n) for n in range(4)]
+    for delivery in ids:
+        force(db_url, delivery, status="pending", next_attempt_at=now)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the envoy's bucket spent by a burst a moment ago
+        spent = pacing_buckets.c.key == "email:envoy@example.org"
+        assert conn.execute(update(pacing_buckets).where(spent).values(tokens=0.0, updated_at=now)).rowcount
+    engine.dispose()
+    assert "waiting for pacing: the recipient's pacing allows the next letter in" in why(world, ids[0])
+    (Path(world["DISPATCHER_TEMPLATES_DIR"]) / "c" / "en.j2").write_text("{{ broken")
+    assert "held: nothing of this action is sent" in why(world, ids[0])
+    rewrite(world, "c", status="closed")
+    assert "closed: the action is closed" in why(world, ids[0])
+    force(db_url, ids[0], status="cancelled")
+    assert "cancelled: the action was closed (its file says closed)" in why(world, ids[0])
+    cli(world, "supporters", "forget", "s1@example.net")
+    assert "cancelled: the supporter asked to be forgotten" in why(world, ids[1])
+    # Written by the consent sweeps (mandates): their reasons, read back.
+    force(db_url, ids[2], status="cancelled", last_error=Reason.LAPSED.value)
+    assert "cancelled: the supporter's consent ended or expired" in why(world, ids[2])
+    force(db_url, ids[3], status="cancelled", last_error=Reason.NARROWED.value)
+    assert "cancelled: the supporter's new consent no longer allows this channel" in why(world, ids[3])
+    force(db_url, ids[2], last_error=f"{Reason.UNSIGNED_LANGUAGE} de, which the supporter does not sign")
+    assert "language is one the supporter does not sign" in why(world, ids[2])
+
+
+@pytest.mark.slow
+def test_why_says_a_fax_waits_for_its_line(world: dict[str, str], db_url: str) -> None:
+    rewrite(world, "c", target={"channels": ["fax"], "fax": "+442079460000"})
+    first, second = letter(db_url, "c", "envoy", 0), letter(db_url, "c", "envoy", 1)
+    now = utcnow()
+    force(
+        db_url, first, channel="fax", status="submitted", provider="file", provider_job="j1", submitted_at=now
+    )
+    force(db_url, second, channel="fax", status="pending", next_attempt_at=now)
+    assert f"waiting for the fax line: delivery {first} to the same fax line is in flight" in why(
+        world, second
+    )

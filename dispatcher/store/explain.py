@@ -180,12 +180,13 @@ def _final(row: Any) -> tuple[State, str]:
 
 
 def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
-    if context.held is not None:
-        return State.HELD, f"nothing of this action is sent: {context.held}"
+    # What staff must change first: a closed action stays closed whatever its templates say.
+    if context.status not in ("active", "paused"):
+        return State.CLOSED, f"the action is {context.status}{_by(context)}: the letter will not be sent"
     if context.status == "paused":
         return State.PAUSED, f"the action is paused{_by(context)}: nothing of it is sent"
-    if context.status != "active":
-        return State.CLOSED, f"the action is {context.status}{_by(context)}: the letter will not be sent"
+    if context.held is not None:
+        return State.HELD, f"nothing of this action is sent: {context.held}"
     if row.next_attempt_at > now:
         return _later(row)
     if context.line and (busy := _line_busy(conn, row)) is not None:
@@ -268,6 +269,6 @@ def _facts(row: Any, context: Context) -> list[str]:
         out.append(f"fax job: {row.provider} {row.provider_job}")
     if row.fallback:
         out.append(f"after the last fax fails it goes by {row.fallback}")
-    if context.held is not None and row.status != Status.PENDING:
+    if context.held is not None:
         out.append(f"its action is held: {context.held}")
     return out

@@ -28,15 +28,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import Status, SupporterRecord, Terms
+from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
 
 UNSENT = (Status.PENDING.value, Status.SENDING.value)
 # Why a letter was cancelled when the consent it relied on ended.
-WITHDRAWN = "consent withdrawn"
-LAPSED = "consent ended or expired"
-NARROWED = "consent changed: channel withdrawn"
+WITHDRAWN = Reason.WITHDRAWN.value
+LAPSED = Reason.LAPSED.value
+NARROWED = Reason.NARROWED.value
 ENDINGS = (WITHDRAWN, LAPSED, NARROWED)
-CLOSED_BY_STAFF = "the action was closed by staff"  # what a reopen takes back
+CLOSED_BY_STAFF = Reason.CLOSED_BY_STAFF.value  # what a reopen takes back
 # What a consent row carries over when it is renewed unchanged.
 COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_at", "revoked_at"))
 

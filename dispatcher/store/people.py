@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from dispatcher.store import Status, SupporterRecord, mandates
 from dispatcher.store.privacy import delete_media, redact, wiping
 from dispatcher.store.reading import reading
+from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import (
     attempts,
     consent_events,
@@ -202,7 +203,7 @@ def _erase(conn: Connection, person: int, now: dt.datetime) -> None:
         ).all(),
     )
     delete_media(conn, list(conn.scalars(select(d.c.id).where(d.c.supporter_id == person))))
-    mandates.cancel_unsent(conn, d.c.supporter_id == person, "supporter forgotten", now)
+    mandates.cancel_unsent(conn, d.c.supporter_id == person, Reason.FORGOTTEN.value, now)
     for table in (consent_events, consents, personal_words, letter_quota):
         conn.execute(delete(table).where(table.c.supporter_id == person))
     # The row stays as an anonymous stub: the letters sent still count for their targets.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consents, deliveries, letter_quota
 
 RECHECK = dt.timedelta(hours=1)
@@ -62,7 +63,7 @@ def charge(conn: Connection, ids: Sequence[int], now: dt.datetime) -> list[int]:
     if charged:
         conn.execute(update(d).where(d.c.id.in_(charged)).values(charged=month))
     if over:
-        waiting = "waiting for next month: the supporter's monthly cap is reached"
+        waiting = Reason.MONTHLY_CAP.value
         # Looked at again hourly: a letter that fails gives its place back within the month.
         again = min(next_month(now), now + RECHECK)
         later = update(d).where(d.c.id.in_(over))
