@@ -84,6 +84,15 @@ def held(settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[s
     return set(catalogue.held) | set(_fresh(settings, catalogue, stored))
 
 
+def hold_reasons(
+    settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[str, ActionHold]
+) -> dict[str, str]:
+    """Why each action ``held`` names is held: what a worker stored, else the check here."""
+    catalogue = _checked(settings, clock)
+    checked = {a: h.reason for a, h in catalogue.holds("", clock()).items()}
+    return checked | {a: h.reason for a, h in _fresh(settings, catalogue, stored).items()}
+
+
 def stalled(status: ActionStatus, is_held: bool, dispatching: bool) -> str | None:
     """Why an active or paused action sends nothing now, or None: it sends."""
     if status is ActionStatus.PAUSED:

@@ -45,11 +45,7 @@ def _context(
         return Context(status="unknown", why="no action file")
     now = clock()
     view = effective(action, store.action_states().get(action.id), now)
-    stored = store.action_holds()
-    held = None
-    if action.id in forecast.held(settings, clock, stored):
-        hold = stored.get(action.id)
-        held = hold.reason if hold else "its letters fail the check (see dispatcher check)"
+    held = forecast.hold_reasons(settings, clock, store.action_holds()).get(action.id)
     channel = make_channels(settings, store).get(bare.channel)
     keys, line, mid = _channel_facts(channel, action, bare)
     limits = Limits(settings.rate_per_target, settings.burst_per_target, settings.rate_global)

@@ -174,7 +174,7 @@ def test_why_names_what_a_due_letter_waits_for_and_who_cancelled_it(
     engine.dispose()
     assert "waiting for pacing: the recipient's pacing allows the next letter in" in why(world, ids[0])
     (Path(world["DISPATCHER_TEMPLATES_DIR"]) / "c" / "en.j2").write_text("{{ broken")
-    assert "held: nothing of this action is sent" in why(world, ids[0])
+    assert "held: nothing of this action is sent: c × envoy × en: " in why(world, ids[0])
     rewrite(world, "c", status="closed")
     assert "closed: the action is closed" in why(world, ids[0])
     force(db_url, ids[0], status="cancelled")
