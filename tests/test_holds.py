@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
 from tests.test_forecast import beat, forecast_of, queue_letters, utcnow, world_with_a_template_failing_for
-from tests.test_kill import dispatcher_executable
+from tests.test_kill import dispatcher_executable, stop, wait_until
 from tests.test_store_contract import people
 from tests.web_client import add_users, client, web_settings
 
@@ -130,3 +131,30 @@ async def test_only_staff_release_on_the_web(tmp_path: Path, store: Store) -> No
         assert again.status_code == 409  # nothing held
     audit = [e for e in entries(store.accounts) if e.action == "release"]
     assert [(e.subject, e.actor, e.address) for e in audit] == [(ACTION, "staff", "192.0.2.10")]
+
+
+@pytest.mark.slow
+def test_a_running_worker_drops_a_released_hold(tmp_path: Path) -> None:
+    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
+    env = cli_env(tmp_path, world, DISPATCHER_PLAN_INTERVAL="1")
+    store = open_store(env["DISPATCHER_DATABASE_URL"])
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        bad = replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name="Bad Name")
+        store.import_supporters([bad, *people(8, scopes=(ACTION,))], utcnow())
+        with (tmp_path / "run.log").open("wb") as log:
+            command = [dispatcher_executable(), "run"]
+            worker = subprocess.Popen(
+                command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_until(lambda: bool(store.action_holds(utcnow())), 20, "the hold", interval=0.2)
+        store.import_supporters([replace(bad, name="Good Name")], utcnow())  # what failed is fixed
+        time.sleep(3)  # plans every second: the hold stays, nothing says it was fixed
+        assert pending(store) == 9 and store.action_holds(utcnow())
+        cli(env, "release", ACTION)
+        wait_until(lambda: pending(store) == 0, 20, "the letters sent after the release", interval=0.2)
+        assert store.action_holds(utcnow()) == []
+        assert worker.poll() is None, (tmp_path / "run.log").read_text()
+    finally:
+        stop(worker)
+        store.close()
