@@ -5,6 +5,7 @@ the action page, staff only, audited) for the next check to decide again."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from dispatcher.accounts import Role
 from dispatcher.catalogue import stamp
 from dispatcher.config import load_actions
-from dispatcher.store import ActionHold, Status, Store, open_store
+from dispatcher.store import ActionHold, Status, Store, WorkerBeat, open_store
 from dispatcher.store.accounts import entries
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
@@ -55,6 +56,16 @@ async def test_holds_of_forgotten_workers_are_not_read(store: Store) -> None:
     beat(store, "gone:1", seconds_ago=2 * 3600)
     store.set_holds("gone:1", {ACTION: hold_of("gone:1")})
     assert store.action_holds(utcnow()) == []
+
+
+async def test_a_stopped_worker_keeps_only_its_sending_holds(store: Store) -> None:
+    """A check hold is about the host a worker sends from (its fax font): once it stopped, it
+    sends nothing; a letter that failed while sending still holds the action for every worker."""
+    now = utcnow()
+    store.heartbeat(WorkerBeat("gone:1", now - dt.timedelta(minutes=5), now, 0, 0, now))
+    sending = hold_of("gone:1")
+    store.set_holds("gone:1", {ACTION: sending, "other": replace(sending, action_id="other", kind="check")})
+    assert store.action_holds(utcnow()) == [sending]
 
 
 def test_the_same_files_in_two_folders_stamp_alike(tmp_path: Path) -> None:

@@ -403,7 +403,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def action_holds(self, now: dt.datetime) -> list[ActionHold]:
-        """Every worker's holds, but those of workers forgotten (silent for ``WORKERS_KEPT``)."""
+        """Every worker's holds, but those of workers forgotten (silent for ``WORKERS_KEPT``)
+        and the check holds of workers that stopped."""
 
     @abc.abstractmethod
     def set_holds(self, worker: str, holds: Mapping[str, ActionHold]) -> None:

@@ -291,7 +291,9 @@ class SqlStore(Store):
 
     def action_holds(self, now: dt.datetime) -> list[ActionHold]:
         h, kept = action_holds, workers.c.last_seen >= now - WORKERS_KEPT
-        query = select(h).join(workers, workers.c.worker_id == h.c.worker).where(kept)
+        # A stopped worker sends nothing: its check holds (its host's font) say nothing now.
+        said = or_(h.c.kind == "sending", workers.c.stopped_at.is_(None))
+        query = select(h).join(workers, workers.c.worker_id == h.c.worker).where(kept, said)
         with self._read() as conn:
             rows = conn.execute(query.order_by(h.c.held_at, h.c.action_id, h.c.worker)).all()
         return [ActionHold(**r._mapping) for r in rows]
