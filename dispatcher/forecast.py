@@ -69,13 +69,15 @@ def fresh_holds(
 
 def _fresh(settings: Settings, catalogue: Catalogue, stored: Iterable[ActionHold]) -> dict[str, ActionHold]:
     actions, out = catalogue.loaded.actions, {}
+    stamps: dict[str, str] = {}  # every worker may hold the same action: read its folder once
     for h in sorted(stored, key=lambda h: h.held_at):
         a = h.action_id
-        if (
-            a in actions
-            and a not in out
-            and h.templates == stamp(settings.templates_dir / actions[a].templates)
-        ):
+        if a not in actions or a in out:
+            continue
+        folder = actions[a].templates
+        if folder not in stamps:
+            stamps[folder] = stamp(settings.templates_dir / folder)
+        if h.templates == stamps[folder]:
             out[a] = h
     return out
 
