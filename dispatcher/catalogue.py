@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from dispatcher.channels import Channel
@@ -28,13 +28,14 @@ def faxes(action: Action, channels: tuple[str, ...]) -> bool:
 
 
 def stamp(folder: Path) -> str:
-    """A digest of the names, sizes and times of a folder's files: changes when staff edit it."""
-    found = sorted(
-        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in (folder.rglob("*") if folder.is_dir() else ())
-        if p.is_file()
-    )
-    return hashlib.sha256(repr(found).encode()).hexdigest()
+    """A digest of the names and contents of a folder's files: changes when staff edit it, and is
+    the same on every host with the same files (times differ between checkouts)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in (folder.rglob("*") if folder.is_dir() else ()) if p.is_file())
+    for path in files:
+        name = str(path.relative_to(folder)).encode()
+        digest.update(hashlib.sha256(name).digest() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _restored(action_id: str, reason: str) -> RenderError:
@@ -107,12 +108,17 @@ class Catalogue:
     def _template_state(self, action: Action) -> str:
         return stamp(self.settings.templates_dir / action.templates)
 
-    def adopt(self, stored: Mapping[str, ActionHold]) -> None:
+    def adopt(self, stored: Iterable[ActionHold]) -> None:
         """Holds taken while sending, by this worker before a restart or by another: kept until
-        the action's templates change (the next ``reload`` decides)."""
-        for hold in stored.values():
+        the action's templates change (the next ``reload`` decides) or staff release them."""
+        for hold in stored:
             if hold.kind == "sending" and hold.action_id not in self._failed:
                 self._failed[hold.action_id] = (hold.templates, _restored(hold.action_id, hold.reason))
+
+    def release(self, action_id: str) -> None:
+        """Staff released the action: forget why it was held; the next ``reload`` checks again."""
+        if self._failed.pop(action_id, None) is not None:
+            log.warning("%s: hold released by staff; checked again at the next plan", action_id)
 
     def holds(self, worker: str, now: dt.datetime) -> dict[str, ActionHold]:
         """What this catalogue holds, as the store keeps it for the dashboard."""

@@ -235,7 +235,7 @@ def actions(ctx: Context) -> None:
     pages: dict[str, list[str]] = {}
     for action_id, provider, total in store.fax_pages():
         pages.setdefault(action_id, []).append(f"{provider}:{total}")
-    held = forecast.held(ctx.settings, utcnow, store.action_holds())
+    held = forecast.held(ctx.settings, utcnow, store.action_holds(now))
     dispatching = bool(forecast.running(store.workers(), now))
     queues = store.queue_counts()
     outlook = action_rows(loaded.actions, states, {}, {}, queues, ctx.settings, now, held, dispatching)
@@ -470,6 +470,20 @@ def close(ctx: Context, action_id: str) -> None:
     until = controls.reopen_until(action, ctx.store.action_states().get(action.id), now)
     if until is not None:
         click.echo(f"`dispatcher reopen {action_id}` takes it back until {when(until)}; then it is final")
+
+
+@main.command()
+@click.argument("action_id")
+@pass_ctx
+def release(ctx: Context, action_id: str) -> None:
+    """Release ACTION_ID held after a letter failed to render while sending: running dispatchers
+    check it again at their next plan and send unless it still fails."""
+    action, by, now = _control(ctx, action_id)
+    try:
+        controls.release(ctx.store, action, by, now)
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{action_id}: hold released; dispatchers check it again at their next plan")
 
 
 @main.command()

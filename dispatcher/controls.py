@@ -1,4 +1,4 @@
-"""Staff controls: pause, resume, close, reopen and extend an action.
+"""Staff controls: pause, resume, close, reopen, extend and release an action.
 
 A close cancels the pending letters; staff can take it back with ``reopen`` within
 ``REOPEN_GRACE`` (a close clicked by mistake), after which it is final.
@@ -145,3 +145,14 @@ def available(action: Action, state: ActionState | None, now: dt.datetime) -> tu
     if view.status is ActionStatus.CLOSED and view.reason == "deadline passed":
         return ("extend",)  # letters expired at the deadline are sent after all
     return ()
+
+
+def release(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> int:
+    """Drop every worker's hold of the action (a letter failed to render while sending, so it
+    stays held until its templates change): each worker checks it again at its next plan and
+    holds it again only if it still fails. Returns how many holds were dropped."""
+    released = store.release_holds(action.id)
+    if not released:
+        raise ControlError(f"{action.id} is not held by any dispatcher; nothing to release")
+    _audit(store, "release", action, by, now, where, f"{released} worker hold(s) dropped")
+    return released

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from babel.dates import format_timedelta
@@ -59,25 +59,30 @@ def _checked(settings: Settings, clock: Callable[[], dt.datetime]) -> Catalogue:
 
 
 def fresh_holds(
-    settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[str, ActionHold]
+    settings: Settings, clock: Callable[[], dt.datetime], stored: Iterable[ActionHold]
 ) -> dict[str, ActionHold]:
-    """The holds running workers stored, but for actions whose templates changed since (the
-    workers check those again and release them at their next plan)."""
+    """The holds workers not forgotten stored (the union: each stores its own), but for actions
+    whose templates changed since (the workers check those again and release them at their next
+    plan); per action the first taken."""
     return _fresh(settings, _checked(settings, clock), stored)
 
 
-def _fresh(
-    settings: Settings, catalogue: Catalogue, stored: Mapping[str, ActionHold]
-) -> dict[str, ActionHold]:
-    actions = catalogue.loaded.actions
-    return {
-        a: h
-        for a, h in stored.items()
-        if a in actions and h.templates == stamp(settings.templates_dir / actions[a].templates)
-    }
+def _fresh(settings: Settings, catalogue: Catalogue, stored: Iterable[ActionHold]) -> dict[str, ActionHold]:
+    actions, out = catalogue.loaded.actions, {}
+    stamps: dict[str, str] = {}  # every worker may hold the same action: read its folder once
+    for h in sorted(stored, key=lambda h: h.held_at):
+        a = h.action_id
+        if a not in actions or a in out:
+            continue
+        folder = actions[a].templates
+        if folder not in stamps:
+            stamps[folder] = stamp(settings.templates_dir / folder)
+        if h.templates == stamps[folder]:
+            out[a] = h
+    return out
 
 
-def held(settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[str, ActionHold]) -> set[str]:
+def held(settings: Settings, clock: Callable[[], dt.datetime], stored: Iterable[ActionHold]) -> set[str]:
     """Actions a dispatcher holds or would hold now: the check here, and what workers stored
     (a letter that failed to render for a real signer, a font missing on their host)."""
     catalogue = _checked(settings, clock)

@@ -131,7 +131,7 @@ class Dispatcher:
         holds = self.catalogue.holds(self.worker_id, self.clock())
         said = {a: (h.kind, h.reason, h.templates) for a, h in holds.items()}
         if said != self._holds_said:
-            await self.db(self.store.set_holds, holds)
+            await self.db(self.store.set_holds, self.worker_id, holds)
             self._holds_said = said
 
     async def beat(self, stopped: bool = False) -> None:
@@ -168,8 +168,20 @@ class Dispatcher:
             if changed:
                 log.info("%s: %d deliveries %s", action_id, changed, final.value)
 
+    async def take_holds(self) -> None:
+        """Adopt what other workers hold while sending; forget what staff released of ours (its
+        rows are gone from the store) and write our holds again once checked again."""
+        stored = await self.db(self.store.action_holds, self.clock())
+        mine = {h.action_id for h in stored if h.worker == self.worker_id}
+        released = set(self._holds_said or ()) - mine
+        for action_id in released:
+            self.catalogue.release(action_id)
+        if released:
+            self._holds_said = None
+        self.catalogue.adopt(stored)
+
     async def plan(self) -> int:
-        self.catalogue.adopt(await self.db(self.store.action_holds))
+        await self.take_holds()
         self.catalogue.reload()
         await self.refresh()
         total = 0

@@ -155,11 +155,12 @@ async def test_a_dead_worker_is_forgotten_and_strangers_get_no_names(
 
 async def test_holds_keep_when_they_were_first_taken(store: Store) -> None:
     first, later = utcnow(), utcnow() + dt.timedelta(minutes=5)
-    store.set_holds({"a": ActionHold("a", "sending", "why", first, "w1", "x")})
-    store.set_holds({"a": ActionHold("a", "sending", "again", later, "w2", "x")})
-    assert store.action_holds() == {"a": ActionHold("a", "sending", "again", first, "w2", "x")}
-    store.set_holds({})
-    assert store.action_holds() == {}
+    beat(store, "w1", seconds_ago=1)
+    store.set_holds("w1", {"a": ActionHold("a", "sending", "why", first, "w1", "x")})
+    store.set_holds("w1", {"a": ActionHold("a", "sending", "again", later, "w1", "x")})
+    assert store.action_holds(later) == [ActionHold("a", "sending", "again", first, "w1", "x")]
+    store.set_holds("w1", {})
+    assert store.action_holds(later) == []
 
 
 def world_with_a_template_failing_for(tmp_path: Path, name: str) -> Path:

@@ -265,7 +265,8 @@ class ActionHold:
 
     ``kind`` is "check" (its letters fail the check before sending, or the fax font is missing
     on the worker's host) or "sending" (a real signer's letter failed to render). Either lasts
-    while ``templates``, the stamp of the action's template folder, is the folder's stamp now."""
+    while ``templates``, the stamp of the action's template folder, is the folder's stamp now.
+    Each worker stores its own; staff release them all (``dispatcher release``)."""
 
     action_id: str
     kind: str
@@ -401,12 +402,18 @@ class Store(abc.ABC):
     def workers(self) -> list[WorkerBeat]: ...
 
     @abc.abstractmethod
-    def action_holds(self) -> dict[str, ActionHold]: ...
+    def action_holds(self, now: dt.datetime) -> list[ActionHold]:
+        """Every worker's holds, but those of workers forgotten (silent for ``WORKERS_KEPT``)
+        and the check holds of workers that stopped."""
 
     @abc.abstractmethod
-    def set_holds(self, holds: Mapping[str, ActionHold]) -> None:
-        """The held actions are these: the others are released; one held already keeps its
-        ``held_at``."""
+    def set_holds(self, worker: str, holds: Mapping[str, ActionHold]) -> None:
+        """This worker's held actions are these: its others are released, other workers' are
+        left alone; one held already keeps its ``held_at``."""
+
+    @abc.abstractmethod
+    def release_holds(self, action_id: str) -> int:
+        """Staff release the action: every worker's hold of it goes. Returns how many."""
 
     @property
     @abc.abstractmethod

@@ -371,7 +371,8 @@ audit_log = Table(
     Index(None, "at"),
 )
 
-# Actions a dispatcher holds (see ``ActionHold``): the dashboard's forecast reads them.
+# Actions each dispatcher holds (see ``ActionHold``): the dashboard's forecast reads them. One row
+# per worker: each rewrites only its own, so one worker's change never releases another's hold.
 action_holds = Table(
     "action_holds",
     metadata,
@@ -379,7 +380,7 @@ action_holds = Table(
     Column("kind", String(16), nullable=False),  # check | sending
     Column("reason", Text, nullable=False),
     Column("held_at", UTCDateTime(), nullable=False),
-    Column("worker", String(128), nullable=False),
+    Column("worker", String(128), primary_key=True),
     Column("templates", String(64), nullable=False),  # the template folder's stamp then
 )
 

@@ -289,19 +289,31 @@ class SqlStore(Store):
             rows = conn.execute(select(workers).order_by(workers.c.last_seen.desc()))
             return [WorkerBeat(**r._mapping) for r in rows]
 
-    def action_holds(self) -> dict[str, ActionHold]:
+    def action_holds(self, now: dt.datetime) -> list[ActionHold]:
+        h, kept = action_holds, workers.c.last_seen >= now - WORKERS_KEPT
+        # A stopped worker sends nothing: its check holds (its host's font) say nothing now.
+        said = or_(h.c.kind == "sending", workers.c.stopped_at.is_(None))
+        query = select(h).join(workers, workers.c.worker_id == h.c.worker).where(kept, said)
         with self._read() as conn:
-            rows = conn.execute(select(action_holds)).all()
-        return {r.action_id: ActionHold(**r._mapping) for r in rows}
+            rows = conn.execute(query.order_by(h.c.held_at, h.c.action_id, h.c.worker)).all()
+        return [ActionHold(**r._mapping) for r in rows]
 
-    def set_holds(self, holds: Mapping[str, ActionHold]) -> None:
+    def set_holds(self, worker: str, holds: Mapping[str, ActionHold]) -> None:
         h = action_holds
         with self.engine.begin() as conn:
-            conn.execute(delete(h).where(h.c.action_id.not_in(list(holds))))
+            conn.execute(delete(h).where(h.c.worker == worker, h.c.action_id.not_in(list(holds))))
             for hold in holds.values():
-                changes = {k: getattr(hold, k) for k in ("kind", "reason", "worker", "templates")}
-                upsert = self._insert(h).values(action_id=hold.action_id, held_at=hold.held_at, **changes)
-                conn.execute(upsert.on_conflict_do_update(index_elements=["action_id"], set_=changes))
+                changes = {k: getattr(hold, k) for k in ("kind", "reason", "templates")}
+                upsert = self._insert(h).values(
+                    action_id=hold.action_id, worker=worker, held_at=hold.held_at, **changes
+                )
+                conn.execute(
+                    upsert.on_conflict_do_update(index_elements=["action_id", "worker"], set_=changes)
+                )
+
+    def release_holds(self, action_id: str) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(action_holds).where(action_holds.c.action_id == action_id)).rowcount
 
     def close(self) -> None:
         self.engine.dispose()

@@ -39,7 +39,7 @@ def _overview(
         store.queue_counts() if queues is None else queues,
         ctx.settings,
         now,
-        forecast.held(ctx.settings, ctx.clock, store.action_holds()),
+        forecast.held(ctx.settings, ctx.clock, store.action_holds(now)),
         bool(forecast.running(store.workers(), now)),
     )
 
@@ -87,7 +87,7 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
         **_dispatchers(ctx),
         "action": action,
         "row": _overview(ctx, {action_id: action}, queues)[0],
-        "hold": forecast.fresh_holds(ctx.settings, ctx.clock, store.action_holds()).get(action_id),
+        "hold": forecast.fresh_holds(ctx.settings, ctx.clock, store.action_holds(ctx.clock())).get(action_id),
         "queues": queues,
         # Server replies may quote a supporter: no one reads them here with the person in.
         "recent": reports.attempts_page(LogFilter(action_id), 30, before_id=2**62, redact=True),
@@ -138,13 +138,18 @@ async def delivery_page(request: Request) -> Response:
     return render(request, "delivery.html", letter=found, recent=found.attempts)
 
 
-CONTROLS = {"pause": controls.pause, "resume": controls.resume, "reopen": controls.reopen}
+CONTROLS = {
+    "pause": controls.pause,
+    "resume": controls.resume,
+    "reopen": controls.reopen,
+    "release": controls.release,
+}
 
 
 @requires(Role.STAFF)
 async def control(request: Request) -> Response:
-    """Pause, resume, close (the action id typed to confirm), reopen or extend: the same controls
-    as the CLI, audited the same way."""
+    """Pause, resume, close (the action id typed to confirm), reopen, extend or release a hold:
+    the same controls as the CLI, audited the same way."""
     ctx, what = context(request), request.url.path.rsplit("/", 1)[1]
     action = (await run_in_threadpool(ctx.actions)).get(request.path_params["action_id"])
     user = await current_user(request)
@@ -213,7 +218,7 @@ routes = [
     Route("/deliveries/{delivery_id}", delivery_page),
     *(
         Route(f"/actions/{{action_id}}/{w}", control, methods=["POST"])
-        for w in ("pause", "resume", "close", "reopen", "extend")
+        for w in ("pause", "resume", "close", "reopen", "extend", "release")
     ),
     *(Route(f"/actions/{{action_id}}/{w}", requeue, methods=["POST"]) for w in ("requeue", "retry-now")),
 ]

@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("held_at", When, nullable=False),
         sa.Column("worker", sa.String(length=128), nullable=False),
         sa.Column("templates", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("action_id", name=op.f("pk_action_holds")),
+        sa.PrimaryKeyConstraint("action_id", "worker", name=op.f("pk_action_holds")),
     )
 
 
