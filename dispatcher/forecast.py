@@ -90,7 +90,7 @@ def held(settings: Settings, clock: Callable[[], dt.datetime], stored: Iterable[
 
 
 def hold_reasons(
-    settings: Settings, clock: Callable[[], dt.datetime], stored: Mapping[str, ActionHold]
+    settings: Settings, clock: Callable[[], dt.datetime], stored: Iterable[ActionHold]
 ) -> dict[str, str]:
     """Why each action ``held`` names is held: what a worker stored, else the check here."""
     catalogue = _checked(settings, clock)

@@ -45,7 +45,7 @@ def _context(
         return Context(status="unknown", why="no action file")
     now = clock()
     view = effective(action, store.action_states().get(action.id), now)
-    held = forecast.hold_reasons(settings, clock, store.action_holds()).get(action.id)
+    held = forecast.hold_reasons(settings, clock, store.action_holds(now)).get(action.id)
     channel = make_channels(settings, store).get(bare.channel)
     keys, line, mid = _channel_facts(channel, action, bare)
     limits = Limits(settings.rate_per_target, settings.burst_per_target, settings.rate_global)
