@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dispatcher.config import Action, ActionStatus, deadline_instant
-from dispatcher.planner import effective
+from dispatcher.planner import effective, finish_action
 from dispatcher.store import ActionState, Status, Store
 from dispatcher.store.accounts import AuditEntry, entries
 
@@ -63,7 +63,7 @@ def close(store: Store, action: Action, by: str, now: dt.datetime, where: str = 
     if status is ActionStatus.CLOSED:  # a second close would move the reopen window
         raise ControlError(f"{action.id} is already closed")
     store.set_action_state(action.id, by=by, now=now, status=ActionStatus.CLOSED.value)
-    cancelled = store.finish_pending(action.id, Status.CANCELLED, now)
+    cancelled = finish_action(store, action, Status.CANCELLED, now)
     paused = WAS_PAUSED if status is ActionStatus.PAUSED else ""
     _audit(store, "close", action, by, now, where, f"{cancelled} pending cancelled{paused}")
     return cancelled

@@ -45,6 +45,13 @@ def terminal_status(view: Effective) -> Status | None:
     return Status.EXPIRED if view.reason == "deadline passed" else Status.CANCELLED
 
 
+def finish_action(store: Store, action: Action, status: Status, now: dt.datetime) -> int:
+    """Pending letters of an action that can no longer send become ``status``, if the store's
+    action state still agrees (a sweep may run on a view a second old: see ``finish_pending``)."""
+    by_file = action.status is ActionStatus.CLOSED
+    return store.finish_pending(action.id, status, now, deadline=action.deadline_at, by_file=by_file)
+
+
 def plan_action(
     store: Store,
     action: Action,

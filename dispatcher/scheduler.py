@@ -32,7 +32,7 @@ from dispatcher.config import Settings
 from dispatcher.faxjobs import ProviderJobs
 from dispatcher.feeder import Feeder, Queued
 from dispatcher.pacing import Limits
-from dispatcher.planner import plan_action
+from dispatcher.planner import finish_action, plan_action
 from dispatcher.receipts import EVERY as RECEIPTS_EVERY
 from dispatcher.receipts import ReceiptsJob
 from dispatcher.results import ResultWriter, Tally
@@ -164,7 +164,8 @@ class Dispatcher:
         # Opt-in forms whose link has expired: nothing of a person waits longer than that.
         await self.db(self.store.people.prune_opt_ins, self.clock() - tokens.MAX_AGE[tokens.CONFIRM])
         for action_id, final in list(self.catalogue.finished()):
-            changed = await self.db(self.store.finish_pending, action_id, final, self.clock())
+            action = self.catalogue.loaded.actions[action_id]
+            changed = await self.db(finish_action, self.store, action, final, self.clock())
             if changed:
                 log.info("%s: %d deliveries %s", action_id, changed, final.value)
 

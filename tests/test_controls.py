@@ -19,8 +19,8 @@ import pytest
 from dispatcher import controls
 from dispatcher.accounts import Role
 from dispatcher.channels import IMPLEMENTED
-from dispatcher.config import Action, load_actions
-from dispatcher.planner import plan_action
+from dispatcher.config import Action, ActionStatus, load_actions
+from dispatcher.planner import finish_action, plan_action
 from dispatcher.store import (
     AttemptResult,
     ClaimGroup,
@@ -126,7 +126,8 @@ def test_reopen_requeues_only_what_the_close_cancelled(store: Store) -> None:
     supporter who withdrew after the close."""
     now = dt.datetime.now(dt.UTC)
     queued(store, 2)
-    assert store.finish_pending(ACTION, Status.CANCELLED, now - dt.timedelta(hours=2)) == 2
+    closed_file = demo().model_copy(update={"status": ActionStatus.CLOSED})
+    assert finish_action(store, closed_file, Status.CANCELLED, now - dt.timedelta(hours=2)) == 2
     store.import_supporters(people(3, (ACTION,), start=2), now)
     assert store.plan(ACTION, [("president-demo", "email")], now) == 3
     action = load_actions(ROOT / "config" / "actions").actions[ACTION]
@@ -189,7 +190,7 @@ def test_reopen_requeues_a_letter_a_worker_cancelled_after_the_close_whatever_it
         in_flight, ACTION, "president-demo", "email", worker_clock, worker_clock, Outcome.RETRY, 451, "later"
     )
     store.record("w", [retry], lambda _attempts, at: at + dt.timedelta(minutes=1))
-    assert store.finish_pending(ACTION, Status.CANCELLED, worker_clock) == 1
+    assert finish_action(store, demo(), Status.CANCELLED, worker_clock) == 1
     assert controls.reopen(store, demo(), "staff", web_clock + dt.timedelta(minutes=1)) == 3
     assert counts(store) == {"pending": 3}
 

@@ -177,9 +177,9 @@ def test_retry_does_not_revive_cancelled_but_sent_wins(store: Store) -> None:
     store.plan("act", [("t1", "email")], NOW)
     c1, c2 = take(store, "A")
     # Closing while both are in flight: leased rows are left to their senders.
-    assert store.finish_pending("act", Status.CANCELLED, NOW) == 0
+    assert store.finish_pending("act", Status.CANCELLED, NOW, deadline=NOW, by_file=True) == 0
     store.record("A", [result(c1.delivery_id, Outcome.SENT)], never_retry)
-    store.finish_pending("act", Status.CANCELLED, NOW + dt.timedelta(seconds=61))
+    store.finish_pending("act", Status.CANCELLED, NOW + dt.timedelta(seconds=61), deadline=NOW, by_file=True)
     store.record("A", [result(c2.delivery_id, Outcome.RETRY, next_attempt_at=NOW)], never_retry)
     assert statuses(store) == {"sent": 1, "cancelled": 1}
 
@@ -196,7 +196,7 @@ def test_release_gives_back_without_counting_an_attempt(store: Store) -> None:
 def test_expire_and_revive(store: Store) -> None:
     store.import_supporters(people(4), NOW)
     store.plan("act", [("t1", "email")], NOW)
-    assert store.finish_pending("act", Status.EXPIRED, NOW) == 4
+    assert store.finish_pending("act", Status.EXPIRED, NOW, deadline=NOW) == 4
     assert take(store, "A") == []
     assert store.revive("act", Status.EXPIRED, NOW) == 4
     assert len(take(store, "A")) == 4

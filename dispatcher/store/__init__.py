@@ -245,6 +245,11 @@ class SentCount:
 # A worker not heard from this long is forgotten: killed (-9, OOM, a reboot) it never says it
 # stopped, and a restart gets a new id (hostname:pid), so it would stay listed as silent for ever.
 WORKERS_KEPT = dt.timedelta(hours=1)
+# A worker that beat this recently is running (it beats every 5 s from a task of its own): its
+# leases are not taken back. Two beats: one may be late behind a slow commit; two missed, it is
+# gone (killed, frozen). Short enough that a frozen worker's letters go back within seconds of
+# its lease.
+ALIVE = dt.timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -352,7 +357,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def recover(self, worker: str, now: dt.datetime) -> int:
-        """Deliveries whose lease ran out mid-attempt go back to pending, logged as interrupted."""
+        """Deliveries whose lease ran out mid-attempt go back to pending, logged as interrupted;
+        not those of another worker that beat within ``ALIVE`` (it is still sending them)."""
 
     @abc.abstractmethod
     def release(self, worker: str, delivery_ids: Sequence[int], now: dt.datetime) -> int:
@@ -459,9 +465,21 @@ class Store(abc.ABC):
 
     # deadlines and controls
     @abc.abstractmethod
-    def finish_pending(self, action_id: str, status: Status, now: dt.datetime) -> int:
+    def finish_pending(
+        self,
+        action_id: str,
+        status: Status,
+        now: dt.datetime,
+        *,
+        deadline: dt.datetime,
+        by_file: bool = False,
+    ) -> int:
         """Move pending (and abandoned in-flight) deliveries to expired or cancelled; cancelled
-        while the action's state says closed, they are marked for ``revive(closed=True)``."""
+        while the action's state says closed, they are marked for ``revive(closed=True)``.
+
+        Only while the store still says so, checked in the same statement: expired only past the
+        deadline in force (an ``extend``'s, else ``deadline``, the file's); cancelled only while
+        the action's state says closed, unless ``by_file`` (the action's file closes it)."""
 
     @abc.abstractmethod
     def revive(self, action_id: str, from_status: Status, now: dt.datetime, closed: bool = False) -> int:

@@ -39,6 +39,7 @@ from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 from dispatcher import pacing
 from dispatcher.pacing import Limits
 from dispatcher.store import (
+    ALIVE,
     WORKERS_KEPT,
     ActionHold,
     ActionState,
@@ -243,6 +244,45 @@ def _submission_columns(result: AttemptResult) -> dict[str, object]:
         "destination": sub.destination,
         "pages": sub.pages,
     }
+
+
+def _staff_closed(action_id: str) -> ColumnElement[bool]:
+    a = action_state
+    return exists().where(a.c.action_id == action_id, a.c.status == "closed")
+
+
+def _still_finished(
+    action_id: str, status: Status, now: dt.datetime, deadline: dt.datetime, by_file: bool
+) -> ColumnElement[bool]:
+    """The store's own action state, read in the UPDATE itself, still ends the action: a sweep
+    working from a snapshot taken before a reopen or an extend changes nothing (compare-and-set)."""
+    if status is Status.EXPIRED:
+        a = action_state
+        extended = select(a.c.deadline).where(a.c.action_id == action_id).scalar_subquery()
+        return func.coalesce(extended, literal(deadline, UTCDateTime())) <= now  # past the deadline in force
+    return true() if by_file else _staff_closed(action_id)
+
+
+def _closed_mark(action_id: str, status: Status) -> dict[str, Any]:
+    """Letters cancelled while staff hold the action closed carry the mark reopen looks for:
+    whichever process cancelled them, by whatever clock."""
+    if status is not Status.CANCELLED:
+        return {}
+    marked = case((_staff_closed(action_id), mandates.CLOSED_BY_STAFF), else_=deliveries.c.last_error)
+    return {"last_error": marked}
+
+
+def _alive_owner(worker: str, now: dt.datetime) -> ColumnElement[bool]:
+    """The lease's owner, another worker, beat within ALIVE and has not stopped: it runs, and
+    its leases ran out only because the store was away; it renews them itself once it answers.
+    A worker's own expired leases are its to take back (a restart under the same id)."""
+    w, d = workers, deliveries
+    return exists().where(
+        w.c.worker_id == d.c.lease_owner,
+        w.c.worker_id != worker,
+        w.c.last_seen > literal(now - ALIVE, UTCDateTime()),
+        w.c.stopped_at.is_(None),
+    )
 
 
 class SqlStore(Store):
@@ -720,7 +760,7 @@ class SqlStore(Store):
         with self.engine.begin() as conn:
             lost = conn.execute(
                 select(d.c.id, d.c.action_id, d.c.target_id, d.c.channel, d.c.lease_owner)
-                .where(d.c.status == Status.SENDING, d.c.lease_until < now)
+                .where(d.c.status == Status.SENDING, d.c.lease_until < now, ~_alive_owner(worker, now))
                 .with_for_update(skip_locked=True)
             ).all()
             if not lost:
@@ -982,13 +1022,16 @@ class SqlStore(Store):
         return Backlog(int(row[1]), int(row[0]), row[2])
 
     # deadlines and controls ----------------------------------------------------------------
-    def finish_pending(self, action_id: str, status: Status, now: dt.datetime) -> int:
-        d, a = deliveries, action_state
-        # Letters cancelled while staff hold the action closed carry the mark reopen looks for:
-        # whichever process cancelled them, by whatever clock.
-        staff_closed = exists().where(a.c.action_id == action_id, a.c.status == "closed")
-        marked = case((staff_closed, mandates.CLOSED_BY_STAFF), else_=d.c.last_error)
-        why = {"last_error": marked} if status is Status.CANCELLED else {}
+    def finish_pending(
+        self,
+        action_id: str,
+        status: Status,
+        now: dt.datetime,
+        *,
+        deadline: dt.datetime,
+        by_file: bool = False,
+    ) -> int:
+        d = deliveries
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
@@ -998,8 +1041,15 @@ class SqlStore(Store):
                         d.c.status == Status.PENDING,
                         and_(d.c.status == Status.SENDING, d.c.lease_until < now),
                     ),
+                    _still_finished(action_id, status, now, deadline, by_file),
                 )
-                .values(status=status.value, lease_owner=None, lease_until=None, updated_at=now, **why)
+                .values(
+                    status=status.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                    **_closed_mark(action_id, status),
+                )
             ).rowcount
 
     def revive(self, action_id: str, from_status: Status, now: dt.datetime, closed: bool = False) -> int:

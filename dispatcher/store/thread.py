@@ -5,8 +5,8 @@ keeps the store's calls in the order they were made.
 
 A call that fails with a curable error (``faults.curable``: a restart, a dropped connection, a full
 disk) is tried again after 1 s, doubling to 30 s, until the store answers: the worker keeps what
-it holds in memory and resumes by itself. The first call that answers again wakes every other
-waiting call at once. The outage is logged once when it starts, with its
+it holds in memory and resumes by itself. Any call that answers (one that failed, or a new one)
+wakes every waiting call at once. The outage is logged once when it starts, with its
 cause, and once when it ends. Other errors pass through at once. Once ``stop`` is called, a call
 still failing gives up after the stop's grace with ``StoreUnavailable``.
 """
@@ -102,10 +102,12 @@ class StoreThread:
             # otherwise the outage would never end, and the next one would go unlogged.
             if tries:
                 self.outage.over(answered)
-                if answered:
-                    self._wake_paused()
             elif answered:
                 self.outage.answered()  # the last waiting call was given up or cancelled
+            if answered:
+                # Any call that answers, even one that never failed: the store is back, and calls
+                # pausing out their backoff try now; the outage ends once they answer too.
+                self._wake_paused()
 
     def _wake_paused(self) -> None:
         """The store answers again: every call still pausing tries at once, not after its own
