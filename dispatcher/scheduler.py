@@ -317,7 +317,12 @@ class Dispatcher:
         return tasks
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        """A background task failed (a store error retrying cannot cure): the worker stops."""
+        """A background task failed (a store error retrying cannot cure): the worker stops.
+
+        Once stopping, a store given up on is not the run's error: the final commit tries again
+        and logs what it could not record."""
+        if self._stop.is_set():
+            return
         if not task.cancelled() and task.exception() is not None and self._failure is None:
             self._failure = task.exception()
             self.stop()
