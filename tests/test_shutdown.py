@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from dispatcher.scheduler import utcnow
-from dispatcher.store import open_store
+from dispatcher import scheduler
+from dispatcher.channels import make_channels
+from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.store import Store, open_store
 from tests.conftest import ROOT, cli_env
 from tests.faults import private_cluster
 from tests.smtp_server import ScriptedHandler, SmtpServer
-from tests.test_email_smtp import DEMO_ACTION, delivery_rows, people, write_action
+from tests.test_email_smtp import DEMO_ACTION, delivery_rows, make_settings, people, until, write_action
+from tests.test_email_smtp import db as db
 from tests.test_kill import dispatcher_executable, stop, wait_until
 
 COPIES = 6  # copies on the one letter: an attempt is MAIL, 7 x RCPT, DATA and the message
@@ -228,3 +231,31 @@ def test_the_final_commit_retries_a_store_restarted_after_the_wait(tmp_path: Pat
         finally:
             stop(worker, signal.SIGKILL)
         assert statuses(tmp_path, cluster.url) == ["sent"], log.read_text()
+
+
+async def test_the_wait_is_capped_below_the_units_stop_timeout(
+    tmp_path: Path,
+    slow: SmtpServer,
+    db: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The letter could take (3 + 7) x 2 s more; the cap (160 s, shrunk to 1 s here) ends the
+    # wait first, as it must before systemd's SIGKILL: the letter is logged as cut off.
+    monkeypatch.setattr(scheduler, "STOP_WAIT_MAX", 1.0)
+    write_copied_action(tmp_path / "actions")
+    db.import_supporters(people(1), utcnow())
+    settings = make_settings(tmp_path, slow.url, smtp_timeout=TIMEOUT, smtp_pool=1)
+    dispatcher = Dispatcher(settings, db, make_channels(settings, db), worker_id="w1")
+    task = asyncio.create_task(dispatcher.run_forever())
+    try:
+        await until(lambda: rcpt_accepted(slow) or task.done(), 30, "the first RCPT")
+        dispatcher.stop()
+        started = time.monotonic()
+        await asyncio.wait_for(task, 30)
+        took = time.monotonic() - started
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(task, 30)
+    assert took < 3.0
+    assert "1 letter still in flight cut off" in caplog.text
