@@ -88,8 +88,9 @@ class ResultWriter:
                 del self._release[: len(release)]
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``FLUSH_EVERY`` seconds while there is something to flush, until ``stop``;
-        an idle dispatcher does not wake for it at all.
+        """Flush every ``FLUSH_EVERY`` seconds while there is something to flush, until ``stop``
+        (a stopping worker sets it once its senders are done, so what they finish meanwhile is
+        committed at once); an idle dispatcher does not wake for it at all.
 
         Never cancel this task: a commit cut short may still land, and would be made twice.
         """

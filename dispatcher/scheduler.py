@@ -49,6 +49,9 @@ REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
 BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
 STOP_GRACE = 5.0  # seconds a stopping worker still tries to commit what it holds to a store that is down
 FINISH_SLACK = 5.0  # seconds beyond the longest attempt in flight: rendering, handing the result over
+# The longest a stopping worker waits for letters in flight: with STOP_GRACE for the final commit it
+# stays below the README unit's TimeoutStopSec=180, so systemd never kills a worker mid-commit.
+STOP_WAIT_MAX = 160.0
 # A withdrawn consent stops letters already claimed: longer than any claim waits in a queue.
 REVOKED_WINDOW = dt.timedelta(minutes=10)
 
@@ -94,6 +97,8 @@ class Dispatcher:
         self._busy = 0
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        # Set once the senders are done: until then results are committed and beats go on.
+        self._drained = asyncio.Event()
         self._hurry = asyncio.Event()  # a second signal: stop without waiting for attempts
         self._signals = 0
         self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
@@ -144,14 +149,14 @@ class Dispatcher:
         beat = WorkerBeat(self.worker_id, self._started, now, held, sent, now if stopped else None)
         await asyncio.to_thread(self.store.heartbeat, beat)
 
-    async def _beat_until_stopped(self) -> None:
-        while not self._stop.is_set():
+    async def _beat_until_drained(self) -> None:
+        while not self._drained.is_set():
             try:
                 await self.beat()
             except Exception as exc:  # the store is away: the store thread logs the outage
                 log.debug("heartbeat not written: %s", cause(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), BEAT_EVERY)
+                await asyncio.wait_for(self._drained.wait(), BEAT_EVERY)
 
     async def sweep(self) -> None:
         """Pending deliveries of actions past their deadline expire; of closed ones, cancel.
@@ -233,7 +238,7 @@ class Dispatcher:
             channel.drain()
         if not senders:
             return
-        limit = max(self._in_flight.values(), default=0.0) + FINISH_SLACK
+        limit = self._wait_limit()
         if self._in_flight and not self._hurry.is_set():
             log.info("waiting up to %.0f s for %d letters in flight", limit, len(self._in_flight))
         finished = asyncio.ensure_future(asyncio.wait(senders))
@@ -253,6 +258,9 @@ class Dispatcher:
         for sender in senders:
             sender.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
+
+    def _wait_limit(self) -> float:
+        return min(max(self._in_flight.values(), default=0.0) + FINISH_SLACK, STOP_WAIT_MAX)
 
     async def _done(self) -> bool:
         """``--once`` may end: nothing in hand, and nothing due now on the channels that are up."""
@@ -314,15 +322,20 @@ class Dispatcher:
             log.warning(
                 "%d deliveries were in flight when %s last stopped; resending them", released, self.worker_id
             )
-        tasks = [asyncio.create_task(self.results.run(self._stop))]
+        tasks = [asyncio.create_task(self.results.run(self._drained))]
         tasks[0].add_done_callback(self._ended)
-        tasks.append(asyncio.create_task(self._beat_until_stopped()))
+        tasks.append(asyncio.create_task(self._beat_until_drained()))
         if self.progress:
             tasks.append(asyncio.create_task(self._report(self.progress)))
         return tasks
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        """A background task failed (a store error retrying cannot cure): the worker stops."""
+        """A background task failed (a store error retrying cannot cure): the worker stops.
+
+        Once stopping, a store given up on is not the run's error: the final commit tries again
+        and logs what it could not record."""
+        if self._stop.is_set():
+            return
         if not task.cancelled() and task.exception() is not None and self._failure is None:
             self._failure = task.exception()
             self.stop()
@@ -341,6 +354,9 @@ class Dispatcher:
         """Commit what is held and say goodbye; a store that still fails is logged, never raised,
         so the error that ended the run is the one reported."""
         self.stop()
+        self._drained.set()
+        # The final commit's grace starts now, not at the signal: the wait may have outlasted it.
+        self.db.stop(STOP_GRACE)
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.results.flush()
@@ -412,9 +428,13 @@ class Dispatcher:
         self.stop()
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
-        self.db.stop(STOP_GRACE)
+        # A store call failing meanwhile keeps trying while letters in flight may finish (their
+        # results are committed as they come); the final commit then gets its own grace.
+        self.db.stop(self._wait_limit() if self._in_flight else 0.0)
 
 
 def _plan_progress(action_id: str) -> Callable[[int, int], None]:

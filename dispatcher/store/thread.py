@@ -122,7 +122,8 @@ class StoreThread:
             left = self._give_up_at - time.monotonic()
             if left <= 0:
                 raise StoreUnavailable(f"store unreachable ({cause(exc)})") from exc
-            await asyncio.sleep(min(seconds, left))
+            # Within a second: a later ``stop`` may bring the moment to give up forward.
+            await asyncio.sleep(min(seconds, left, 1.0))
             return
         if self._stopping is None:
             self._stopping = asyncio.Event()
@@ -136,11 +137,11 @@ class StoreThread:
                 waiting.cancel()
 
     def stop(self, grace: float) -> None:
-        """Calls still failing ``grace`` seconds from now give up instead of waiting on."""
-        if self._give_up_at is None:
-            self._give_up_at = time.monotonic() + grace
-            if self._stopping is not None:
-                self._stopping.set()
+        """Calls still failing ``grace`` seconds from now give up instead of waiting on; a later
+        call sets that moment again (a stopping worker's final commit gets its own grace)."""
+        self._give_up_at = time.monotonic() + grace
+        if self._stopping is not None:
+            self._stopping.set()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
