@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import create_engine, update
+from sqlalchemy import create_engine, select, update
 
 from dispatcher.accounts import Role
 from dispatcher.cli import main
@@ -23,7 +24,7 @@ from dispatcher.config import Settings
 from dispatcher.scheduler import utcnow
 from dispatcher.store import Store, open_store
 from dispatcher.store.reasons import Reason
-from dispatcher.store.schema import deliveries, pacing_buckets
+from dispatcher.store.schema import consents, deliveries, pacing_buckets
 from tests.conftest import cli_env
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_campaign_shapes import run_once, settings, supporters, write_actions
@@ -150,6 +151,45 @@ async def test_the_delivery_page_explains_a_letter_by_role_without_naming_its_su
         assert f'href="/deliveries/{failed}"' in operator.text  # from its failed letters
     finally:
         store.close()
+
+
+def consent_facts(page: str) -> list[str]:
+    """What the delivery page says outside the attempts table: state, why, details."""
+    body = page.split('<dl class="facts" id="why">', 1)[1].split("<h2>", 1)[0]
+    return re.findall(r"<(?:dd|li)[^>]*>([^<]*)</", body)
+
+
+@pytest.mark.slow
+async def test_the_delivery_page_does_not_tell_a_viewer_which_letters_share_a_supporter(
+    world: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # each consent its own opt-in second and cap, as in life
+        for cid, opted in conn.execute(select(consents.c.id, consents.c.opted_in_at)).all():
+            moved = dict(opted_in_at=opted - dt.timedelta(seconds=cid), monthly_cap=cid + 5)
+            conn.execute(update(consents).where(consents.c.id == cid).values(**moved))
+    engine.dispose()
+    store, config = open_store(db_url), settings(tmp_path, world["DISPATCHER_SMTP_URL"], db_url)
+    add_users(store)
+    try:
+        seen: dict[int, set[str]] = {}
+        for n in (0, 1):
+            for action, target in (("a", "pres"), ("a", "minister"), ("b", "judge")):
+                path = f"/deliveries/{letter(db_url, action, target, n)}"
+                facts = consent_facts((await get_as(config, store, Role.VIEWER, path)).text)
+                assert not [f for f in facts if re.search(r"\d:\d\d|#\d|cap", f)], facts
+                seen.setdefault(n, set()).update(f for f in facts if "consent" in f)
+        assert seen[0] == seen[1] and seen[0], seen  # one supporter's consent reads as another's
+    finally:
+        store.close()
+    secrets = {
+        "DISPATCHER_METRICS_TOKEN": "metrics-tok-1",
+        "DISPATCHER_TELNYX_API_KEY": "telnyx-key-2",
+        "DISPATCHER_API_TOKEN": "api-tok-3",
+    }
+    output = why(world | secrets, letter(db_url, "a", "minister", 0))
+    assert "consent #" in output  # the operator's full view, from the shell
+    assert not [s for s in secrets.values() if s in output], output
 
 
 def rewrite(world: dict[str, str], action: str, **changes: object) -> None:

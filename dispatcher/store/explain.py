@@ -24,6 +24,7 @@ from dispatcher.store.schema import attempts, consents, deliveries, pacing_bucke
 
 RECENT = 5  # attempts shown, newest first
 ROW_FIELDS = [f.name for f in fields(AttemptRow)]
+EXACT = re.compile(r"(\d{4}-\d\d-\d\d) \d\d:\d\d:\d\d UTC")  # as at() writes it
 
 
 class State(StrEnum):
@@ -92,7 +93,7 @@ def explain(
     pattern = _pattern(row) if redact else None
     state, summary = _state(conn, row, now, context)
     tried = tuple(_attempts(conn, delivery_id))
-    details = (*_consent(row), *_facts(row, context))
+    details = (*(_shared_consent(row, now) if redact else _consent(row)), *_facts(row, context))
     return Explanation(
         delivery_id,
         row.action_id,
@@ -100,8 +101,8 @@ def explain(
         row.channel,
         row.status,
         state,
-        redacted(summary, pattern) if redact else summary,
-        tuple(redacted(d, pattern) if redact else d for d in details),
+        _to_the_day(redacted(summary, pattern)) if redact else summary,
+        tuple(_to_the_day(redacted(d, pattern)) if redact else d for d in details),
         None if redact or row.supporter_id is None else row.email,
         tuple(_redacted(a, pattern) for a in tried) if redact else tried,
     )
@@ -257,6 +258,29 @@ def _consent(row: Any) -> list[str]:
         if when is not None:
             lines.append(f"consent {label} at {at(when)}")
     return lines
+
+
+def _shared_consent(row: Any, now: dt.datetime) -> list[str]:
+    """The consent as every supporter's with the same scope and state reads: its number, source,
+    cap, channels and times to the second would tie a supporter's letters together."""
+    if row.consent_id is None or row.scope is None:
+        return ["consent: none left (forgotten, or removed by retention)"]
+    return [f"consent: scope {row.scope}, {_consent_state(row, now)}"]
+
+
+def _consent_state(row: Any, now: dt.datetime) -> str:
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.ended_at is not None and row.ended_at <= now:
+        return "ended"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def _to_the_day(text: str) -> str:
+    """Times to the second are a fingerprint (a supporter's letters are planned together)."""
+    return EXACT.sub(r"\1", text)
 
 
 def _facts(row: Any, context: Context) -> list[str]:

@@ -121,8 +121,10 @@ async def action_page(request: Request) -> Response:
 
 @requires(Role.VIEWER)
 async def delivery_page(request: Request) -> Response:
-    """Why one letter is where it is (as ``dispatcher why`` says). Replies redacted and no
-    supporter named, for every role, as on the send log."""
+    """Why one letter is where it is (as ``dispatcher why`` says). Replies redacted, no supporter
+    named and nothing that ties a supporter's letters together (consent number, cap, times to the
+    second: ids are sequential, so a walk would group them), for every role; the operator's full
+    view is ``dispatcher why`` on the host."""
     ctx = context(request)
     try:
         delivery_id = page_id(request.path_params["delivery_id"])
