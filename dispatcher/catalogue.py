@@ -27,14 +27,31 @@ def faxes(action: Action, channels: tuple[str, ...]) -> bool:
     return any(via == "fax" for _, via in action.delivery_pairs(channels))
 
 
+# A file's digest by path, with the size and times it had then: the dashboard stamps both folders
+# on every poll, and reading every file each time costs more than the page (T5).
+_digests: dict[Path, tuple[tuple[int, int, int, int], bytes]] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    st = path.stat()
+    seen = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    cached = _digests.get(path)
+    if cached is not None and cached[0] == seen:
+        return cached[1]
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    _digests[path] = (seen, digest)
+    return digest
+
+
 def stamp(folder: Path) -> str:
     """A digest of the names and contents of a folder's files: changes when staff edit it, and is
-    the same on every host with the same files (times differ between checkouts)."""
+    the same on every host with the same files (times differ between checkouts, so they only
+    decide whether a file is read again)."""
     digest = hashlib.sha256()
     files = sorted(p for p in (folder.rglob("*") if folder.is_dir() else ()) if p.is_file())
     for path in files:
         name = str(path.relative_to(folder)).encode()
-        digest.update(hashlib.sha256(name).digest() + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(hashlib.sha256(name).digest() + _file_digest(path))
     return digest.hexdigest()
 
 
@@ -63,7 +80,8 @@ class Catalogue:
         self.states: dict[str, ActionState] = {}
         self.held: dict[str, list[RenderError]] = {}
         # Failures while sending, with the template folder as it was then: held until it changes.
-        self._failed: dict[str, tuple[str, RenderError]] = {}
+        # And when: a staff release voids those before it.
+        self._failed: dict[str, tuple[str, RenderError, dt.datetime]] = {}
         self.open: dict[str, tuple[Action, dt.datetime]] = {}
         self.renderer = Renderer(settings.templates_dir)
 
@@ -113,12 +131,17 @@ class Catalogue:
         the action's templates change (the next ``reload`` decides) or staff release them."""
         for hold in stored:
             if hold.kind == "sending" and hold.action_id not in self._failed:
-                self._failed[hold.action_id] = (hold.templates, _restored(hold.action_id, hold.reason))
+                problem = _restored(hold.action_id, hold.reason)
+                self._failed[hold.action_id] = (hold.templates, problem, hold.held_at)
 
-    def release(self, action_id: str) -> None:
-        """Staff released the action: forget why it was held; the next ``reload`` checks again."""
-        if self._failed.pop(action_id, None) is not None:
-            log.warning("%s: hold released by staff; checked again at the next plan", action_id)
+    def release(self, releases: Mapping[str, dt.datetime]) -> None:
+        """Staff released these actions then: forget failures from before (a failure after the
+        release holds the action still); the next ``reload`` checks them again."""
+        for action_id, at in releases.items():
+            failed = self._failed.get(action_id)
+            if failed is not None and failed[2] <= at:
+                del self._failed[action_id]
+                log.warning("%s: hold released by staff; checked again at the next plan", action_id)
 
     def holds(self, worker: str, now: dt.datetime) -> dict[str, ActionHold]:
         """What this catalogue holds, as the store keeps it for the dashboard."""
@@ -127,9 +150,9 @@ class Catalogue:
             failed = self._failed.get(action_id)
             action = self.loaded.actions.get(action_id)
             templates = failed[0] if failed else self._template_state(action) if action else ""
-            kind, reason = ("sending", failed[1]) if failed else ("check", problems[0])
+            kind, reason, at = ("sending", failed[1], failed[2]) if failed else ("check", problems[0], now)
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            out[action_id] = ActionHold(action_id, kind, f"{reason}{more}", now, worker, templates)
+            out[action_id] = ActionHold(action_id, kind, f"{reason}{more}", at, worker, templates)
         return out
 
     def hold(self, action_id: str, problem: RenderError) -> None:
@@ -139,7 +162,7 @@ class Catalogue:
         self.held.setdefault(action_id, []).append(problem)
         action = self.loaded.actions.get(action_id)
         if action is not None:
-            self._failed[action_id] = (self._template_state(action), problem)
+            self._failed[action_id] = (self._template_state(action), problem, self.clock())
         self.recompute()
 
     def set_states(self, states: dict[str, ActionState]) -> None:

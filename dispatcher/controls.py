@@ -151,7 +151,7 @@ def release(store: Store, action: Action, by: str, now: dt.datetime, where: str 
     """Drop every worker's hold of the action (a letter failed to render while sending, so it
     stays held until its templates change): each worker checks it again at its next plan and
     holds it again only if it still fails. Returns how many holds were dropped."""
-    released = store.release_holds(action.id)
+    released = store.release_holds(action.id, now)
     if not released:
         raise ControlError(f"{action.id} is not held by any dispatcher; nothing to release")
     _audit(store, "release", action, by, now, where, f"{released} worker hold(s) dropped")

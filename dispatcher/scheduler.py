@@ -104,6 +104,7 @@ class Dispatcher:
         self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
         self._refreshed = 0.0
         self._holds_said: dict[str, tuple[str, str, str]] | None = None
+        self._holds_written = clock()  # when they were written
         self._started = clock()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
         self._failure: BaseException | None = None  # what ended a background task
@@ -136,8 +137,9 @@ class Dispatcher:
         holds = self.catalogue.holds(self.worker_id, self.clock())
         said = {a: (h.kind, h.reason, h.templates) for a, h in holds.items()}
         if said != self._holds_said:
+            written = self.clock()
             await self.db(self.store.set_holds, self.worker_id, holds)
-            self._holds_said = said
+            self._holds_said, self._holds_written = said, written
 
     async def beat(self, stopped: bool = False) -> None:
         """Tell the store (and so the dashboard) this dispatcher is alive, and what it holds.
@@ -175,14 +177,14 @@ class Dispatcher:
                 log.info("%s: %d deliveries %s", action_id, changed, final.value)
 
     async def take_holds(self) -> None:
-        """Adopt what other workers hold while sending; forget what staff released of ours (its
-        rows are gone from the store) and write our holds again once checked again."""
+        """Adopt what other workers hold while sending; forget what staff released of ours (by
+        the release times, not by our rows: those may be missing for other reasons) and write
+        our holds again once checked again."""
+        releases = await self.db(self.store.hold_releases)
         stored = await self.db(self.store.action_holds, self.clock())
-        mine = {h.action_id for h in stored if h.worker == self.worker_id}
-        released = set(self._holds_said or ()) - mine
-        for action_id in released:
-            self.catalogue.release(action_id)
-        if released:
+        self.catalogue.release(releases)
+        said = self._holds_said or {}
+        if any(at >= self._holds_written for a, at in releases.items() if a in said):
             self._holds_said = None
         self.catalogue.adopt(stored)
 

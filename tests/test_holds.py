@@ -17,12 +17,18 @@ import pytest
 
 from dispatcher.accounts import Role
 from dispatcher.catalogue import stamp
+from dispatcher.channels import make_channels
 from dispatcher.config import load_actions
+from dispatcher.render import RenderError
+from dispatcher.scheduler import Dispatcher
 from dispatcher.store import ActionHold, Status, Store, WorkerBeat, open_store
 from dispatcher.store.accounts import entries
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
+from tests.test_email_smtp import ACTION_ID, WORKER, make_settings
+from tests.test_email_smtp import action as action
+from tests.test_email_smtp import db as db
 from tests.test_forecast import beat, forecast_of, queue_letters, utcnow, world_with_a_template_failing_for
 from tests.test_kill import dispatcher_executable, stop, wait_until
 from tests.test_store_contract import people
@@ -169,3 +175,40 @@ def test_a_running_worker_drops_a_released_hold(tmp_path: Path) -> None:
     finally:
         stop(worker)
         store.close()
+
+
+async def test_a_release_stays_when_a_worker_writes_its_holds_again(store: Store) -> None:
+    """T2: a worker whose holds change before it noticed the release writes them all again;
+    the released one stays released, but a failure after the release holds the action again."""
+    beat(store, "host-a:1", seconds_ago=1)
+    beat(store, "host-b:2", seconds_ago=1)
+    failed_at = utcnow() - dt.timedelta(seconds=5)
+    old = replace(hold_of("host-b:2"), held_at=failed_at)
+    store.set_holds("host-a:1", {ACTION: replace(old, worker="host-a:1")})
+    store.set_holds("host-b:2", {ACTION: old})
+    assert store.release_holds(ACTION, utcnow()) == 2
+    store.set_holds("host-b:2", {ACTION: old, "other": replace(old, action_id="other")})
+    assert [h.action_id for h in store.action_holds(utcnow())] == ["other"]
+    again = replace(old, held_at=utcnow() + dt.timedelta(seconds=1))  # it failed once more
+    store.set_holds("host-b:2", {ACTION: again})
+    assert [(h.action_id, h.worker) for h in store.action_holds(utcnow())] == [(ACTION, "host-b:2")]
+
+
+@pytest.mark.usefixtures("action")
+async def test_a_worker_without_its_heartbeat_row_keeps_its_holds(tmp_path: Path, db: Store) -> None:
+    """T3: this worker's row is missing (never beat yet, or forgotten): its holds are not read
+    back, which is no staff release; a real release is, at the worker's next plan."""
+    settings = make_settings(tmp_path, "smtp://127.0.0.1:9")
+    dispatcher = Dispatcher(settings, db, make_channels(settings, db), worker_id=WORKER)
+    dispatcher.catalogue.reload()
+    dispatcher.catalogue.hold(ACTION_ID, RenderError(ACTION_ID, "t", None, "boom"))
+    await dispatcher.publish_holds()
+
+    def kind() -> str:
+        return dispatcher.catalogue.holds(WORKER, utcnow())[ACTION_ID].kind
+
+    await dispatcher.take_holds()
+    assert kind() == "sending"
+    db.release_holds(ACTION_ID, utcnow())
+    await dispatcher.take_holds()
+    assert kind() == "check"  # forgotten; the next reload checks it again

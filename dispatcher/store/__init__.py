@@ -281,6 +281,12 @@ class ActionHold:
     templates: str
 
 
+def released_before(hold: ActionHold, released: Mapping[str, dt.datetime]) -> bool:
+    """A hold taken while sending that staff released afterwards: it no longer holds anything."""
+    at = released.get(hold.action_id)
+    return hold.kind == "sending" and at is not None and hold.held_at <= at
+
+
 @dataclass(frozen=True)
 class QueueCount:
     action_id: str
@@ -418,8 +424,13 @@ class Store(abc.ABC):
         left alone; one held already keeps its ``held_at``."""
 
     @abc.abstractmethod
-    def release_holds(self, action_id: str) -> int:
-        """Staff release the action: every worker's hold of it goes. Returns how many."""
+    def release_holds(self, action_id: str, now: dt.datetime) -> int:
+        """Staff release the action: every worker's hold of it goes, and a "sending" hold taken
+        before ``now`` is not stored or read again. Returns how many went."""
+
+    @abc.abstractmethod
+    def hold_releases(self) -> dict[str, dt.datetime]:
+        """When staff last released each action's holds."""
 
     @property
     @abc.abstractmethod

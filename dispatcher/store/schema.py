@@ -384,6 +384,15 @@ action_holds = Table(
     Column("templates", String(64), nullable=False),  # the template folder's stamp then
 )
 
+# When staff last released each action's holds: a "sending" hold taken before then is void, so a
+# worker that writes its holds again before it noticed the release cannot bring it back.
+hold_releases = Table(
+    "hold_releases",
+    metadata,
+    Column("action_id", String(128), primary_key=True),
+    Column("released_at", UTCDateTime(), nullable=False),
+)
+
 # Each running dispatcher says it is alive, and what it holds, every few seconds.
 workers = Table(
     "workers",

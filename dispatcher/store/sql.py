@@ -65,6 +65,7 @@ from dispatcher.store import (
     WorkerBeat,
     mandates,
     quota,
+    released_before,
     submissions,
 )
 from dispatcher.store.accounts import SqlAccounts
@@ -81,6 +82,7 @@ from dispatcher.store.schema import (
     deliveries,
     early_events,
     fax_media,
+    hold_releases,
     meta,
     pacing_buckets,
     personal_words,
@@ -188,6 +190,11 @@ def _postgres_engine(url: URL) -> Engine:
 def _basis(tags: Sequence[str], language: str | None) -> str:
     """What a pair's watermark was planned under: the action's tags, the letter's language."""
     return hashlib.sha256(f"{sorted(tags)}|{language}".encode()).hexdigest()[:16]
+
+
+def _releases(conn: Connection) -> dict[str, dt.datetime]:
+    rows = conn.execute(select(hold_releases)).all()
+    return {r.action_id: r.released_at for r in rows}
 
 
 @dataclass(frozen=True)
@@ -333,7 +340,15 @@ class SqlStore(Store):
         h, kept = action_holds, workers.c.last_seen >= now - WORKERS_KEPT
         # A stopped worker sends nothing: its check holds (its host's font) say nothing now.
         said = or_(h.c.kind == "sending", workers.c.stopped_at.is_(None))
-        query = select(h).join(workers, workers.c.worker_id == h.c.worker).where(kept, said)
+        r = hold_releases
+        # A sending hold taken before staff released the action is void (T2).
+        valid = or_(h.c.kind != "sending", r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
+        query = (
+            select(h)
+            .join(workers, workers.c.worker_id == h.c.worker)
+            .outerjoin(r, r.c.action_id == h.c.action_id)
+            .where(kept, said, valid)
+        )
         with self._read() as conn:
             rows = conn.execute(query.order_by(h.c.held_at, h.c.action_id, h.c.worker)).all()
         return [ActionHold(**r._mapping) for r in rows]
@@ -342,7 +357,10 @@ class SqlStore(Store):
         h = action_holds
         with self.engine.begin() as conn:
             conn.execute(delete(h).where(h.c.worker == worker, h.c.action_id.not_in(list(holds))))
+            released = _releases(conn)
             for hold in holds.values():
+                if released_before(hold, released):
+                    continue  # staff released it since: this worker forgets it at its next plan
                 changes = {k: getattr(hold, k) for k in ("kind", "reason", "templates")}
                 upsert = self._insert(h).values(
                     action_id=hold.action_id, worker=worker, held_at=hold.held_at, **changes
@@ -351,9 +369,17 @@ class SqlStore(Store):
                     upsert.on_conflict_do_update(index_elements=["action_id", "worker"], set_=changes)
                 )
 
-    def release_holds(self, action_id: str) -> int:
+    def release_holds(self, action_id: str, now: dt.datetime) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(delete(action_holds).where(action_holds.c.action_id == action_id)).rowcount
+            dropped = conn.execute(delete(action_holds).where(action_holds.c.action_id == action_id))
+            when = {"released_at": now}
+            upsert = self._insert(hold_releases).values(action_id=action_id, **when)
+            conn.execute(upsert.on_conflict_do_update(index_elements=["action_id"], set_=when))
+            return int(dropped.rowcount)
+
+    def hold_releases(self) -> dict[str, dt.datetime]:
+        with self._read() as conn:
+            return _releases(conn)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,4 +1,5 @@
-"""action holds: what a running dispatcher holds, for the dashboard and ``dispatcher actions``
+"""action holds: what a running dispatcher holds, for the dashboard and ``dispatcher actions``;
+hold releases: when staff last released each action
 
 Revision ID: 0008
 Revises: 0007
@@ -29,7 +30,14 @@ def upgrade() -> None:
         sa.Column("templates", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("action_id", "worker", name=op.f("pk_action_holds")),
     )
+    op.create_table(
+        "hold_releases",
+        sa.Column("action_id", sa.String(length=128), nullable=False),
+        sa.Column("released_at", When, nullable=False),
+        sa.PrimaryKeyConstraint("action_id", name=op.f("pk_hold_releases")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("hold_releases")
     op.drop_table("action_holds")
