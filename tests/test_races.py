@@ -98,3 +98,14 @@ async def test_a_call_that_answers_wakes_the_calls_waiting_out_an_outage() -> No
         assert db.outage.since is None
     finally:
         db.shutdown()
+
+
+def test_a_young_worker_takes_back_only_its_own_leases(store: Store) -> None:
+    planned(store, 3)
+    take(store, "A", 2)
+    take(store, "B", 1)
+    # The store was away for ten minutes: every lease ran out, nobody has beaten since.
+    back = NOW + dt.timedelta(minutes=10)
+    # B started in that window: A's first beat may still be on its way, so A looks dead but is not.
+    assert store.recover("B", back, others=False) == 1
+    assert store.recover("B", back) == 2  # up long enough: A's silence now means A is gone

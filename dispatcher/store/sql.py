@@ -755,12 +755,13 @@ class SqlStore(Store):
         }
         return [by_id[i] for i in ids]  # the fair order the allocator chose
 
-    def recover(self, worker: str, now: dt.datetime) -> int:
+    def recover(self, worker: str, now: dt.datetime, others: bool = True) -> int:
         d = deliveries
+        whose = ~_alive_owner(worker, now) if others else d.c.lease_owner == worker
         with self.engine.begin() as conn:
             lost = conn.execute(
                 select(d.c.id, d.c.action_id, d.c.target_id, d.c.channel, d.c.lease_owner)
-                .where(d.c.status == Status.SENDING, d.c.lease_until < now, ~_alive_owner(worker, now))
+                .where(d.c.status == Status.SENDING, d.c.lease_until < now, whose)
                 .with_for_update(skip_locked=True)
             ).all()
             if not lost:
