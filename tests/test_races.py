@@ -109,3 +109,14 @@ def test_a_young_worker_takes_back_only_its_own_leases(store: Store) -> None:
     # B started in that window: A's first beat may still be on its way, so A looks dead but is not.
     assert store.recover("B", back, others=False) == 1
     assert store.recover("B", back) == 2  # up long enough: A's silence now means A is gone
+
+
+def test_a_worker_whose_clock_runs_ahead_forgets_no_one(store: Store) -> None:
+    now = dt.datetime.now(dt.UTC)  # pruning goes by the store's clock, which is the real one
+    gone = now - dt.timedelta(hours=2)
+    store.heartbeat(WorkerBeat("C", gone, gone, 0, 0, None))
+    store.heartbeat(WorkerBeat("B", now, now, 0, 0, None))
+    assert {w.worker_id for w in store.workers()} == {"B"}  # silent for over an hour: forgotten
+    ahead = now + dt.timedelta(hours=2)
+    store.heartbeat(WorkerBeat("A", ahead, ahead, 0, 0, None))
+    assert {w.worker_id for w in store.workers()} == {"A", "B"}

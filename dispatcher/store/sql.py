@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Interval,
     and_,
     bindparam,
     case,
@@ -322,7 +323,15 @@ class SqlStore(Store):
                 worker_id=beat.worker_id, started_at=beat.started_at, **values
             )
             conn.execute(upsert.on_conflict_do_update(index_elements=["worker_id"], set_=values))
-            conn.execute(delete(workers).where(workers.c.last_seen < beat.last_seen - WORKERS_KEPT))
+            conn.execute(delete(workers).where(workers.c.last_seen < self._forget_before(beat.last_seen)))
+
+    def _forget_before(self, last_seen: dt.datetime) -> ColumnElement[dt.datetime]:
+        """Rows older than this are forgotten: by the beat's clock, unless the store's is behind
+        it (a worker whose clock runs an hour ahead must not erase every other worker's row)."""
+        if self.dialect == "sqlite":  # a file on this host: the store's clock is this host's
+            store_now = dt.datetime.now(dt.UTC)
+            return literal(min(last_seen, store_now) - WORKERS_KEPT, UTCDateTime())
+        return func.least(literal(last_seen, UTCDateTime()), func.now()) - literal(WORKERS_KEPT, Interval())
 
     def workers(self) -> list[WorkerBeat]:
         with self._read() as conn:
