@@ -120,3 +120,11 @@ def test_a_worker_whose_clock_runs_ahead_forgets_no_one(store: Store) -> None:
     ahead = now + dt.timedelta(hours=2)
     store.heartbeat(WorkerBeat("A", ahead, ahead, 0, 0, None))
     assert {w.worker_id for w in store.workers()} == {"A", "B"}
+
+
+def test_a_worker_whose_clock_runs_ahead_takes_back_no_live_workers_leases(store: Store) -> None:
+    planned(store, 2)
+    now = dt.datetime.now(dt.UTC)  # liveness goes by the store's clock, which is the real one
+    take(store, "A", at=now - LEASE * 2)  # its leases ran out during an outage, say
+    beat(store, "A", now)  # and it beats again
+    assert store.recover("B", now + dt.timedelta(minutes=2)) == 0  # B's clock is two minutes ahead
