@@ -39,7 +39,7 @@ from dispatcher.results import ResultWriter, Tally
 from dispatcher.retention import EVERY as RETENTION_EVERY
 from dispatcher.retention import RetentionJob
 from dispatcher.sending import Sender
-from dispatcher.store import Backlog, Store, WorkerBeat
+from dispatcher.store import ALIVE, Backlog, Store, WorkerBeat
 from dispatcher.store.faults import cause
 from dispatcher.store.thread import StoreThread
 
@@ -106,6 +106,7 @@ class Dispatcher:
         self._holds_said: dict[str, tuple[str, str, str]] | None = None
         self._holds_written = clock()  # when they were written
         self._started = clock()
+        self._up_since = time.monotonic()
         self.left = Backlog(0, 0, None)  # what ``run_once`` left pending
         self._failure: BaseException | None = None  # what ended a background task
 
@@ -120,7 +121,7 @@ class Dispatcher:
         # After a store outage every worker's leases may have run out while it kept sending: give
         # them one lease period to commit and renew what they hold before taking anything back.
         if not self.db.outage.within(self.settings.lease_seconds):
-            recovered = await self.db(self.store.recover, self.worker_id, now)
+            recovered = await self.db(self.store.recover, self.worker_id, now, self._up_long_enough())
             if recovered:
                 log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
         self.catalogue.set_states(await self.db(self.store.action_states))
@@ -129,6 +130,12 @@ class Dispatcher:
         self.feeder.dry.clear()
         self._refreshed = time.monotonic()
         self._wake.set()
+
+    def _up_long_enough(self) -> bool:
+        """Whether another worker's silence means it is gone. After an outage a live worker's
+        first beat can come up to a beat period after the store answers; a worker started in that
+        window has no outage on record and would take its leases while it still sends them."""
+        return time.monotonic() - self._up_since >= ALIVE.total_seconds() + BEAT_EVERY
 
     async def publish_holds(self) -> None:
         """Put what this worker holds where the dashboard and ``dispatcher actions`` read it."""
@@ -152,13 +159,23 @@ class Dispatcher:
         await asyncio.to_thread(self.store.heartbeat, beat)
 
     async def _beat_until_drained(self) -> None:
+        back = self.db.outage.back
         while not self._drained.is_set():
+            back.clear()
             try:
                 await self.beat()
             except Exception as exc:  # the store is away: the store thread logs the outage
                 log.debug("heartbeat not written: %s", cause(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), BEAT_EVERY)
+            await self._beat_pause(back)
+
+    async def _beat_pause(self, back: asyncio.Event) -> None:
+        """BEAT_EVERY, cut short when the worker drains or an outage ends (beat at once then)."""
+        waits = {asyncio.ensure_future(self._drained.wait()), asyncio.ensure_future(back.wait())}
+        try:
+            await asyncio.wait(waits, timeout=BEAT_EVERY, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def sweep(self) -> None:
         """Pending deliveries of actions past their deadline expire; of closed ones, cancel.

@@ -98,3 +98,33 @@ async def test_a_call_that_answers_wakes_the_calls_waiting_out_an_outage() -> No
         assert db.outage.since is None
     finally:
         db.shutdown()
+
+
+def test_a_young_worker_takes_back_only_its_own_leases(store: Store) -> None:
+    planned(store, 3)
+    take(store, "A", 2)
+    take(store, "B", 1)
+    # The store was away for ten minutes: every lease ran out, nobody has beaten since.
+    back = NOW + dt.timedelta(minutes=10)
+    # B started in that window: A's first beat may still be on its way, so A looks dead but is not.
+    assert store.recover("B", back, others=False) == 1
+    assert store.recover("B", back) == 2  # up long enough: A's silence now means A is gone
+
+
+def test_a_worker_whose_clock_runs_ahead_forgets_no_one(store: Store) -> None:
+    now = dt.datetime.now(dt.UTC)  # pruning goes by the store's clock, which is the real one
+    gone = now - dt.timedelta(hours=2)
+    store.heartbeat(WorkerBeat("C", gone, gone, 0, 0, None))
+    store.heartbeat(WorkerBeat("B", now, now, 0, 0, None))
+    assert {w.worker_id for w in store.workers()} == {"B"}  # silent for over an hour: forgotten
+    ahead = now + dt.timedelta(hours=2)
+    store.heartbeat(WorkerBeat("A", ahead, ahead, 0, 0, None))
+    assert {w.worker_id for w in store.workers()} == {"A", "B"}
+
+
+def test_a_worker_whose_clock_runs_ahead_takes_back_no_live_workers_leases(store: Store) -> None:
+    planned(store, 2)
+    now = dt.datetime.now(dt.UTC)  # liveness goes by the store's clock, which is the real one
+    take(store, "A", at=now - LEASE * 2)  # its leases ran out during an outage, say
+    beat(store, "A", now)  # and it beats again
+    assert store.recover("B", now + dt.timedelta(minutes=2)) == 0  # B's clock is two minutes ahead

@@ -362,9 +362,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def recover(self, worker: str, now: dt.datetime) -> int:
+    def recover(self, worker: str, now: dt.datetime, others: bool = True) -> int:
         """Deliveries whose lease ran out mid-attempt go back to pending, logged as interrupted;
-        not those of another worker that beat within ``ALIVE`` (it is still sending them)."""
+        not those of another worker that beat within ``ALIVE`` (it is still sending them).
+        With ``others`` false, only ``worker``'s own: it has not been up long enough to tell a
+        gone worker from one whose first beat after an outage is still on its way."""
 
     @abc.abstractmethod
     def release(self, worker: str, delivery_ids: Sequence[int], now: dt.datetime) -> int:

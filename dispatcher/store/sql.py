@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Interval,
     and_,
     bindparam,
     case,
@@ -279,7 +280,7 @@ def _closed_mark(action_id: str, status: Status) -> dict[str, Any]:
     return {"last_error": marked}
 
 
-def _alive_owner(worker: str, now: dt.datetime) -> ColumnElement[bool]:
+def _alive_owner(worker: str, since: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
     """The lease's owner, another worker, beat within ALIVE and has not stopped: it runs, and
     its leases ran out only because the store was away; it renews them itself once it answers.
     A worker's own expired leases are its to take back (a restart under the same id)."""
@@ -287,7 +288,7 @@ def _alive_owner(worker: str, now: dt.datetime) -> ColumnElement[bool]:
     return exists().where(
         w.c.worker_id == d.c.lease_owner,
         w.c.worker_id != worker,
-        w.c.last_seen > literal(now - ALIVE, UTCDateTime()),
+        w.c.last_seen > since,
         w.c.stopped_at.is_(None),
     )
 
@@ -329,7 +330,17 @@ class SqlStore(Store):
                 worker_id=beat.worker_id, started_at=beat.started_at, **values
             )
             conn.execute(upsert.on_conflict_do_update(index_elements=["worker_id"], set_=values))
-            conn.execute(delete(workers).where(workers.c.last_seen < beat.last_seen - WORKERS_KEPT))
+            # A worker whose clock runs an hour ahead must not erase every other worker's row.
+            forget_before = self._before_by_store(beat.last_seen, WORKERS_KEPT)
+            conn.execute(delete(workers).where(workers.c.last_seen < forget_before))
+
+    def _before_by_store(self, now: dt.datetime, span: dt.timedelta) -> ColumnElement[dt.datetime]:
+        """``span`` before ``now``, or before the store's clock if that is behind: a worker whose
+        clock runs ahead neither forgets nor gives up on the others early (last_seen is each
+        writer's clock)."""
+        if self.dialect == "sqlite":  # a file on this host: the store's clock is this host's
+            return literal(min(now, dt.datetime.now(dt.UTC)) - span, UTCDateTime())
+        return func.least(literal(now, UTCDateTime()), func.now()) - literal(span, Interval())
 
     def workers(self) -> list[WorkerBeat]:
         with self._read() as conn:
@@ -781,12 +792,14 @@ class SqlStore(Store):
         }
         return [by_id[i] for i in ids]  # the fair order the allocator chose
 
-    def recover(self, worker: str, now: dt.datetime) -> int:
+    def recover(self, worker: str, now: dt.datetime, others: bool = True) -> int:
         d = deliveries
+        alive_since = self._before_by_store(now, ALIVE)
+        whose = ~_alive_owner(worker, alive_since) if others else d.c.lease_owner == worker
         with self.engine.begin() as conn:
             lost = conn.execute(
                 select(d.c.id, d.c.action_id, d.c.target_id, d.c.channel, d.c.lease_owner)
-                .where(d.c.status == Status.SENDING, d.c.lease_until < now, ~_alive_owner(worker, now))
+                .where(d.c.status == Status.SENDING, d.c.lease_until < now, whose)
                 .with_for_update(skip_locked=True)
             ).all()
             if not lost:

@@ -41,6 +41,9 @@ class Outage:
         self.ended: float | None = None  # time.monotonic() the last outage ended
         self.cause = ""
         self._failing = 0  # calls now waiting to try again
+        # Set when an outage ends: the heartbeat goes out at once, not up to a beat period later,
+        # so that other workers do not read this worker's silence after the outage as death.
+        self.back = asyncio.Event()
 
     def failed(self, exc: BaseException, first: bool) -> None:
         self._failing += first
@@ -64,6 +67,7 @@ class Outage:
         if self._failing == 0 and self.since is not None:
             log.warning("store answers again after %.1f s; resuming", time.monotonic() - self.since)
             self.since, self.ended = None, time.monotonic()
+            self.back.set()
 
     def within(self, seconds: float) -> bool:
         """The store is away, or came back less than ``seconds`` ago."""
