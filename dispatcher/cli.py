@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import getpass
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -430,16 +431,23 @@ def _control(ctx: Context, action_id: str) -> tuple[Action, str, dt.datetime]:
     return ctx.action(action_id), getpass.getuser(), utcnow()
 
 
+@contextlib.contextmanager
+def _refused() -> Iterator[None]:
+    """A control the action's state does not allow ends the command with its reason."""
+    try:
+        yield
+    except controls.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.command()
 @click.argument("action_id")
 @pass_ctx
 def pause(ctx: Context, action_id: str) -> None:
     """Stop sending ACTION_ID (running dispatchers stop within seconds); resume continues."""
     action, by, now = _control(ctx, action_id)
-    try:
+    with _refused():
         controls.pause(ctx.store, action, by, now)
-    except controls.ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} paused")
 
 
@@ -449,10 +457,8 @@ def pause(ctx: Context, action_id: str) -> None:
 def resume(ctx: Context, action_id: str) -> None:
     """Continue sending a paused action."""
     action, by, now = _control(ctx, action_id)
-    try:
+    with _refused():
         controls.resume(ctx.store, action, by, now)
-    except controls.ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} resumed")
 
 
@@ -462,10 +468,8 @@ def resume(ctx: Context, action_id: str) -> None:
 def close(ctx: Context, action_id: str) -> None:
     """Close ACTION_ID: its pending letters are cancelled (reopen takes it back within 24 hours)."""
     action, by, now = _control(ctx, action_id)
-    try:
+    with _refused():
         cancelled = controls.close(ctx.store, action, by, now)
-    except controls.ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} closed; {cancelled} pending deliveries cancelled")
     until = controls.reopen_until(action, ctx.store.action_states().get(action.id), now)
     if until is not None:
@@ -479,10 +483,8 @@ def release(ctx: Context, action_id: str) -> None:
     """Release ACTION_ID held after a letter failed to render while sending: running dispatchers
     check it again at their next plan and send unless it still fails."""
     action, by, now = _control(ctx, action_id)
-    try:
+    with _refused():
         controls.release(ctx.store, action, by, now)
-    except controls.ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id}: hold released; dispatchers check it again at their next plan")
 
 
@@ -493,10 +495,8 @@ def reopen(ctx: Context, action_id: str) -> None:
     """Take back a close of ACTION_ID made within the last 24 hours: its cancelled letters go out
     (once resumed, if it was paused before the close)."""
     action, by, now = _control(ctx, action_id)
-    try:
+    with _refused():
         revived = controls.reopen(ctx.store, action, by, now)
-    except controls.ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} reopened; {revived} cancelled deliveries back in the queue")
     if ctx.store.action_states()[action.id].status == "paused":
         click.echo(f"it stays paused, as it was before the close: `dispatcher resume {action_id}` sends them")
@@ -517,10 +517,8 @@ def extend(ctx: Context, action_id: str, deadline: str) -> None:
         )
     except ValueError as exc:
         raise click.ClickException(f"{deadline!r} is not a date (2026-12-31) or date-time") from exc
-    try:
+    with _refused():
         revived = controls.extend(ctx.store, action, until, by, now)
-    except controls.ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{action_id} extended to {until}; {revived} expired deliveries back in the queue")
 
 
