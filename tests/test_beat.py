@@ -14,7 +14,8 @@ from dispatcher.channels import make_channels
 from dispatcher.scheduler import Dispatcher
 from dispatcher.store import ALIVE, Store, WorkerBeat
 from tests.smtp_server import SmtpServer
-from tests.test_email_smtp import WORKER, make_settings, until
+from tests.support.processes import until
+from tests.test_email_smtp import WORKER, make_settings
 from tests.test_email_smtp import action as action
 from tests.test_email_smtp import db as db
 from tests.test_email_smtp import smtp as smtp

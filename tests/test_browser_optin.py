@@ -35,7 +35,8 @@ from tests.conftest import ROOT, cli_env
 from tests.smtp_server import Received, SmtpServer
 
 # The dashboard's browser test skips (or fails) this module too when there is no browser.
-from tests.test_browser import ARTIFACTS, chromium, stop, tail, wait_until, web_is_up
+from tests.support.processes import stop
+from tests.test_browser import ARTIFACTS, chromium, tail, wait_until, web_is_up
 
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, ViewportSize, expect  # isort: skip
 

@@ -31,6 +31,7 @@ from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore
 from dispatcher.supporters import KnownScopes, import_file
 from tests.smtp_server import Received, ScriptedHandler, SmtpServer
+from tests.support.processes import until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ACTION = ROOT / "config" / "actions" / "demo-xinjiang.yaml"
@@ -152,14 +153,6 @@ def assert_log_matches_wire(store: Store, server: SmtpServer) -> None:
     per_delivery = Counter(row.delivery_id for row in log)
     for row in delivery_rows(store):
         assert row.attempts == per_delivery[row.id], row
-
-
-async def until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def settle(server: SmtpServer, quiet: float, within: float) -> list[Received]:

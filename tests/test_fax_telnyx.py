@@ -42,9 +42,9 @@ from tests.fax_servers.telnyx import (
     public_key_b64,
     signed_headers,
 )
+from tests.support.processes import dispatcher_executable, stop, wait_until
 from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
-from tests.test_kill import dispatcher_executable, stop
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
@@ -333,7 +333,7 @@ class Processes:
             [self.exe, "run", "--worker-id", "w1"], env=self.env, stdout=self.out, stderr=self.out
         )
         try:
-            _wait(until, 30, what)
+            wait_until(until, 30, what)
         finally:
             stop(proc, 9)
 
@@ -367,14 +367,6 @@ def finals_of(fake: FakeTelnyx, fax_id: str) -> list[tuple[str, int]]:
     return [(s.event_type, s.status) for s in fake.sent(fax_id) if s.event_type.startswith("fax.deliv")]
 
 
-def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
 def test_a_kill_while_faxes_are_submitted_loses_nothing_and_faxes_nothing_twice(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     fake = FakeTelnyx(API_KEY, CONNECTION, SENDER, key, step=1.0)  # a slow line: seconds per fax
@@ -385,10 +377,10 @@ def test_a_kill_while_faxes_are_submitted_loses_nothing_and_faxes_nothing_twice(
             lambda: any(r.status == "submitted" for r in run.store.queue_counts()), "a fax submitted"
         )
         [first] = fake.faxes_to(MINISTER)
-        _wait(lambda: ("fax.delivered", 200) in finals_of(fake, first.id), 20, "its webhook")
+        wait_until(lambda: ("fax.delivered", 200) in finals_of(fake, first.id), 20, "its webhook")
         run.run_once(120)
         # --once does not wait for the provider: the next run asks it (no webhook came).
-        _wait(lambda: all(f.status == "delivered" for f in fake.faxes_to(MINISTER)), 20, "both faxes")
+        wait_until(lambda: all(f.status == "delivered" for f in fake.faxes_to(MINISTER)), 20, "both faxes")
         run.run_once(120)
         status = Counter(r.status for r in run.store.queue_counts() for _ in range(r.count))
         rows = [a for a in run.store.attempt_log() if a.channel == "fax"]

@@ -31,9 +31,9 @@ from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env
 from tests.contract import world as contract_world
 from tests.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio, Fax
+from tests.support.processes import dispatcher_executable
 from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
-from tests.test_kill import dispatcher_executable
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 

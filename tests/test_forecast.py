@@ -23,9 +23,9 @@ from dispatcher.config import Action
 from dispatcher.render import Renderer, RenderError
 from dispatcher.store import ActionHold, Store, WorkerBeat, open_store
 from tests.conftest import ROOT, cli_env
+from tests.support.processes import dispatcher_executable
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
-from tests.test_kill import dispatcher_executable
 from tests.test_store_contract import people
 from tests.web_client import add_users, client, csrf_of, web_settings
 

@@ -6,7 +6,6 @@ aiosmtpd server on 127.0.0.1."""
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import signal
 import subprocess
@@ -20,14 +19,14 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy import select as sql_select
 
 from dispatcher import pacing
-from dispatcher.scheduler import utcnow
 from dispatcher.store import Store, Terms, open_store
 from dispatcher.store.schema import deliveries
 from dispatcher.store.sql import IDLE_IN_TRANSACTION, SqlStore, engine_for
 from tests.smtp_server import ScriptedHandler, SmtpServer
+from tests.support import workers
+from tests.support.processes import wait_until
 from tests.test_claims import DEFAULT, claim, group
-from tests.test_email_smtp import ROOT, people, write_action
-from tests.test_kill import delivery_rows, dispatcher_executable, stop, wait_until
+from tests.test_kill import delivery_rows
 from tests.test_store_contract import NOW
 from tests.test_store_contract import people as claims_people
 
@@ -42,26 +41,20 @@ SERVER_DELAY = 0.15  # seconds before each 250 to DATA: a frozen worker has lett
 
 
 def worker_env(tmp_path: Path, pg_url: str, smtp_url: str, name: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env.update(
-        {
-            "DISPATCHER_SETTINGS": str(tmp_path / "no-settings.toml"),
-            "DISPATCHER_DATABASE_URL": pg_url,
-            "DISPATCHER_AUTO_MIGRATE": "false",
-            "DISPATCHER_ACTIONS_DIR": str(tmp_path / "actions"),
-            "DISPATCHER_TEMPLATES_DIR": str(ROOT / "templates"),
-            "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
-            "DISPATCHER_SMTP_URL": smtp_url,
-            "DISPATCHER_SMTP_POOL": "4",
-            "DISPATCHER_RATE_GLOBAL": str(RATE),
-            "DISPATCHER_RATE_PER_TARGET": str(RATE),
-            "DISPATCHER_BURST_PER_TARGET": "5",
-            "DISPATCHER_BATCH_SIZE": str(BATCH),
-            "DISPATCHER_LEASE_SECONDS": str(LEASE),
-            "PGAPPNAME": name,  # libpq's: how the test finds this worker's sessions
-        }
+    return workers.worker_env(
+        tmp_path,
+        pg_url,
+        smtp_url,
+        smtp_timeout=None,
+        DISPATCHER_AUTO_MIGRATE="false",
+        DISPATCHER_SMTP_POOL="4",
+        DISPATCHER_RATE_GLOBAL=str(RATE),
+        DISPATCHER_RATE_PER_TARGET=str(RATE),
+        DISPATCHER_BURST_PER_TARGET="5",
+        DISPATCHER_BATCH_SIZE=str(BATCH),
+        DISPATCHER_LEASE_SECONDS=str(LEASE),
+        PGAPPNAME=name,  # libpq's: how the test finds this worker's sessions
     )
-    return env
 
 
 def holds_buckets(engine: Engine, name: str) -> bool:
@@ -105,23 +98,15 @@ def longest_gap(times: list[float], start: float, end: float) -> float:
 
 @pytest.mark.slow
 def test_a_worker_frozen_inside_its_claim_does_not_stop_the_other(tmp_path: Path, pg_url: str) -> None:
-    executable = dispatcher_executable()
-    write_action(tmp_path / "actions")
+    workers.seed(pg_url, tmp_path, TOTAL)
     store = open_store(pg_url)
-    store.import_supporters(people(TOTAL), utcnow())
     watcher = engine_for(pg_url)
-    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("frozen", "other")}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    running = workers.Workers(tmp_path)  # each with its own env
+    procs = running.procs
     try:
         with SmtpServer(ScriptedHandler(delay=SERVER_DELAY)) as smtp:
             for name in ("frozen", "other"):
-                procs[name] = subprocess.Popen(
-                    [executable, "run", "--worker-id", name],
-                    cwd=tmp_path,
-                    env=worker_env(tmp_path, pg_url, smtp.url, name),
-                    stdout=logs[name],
-                    stderr=subprocess.STDOUT,
-                )
+                running.start(name, env=worker_env(tmp_path, pg_url, smtp.url, name))
             smtp.wait_for(20, timeout=30)
             caught = time.time()
             stop_inside_claim(procs["frozen"], watcher, "frozen")
@@ -136,22 +121,20 @@ def test_a_worker_frozen_inside_its_claim_does_not_stop_the_other(tmp_path: Path
                 "every letter to be sent",
                 interval=0.2,
             )
-            codes = {name: stop(proc) for name, proc in procs.items()}
+            codes = running.stop()
             got = smtp.received()
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
-            stop(proc, signal.SIGKILL)
-        for fh in logs.values():
-            fh.close()
+        running.stop(signal.SIGKILL)
         watcher.dispose()
     try:
         log = list(store.attempt_log())
     finally:
         store.close()
 
-    output = {name: (tmp_path / f"{name}.log").read_text() for name in logs}
+    output = {name: running.log(name) for name in procs}
     assert codes == {"frozen": 0, "other": 0}, output
     # The other worker kept sending through the freeze: held up at most by the idle timeout that
     # ends the frozen transaction (and the claim's own lock wait), never for the whole freeze.

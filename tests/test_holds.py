@@ -24,13 +24,13 @@ from dispatcher.scheduler import Dispatcher
 from dispatcher.store import ActionHold, Status, Store, WorkerBeat, open_store
 from dispatcher.store.accounts import entries
 from tests.conftest import ROOT, cli_env
+from tests.support.processes import dispatcher_executable, stop, wait_until
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role
 from tests.test_email_smtp import ACTION_ID, WORKER, make_settings
 from tests.test_email_smtp import action as action
 from tests.test_email_smtp import db as db
 from tests.test_forecast import beat, forecast_of, queue_letters, utcnow, world_with_a_template_failing_for
-from tests.test_kill import dispatcher_executable, stop, wait_until
 from tests.test_store_contract import people
 from tests.web_client import add_users, client, web_settings
 

@@ -20,9 +20,10 @@ from dispatcher.scheduler import utcnow
 from dispatcher.store import Outcome, Store, open_store
 from dispatcher.store.thread import StoreThread
 from tests.conftest import never_retry
-from tests.faults import private_cluster
-from tests.test_kill import received, start_smtp_server, stop, wait_until
-from tests.test_outage import Workers, once_each, run_env, seed
+from tests.support.postgres import private_cluster
+from tests.support.processes import wait_until
+from tests.support.sink import once_each, received, smtp_sink
+from tests.support.workers import Workers, outcomes, seed, worker_env
 from tests.test_store_contract import LEASE, NOW, people, result, take
 
 # Seconds the server holds each 250 to DATA: when the store stops, attempts are running, and
@@ -31,14 +32,10 @@ SLOW_DATA = 4.0
 
 
 @pytest.fixture
-def sink(tmp_path: Path) -> Iterator[int]:
+def sink(tmp_path: Path) -> Iterator[str]:
     """An SMTP server on loopback, slow to accept each letter."""
-    with (tmp_path / "smtp.log").open("wb") as log:
-        proc, port = start_smtp_server(tmp_path / "received.txt", log, SLOW_DATA)
-        try:
-            yield port
-        finally:
-            stop(proc)
+    with smtp_sink(tmp_path, SLOW_DATA) as url:
+        yield url
 
 
 def all_recorded(db_url: str, total: int) -> bool:
@@ -55,11 +52,11 @@ def all_recorded(db_url: str, total: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_a_store_outage_longer_than_the_lease_sends_no_letter_twice(tmp_path: Path, sink: int) -> None:
+def test_a_store_outage_longer_than_the_lease_sends_no_letter_twice(tmp_path: Path, sink: str) -> None:
     total, lease = 60, 8
     with private_cluster() as cluster:
         seed(cluster.url, tmp_path, total)
-        env = run_env(
+        env = worker_env(
             tmp_path,
             cluster.url,
             sink,
@@ -81,18 +78,14 @@ def test_a_store_outage_longer_than_the_lease_sends_no_letter_twice(tmp_path: Pa
             cluster.start()
             done = lambda: all_recorded(cluster.url, total) or not workers.alive()  # noqa: E731
             wait_until(done, 120, "every letter recorded as sent", interval=0.5)
-            assert workers.alive(), workers.log("w1") + workers.log("w2")
+            assert workers.alive(), workers.logs()
         finally:
             codes = workers.stop()
-        store = open_store(cluster.url, migrate=False)
-        try:
-            outcomes = Counter(a.outcome for a in store.attempt_log())
-        finally:
-            store.close()
-    assert codes == {"w1": 0, "w2": 0}, workers.log("w1") + workers.log("w2")
+        ended = outcomes(cluster.url)
+    assert codes == {"w1": 0, "w2": 0}, workers.logs()
     once_each(tmp_path, total)
     # No letter of a live worker was taken back ("interrupted"): the first step to a second send.
-    assert outcomes == {"sent": total}, outcomes
+    assert ended == {"sent": total}, ended
     for w in ("w1", "w2"):
         assert "Traceback" not in workers.log(w), workers.log(w)
 

@@ -4,6 +4,7 @@ file (or a private PostgreSQL cluster), aiosmtpd on 127.0.0.1 taking its time ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -21,11 +22,12 @@ from dispatcher.channels import make_channels
 from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
 from tests.conftest import ROOT, cli_env
-from tests.faults import private_cluster
 from tests.smtp_server import ScriptedHandler, SmtpServer
-from tests.test_email_smtp import DEMO_ACTION, delivery_rows, make_settings, people, until, write_action
+from tests.support.postgres import private_cluster
+from tests.support.processes import clean_env, stop, until, wait_until
+from tests.support.workers import Workers
+from tests.test_email_smtp import DEMO_ACTION, delivery_rows, make_settings, people, write_action
 from tests.test_email_smtp import db as db
-from tests.test_kill import dispatcher_executable, stop, wait_until
 
 COPIES = 6  # copies on the one letter: an attempt is MAIL, 7 x RCPT, DATA and the message
 PAUSE = 1.5  # seconds the server takes over each MAIL and RCPT
@@ -72,13 +74,14 @@ def worker_env(tmp_path: Path, server: SmtpServer, supporters: int = 1, **extra:
     """The copied action, ``supporters`` supporters in the store, the slow server: a worker's env."""
     write_copied_action(tmp_path / "world" / "actions")
     os.symlink(ROOT / "templates", tmp_path / "world" / "templates")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env |= cli_env(
-        tmp_path,
-        tmp_path / "world",
-        DISPATCHER_SMTP_URL=server.url,
-        DISPATCHER_SMTP_TIMEOUT=str(TIMEOUT),
-        **({"DISPATCHER_SMTP_POOL": "1"} | extra),
+    env = clean_env(
+        **cli_env(
+            tmp_path,
+            tmp_path / "world",
+            DISPATCHER_SMTP_URL=server.url,
+            DISPATCHER_SMTP_TIMEOUT=str(TIMEOUT),
+            **({"DISPATCHER_SMTP_POOL": "1"} | extra),
+        )
     )
     store = open_store(env["DISPATCHER_DATABASE_URL"])
     try:
@@ -92,19 +95,21 @@ def launch(
     tmp_path: Path, env: dict[str, str], name: str, *args: str
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """``dispatcher run --worker-id w1`` (each launch logging to its own file)."""
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [dispatcher_executable(), "run", "--worker-id", "w1", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return worker, log
+    return Workers(tmp_path, env).start(name, *args, worker_id="w1"), tmp_path / f"{name}.log"
 
 
-def start_worker(tmp_path: Path, server: SmtpServer) -> tuple[subprocess.Popen[bytes], Path]:
-    return launch(tmp_path, worker_env(tmp_path, server), "worker")
+@contextlib.contextmanager
+def past_the_first_rcpt(
+    tmp_path: Path, server: SmtpServer, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A worker (``env``: one letter to ``server``) once its first RCPT was answered: the letter
+    is under way. Killed at the end if it is still there."""
+    worker, log = launch(tmp_path, env or worker_env(tmp_path, server), "worker")
+    try:
+        wait_until(lambda: rcpt_accepted(server) or worker.poll() is not None, 30, "the first RCPT")
+        yield worker, log
+    finally:
+        stop(worker, signal.SIGKILL)
 
 
 def rcpt_accepted(server: SmtpServer, letters: int = 1) -> bool:
@@ -133,13 +138,9 @@ def beating_since(tmp_path: Path, since: dt.datetime) -> bool:
 def test_sigterm_lets_a_slow_attempt_finish_and_records_it(tmp_path: Path, slow: SmtpServer) -> None:
     # SIGTERM lands once the first RCPT was answered: the rest of the attempt (6 RCPT, DATA)
     # takes about 10 s, longer than smtp_timeout + 5 but well within the attempt's own bound.
-    worker, log = start_worker(tmp_path, slow)
-    try:
-        wait_until(lambda: rcpt_accepted(slow) or worker.poll() is not None, 30, "the first RCPT")
+    with past_the_first_rcpt(tmp_path, slow) as (worker, log):
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0, log.read_text()
-    finally:
-        stop(worker, signal.SIGKILL)
     assert len(slow.message_ids()) == 1, log.read_text()
     assert statuses(tmp_path) == ["sent"], log.read_text()
 
@@ -148,17 +149,13 @@ def test_sigterm_lets_a_slow_attempt_finish_and_records_it(tmp_path: Path, slow:
 def test_a_second_sigterm_cuts_the_wait_short(tmp_path: Path, slow: SmtpServer) -> None:
     # The operator insists: the letter in flight is cut off, its lease left to run out (or to
     # be given back when this worker id starts again), and the worker ends within a second.
-    worker, log = start_worker(tmp_path, slow)
-    try:
-        wait_until(lambda: rcpt_accepted(slow) or worker.poll() is not None, 30, "the first RCPT")
+    with past_the_first_rcpt(tmp_path, slow) as (worker, log):
         worker.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         worker.send_signal(signal.SIGTERM)
         started = time.monotonic()
         worker.wait(timeout=30)
         took = time.monotonic() - started
-    finally:
-        stop(worker, signal.SIGKILL)
     assert took < 2.0, log.read_text()
     assert slow.message_ids() == []
     assert statuses(tmp_path) == ["sending"]
@@ -199,17 +196,13 @@ def test_a_letter_finished_during_the_wait_is_committed_at_once_and_never_sent_t
 def test_the_worker_keeps_beating_while_it_waits(tmp_path: Path, slow: SmtpServer) -> None:
     # The wait (about 9 s here, minutes in production) outlasts a heartbeat period: the
     # dashboard must not show the draining worker as gone.
-    worker, log = start_worker(tmp_path, slow)
-    try:
-        wait_until(lambda: rcpt_accepted(slow) or worker.poll() is not None, 30, "the first RCPT")
+    with past_the_first_rcpt(tmp_path, slow) as (worker, log):
         signalled = utcnow()
         worker.send_signal(signal.SIGTERM)
         beat = lambda: beating_since(tmp_path, signalled) or worker.poll() is not None  # noqa: E731
         wait_until(beat, 15, "a heartbeat after SIGTERM")
         assert worker.poll() is None and beating_since(tmp_path, signalled), log.read_text()
         assert worker.wait(timeout=30) == 0, log.read_text()
-    finally:
-        stop(worker, signal.SIGKILL)
     assert statuses(tmp_path) == ["sent"]
 
 
@@ -219,17 +212,13 @@ def test_the_final_commit_retries_a_store_restarted_after_the_wait(tmp_path: Pat
     # 9 s, outlasted the 5 s grace): the final commit still gets its grace, and records it.
     with private_cluster() as cluster:
         env = worker_env(tmp_path, slow, DISPATCHER_DATABASE_URL=cluster.url)
-        worker, log = launch(tmp_path, env, "worker")
-        try:
-            wait_until(lambda: rcpt_accepted(slow) or worker.poll() is not None, 30, "the first RCPT")
+        with past_the_first_rcpt(tmp_path, slow, env) as (worker, log):
             worker.send_signal(signal.SIGTERM)
             cluster.stop()
             slow.wait_for(1, timeout=30)
             time.sleep(1.5)  # the server's 250 (0.5 s later), then the final commit fails a while
             cluster.start()
             assert worker.wait(timeout=30) == 0, log.read_text()
-        finally:
-            stop(worker, signal.SIGKILL)
         assert statuses(tmp_path, cluster.url) == ["sent"], log.read_text()
 
 

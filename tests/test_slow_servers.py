@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,12 @@ from dispatcher.channels import make_channels
 from dispatcher.channels.email import PROBE_MAX
 from dispatcher.config import Action
 from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import Store, open_store
+from dispatcher.store import Store
 from tests.smtp_server import ScriptedHandler, SmtpServer
-from tests.test_email_smtp import WORKER, delivery_rows, make_settings, people, run_once, until, write_action
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'dispatcher.db'}")
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture
-def action(tmp_path: Path) -> Action:
-    return write_action(tmp_path / "actions")
+from tests.support.processes import until
+from tests.test_email_smtp import WORKER, delivery_rows, make_settings, people, run_once
+from tests.test_email_smtp import action as action  # a fixture
+from tests.test_email_smtp import db as db  # a fixture
 
 
 def assert_each_sent_once(store: Store, server: SmtpServer, total: int) -> None:

@@ -18,8 +18,8 @@ from dispatcher.scheduler import utcnow
 from tests.contract.providers import DIALS, REFUSES, WEBHOOKS, Adapter, able
 from tests.contract.world import ACTION, EMBASSY, MINISTER, provider_world, until
 from tests.fax_servers.control import Outcome, Refusal
+from tests.support.processes import dispatcher_executable, stop, wait_until
 from tests.test_faxpdf import MISSING
-from tests.test_kill import dispatcher_executable, stop, wait_until
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 BOTH = {"minister": MINISTER, "embassy": EMBASSY}

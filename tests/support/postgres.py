@@ -1,5 +1,6 @@
-"""Infrastructure a test can break: a private PostgreSQL cluster to stop and restart, and a small
-file system to fill. Both need root (as in CI); without it the test is skipped with the reason.
+"""A PostgreSQL cluster of the test's own to stop and restart, and the socket a server listens on.
+The cluster needs root (as in CI: it runs as the ``postgres`` user); without it the test is
+skipped with the reason, or fails under DISPATCHER_REQUIRE_PG=1.
 
 The private cluster has its own data directory, port and socket folder, so stopping it never
 touches the shared server other tests use.
@@ -11,13 +12,15 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+
+from tests.support.processes import free_port
 
 
 def _pg_bin() -> Path:
@@ -32,15 +35,9 @@ PG_BIN = _pg_bin()
 
 
 def _unavailable(what: str) -> None:
-    if os.environ.get("DISPATCHER_REQUIRE_PG") == "1" and "PostgreSQL" in what:
+    if os.environ.get("DISPATCHER_REQUIRE_PG") == "1":
         pytest.fail(f"{what} (DISPATCHER_REQUIRE_PG=1)")
     pytest.skip(what)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -48,7 +45,7 @@ class Cluster:
 
     def __init__(self, root: Path) -> None:
         self.root, self.data, self.run = root, root / "data", root / "run"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@/postgres?host={self.run}&port={self.port}"
 
     def _as_postgres(self, *command: str) -> None:
@@ -100,39 +97,13 @@ def private_cluster() -> Iterator[Cluster]:
         shutil.rmtree(cluster.root, ignore_errors=True)
 
 
-class SmallDisk:
-    """A tmpfs of a few hundred KiB: ``fill`` takes every free byte, ``free`` gives them back."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._filler = path / "filler"
-
-    def fill(self) -> None:
-        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            with contextlib.suppress(OSError):  # ENOSPC: full
-                while True:
-                    os.write(fd, b"\0" * 4096)
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self._filler.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size_kib: int) -> Iterator[SmallDisk]:
-    if os.geteuid() != 0:
-        _unavailable("mounting a small file system to fill needs root")
-    path.mkdir(parents=True, exist_ok=True)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        _unavailable(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+def server_socket(url: str) -> str:
+    """The Unix socket the server at ``url`` listens on."""
+    engine = create_engine(url)
     try:
-        yield SmallDisk(path)
+        with engine.connect() as conn:
+            folder = conn.execute(text("SHOW unix_socket_directories")).scalar_one().split(",")[0].strip()
+            port = conn.execute(text("SHOW port")).scalar_one()
     finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+        engine.dispose()
+    return f"{folder}/.s.PGSQL.{port}"
