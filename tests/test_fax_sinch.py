@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import logging
-import os
-import signal
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +28,9 @@ from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
-from tests.conftest import ROOT, cli_env
 from tests.fax_servers import sinch as fake_sinch
 from tests.fax_servers.sinch import SinchFake
+from tests.support.processes import until
 from tests.test_campaign_shapes import TEMPLATE, supporters
 from tests.test_faxpdf import MISSING
 
@@ -82,17 +77,6 @@ def write_action(tmp: Path) -> None:
     (tmp / "templates" / "a" / "en.j2").write_text(TEMPLATE)
 
 
-def sinch_env(fake_url: str, public_url: str) -> dict[str, str]:
-    return {
-        "DISPATCHER_FAX_PROVIDER": "sinch",
-        "DISPATCHER_SINCH_BASE_URL": f"{fake_url}/v3",
-        "DISPATCHER_SINCH_PROJECT_ID": PROJECT,
-        "DISPATCHER_SINCH_KEY_ID": KEY_ID,
-        "DISPATCHER_SINCH_KEY_SECRET": KEY_SECRET,
-        "DISPATCHER_PUBLIC_URL": public_url,
-    }
-
-
 def make_settings(tmp: Path, fake_url: str, public_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp / 'd.db'}",
@@ -135,14 +119,6 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def with_settings(w: World, **overrides: Any) -> Settings:
     return Settings.model_validate(w.settings.model_dump(by_alias=True) | overrides)
-
-
-async def until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def run_once(settings: Settings, store: Store) -> Dispatcher:
@@ -290,56 +266,6 @@ async def test_a_paused_action_leaves_its_queued_fax_to_finish(
     assert {m for m, _, _, _ in world.fake.requests} <= {"GET", "POST"}  # no cancel call exists
     world.fake.finish(fax.id)
     await until(lambda: world.statuses() == ["sent"], 5, "the held fax")
-
-
-# a crash between Sinch's acceptance and our commit -----------------------------------------------
-async def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(world: World) -> None:
-    world.fake.script(MINISTER, fake_sinch.HANG)
-    world.fake.max_page_size = 1  # find() must page
-    world.fake.faxes.update({f.id: f for f in others()})  # listed before ours
-    env = {
-        **os.environ,
-        **cli_env(world.tmp, world.tmp),
-        **sinch_env(world.settings.sinch_base_url.removesuffix("/v3"), str(world.settings.public_url)),
-        "DISPATCHER_LEASE_SECONDS": "2",
-    }
-    command = [str(ROOT / ".venv" / "bin" / "dispatcher"), "run", "--worker-id", "w1"]
-    quiet = asyncio.subprocess.DEVNULL
-    first = await asyncio.create_subprocess_exec(*command, env=env, stdout=quiet, stderr=quiet)
-    try:
-        await until(lambda: any(f.step == fake_sinch.HANG for f in world.faxes()), 20, "the upload")
-        await until(lambda: len(world.fake.callbacks) == 1, 5, "the early callback")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        await first.wait()
-    assert world.statuses() == ["sending"]  # the kill came before our commit
-    pipe = asyncio.subprocess.PIPE
-    second = await asyncio.create_subprocess_exec(*command, "--once", env=env, stdout=quiet, stderr=pipe)
-    _, err = await asyncio.wait_for(second.communicate(), 30)
-    stderr = err.decode()
-    assert second.returncode == 0, stderr
-    ours = [f for f in world.faxes() if f.to == MINISTER]
-    assert len(ours) == 1
-    assert world.statuses() == ["sent"]
-    rows = world.log()
-    assert Counter(r.outcome for r in rows) == {"interrupted": 1, "submitted": 1, "sent": 1}
-    assert any(r.detail == f"found already submitted as {ours[0].id}" for r in rows)
-    assert f"sinch already has fax {ours[0].id}; not submitting again" in stderr
-    assert world.fake.callbacks == [(ours[0].id, 200)]  # before the kill: kept, applied at the commit
-    lists = [p for m, p, _, _ in world.fake.requests if m == "GET" and p.endswith("/faxes")]
-    assert len(lists) == 3  # one fax a page: two others' first, then ours
-    assert callback_password(world.store.instance_secret()) not in stderr
-
-
-def others() -> list[fake_sinch.Fax]:
-    """Faxes of another deployment, newer than ours: Sinch lists them first."""
-    later = utcnow() + dt.timedelta(minutes=1)
-    return [
-        fake_sinch.Fax(
-            fake_sinch.fax_id(), "+442079460999", b"%PDF-", 1, {"reference": f"d{n}-x"}, "", "", "", later
-        )
-        for n in range(2)
-    ]
 
 
 def basic(user: str, password: str) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +26,8 @@ from dispatcher.scheduler import Dispatcher, utcnow
 from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
-from tests.conftest import cli_env
 from tests.contract import world as contract_world
-from tests.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio, Fax
-from tests.support.processes import dispatcher_executable
+from tests.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio
 from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
 
@@ -235,64 +231,6 @@ async def test_signalwire_signing_key_and_forged_callbacks(tmp_path: Path) -> No
             assert json_body.status_code == 400
         assert statuses(w.store) == {"t0": "sent"}
         assert outcomes(w.store, "t0") == ["submitted", "sent"]
-
-
-# 4. a crash between the provider's acceptance and our commit ------------------------------------------
-async def test_a_fax_accepted_before_a_crash_is_found_not_sent_again(tmp_path: Path) -> None:
-    number = "+442079460130"
-    fake = FakeTwilio()
-    fake.script[number] = ["hang", "deliver"]
-    fake.max_page_size = 1  # find() has to follow next_page_uri
-    executable = dispatcher_executable()
-    with world(tmp_path, [number], fake) as w:
-        for i in range(3):  # other letters' faxes to the same number fill the pages
-            fake.add(number, SENDER, f"{w.settings.public_url}/media/fax/x.pdf?ref=d{90 + i}-x", "delivered")
-
-        def ours() -> list[Fax]:
-            return [f for f in fake.to(number) if "ref=d9" not in f.media_url]
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")} | cli_env(
-            tmp_path,
-            tmp_path,
-            DISPATCHER_FAX_PROVIDER="twilio",
-            DISPATCHER_TWILIO_BASE_URL=w.base_url,
-            DISPATCHER_TWILIO_ACCOUNT_SID=ACCOUNT,
-            DISPATCHER_TWILIO_AUTH_TOKEN=TOKEN,
-            DISPATCHER_TWILIO_FROM=SENDER,
-            DISPATCHER_PUBLIC_URL=str(w.settings.public_url),
-            DISPATCHER_LEASE_SECONDS="2",
-        )
-        with (tmp_path / "first.log").open("wb") as out:
-            first = await asyncio.create_subprocess_exec(
-                executable, "run", "--worker-id", "w1", env=env, cwd=tmp_path, stdout=out, stderr=out
-            )
-            try:
-                await until("the provider holds the fax", lambda: bool(ours()), within=30)
-            finally:
-                first.kill()  # SIGKILL: it never hears the provider's answer
-                await first.wait()
-        await until("the fax is delivered", lambda: ours()[0].status == "delivered")
-        second = await asyncio.create_subprocess_exec(
-            # Restarted under the same worker id: its leases are taken back at once (another id
-            # would rightly wait for them to run out, and --once would leave the letter).
-            executable,
-            "run",
-            "--once",
-            "--worker-id",
-            "w1",
-            env=env,
-            cwd=tmp_path,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, errors = await asyncio.wait_for(second.communicate(), 60)
-        assert second.returncode == 0, errors.decode()
-        assert len(ours()) == 1 and len(fake.calls) == 1
-        assert statuses(w.store) == {"t0": "sent"}
-        rows = log_of(w.store, "t0")
-        assert Counter(a.outcome for a in rows) == {"interrupted": 1, "submitted": 1, "sent": 1}
-        (found,) = (a for a in rows if a.outcome == "submitted")
-        assert "found already submitted" in found.detail and found.job_id == ours()[0].sid
-        assert fake.list_requests >= 4  # four faxes, one a page
 
 
 # 6. withdrawn when the action is paused ---------------------------------------------------------------

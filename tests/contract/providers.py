@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from dispatcher.providers.sinch import callback_password
 from tests.asgi_server import serve
 from tests.fax_servers.control import FakeProvider, Outcome
 from tests.fax_servers.folder import FaxFolder
@@ -65,6 +66,10 @@ class Adapter(Protocol):
         """Serve the fake; yield it and the settings that point the dispatcher at it."""
         ...
 
+    def secrets(self, instance_secret: bytes) -> list[str]:
+        """What no log may show: its credentials, and what our callback URLs carry for it."""
+        ...
+
 
 HTTP = frozenset({DIALS, WEBHOOKS, REFUSES})
 
@@ -105,6 +110,9 @@ class Telnyx:
                     "telnyx_public_key": public_key_b64(key),
                 },
             )
+
+    def secrets(self, instance_secret: bytes) -> list[str]:
+        return ["KEYtest0000notasecret"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,9 @@ class Sinch:
             finally:
                 fake.end_hangs()
 
+    def secrets(self, instance_secret: bytes) -> list[str]:
+        return ["key-secret", callback_password(instance_secret)]
+
 
 @dataclass(frozen=True)
 class Twilio:
@@ -180,7 +191,7 @@ class Twilio:
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[FakeProvider, dict[str, Any]]]:
-        fake = FakeTwilio()
+        fake = FakeTwilio(sender=SENDER)
         with fake.running() as url:
             yield (
                 fake,
@@ -192,6 +203,9 @@ class Twilio:
                     "twilio_from": SENDER,
                 },
             )
+
+    def secrets(self, instance_secret: bytes) -> list[str]:
+        return [TOKEN]
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,9 @@ class File:
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[FakeProvider, dict[str, Any]]]:
         yield FaxFolder(tmp / "fax-outbox"), {"fax_provider": "file", "fax_outbox": tmp / "fax-outbox"}
+
+    def secrets(self, instance_secret: bytes) -> list[str]:
+        return []  # no credentials, no callbacks
 
 
 ADAPTERS: list[Adapter] = [File(), Telnyx(), Sinch(), Twilio()]

@@ -188,10 +188,12 @@ async def test_a_paused_action_withdraws_its_queued_fax_where_it_can_and_sends_o
 @pytest.mark.slow
 @pytest.mark.parametrize("adapter", able(REFUSES, WEBHOOKS))
 def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path, adapter: Adapter) -> None:
-    """SIGKILL between the provider's acceptance and our commit: the restart asks it first."""
+    """SIGKILL between the provider's acceptance and our commit: the restart asks it first, and
+    pages past other deployments' faxes to find ours."""
     command = [dispatcher_executable(), "run", "--worker-id", "w1"]
     with provider_world(tmp_path, adapter) as w, (tmp_path / "run.log").open("wb") as out:
         w.fake.refuse_next(MINISTER, Refusal.HANG)  # accepted, and the answer never comes
+        w.fake.crowd(MINISTER, 2)
         env = w.env(DISPATCHER_LEASE_SECONDS="2")
         first = subprocess.Popen(command, env=env, stdout=out, stderr=out)
         try:
@@ -206,8 +208,12 @@ def test_after_a_kill_the_accepted_fax_is_found_not_sent_again(tmp_path: Path, a
         subprocess.run([*command, "--once"], env=env, stdout=out, stderr=out, timeout=60, check=True)
         [job] = w.fake.job_ids(MINISTER)
         rows, status = w.rows("minister"), w.status()
+        secrets = adapter.secrets(w.store.instance_secret())
+    log = (tmp_path / "run.log").read_text()
     assert killed == {"minister": "sending"}  # the kill came before our commit
-    assert f"{adapter.name} already has fax {job}; not submitting again" in (tmp_path / "run.log").read_text()
+    assert f"{adapter.name} already has fax {job}; not submitting again" in log
+    assert w.fake.listed_pages() == 3  # one fax a page: the two others' first, then ours
+    assert not [s for s in secrets if s in log]
     assert [s.status for s in w.fake.submissions(MINISTER)] == [adapter.words.accepted]
     assert status == {"minister": "sent"}
     assert [r.outcome for r in rows] == ["interrupted", "submitted", "sent"]

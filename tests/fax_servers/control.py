@@ -3,8 +3,10 @@
 A test plans what becomes of the faxes to a number (``outcome``), how the next submissions to
 a number are refused (``refuse_next``), and what happens to their webhooks (``drop_webhooks``,
 ``repeat_webhooks``); it holds a number's faxes queued (``hold``) and lets them go
-(``release``). Each fake translates these into its own provider's words; its native scripting
-stays for the tests of one provider's quirks.
+(``release``); it puts other deployments' faxes ahead of ours in the provider's list, one a
+page (``crowd``), and counts the pages listed (``listed_pages``). Each fake translates these
+into its own provider's words; its native scripting stays for the tests of one provider's
+quirks.
 """
 
 from __future__ import annotations
@@ -74,6 +76,15 @@ class FakeProvider(Protocol):
     def hold(self, number: str) -> None: ...
 
     def release(self, number: str) -> None: ...
+
+    def crowd(self, number: str, others: int) -> None:
+        """``others`` faxes of another deployment, newer than ours, so listed first; one fax a
+        page, so that a search for ours pages past them. They are not among ``job_ids``."""
+        ...
+
+    def listed_pages(self) -> int:
+        """How many pages of faxes it was asked to list."""
+        ...
 
     def job_ids(self, number: str) -> list[str]:
         """The faxes it accepted to this number, oldest first."""

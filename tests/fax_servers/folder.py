@@ -36,6 +36,12 @@ class FaxFolder:
     def release(self, number: str) -> None:
         self._cannot()
 
+    def crowd(self, number: str, others: int) -> None:
+        self._cannot()
+
+    def listed_pages(self) -> int:
+        return 0  # the folder is read, not listed through an API
+
     def _written(self) -> list[Path]:
         return sorted(self.folder.glob("*.pdf"), key=lambda p: p.stat().st_mtime_ns)
 

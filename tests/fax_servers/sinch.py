@@ -69,6 +69,7 @@ FAILURES = {
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ELSEWHERE = "+442079460999"  # where another deployment's faxes go (Ofcom's drama range)
 
 
 def fax_id() -> str:
@@ -182,6 +183,17 @@ class SinchFake(Switches):
 
     def refuse_next(self, number: str, *refusals: Refusal) -> None:
         self.refusals[number].extend(STEPS[r] for r in refusals)
+
+    def crowd(self, number: str, others: int) -> None:
+        # Sinch's list has no filter by number: another deployment's faxes anywhere come first.
+        self.max_page_size = 1
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        for n in range(others):
+            fax = Fax(fax_id(), ELSEWHERE, b"%PDF-", 1, {"reference": f"d{n}-x"}, "", "", "", later)
+            self.faxes[fax.id] = fax
+
+    def listed_pages(self) -> int:
+        return len([p for m, p, _, _ in list(self.requests) if m == "GET" and p.endswith("/faxes")])
 
     def _ours(self, number: str) -> list[Fax]:
         return sorted((f for f in list(self.faxes.values()) if f.to == number), key=lambda f: f.created)

@@ -193,6 +193,9 @@ class FakeTelnyx(Switches):
         self.webhooks: list[Sent] = []
         self.cancels: list[tuple[str, int]] = []
         self.calls: list[Submission] = []
+        self.max_page_size = 250  # the most the fake lists a page, whatever the client asks
+        self.list_requests = 0
+        self.others: set[str] = set()  # another deployment's faxes (``crowd``): not ours
         Switches.__init__(self)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -228,6 +231,22 @@ class FakeTelnyx(Switches):
     def refuse_next(self, number: str, *refusals: Refusal) -> None:
         self.answer(number, *(REFUSALS[r] for r in refusals))
 
+    def crowd(self, number: str, others: int) -> None:
+        # Its list filters by number: another deployment's faxes to the same one stand in the way.
+        self.max_page_size = 1
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        for n in range(others):
+            state = base64.b64encode(f"d{90 + n}-x".encode()).decode()
+            fax = Fax(
+                str(uuid.uuid4()), number, self.sender, self.connection_id, "", "", state, Plan(), later
+            )
+            fax.move("delivered")
+            self.faxes[fax.id] = fax
+            self.others.add(fax.id)
+
+    def listed_pages(self) -> int:
+        return self.list_requests
+
     def job_ids(self, number: str) -> list[str]:
         return [f.id for f in self.faxes_to(number)]
 
@@ -246,7 +265,8 @@ class FakeTelnyx(Switches):
         return [s.status for s in list(self.webhooks) if s.fax_id in ids and s.event_type in finals]
 
     def faxes_to(self, number: str) -> list[Fax]:
-        return [f for f in list(self.faxes.values()) if f.to == number]
+        """Our faxes to this number (not another deployment's)."""
+        return [f for f in list(self.faxes.values()) if f.to == number and f.id not in self.others]
 
     def sent(self, fax_id: str) -> list[Sent]:
         return [w for w in list(self.webhooks) if w.fax_id == fax_id]
@@ -339,6 +359,8 @@ class FakeTelnyx(Switches):
             return error(422, "10015", "Invalid page parameters")
         if number < 1 or not 1 <= size <= 250:
             return error(422, "10015", "Invalid page parameters")
+        self.list_requests += 1
+        size = min(size, self.max_page_size)
         found = sorted(
             (f for f in list(self.faxes.values()) if _matches(f, query)),
             key=lambda f: f.created_at,

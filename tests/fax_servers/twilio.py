@@ -154,8 +154,11 @@ class Call:
 
 
 class FakeTwilio(Switches):
-    def __init__(self, signing_key: str | None = None, delay: float = 0.05) -> None:
+    def __init__(
+        self, signing_key: str | None = None, delay: float = 0.05, sender: str = "+442079460999"
+    ) -> None:
         self.account = ACCOUNT
+        self.sender = sender  # the number the dispatcher sends from (its list filters by it)
         self.token = TOKEN
         self.signing_key = signing_key or TOKEN
         self.signature_header = "X-Twilio-Signature"
@@ -170,6 +173,7 @@ class FakeTwilio(Switches):
         self.fetches: list[Fetch] = []
         self.callbacks: list[Callback] = []
         self.list_requests = 0
+        self.others: set[str] = set()  # another deployment's faxes (``crowd``): not ours
         self.refusals: dict[str, list[str]] = {}  # number -> taken before ``script``
         self.closed = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -218,14 +222,27 @@ class FakeTwilio(Switches):
     def repeat_webhooks(self, number: str) -> None:
         self.webhooks[number] = "twice"
 
+    def crowd(self, number: str, others: int) -> None:
+        # Its list filters by number: another deployment's faxes to the same one stand in the way.
+        self.max_page_size = 1
+        for n in range(others):
+            media = f"http://127.0.0.1/media/fax/x.pdf?ref=d{90 + n}-x"
+            self.others.add(self.add(number, self.sender, media, "delivered", ago=-60).sid)
+
+    def listed_pages(self) -> int:
+        return self.list_requests
+
+    def _ours(self, number: str) -> list[Fax]:
+        return [f for f in self.to(number) if f.sid not in self.others]
+
     def job_ids(self, number: str) -> list[str]:
-        return [f.sid for f in self.to(number)]
+        return [f.sid for f in self._ours(number)]
 
     def job_states(self, number: str) -> list[str]:
-        return [f.status for f in self.to(number)]
+        return [f.status for f in self._ours(number)]
 
     def references(self, number: str) -> list[str | None]:
-        return [parse_qs(urlsplit(f.media_url).query).get("ref", [None])[0] for f in self.to(number)]
+        return [parse_qs(urlsplit(f.media_url).query).get("ref", [None])[0] for f in self._ours(number)]
 
     def submissions(self, number: str) -> list[Submission]:
         return [Submission(c.to, c.answer, c.at) for c in list(self.calls) if c.to == number]
