@@ -60,8 +60,8 @@ async def _read(request: Request, public_url: str | None) -> Webhook:
     if content_type.startswith("application/x-www-form-urlencoded"):
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     elif content_type.startswith("multipart/form-data"):
-        parsed = await request.form()
-        form = {k: v for k, v in parsed.items() if isinstance(v, str)}
+        async with request.form() as parsed:  # a file part's temporary file is closed, not left to GC
+            form = {k: v for k, v in parsed.items() if isinstance(v, str)}
     # What the provider signed is the URL it called: ours as published, not as proxied to us.
     base = (public_url or str(request.base_url)).rstrip("/")
     query = f"?{request.url.query}" if request.url.query else ""

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -245,7 +245,10 @@ class SinchFake(Switches):
             return self._answer(request, refused)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return self._answer(request, _error(400, "Bad Request", "expected a multipart upload"))
-        form = await request.form()
+        async with request.form() as form:  # closed when done, and the upload's temporary file with it
+            return await self._take(request, form)
+
+    async def _take(self, request: Request, form: FormData) -> Response:
         to = str(form.get("to") or "")
         queue = self.refusals[to] if self.refusals[to] else self.scripts[to]
         step = queue.popleft() if queue else DELIVER
