@@ -16,7 +16,8 @@ import trustme
 
 from dispatcher.store import open_store
 from tests.conftest import ROOT, cli_env
-from tests.test_smtp_tls import USER, free_port, secret_forms, serve
+from tests.support.processes import free_port
+from tests.test_smtp_tls import USER, secret_forms, serve
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
 SECRET = "hunter2-Zq9"

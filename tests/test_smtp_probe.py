@@ -15,7 +15,8 @@ from aiosmtpd.controller import Controller
 from dispatcher.channels import SendError
 from dispatcher.channels.email import PROBE_FIRST, SmtpTransport
 from tests import test_smtp_tls
-from tests.test_smtp_tls import MAIL, USER, WRONG, Keep, client_records, free_port, secret_forms, serve
+from tests.support.processes import free_port
+from tests.test_smtp_tls import MAIL, USER, WRONG, Keep, client_records, secret_forms, serve
 
 ca = test_smtp_tls.ca  # the test CA, as a fixture here too
 
@@ -34,6 +35,18 @@ async def fail_then_probe(transport: SmtpTransport, probes: float = 3.0) -> None
     assert transport.ready_in() > 0, "the circuit closed on a server that cannot be used"
 
 
+async def probed(
+    transport: SmtpTransport, controller: Controller, caplog: pytest.LogCaptureFixture, probes: float = 3.0
+) -> list[logging.LogRecord]:
+    """``fail_then_probe`` against ``controller``, both closed after; the channel's log records."""
+    try:
+        await fail_then_probe(transport, probes)
+    finally:
+        await transport.close()
+        controller.stop()
+    return channel_records(caplog)
+
+
 async def test_a_refused_login_is_logged_once_as_a_configuration_error(
     ca: tuple[trustme.CA, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -42,12 +55,7 @@ async def test_a_refused_login_is_logged_once_as_a_configuration_error(
     controller, _ = serve(authority, implicit=False)
     url = f"smtp+starttls://{USER}:{WRONG}@localhost:{controller.port}"
     transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
-    try:
-        await fail_then_probe(transport)
-    finally:
-        await transport.close()
-        controller.stop()
-    records = channel_records(caplog)
+    records = await probed(transport, controller, caplog)
     assert [r.levelno for r in records] == [logging.ERROR], [r.getMessage() for r in records]
     assert "email channel down: the server refused the login (535" in records[0].getMessage()
     assert transport.trouble is not None and transport.trouble.startswith("the server refused the login")
@@ -60,12 +68,7 @@ async def test_an_untrusted_certificate_is_logged_as_a_configuration_error(
     authority, _ = ca
     controller, _ = serve(authority, implicit=True)
     transport = SmtpTransport(f"smtps://{USER}:x@localhost:{controller.port}", pool_size=1, timeout=5)
-    try:
-        await fail_then_probe(transport, probes=1.0)
-    finally:
-        await transport.close()
-        controller.stop()
-    records = channel_records(caplog)
+    records = await probed(transport, controller, caplog, probes=1.0)
     assert [r.levelno for r in records] == [logging.ERROR]
     assert "email channel down: the server's certificate is not trusted" in records[0].getMessage()
 
@@ -76,12 +79,7 @@ async def test_a_server_without_starttls_is_logged_as_a_configuration_error(
     controller = Controller(Keep(), hostname="127.0.0.1", port=free_port(), server_hostname="localhost")
     controller.start()
     transport = SmtpTransport(f"smtp+starttls://{USER}:x@localhost:{controller.port}", pool_size=1, timeout=5)
-    try:
-        await fail_then_probe(transport, probes=1.0)
-    finally:
-        await transport.close()
-        controller.stop()
-    records = channel_records(caplog)
+    records = await probed(transport, controller, caplog, probes=1.0)
     assert [r.levelno for r in records] == [logging.ERROR]
     assert "email channel down: the server offers no STARTTLS" in records[0].getMessage()
 

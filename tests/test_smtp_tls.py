@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from dispatcher.channels.email import OutgoingMail, SmtpTransport
 from dispatcher.cli import main
 from dispatcher.store import open_store
 from tests.conftest import ROOT, cli_env
+from tests.support.processes import free_port
 
 # aiosmtpd warns when AUTH may go without STARTTLS; our smtps server is TLS from the first byte.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -57,12 +57,6 @@ class Keep:
         content = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), content, session.auth_data))
         return "250 kept"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -22,31 +22,17 @@ from dispatcher.store import Store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env
+from tests.support.web import dispatcher_web
 from tests.web_client import PASSWORD, csrf_of
 
 PDF = b"%PDF-1.4\n% a letter\n"
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("dispatcher web did not start")
-
-
 def test_dispatcher_web_serves_and_refuses_what_no_provider_sent(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, **cli_env(tmp_path, DISPATCHER_PUBLIC_URL=f"http://127.0.0.1:{port}")}
-    web = ROOT / ".venv" / "bin" / "dispatcher"
-    proc = subprocess.Popen([str(web), "web", "--port", str(port)], env=env, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, proc)
+    with dispatcher_web(env, port=port, keep_stderr=True) as web:
+        url = web.url
         # The file provider dials nothing and sends no webhooks; others are not configured.
         assert httpx.post(url + "/webhooks/fax/file", content=b"{}").status_code == 404
         assert httpx.post(url + "/webhooks/fax/telnyx", content=b"{}").status_code == 404
@@ -54,10 +40,7 @@ def test_dispatcher_web_serves_and_refuses_what_no_provider_sent(tmp_path: Path)
         too_big = httpx.post(url + "/webhooks/fax/file", content=b"x" * (9 * 1024 * 1024))
         assert too_big.status_code == 413
         assert httpx.get(url + MEDIA_PATH + "forged.pdf").status_code == 404
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=20)
-    assert b"refused" in err  # every refusal leaves a log line
+    assert b"refused" in web.stderr  # every refusal leaves a log line
 
 
 async def test_fax_media_is_served_under_a_signed_url_only(tmp_path: Path, store: Store) -> None:
@@ -151,14 +134,10 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(
     subprocess.run(
         [exe, "users", "add", "ada", "--role", "viewer"], env=env, input=PASSWORD.encode(), check=True
     )
-    proc = subprocess.Popen([exe, "web", "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, proc)
-        with httpx.Client(base_url=url, headers={"X-Forwarded-For": "203.0.113.5"}) as web:
-            form = {"name": "ada", "password": PASSWORD, "csrf": csrf_of(web.get("/login").text)}
-            assert web.post("/login", data=form).status_code == 303
-            assert f"<td>{seen}</td>" in web.get("/audit").text  # the login, from where
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with (
+        dispatcher_web(env, port=port) as running,
+        httpx.Client(base_url=running.url, headers={"X-Forwarded-For": "203.0.113.5"}) as web,
+    ):
+        form = {"name": "ada", "password": PASSWORD, "csrf": csrf_of(web.get("/login").text)}
+        assert web.post("/login", data=form).status_code == 303
+        assert f"<td>{seen}</td>" in web.get("/audit").text  # the login, from where

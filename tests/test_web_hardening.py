@@ -13,7 +13,6 @@ import re
 import secrets
 import select
 import socket
-import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,12 +27,12 @@ from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, app_for, bodies
 from dispatcher.web.limits import SlidingWindow
 from dispatcher.web.optin_text import TEXT
-from tests.asgi_server import free_port, serve
-from tests.conftest import ROOT, cli_env, never_retry
+from tests.asgi_server import serve
+from tests.conftest import cli_env, never_retry
 from tests.smtp_server import SmtpServer
+from tests.support.web import dispatcher_web
 from tests.test_optin import FORM, PUBLIC, form_token, join, links, text_of, visitor, write_world
 from tests.test_store_contract import NOW, people, take
-from tests.test_web import wait_until_up
 from tests.web_client import PASSWORD, add_users, client, csrf_of, log_in, web_settings
 
 EVIL = "evil.example"
@@ -75,15 +74,9 @@ async def test_without_a_public_url_no_form_is_taken_and_no_email_sent(tmp_path:
 
 @pytest.mark.slow
 def test_dispatcher_web_says_at_start_that_without_a_public_url_no_one_can_sign_up(tmp_path: Path) -> None:
-    port = free_port()
-    web = ROOT / ".venv" / "bin" / "dispatcher"
-    env = {**os.environ, **cli_env(tmp_path)}
-    proc = subprocess.Popen([str(web), "web", "--port", str(port)], env=env, stderr=subprocess.PIPE)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", proc)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=20)
+    with dispatcher_web({**os.environ, **cli_env(tmp_path)}, keep_stderr=True) as web:
+        pass
+    err = web.stderr
     assert b"DISPATCHER_PUBLIC_URL is not set" in err and b"opt-in pages take no sign-ups" in err
 
 
@@ -195,25 +188,15 @@ async def test_the_log_and_audit_exports_hold_no_formula_for_any_locale(tmp_path
 
 
 # Item 8: bodies and headers bounded, over real HTTP to `dispatcher web` -----------------------------
-@contextlib.contextmanager
-def dispatcher_web(tmp_path: Path, *flags: str) -> Iterator[int]:
-    """The real ``dispatcher web`` on a free loopback port, with these flags; yields the port."""
-    port = free_port()
-    env = {**os.environ, **cli_env(tmp_path, DISPATCHER_PUBLIC_URL=PUBLIC)}
-    command = [str(ROOT / ".venv" / "bin" / "dispatcher"), "web", "--port", str(port), *flags]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", proc)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def public_env(tmp_path: Path) -> dict[str, str]:
+    """``dispatcher web``'s settings: a SQLite file under ``tmp_path``, the opt-in pages public."""
+    return {**os.environ, **cli_env(tmp_path, DISPATCHER_PUBLIC_URL=PUBLIC)}
 
 
 @pytest.fixture(scope="module")
 def web_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with dispatcher_web(tmp_path_factory.mktemp("web"), "--header-timeout", "1") as port:
-        yield port
+    with dispatcher_web(public_env(tmp_path_factory.mktemp("web")), "--header-timeout", "1") as web:
+        yield web.port
 
 
 def exchange(port: int, head: bytes, chunks: Iterable[bytes] = ()) -> bytes:
@@ -498,7 +481,8 @@ async def test_every_state_change_wants_the_csrf_token_even_from_an_admin(
 
 @pytest.mark.slow
 def test_past_the_concurrency_limit_the_app_answers_503(tmp_path: Path) -> None:
-    with dispatcher_web(tmp_path, "--limit-concurrency", "2") as port:
+    with dispatcher_web(public_env(tmp_path), "--limit-concurrency", "2") as web:
+        port = web.port
         holders = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
         try:
             for sock in holders:
