@@ -19,9 +19,11 @@ import httpx
 import pytest
 import yaml
 from markupsafe import escape
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from dispatcher import tokens
+from dispatcher.people import fields
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
 from dispatcher.web.optin import text_version
@@ -308,6 +310,36 @@ async def test_every_problem_is_shown_by_its_field_and_what_was_typed_is_kept(si
     assert 'value="not-an-address"' in got.text and "&lt;b&gt;Lyon&lt;/b&gt;" in got.text
     assert 'value="500"' in got.text and "<b>Lyon" not in got.text
     assert site.smtp.received() == []
+
+
+def longest_consent_label(tmp_path: Path) -> str:
+    """The longest consent text version the settings accept."""
+    for length in range(200, 0, -1):
+        try:
+            web_settings(tmp_path, consent_text_version="v" * length)
+        except ValidationError:
+            continue
+        return "v" * length
+    raise AssertionError("no consent text version is accepted")
+
+
+async def test_the_longest_consent_label_is_recorded_as_the_importer_would_take_it(
+    site: Site, tmp_path: Path
+) -> None:
+    """The form records the label with the page's language and a digest of the words: the whole
+    must still be a consent_version the CSV import and the API accept (and the column holds)."""
+    site.ctx.settings = site.ctx.settings.model_copy(
+        update={"consent_text_version": longest_consent_label(tmp_path)}
+    )
+    sent = await join(site.web, "ann@example.net", "/join?lang=zh-Hans", language="zh-Hans")
+    assert sent.status_code == 200
+    confirm = links(site.smtp.wait_for(1)[0])["join/confirm"][0]
+    assert (await press(site.web, confirm)).status_code == 200
+    held = site.store.people.export("ann@example.net")
+    assert held is not None
+    [consent] = held["consents"]
+    assert consent["text_version"] == text_version(site.ctx.settings, "zh-Hans")
+    assert fields.text(consent["text_version"], "consent_version", required=True)
 
 
 # Tokens --------------------------------------------------------------------------------------------
