@@ -209,7 +209,7 @@ SPECS = {
         "language",
         "language",
         lambda r: r.language,
-        ["en", "fr", "zh-Hans", "de", "es", "xx-nope", "", "en-GB"],
+        ["en", "fr", "zh-Hans", "zh_hans", "de", "es", "xx-nope", "", "en-GB", "en_gb"],
         form_offers=lambda v: v in LANGS,
     ),
     "scope": Spec(
@@ -233,7 +233,7 @@ SPECS = {
         "languages",
         "sign",
         lambda r: r.terms.languages,
-        ["en", "fr", "zh-Hans", "zh-hans", "de", "xx-nope", ""],
+        ["en", "fr", "zh-Hans", "zh-hans", "zh_Hans", "de", "xx-nope", ""],
         is_list=True,
         to_csv=";".join,
         form_offers=lambda v: all(tag in GENERAL.languages for tag in v),  # type: ignore[attr-defined]

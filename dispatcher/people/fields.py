@@ -135,7 +135,7 @@ def email(value: str) -> str:
 
 
 def language(value: str, field: str = "language") -> str:
-    """A BCP 47 tag, kept as given."""
+    """A BCP 47 tag in its conventional case; en_GB, which Babel reads too, as en-GB."""
     value = value.strip()
     if not value:
         raise FieldError(field, "empty", f"{field} is empty")
@@ -143,7 +143,7 @@ def language(value: str, field: str = "language") -> str:
         parse_language(value)
     except ValueError as exc:
         raise FieldError(field, "invalid", f"{field}: {exc}") from exc
-    return value
+    return bcp47_case(value.replace("_", "-"))
 
 
 def country(value: str) -> str:
@@ -202,7 +202,7 @@ def bcp47_case(tag: str) -> str:
 
 def languages(items: Iterable[str]) -> tuple[str, ...]:
     """The letters' languages a supporter signs; none: any."""
-    tags = {bcp47_case(language(tag, "languages")) for tag in distinct(items)}
+    tags = {language(tag, "languages") for tag in distinct(items)}
     return tuple(sorted(tags))  # a set: the order they were listed in means nothing
 
 

@@ -281,7 +281,10 @@ def _check_person(v: dict[str, Any], t: dict[str, str], errors: dict[str, str]) 
             person[key] = parse(v[key])
         except FieldError:
             errors[key] = t[problem]
-    person["language"] = v["language"].strip()
+    try:
+        person["language"] = fields.language(v["language"])
+    except FieldError:
+        person["language"] = ""
     if person["language"] not in LANGS:  # the languages these pages and their emails speak
         errors["language"] = t["err_choice"]
     return person
