@@ -55,6 +55,7 @@ class ResultWriter:
         self._release: list[int] = []
         self._waiting = asyncio.Event()  # set when there is something to flush
         self._flushing = asyncio.Lock()  # one flush at a time: each commits what it took, once
+        self.committed: Callable[[], None] = lambda: None  # told after each commit
 
     def add(self, result: AttemptResult) -> None:
         self._results.append(result)
@@ -86,6 +87,8 @@ class ResultWriter:
             if release:
                 await self.db(self.store.release, self.worker_id, release, self.clock())
                 del self._release[: len(release)]
+            if results or release:
+                self.committed()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``FLUSH_EVERY`` seconds while there is something to flush, until ``stop``

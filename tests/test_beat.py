@@ -65,6 +65,7 @@ async def test_a_young_worker_leaves_another_workers_expired_leases(
         await dispatcher.refresh()
         assert statuses(db) == {"sending": 2}
         dispatcher._up_since -= ALIVE.total_seconds() + scheduler.BEAT_EVERY  # up long enough now
+        dispatcher._recovered -= scheduler.RECOVER_EVERY  # and time to look for leases again
         await dispatcher.refresh()
         assert statuses(db) == {"pending": 2}
     finally:
