@@ -41,7 +41,7 @@ from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from dispatcher.accounts import Role, hash_password
-from dispatcher.config import Settings
+from dispatcher.settings import Settings
 from dispatcher.store import Store, SupporterRecord, WorkerBeat, open_store
 from dispatcher.store.reports import LogFilter
 from dispatcher.web import app_for

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dispatcher.config import (
+from dispatcher.settings import (
     ActionStatus,
     Settings,
     load_action_file,

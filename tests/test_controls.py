@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dispatcher import controls
 from dispatcher.accounts import Role
+from dispatcher.actions import controls
+from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import IMPLEMENTED
-from dispatcher.config import Action, ActionStatus, load_actions
-from dispatcher.planner import finish_action, plan_action
+from dispatcher.settings import Action, ActionStatus, load_actions
 from dispatcher.store import (
     AttemptResult,
     ClaimGroup,

@@ -23,12 +23,12 @@ import httpx
 import pytest
 import yaml
 
-from dispatcher import controls
+from dispatcher.actions import controls
 from dispatcher.channels import make_channels
 from dispatcher.channels.fax import fax_reference
-from dispatcher.config import Settings, load_actions
 from dispatcher.providers.sinch import callback_password, failure_of
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings, load_actions
 from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.store.failures import Failure
 from dispatcher.web import app_for

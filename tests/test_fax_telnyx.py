@@ -23,12 +23,12 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from dispatcher import controls
+from dispatcher.actions import controls
 from dispatcher.channels import make_channels, media_host
-from dispatcher.config import Settings, load_actions
 from dispatcher.providers import ProviderError
 from dispatcher.providers.telnyx import TelnyxProvider, failure_for
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings, load_actions
 from dispatcher.store import AttemptRow, Store, open_store
 from dispatcher.store.failures import Failure
 from dispatcher.web import app_for

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dispatcher import forecast
 from dispatcher.accounts import Role
-from dispatcher.config import Action
-from dispatcher.render import Renderer, RenderError
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.sending import forecast
+from dispatcher.settings import Action
 from dispatcher.store import ActionHold, Store, WorkerBeat, open_store
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from dispatcher.accounts import Role
-from dispatcher.catalogue import stamp
 from dispatcher.channels import make_channels
-from dispatcher.config import load_actions
-from dispatcher.render import RenderError
-from dispatcher.scheduler import Dispatcher
+from dispatcher.letters.render import RenderError
+from dispatcher.sending.catalogue import stamp
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.settings import load_actions
 from dispatcher.store import ActionHold, Status, Store, WorkerBeat, open_store
 from dispatcher.store.accounts import entries
 from tests.conftest import ROOT, cli_env

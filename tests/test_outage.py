@@ -19,7 +19,7 @@ from typing import IO
 
 import pytest
 
-from dispatcher.results import ResultWriter
+from dispatcher.sending.results import ResultWriter
 from dispatcher.store import Outcome, Store, open_store
 from dispatcher.store.faults import StoreUnavailable
 from dispatcher.store.thread import StoreThread

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from dispatcher.channels import make_channels
 from dispatcher.cli import main
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.store import Outcome, Store, SupporterRecord, Terms, open_store
 from tests.conftest import cli_env, never_retry
 from tests.smtp_server import SmtpServer

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from sqlalchemy import insert, select, update
 
-from dispatcher import tokens
-from dispatcher.config import Settings, load_actions
 from dispatcher.pacing import Limits
-from dispatcher.receipts import ReceiptsJob, period_end, send_receipts, texts_for
+from dispatcher.people import tokens
+from dispatcher.people.receipts import ReceiptsJob, period_end, send_receipts, texts_for
+from dispatcher.settings import Settings, load_actions
 from dispatcher.store import (
     AttemptResult,
     ClaimGroup,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import Action, deadline_instant, load_actions
-from dispatcher.render import Renderer, RenderError
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.settings import Action, deadline_instant, load_actions
 from dispatcher.store import Signer
 from tests.conftest import ROOT
 

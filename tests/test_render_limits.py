@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import Action, load_actions
-from dispatcher.render import Renderer, RenderError
-from dispatcher.sandbox import MAX_LETTER, RENDER_SECONDS
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.letters.sandbox import MAX_LETTER, RENDER_SECONDS
+from dispatcher.settings import Action, load_actions
 from dispatcher.store import Signer
 from tests.conftest import ROOT
 

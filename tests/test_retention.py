@@ -12,10 +12,11 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from dispatcher import controls, retention
+from dispatcher.actions import controls
 from dispatcher.cli import main
-from dispatcher.config import Action, Settings, load_actions
-from dispatcher.receipts import in_thread
+from dispatcher.people import retention
+from dispatcher.people.receipts import in_thread
+from dispatcher.settings import Action, Settings, load_actions
 from dispatcher.store import (
     ActionState,
     AttemptResult,

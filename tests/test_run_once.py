@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dispatcher.scheduler import utcnow
+from dispatcher.sending.runtime import utcnow
 from dispatcher.store import open_store
 from tests.conftest import cli_env
 from tests.smtp_server import ScriptedHandler, SmtpServer

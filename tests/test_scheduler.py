@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from dispatcher import controls
+from dispatcher.actions import controls
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings, load_actions
-from dispatcher.scheduler import Dispatcher
+from dispatcher.people.csv_import import KnownScopes, import_file
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.settings import Settings, load_actions
 from dispatcher.store import Signer, open_store
-from dispatcher.supporters import KnownScopes, import_file
 
 ACTION = """
 id: {id}

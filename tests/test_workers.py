@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
 from dispatcher.store import Terms, open_store
 from tests.conftest import ROOT
 from tests.smtp_server import ScriptedHandler, SmtpServer

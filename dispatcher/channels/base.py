@@ -12,8 +12,8 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from dispatcher.config import Action, Target
-from dispatcher.render import Letter
+from dispatcher.letters.render import Letter
+from dispatcher.settings import Action, Target
 from dispatcher.store import ProviderEvent, Signer, Submission
 
 

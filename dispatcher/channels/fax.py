@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from dispatcher.channels.base import Channel, Envelope, Reply, SendError, Unavailable
-from dispatcher.config import Action, Target
-from dispatcher.faxpdf import find_font, letter_pdf, letterhead
+from dispatcher.letters.faxpdf import find_font, letter_pdf, letterhead
 from dispatcher.providers import FaxProvider, ProviderError
+from dispatcher.settings import Action, Target
 from dispatcher.store import ProviderEvent, Submission
 from dispatcher.store.failures import Failure
 

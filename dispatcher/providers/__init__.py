@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dispatcher.config import Settings
+from dispatcher.settings import Settings
 from dispatcher.store import ProviderEvent
 from dispatcher.store.failures import Failure
 

@@ -20,10 +20,10 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from dispatcher.config import Settings
 from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused, require
 from dispatcher.providers.http import HttpProvider, parse_time
 from dispatcher.providers.media import MediaHost
+from dispatcher.settings import Settings
 from dispatcher.store import ProviderEvent
 from dispatcher.store.failures import Failure
 

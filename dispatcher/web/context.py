@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from dispatcher.backoff import Backoff
-from dispatcher.config import Action, Settings, load_actions
 from dispatcher.providers import FaxProvider
+from dispatcher.sending.backoff import Backoff
+from dispatcher.settings import Action, Settings, load_actions
 from dispatcher.store import Store
 from dispatcher.web.limits import SlidingWindow
 

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from dispatcher import controls, forecast, why
 from dispatcher.accounts import Role
-from dispatcher.config import Action
+from dispatcher.actions import controls
+from dispatcher.sending import forecast, why
+from dispatcher.settings import Action
 from dispatcher.store import QueueCount
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter

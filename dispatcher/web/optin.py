@@ -36,11 +36,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher import notices, tokens
-from dispatcher.config import Action, ActionStatus, Settings, parse_language
-from dispatcher.planner import effective
-from dispatcher.store import SupporterRecord, Terms
-from dispatcher.supporters import (
+from dispatcher.actions.planner import effective
+from dispatcher.people import notices, tokens
+from dispatcher.people.csv_import import (
     CITY_LIMIT,
     NAME_LIMIT,
     REPLIES,
@@ -51,6 +49,8 @@ from dispatcher.supporters import (
     parse_email,
     text_field,
 )
+from dispatcher.settings import Action, ActionStatus, Settings, parse_language
+from dispatcher.store import SupporterRecord, Terms
 from dispatcher.web.auth import address
 from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key

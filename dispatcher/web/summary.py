@@ -12,10 +12,10 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from dispatcher import forecast
-from dispatcher.config import Action, Settings
+from dispatcher.actions.planner import effective
 from dispatcher.display import deadline_text, time_left
-from dispatcher.planner import effective
+from dispatcher.sending import forecast
+from dispatcher.settings import Action, Settings
 from dispatcher.store import ActionState, QueueCount
 
 FAX_SECONDS = 120.0  # a fax of a page or two, dialled, sent and hung up

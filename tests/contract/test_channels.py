@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.settings import Settings
 from dispatcher.store import AttemptRow, Store
 from tests.contract.channels import FAILS, Channel, Endpoint, able
 from tests.contract.world import ACTION, base_settings, opened, until

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dispatcher.config import Action, ActionStatus
+from dispatcher.settings import Action, ActionStatus
 from dispatcher.store import ActionState, Progress, Status, Store
 
 

@@ -17,22 +17,25 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dispatcher import controls, faxpdf, forecast, retention, why
 from dispatcher.accounts import Role, check_name, hash_password
-from dispatcher.catalogue import faxes
+from dispatcher.actions import controls
+from dispatcher.actions.planner import effective
 from dispatcher.channels import IMPLEMENTED, make_channels
-from dispatcher.config import Action, ActionSet, Settings, Target, load_actions, load_settings
 from dispatcher.display import deadline_text, time_left, when
-from dispatcher.planner import effective
-from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.letters import faxpdf
+from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.people import retention
+from dispatcher.people.csv_import import KnownScopes, SupporterFileError, import_file, import_valid
 from dispatcher.sanitize import json_text, terminal_text
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
+from dispatcher.sending import forecast, why
+from dispatcher.sending.catalogue import faxes
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.sending.sendlog import LOG_FIELDS, csv_chunks, log_values
+from dispatcher.settings import Action, ActionSet, Settings, Target, load_actions, load_settings
 from dispatcher.store import Signer, Status, Store, open_store
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.faults import StoreUnavailable, cause, curable
 from dispatcher.store.thread import FIRST_WAIT, MAX_WAIT
-from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
 from dispatcher.web.summary import action_rows
 
 STATUSES = [s.value for s in Status]

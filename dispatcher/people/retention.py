@@ -20,9 +20,9 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
-from dispatcher.config import Action, ActionStatus, Settings
-from dispatcher.planner import effective
-from dispatcher.receipts import Call
+from dispatcher.actions.planner import effective
+from dispatcher.people.receipts import Call
+from dispatcher.settings import Action, ActionStatus, Settings
 from dispatcher.store import ActionState, Store
 
 log = logging.getLogger("dispatcher")

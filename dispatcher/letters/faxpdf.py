@@ -18,8 +18,8 @@ import phonenumbers
 from babel.dates import format_date
 from fpdf import FPDF
 
-from dispatcher.config import Action, Target, parse_language
-from dispatcher.render import Letter
+from dispatcher.letters.render import Letter
+from dispatcher.settings import Action, Target, parse_language
 from dispatcher.store import Signer
 
 FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/opentype/noto-cjk"))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dispatcher.config import Action, ActionStatus, deadline_instant
-from dispatcher.planner import effective, finish_action
+from dispatcher.actions.planner import effective, finish_action
+from dispatcher.settings import Action, ActionStatus, deadline_instant
 from dispatcher.store import ActionState, Status, Store
 from dispatcher.store.accounts import AuditEntry, entries
 

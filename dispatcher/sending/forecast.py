@@ -15,9 +15,9 @@ from pathlib import Path
 
 from babel.dates import format_timedelta
 
-from dispatcher.catalogue import Catalogue, stamp
 from dispatcher.channels import IMPLEMENTED
-from dispatcher.config import ActionStatus, Settings
+from dispatcher.sending.catalogue import Catalogue, stamp
+from dispatcher.settings import ActionStatus, Settings
 from dispatcher.store import WORKERS_KEPT, ActionHold, WorkerBeat
 
 SILENT = dt.timedelta(seconds=20)  # four missed heartbeats: the worker is gone or cut off

@@ -34,8 +34,8 @@ from typing import TypeVar
 
 from babel import Locale
 
-from dispatcher.config import Action, normalise_email, parse_language
 from dispatcher.sanitize import csv_writer
+from dispatcher.settings import Action, normalise_email, parse_language
 from dispatcher.store import Store, SupporterRecord, Terms
 
 COLUMNS = (
