@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy.exc import DisconnectionError
 
 from dispatcher.channels import make_channels
+from dispatcher.models import ALIVE, WorkerBeat
 from dispatcher.sending import runtime
 from dispatcher.sending.runtime import Dispatcher
-from dispatcher.store import ALIVE, Store, WorkerBeat
+from dispatcher.store import Store
 from tests.smtp_server import SmtpServer
 from tests.test_email_smtp import WORKER, make_settings, until
 from tests.test_email_smtp import action as action

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.store import SupporterRecord, open_store
+from dispatcher.models import SupporterRecord
+from dispatcher.store import open_store
 from tests.conftest import cli_env
 from tests.test_cli import cli
 from tests.test_controls import outbox

@@ -21,13 +21,15 @@ import yaml
 from sqlalchemy import select
 
 from dispatcher.actions import controls
+from dispatcher.actions.model import Action
 from dispatcher.channels import make_channels
 from dispatcher.channels.email import message_id
 from dispatcher.letters.render import Renderer
+from dispatcher.models import AttemptRow, SupporterRecord, Terms
 from dispatcher.people.csv_import import KnownScopes, import_file
 from dispatcher.sending.runtime import Dispatcher, Tally, utcnow
-from dispatcher.settings import Action, Settings
-from dispatcher.store import AttemptRow, Store, SupporterRecord, Terms, open_store
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore
 from tests.smtp_server import Received, ScriptedHandler, SmtpServer

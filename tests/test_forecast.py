@@ -18,10 +18,11 @@ import httpx
 import pytest
 
 from dispatcher.accounts import Role
+from dispatcher.actions.model import Action
 from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.models import ActionHold, WorkerBeat
 from dispatcher.sending import forecast
-from dispatcher.settings import Action
-from dispatcher.store import ActionHold, Store, WorkerBeat, open_store
+from dispatcher.store import Store, open_store
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role

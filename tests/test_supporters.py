@@ -391,7 +391,7 @@ def test_a_corrected_rejects_file_imports(store: Store, tmp_path: Path) -> None:
 
 
 def test_known_scopes_come_from_the_actions() -> None:
-    from dispatcher.settings import load_actions
+    from dispatcher.actions.files import load_actions
 
     actions = load_actions(ROOT / "config" / "actions").actions
     known = KnownScopes.of(actions.values())

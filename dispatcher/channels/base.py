@@ -12,9 +12,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+from dispatcher.actions.model import Action, Target
 from dispatcher.letters.render import Letter
-from dispatcher.settings import Action, Target
-from dispatcher.store import ProviderEvent, Signer, Submission
+from dispatcher.models import ProviderEvent, Signer, Submission
 
 
 @dataclass(frozen=True)

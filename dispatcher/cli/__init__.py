@@ -19,11 +19,14 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dispatcher.accounts import Role, check_name, hash_password
 from dispatcher.actions import controls
+from dispatcher.actions.files import ActionSet, load_actions
+from dispatcher.actions.model import Action, Target
 from dispatcher.actions.planner import effective
 from dispatcher.channels import IMPLEMENTED, make_channels
 from dispatcher.display import deadline_text, time_left, when
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.models import Signer, Status
 from dispatcher.people import retention
 from dispatcher.people.csv_import import KnownScopes, SupporterFileError, import_file, import_valid
 from dispatcher.sanitize import json_text, terminal_text
@@ -31,8 +34,8 @@ from dispatcher.sending import forecast, why
 from dispatcher.sending.catalogue import faxes
 from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.sending.sendlog import LOG_FIELDS, csv_chunks, log_values
-from dispatcher.settings import Action, ActionSet, Settings, Target, load_actions, load_settings
-from dispatcher.store import Signer, Status, Store, open_store
+from dispatcher.settings import Settings, load_settings
+from dispatcher.store import Store, open_store
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.faults import StoreUnavailable, cause, curable
 from dispatcher.store.thread import FIRST_WAIT, MAX_WAIT

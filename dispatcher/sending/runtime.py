@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import Channel
+from dispatcher.models import ALIVE, Backlog, WorkerBeat
 from dispatcher.pacing import Limits
 from dispatcher.people import tokens
 from dispatcher.people.receipts import EVERY as RECEIPTS_EVERY
@@ -39,7 +40,7 @@ from dispatcher.sending.feeder import Feeder, Queued
 from dispatcher.sending.results import ResultWriter, Tally
 from dispatcher.sending.sender import Sender
 from dispatcher.settings import Settings
-from dispatcher.store import ALIVE, Backlog, Store, WorkerBeat
+from dispatcher.store import Store
 from dispatcher.store.faults import cause
 from dispatcher.store.thread import StoreThread
 

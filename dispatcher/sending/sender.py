@@ -11,13 +11,13 @@ from functools import partial
 
 from dispatcher.channels import Channel, Envelope, SendError, Unavailable
 from dispatcher.letters.render import RenderError
+from dispatcher.models import AttemptResult, Claim, Outcome
 from dispatcher.sending.backoff import Backoff
 from dispatcher.sending.catalogue import Catalogue
 from dispatcher.sending.feeder import Queued
 from dispatcher.sending.leases import LeaseKeeper
 from dispatcher.sending.results import ResultWriter
 from dispatcher.settings import Settings
-from dispatcher.store import AttemptResult, Claim, Outcome
 
 log = logging.getLogger("dispatcher")
 

@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from dispatcher.addresses import normalise_email
+from dispatcher.models import SupporterRecord
 from dispatcher.people.csv_import import (
     COLUMNS,
     LIMITS,
@@ -38,8 +40,6 @@ from dispatcher.people.csv_import import (
     clean_words,
     parse_row,
 )
-from dispatcher.settings import normalise_email
-from dispatcher.store import SupporterRecord
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web.auth import address
 from dispatcher.web.context import context

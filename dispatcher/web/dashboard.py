@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from dispatcher.accounts import Role
 from dispatcher.actions import controls
+from dispatcher.actions.model import Action
+from dispatcher.models import QueueCount
 from dispatcher.sending import forecast, why
-from dispatcher.settings import Action
-from dispatcher.store import QueueCount
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
 from dispatcher.web.auth import address, current_user, requires

@@ -9,10 +9,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dispatcher.accounts import Role
+from dispatcher.actions.model import Action, Target
 from dispatcher.actions.planner import effective
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
-from dispatcher.settings import Action, Target
 from dispatcher.web.auth import requires
 from dispatcher.web.context import Context, context
 from dispatcher.web.pages import forbidden, render
