@@ -12,11 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.planner import plan_action
 from dispatcher.channels import make_channels
-from dispatcher.config import load_actions
-from dispatcher.feeder import IDLE_RECHECK
-from dispatcher.planner import plan_action
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.feeder import IDLE_RECHECK
+from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
 from tests.conftest import cli_env
 from tests.contract.world import until

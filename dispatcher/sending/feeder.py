@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dispatcher.channels import Channel
+from dispatcher.models import Claim, ClaimGroup, GroupId
 from dispatcher.pacing import Limits
-from dispatcher.store import Claim, ClaimGroup, ClaimRequest, GroupId, Store
+from dispatcher.store import ClaimRequest, Store
 from dispatcher.store.thread import StoreThread
 
 START_WITHIN = 1.0  # seconds from claim to the start of the attempt, or the letter goes back

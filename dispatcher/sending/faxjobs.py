@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from dispatcher.channels import Channel
+from dispatcher.models import ProviderEvent, Resolution, Retry
 from dispatcher.providers.media import MEDIA_TTL
-from dispatcher.store import ProviderEvent, Resolution, Retry, Store
+from dispatcher.store import Store
 from dispatcher.store.failures import Failure
 from dispatcher.store.thread import StoreThread
 

@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dispatcher.store import AttemptResult, Retry, Store
+from dispatcher.models import AttemptResult, Retry
+from dispatcher.store import Store
 from dispatcher.store.thread import StoreThread
 
 FLUSH_EVERY = 0.05  # seconds between commits of attempt results

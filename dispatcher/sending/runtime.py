@@ -24,22 +24,23 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from dispatcher import tokens
-from dispatcher.backoff import fax_backoff
-from dispatcher.catalogue import Catalogue
+from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import Channel
-from dispatcher.config import Settings
-from dispatcher.faxjobs import ProviderJobs
-from dispatcher.feeder import Feeder, Queued
+from dispatcher.models import ALIVE, Backlog, WorkerBeat
 from dispatcher.pacing import Limits
-from dispatcher.planner import finish_action, plan_action
-from dispatcher.receipts import EVERY as RECEIPTS_EVERY
-from dispatcher.receipts import ReceiptsJob
-from dispatcher.results import ResultWriter, Tally
-from dispatcher.retention import EVERY as RETENTION_EVERY
-from dispatcher.retention import RetentionJob
-from dispatcher.sending import Sender
-from dispatcher.store import ALIVE, Backlog, Store, WorkerBeat
+from dispatcher.people import tokens
+from dispatcher.people.receipts import EVERY as RECEIPTS_EVERY
+from dispatcher.people.receipts import ReceiptsJob
+from dispatcher.people.retention import EVERY as RETENTION_EVERY
+from dispatcher.people.retention import RetentionJob
+from dispatcher.sending.backoff import fax_backoff
+from dispatcher.sending.catalogue import Catalogue
+from dispatcher.sending.faxjobs import ProviderJobs
+from dispatcher.sending.feeder import Feeder, Queued
+from dispatcher.sending.results import ResultWriter, Tally
+from dispatcher.sending.sender import Sender
+from dispatcher.settings import Settings
+from dispatcher.store import Store
 from dispatcher.store.faults import cause
 from dispatcher.store.thread import StoreThread
 
