@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.config import Action
-from dispatcher.store import SupporterRecord
-from dispatcher.supporters import KnownScopes, RowError, parse_row
+from dispatcher.actions.model import Action
+from dispatcher.models import SupporterRecord
+from dispatcher.people.csv_import import KnownScopes, RowError, parse_row
 from dispatcher.web import optin
 from dispatcher.web.api import consent_of
 from dispatcher.web.optin_text import LANGS

@@ -22,8 +22,7 @@ from markupsafe import escape
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-from dispatcher import tokens
-from dispatcher.people import fields
+from dispatcher.people import fields, tokens
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
 from dispatcher.web.optin import text_version

@@ -29,11 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from dispatcher.models import SupporterRecord
 from dispatcher.people import fields
+from dispatcher.people.csv_import import COLUMNS, OPTIONAL, RowError, parse_row
 from dispatcher.people.fields import KnownScopes
-from dispatcher.store import SupporterRecord
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.supporters import COLUMNS, OPTIONAL, RowError, parse_row
 from dispatcher.web.auth import address
 from dispatcher.web.context import context
 

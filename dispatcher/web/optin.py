@@ -37,12 +37,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher import notices, tokens
-from dispatcher.config import Action, ActionStatus, Settings, parse_language
-from dispatcher.people import fields
-from dispatcher.people.fields import CHANNELS, REPLIES, TERRITORIES, WORDS_LIMIT, FieldError, KnownScopes
-from dispatcher.planner import effective
-from dispatcher.store import SupporterRecord, Terms
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective
+from dispatcher.language import parse_language
+from dispatcher.models import WORDS_LIMIT, ActionStatus, SupporterRecord, Terms
+from dispatcher.people import fields, notices, tokens
+from dispatcher.people.fields import CHANNELS, REPLIES, TERRITORIES, FieldError, KnownScopes
+from dispatcher.settings import Settings
 from dispatcher.web.auth import address
 from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key

@@ -30,16 +30,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-# The "X as X" names are still imported from here by cli, render and tests; their home is
-# people.fields.
+from dispatcher.models import SupporterRecord, Terms
 from dispatcher.people import fields
-from dispatcher.people.fields import CITY_LIMIT as CITY_LIMIT
 from dispatcher.people.fields import NAME_DISPLAYS, RECEIPTS, REPLIES
-from dispatcher.people.fields import NAME_LIMIT as NAME_LIMIT
-from dispatcher.people.fields import WORDS_LIMIT as WORDS_LIMIT
+
+# Still imported from here by the CLI and tests; its home is people.fields.
 from dispatcher.people.fields import KnownScopes as KnownScopes
 from dispatcher.sanitize import csv_writer
-from dispatcher.store import Store, SupporterRecord, Terms
+from dispatcher.store import Store
 
 COLUMNS = (
     "email",
