@@ -314,7 +314,7 @@ async def test_every_problem_is_shown_by_its_field_and_what_was_typed_is_kept(si
 
 
 # One consent, spelt as each medium might (case, padding, locale-style tags, wide digits).
-SPELT = {
+SPELT: dict[str, Any] = {
     "name": " Ann Lee ",
     "language": "EN",
     "city": "Lyon",
@@ -341,7 +341,7 @@ async def by_form(site: Site, email: str) -> None:
     values = {k: SPELT[k] for k in ("name", "language", "city", "country", "channels", "receipts", "replies")}
     values.update(sign=SPELT["languages"], display=SPELT["name_display"], cap="０５")
     before = len(site.smtp.received())
-    assert (await join(site.web, email, **values)).status_code == 200
+    assert (await join(site.web, email, "/join", **values)).status_code == 200
     confirm = links(site.smtp.wait_for(before + 1)[before])["join/confirm"][0]
     assert (await press(site.web, confirm)).status_code == 200
 
