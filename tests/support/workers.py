@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from dispatcher.scheduler import utcnow
+from dispatcher.sending.runtime import utcnow
 from dispatcher.store import open_store
 from tests.conftest import ROOT
 from tests.support.processes import clean_env, dispatcher_executable, stop
