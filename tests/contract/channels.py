@@ -18,8 +18,8 @@ import pytest
 
 from tests.contract.providers import Telnyx
 from tests.contract.world import MINISTER
-from tests.fax_servers.control import FakeProvider, Outcome
-from tests.smtp_server import SmtpServer
+from tests.support.fax_servers.control import FakeProvider, Outcome
+from tests.support.smtp_server import SmtpServer
 
 FAILS = "fails"  # its endpoint can be made to fail, for a while or for good
 EMAIL = "minister@example.org"

@@ -5,8 +5,8 @@ speaks the provider's vocabulary: the states its faxes end in, the status code i
 bad number with, and how our log words each outcome. A scenario of ``test_providers.py`` runs
 over every adapter that has what it needs (``can``).
 
-A fourth provider: a fake in ``tests/fax_servers/`` offering the control API of
-``tests/fax_servers/control.py``, an adapter here, and its name in ``ADAPTERS``.
+A fourth provider: a fake in ``tests/support/fax_servers/`` offering the control API of
+``tests/support/fax_servers/control.py``, an adapter here, and its name in ``ADAPTERS``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dispatcher.providers.sinch import callback_password
-from tests.asgi_server import serve
-from tests.fax_servers.control import FakeProvider, Outcome
-from tests.fax_servers.folder import FaxFolder
-from tests.fax_servers.sinch import SinchFake
-from tests.fax_servers.telnyx import FakeTelnyx, public_key_b64
-from tests.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio
+from tests.support.asgi_server import serve
+from tests.support.fax_servers.control import FakeProvider, Outcome
+from tests.support.fax_servers.folder import FaxFolder
+from tests.support.fax_servers.sinch import SinchFake
+from tests.support.fax_servers.telnyx import FakeTelnyx, public_key_b64
+from tests.support.fax_servers.twilio import ACCOUNT, TOKEN, FakeTwilio
 
 SENDER = "+442079460999"  # Ofcom's drama range: valid numbers that reach nobody
 

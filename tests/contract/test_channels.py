@@ -19,7 +19,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import Store
 from tests.contract.channels import FAILS, Channel, Endpoint, able
 from tests.contract.world import ACTION, base_settings, opened, until
-from tests.test_faxpdf import MISSING
+from tests.unit.test_faxpdf import MISSING
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 

@@ -1,6 +1,6 @@
 """The provider contract: every fax provider, through its adapter (``providers.py``), meets each
 scenario the same way. What one provider alone does (its signature scheme, its quirks) is
-tested in its own ``tests/test_fax_<name>.py``."""
+tested in its own ``tests/contract/test_fax_<name>.py``."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from dispatcher.sending.runtime import utcnow
 from dispatcher.settings import Settings
 from tests.contract.providers import DIALS, REFUSES, WEBHOOKS, Adapter, able
 from tests.contract.world import ACTION, EMBASSY, MINISTER, provider_world, until
-from tests.fax_servers.control import Outcome, Refusal
+from tests.support.fax_servers.control import Outcome, Refusal
 from tests.support.processes import dispatcher_executable, stop, wait_until
-from tests.test_faxpdf import MISSING
+from tests.unit.test_faxpdf import MISSING
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 BOTH = {"minister": MINISTER, "embassy": EMBASSY}

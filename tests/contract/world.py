@@ -20,11 +20,12 @@ from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from dispatcher.web import app_for
-from tests.asgi_server import free_port, serve
+from tests.campaigns.test_campaign_shapes import TEMPLATE, supporters
 from tests.conftest import cli_env
 from tests.contract.providers import Adapter
-from tests.fax_servers.control import FakeProvider
-from tests.test_campaign_shapes import TEMPLATE, supporters
+from tests.support.asgi_server import serve
+from tests.support.fax_servers.control import FakeProvider
+from tests.support.processes import free_port
 
 ACTION = "a"
 # Ofcom keeps 020 7946 0000–0999 for drama: valid numbers that reach nobody.

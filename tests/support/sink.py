@@ -1,4 +1,4 @@
-"""An SMTP server in a process of its own (``python -m tests.smtp_server``), for tests that kill
+"""An SMTP server in a process of its own (``python -m tests.support.smtp_server``), for tests that kill
 or starve the dispatcher: it logs each accepted letter's Message-ID to a file before it answers,
 so what reached it survives whatever happens to the client."""
 
@@ -25,7 +25,7 @@ def start_smtp_server(
     out: Path, log: IO[bytes], delay: float = SERVER_DELAY
 ) -> tuple[subprocess.Popen[str], int]:
     """The server on a free loopback port, appending to ``out``; the process and its port."""
-    command = [sys.executable, "-m", "tests.smtp_server", "--host", "127.0.0.1", "--port", "0"]
+    command = [sys.executable, "-m", "tests.support.smtp_server", "--host", "127.0.0.1", "--port", "0"]
     proc = subprocess.Popen(
         [*command, "--out", str(out), "--delay", str(delay)],
         cwd=ROOT,

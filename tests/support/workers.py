@@ -11,9 +11,9 @@ from pathlib import Path
 
 from dispatcher.sending.runtime import utcnow
 from dispatcher.store import open_store
+from tests.campaigns.test_email_smtp import people, write_action
 from tests.conftest import ROOT
 from tests.support.processes import clean_env, dispatcher_executable, stop
-from tests.test_email_smtp import people, write_action
 
 
 def worker_env(

@@ -1,0 +1,92 @@
+"""``dispatcher check`` as an operator reads it: an action either gets its ``ok`` lines or is held
+with the reason, template mistakes are named in the template's terms, and library chatter stays out
+of the log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispatcher.models import SupporterRecord
+from dispatcher.store import open_store
+from tests.campaigns.test_cli import cli
+from tests.conftest import cli_env
+from tests.unit.test_render import make
+from tests.web.test_controls import outbox
+
+DISPATCHER = str(Path(sys.executable).with_name("dispatcher"))
+
+
+def letter(body: str) -> str:
+    return f"{{% block subject %}}Hello{{% endblock %}}{{% block body %}}{body}{{% endblock %}}"
+
+
+def check_world(tmp_path: Path, template: str) -> tuple[str, str]:
+    """``dispatcher check`` over one action ``a`` with this English template: (stdout, stderr)."""
+    make(tmp_path, {"en.j2": template})
+    result = cli(cli_env(tmp_path, tmp_path), "check", ok=False)
+    return result.stdout, result.stderr
+
+
+def test_an_action_whose_template_drops_the_supporters_words_is_held(tmp_path: Path) -> None:
+    out, err = check_world(tmp_path, letter("{{ target.salutation }},\nFree them.\n{{ supporter.name }}"))
+    assert "held: a" in out and "ok: a" not in out
+    assert "does not place supporter.words" in err
+
+
+def test_a_template_typo_is_named_in_the_templates_terms_and_gets_no_ok_line(tmp_path: Path) -> None:
+    out, err = check_world(tmp_path, letter("{{ action.titel }} {{ supporter.words }}"))
+    assert "ok: a" not in out and "held: a" in out
+    assert "unknown variable action.titel (did you mean action.title?)" in err
+    assert "dispatcher.letters.render" not in err and "object" not in err
+
+
+def test_third_party_loggers_stay_at_warning_unless_verbose(tmp_path: Path) -> None:
+    env = {**os.environ, **cli_env(tmp_path)}
+    fax = ["preview", "ua-61-21-update-1", "--target", "xi-jinping", "--channel", "fax"]
+    for verbose in ([], ["-v"]):
+        pdf = ["--output", str(tmp_path / "letter.pdf")]
+        done = subprocess.run(
+            [DISPATCHER, *verbose, *fax, *pdf], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert ("fontTools" in done.stderr) == bool(verbose), done.stderr[-2000:]
+
+
+WORDS = "Ich kenne ihn seit der Schule."
+
+
+def send_with_words(tmp_path: Path, template: str) -> list[str]:
+    """``run --once`` for a supporter who gave their own words for action ``a``: the bodies sent."""
+    make(tmp_path, {"en.j2": template})
+    env = cli_env(tmp_path, tmp_path)
+    cli(env, "db", "upgrade")
+    store = open_store(env["DISPATCHER_DATABASE_URL"])
+    try:
+        now = dt.datetime.now(dt.UTC)
+        ann = SupporterRecord(
+            "ann@example.net", "Ann Lee", "en", "Oslo", "NO", ("a",), now, words={"a": WORDS}
+        )
+        store.import_supporters([ann], now)
+    finally:
+        store.close()
+    cli(env, "run", "--once")
+    sent = outbox(tmp_path) if (tmp_path / "outbox").exists() else []
+    return [m.get_content() for m in sent]
+
+
+def test_a_running_dispatcher_sends_no_letter_that_would_drop_the_words(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bodies = send_with_words(tmp_path, letter("{{ target.salutation }},\n{{ supporter.name }}"))
+    assert bodies == [] and "holding a" in caplog.text and "does not place supporter.words" in caplog.text
+
+
+def test_the_words_a_supporter_gave_reach_their_letter(tmp_path: Path) -> None:
+    bodies = send_with_words(tmp_path, letter("{{ target.salutation }},\n{{ supporter.words }}"))
+    assert len(bodies) == 1 and WORDS in bodies[0]
