@@ -5,11 +5,8 @@ running dispatcher writes them."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +23,8 @@ from dispatcher.store import Store, open_store
 from tests.campaigns.test_cli import cli
 from tests.conftest import ROOT, cli_env
 from tests.store.test_store_contract import people
-from tests.support.processes import dispatcher_executable
 from tests.support.web_client import add_users, client, csrf_of, web_settings
+from tests.support.workers import run_once
 from tests.web.test_dashboard import ACTION, as_role
 
 PAIRS = [("president-demo", "email")]
@@ -185,11 +182,7 @@ async def test_a_hold_taken_while_sending_reads_held_everywhere(tmp_path: Path) 
         bad = replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name="Bad Name")
         store.import_supporters([*people(3, scopes=(ACTION,)), bad], utcnow())
         assert "no problems" in cli(env, "check").output  # only a real signer's letter fails
-        worker = [dispatcher_executable(), "run", "--once"]
-        run = await asyncio.to_thread(
-            subprocess.run, worker, env={**os.environ, **env}, capture_output=True, timeout=60
-        )
-        assert "holding demo-xinjiang" in run.stderr.decode()
+        assert "holding demo-xinjiang" in await run_once(env)
         beat(store, "w1", seconds_ago=1)
         add_users(store)
         settings = web_settings(tmp_path, actions_dir=world / "actions", templates_dir=world / "templates")

@@ -4,7 +4,6 @@ the action page, staff only, audited) for the next check to decide again."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import shutil
@@ -39,6 +38,7 @@ from tests.conftest import ROOT, cli_env
 from tests.store.test_store_contract import people
 from tests.support.processes import dispatcher_executable, stop, wait_until
 from tests.support.web_client import add_users, client, web_settings
+from tests.support.workers import run_once
 from tests.web.test_dashboard import ACTION, as_role
 
 
@@ -96,14 +96,6 @@ def test_the_same_files_in_two_folders_stamp_alike(tmp_path: Path) -> None:
 
 def pending(store: Store) -> int:
     return store.action_counts().get(ACTION, {}).get(Status.PENDING.value, 0)
-
-
-async def run_once(env: dict[str, str]) -> str:
-    worker = [dispatcher_executable(), "run", "--once"]
-    run = await asyncio.to_thread(
-        subprocess.run, worker, env={**os.environ, **env}, capture_output=True, timeout=60
-    )
-    return run.stderr.decode()
 
 
 @pytest.mark.slow

@@ -93,13 +93,8 @@ def telnyx_env(public_url: str, fake_url: str, key: Ed25519PrivateKey) -> dict[s
 
 
 def settings_for(tmp_path: Path, env: dict[str, str], **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path / 'd.db'}",
-        "actions_dir": tmp_path / "actions",
-        "templates_dir": tmp_path / "templates",
-        "outbox": tmp_path / "outbox",
-        "fax_outbox": tmp_path / "fax-outbox",
-        **{k.removeprefix("DISPATCHER_").lower(): v for k, v in env.items()},
+    values = contract_world.paths(tmp_path) | {
+        k.removeprefix("DISPATCHER_").lower(): v for k, v in env.items()
     }
     return Settings.model_validate(values | overrides)
 

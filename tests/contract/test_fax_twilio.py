@@ -59,12 +59,7 @@ def world(tmp_path: Path, numbers: list[str], fake: FakeTwilio, **overrides: Any
     write_action(tmp_path, numbers)
     port = free_port()
     with fake.running() as base_url:
-        values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path / 'd.db'}",
-            "actions_dir": tmp_path / "actions",
-            "templates_dir": tmp_path / "templates",
-            "outbox": tmp_path / "outbox",
-            "fax_outbox": tmp_path / "fax-outbox",
+        values = contract_world.paths(tmp_path) | {
             "fax_provider": "twilio",
             "twilio_base_url": base_url,
             "twilio_account_sid": ACCOUNT,

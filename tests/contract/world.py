@@ -113,13 +113,19 @@ def opened(tmp_path: Path, how: dict[str, dict[str, Any]], values: dict[str, Any
         web_store.close()
 
 
-def base_settings(tmp_path: Path) -> dict[str, Any]:
+def paths(tmp_path: Path) -> dict[str, Any]:
+    """Where the world's files are: the SQLite file, ``write_action``'s folders, the outboxes."""
     return {
         "database_url": f"sqlite:///{tmp_path / 'd.db'}",
         "actions_dir": tmp_path / "actions",
         "templates_dir": tmp_path / "templates",
         "outbox": tmp_path / "outbox",
         "fax_outbox": tmp_path / "fax-outbox",
+    }
+
+
+def base_settings(tmp_path: Path) -> dict[str, Any]:
+    return paths(tmp_path) | {
         "public_url": f"http://127.0.0.1:{free_port()}",
         "fax_retry_initial": 0.2,
         "fax_retry_max": 0.5,

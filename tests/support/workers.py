@@ -3,6 +3,8 @@ them started and stopped together, each logging to its own file."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import subprocess
 import time
@@ -51,6 +53,16 @@ def outcomes(db_url: str) -> Counter[str]:
         return Counter(a.outcome for a in store.attempt_log())
     finally:
         store.close()
+
+
+async def run_once(env: dict[str, str]) -> str:
+    """``dispatcher run --once`` with these settings (on top of this process's environment),
+    awaited in a thread so that the test's own servers keep answering; what it logged."""
+    command = [dispatcher_executable(), "run", "--once"]
+    run = await asyncio.to_thread(
+        subprocess.run, command, env={**os.environ, **env}, capture_output=True, timeout=60
+    )
+    return run.stderr.decode()
 
 
 class Workers:
