@@ -77,12 +77,13 @@ def language_for(tag: str, context: str) -> str | None:
         script = script_of(tag)
     except ValueError:
         return None
-    same = [
-        lang
-        for lang in offered(context)
-        if parse_language(lang).language == wanted.language and script_of(lang) == script
-    ]
-    return same[0] if same else None
+    return next((lang for lang, *spoken in _written(context) if spoken == [wanted.language, script]), None)
+
+
+@functools.cache
+def _written(context: str) -> tuple[tuple[str, str, str], ...]:
+    """Each offered language with its language subtag and script: parsed once, not per request."""
+    return tuple((lang, parse_language(lang).language, script_of(lang)) for lang in offered(context))
 
 
 def _find(language: str, context: str, key: str) -> tuple[Text, _Catalogue]:
