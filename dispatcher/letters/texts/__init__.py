@@ -25,7 +25,7 @@ from importlib import resources
 
 from babel.messages.pofile import read_po
 
-from dispatcher.config import parse_language, script_of
+from dispatcher.language import parse_language, script_of
 
 ENGLISH = "en"
 # In the order the pages' language switch lists them.

@@ -29,11 +29,13 @@ from typing import Any, Protocol, TypeVar
 from babel import Locale
 from babel.dates import format_date
 
-from dispatcher import tokens
+from dispatcher.actions.model import Action
 from dispatcher.channels import SendError, Unavailable
-from dispatcher.config import Action, Settings, parse_language
+from dispatcher.language import parse_language
 from dispatcher.letters.texts import ENGLISH, RECEIPT, Texts, language_for, ngettext, texts
-from dispatcher.notices import Notice, opened
+from dispatcher.people import tokens
+from dispatcher.people.notices import Notice, opened
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.privacy import Recipient, SentLetter
 
