@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from dispatcher import capabilities
 from dispatcher.channels import Channel
 from dispatcher.config import Action, ActionSet, ActionStatus, Settings, load_actions
 from dispatcher.faxpdf import FontMissing, find_font
@@ -24,7 +25,8 @@ log = logging.getLogger("dispatcher")
 
 
 def faxes(action: Action, channels: tuple[str, ...]) -> bool:
-    return any(via == "fax" for _, via in action.delivery_pairs(channels))
+    """Whether the action sends a letter as a PDF (a fax): the font must be there."""
+    return any(capabilities.of(via).pdf for _, via in action.delivery_pairs(channels))
 
 
 # A file's digest by path, with the size and times it had then: the dashboard stamps both folders

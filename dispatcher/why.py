@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from dispatcher import forecast
 from dispatcher.channels import Channel, make_channels
-from dispatcher.channels.email import EmailChannel, message_id
 from dispatcher.config import Action, Settings, load_actions
 from dispatcher.pacing import Limits
 from dispatcher.planner import effective
@@ -60,7 +59,4 @@ def _channel_facts(
         return (), None, None
     target = action.target(bare.target_id)
     line = channel.line(action, target)
-    mid = None
-    if isinstance(channel, EmailChannel):
-        mid = message_id(channel.builder.secret, bare.delivery_id, channel.builder.domain)
-    return channel.pacing_keys(action, target), line, mid
+    return channel.pacing_keys(action, target), line, channel.message_id(bare.delivery_id)

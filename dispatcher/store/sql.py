@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 
-from dispatcher import pacing
+from dispatcher import capabilities, pacing
 from dispatcher.pacing import Limits
 from dispatcher.store import (
     ALIVE,
@@ -503,7 +503,7 @@ class SqlStore(Store):
         total = sum(top - w.lo for *_, w, _ in todo)
         created = done = 0
         for target_id, channel, whole, basis in todo:
-            fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+            fallback = (fallbacks or {}).get(target_id) if capabilities.of(channel).falls_back else None
             for lo in range(whole.lo, top, batch):
                 window = replace(whole, lo=lo, hi=min(lo + batch, top))
                 with self.engine.begin() as conn:

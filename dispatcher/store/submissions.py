@@ -17,6 +17,7 @@ from dataclasses import replace
 from sqlalchemy import Connection, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dispatcher import capabilities
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
 from dispatcher.store.failures import Failure
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
@@ -174,7 +175,7 @@ def fall_back_failed(conn: Connection, results: Sequence[AttemptResult]) -> list
     their log detail saying which fell back."""
     out = []
     for r in results:
-        if r.outcome is Outcome.FAILED and r.channel == "fax":
+        if r.outcome is Outcome.FAILED and capabilities.of(r.channel).falls_back:
             r = replace(r, detail=r.detail + fall_back(conn, [r.delivery_id], r.finished_at))
         out.append(r)
     return out

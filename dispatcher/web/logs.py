@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from dispatcher import capabilities
 from dispatcher.accounts import Role
 from dispatcher.forecast import SILENT
 from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
@@ -75,6 +76,7 @@ async def send_log(request: Request) -> Response:
         since=kept.get("since", ""),
         until=kept.get("until", ""),
         outcomes=[o.value for o in Outcome],
+        channels=list(capabilities.KINDS),
         query=urlencode(kept),
         older=rows[-1].id if len(rows) == PAGE else None,
     )

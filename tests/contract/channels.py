@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import pytest
 
 from tests.contract.providers import Telnyx
-from tests.contract.world import MINISTER
+from tests.contract.world import EMBASSY, MINISTER
 from tests.fax_servers.control import FakeProvider, Outcome
 from tests.smtp_server import SmtpServer
 
@@ -49,6 +49,11 @@ class Channel(Protocol):
     @property
     def target(self) -> dict[str, Any]:
         """How the action's target is reached by this channel."""
+        ...
+
+    @property
+    def copy(self) -> dict[str, Any]:
+        """How a second target (a ``cc``) is reached by this channel."""
         ...
 
 
@@ -87,6 +92,7 @@ class FaxEnd:
 
 
 EMAIL_TARGET = {"email": EMAIL, "channels": ["email"]}
+EMAIL_COPY = {"email": "embassy@example.org", "channels": ["email"]}
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class Smtp:
     name: str = "smtp"
     can: frozenset[str] = frozenset({FAILS})
     target: dict[str, Any] = field(default_factory=lambda: EMAIL_TARGET)
+    copy: dict[str, Any] = field(default_factory=lambda: EMAIL_COPY)
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[Endpoint, dict[str, Any]]]:
@@ -106,6 +113,7 @@ class Maildir:
     name: str = "maildir"
     can: frozenset[str] = frozenset()
     target: dict[str, Any] = field(default_factory=lambda: EMAIL_TARGET)
+    copy: dict[str, Any] = field(default_factory=lambda: EMAIL_COPY)
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[Endpoint, dict[str, Any]]]:
@@ -119,6 +127,7 @@ class Fax:
     name: str = "fax"
     can: frozenset[str] = frozenset({FAILS})
     target: dict[str, Any] = field(default_factory=lambda: {"fax": MINISTER, "channels": ["fax"]})
+    copy: dict[str, Any] = field(default_factory=lambda: {"fax": EMBASSY, "channels": ["fax"]})
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[Endpoint, dict[str, Any]]]:

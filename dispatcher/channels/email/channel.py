@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatcher.channels.base import Channel, Envelope, Reply
-from dispatcher.channels.email.message import MessageBuilder
+from dispatcher.channels.email import message
 from dispatcher.channels.email.transport import MailTransport
 from dispatcher.config import Action, Target
 
@@ -11,7 +11,7 @@ from dispatcher.config import Action, Target
 class EmailChannel(Channel):
     name = "email"
 
-    def __init__(self, transport: MailTransport, builder: MessageBuilder) -> None:
+    def __init__(self, transport: MailTransport, builder: message.MessageBuilder) -> None:
         self.transport = transport
         self.builder = builder
 
@@ -23,7 +23,10 @@ class EmailChannel(Channel):
 
     @staticmethod
     def copies(action: Action, target: Target) -> list[Target]:
-        return [c for c in action.copies("email") if c.id != target.id]
+        return [c for c in action.copies(EmailChannel.name) if c.id != target.id]
+
+    def message_id(self, delivery_id: int) -> str | None:
+        return message.message_id(self.builder.secret, delivery_id, self.builder.domain)
 
     def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
         return tuple(f"email:{t.email}" for t in (target, *self.copies(action, target)))
