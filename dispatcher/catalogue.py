@@ -20,6 +20,7 @@ from dispatcher.faxpdf import FontMissing, find_font
 from dispatcher.planner import effective, sendable, terminal_status
 from dispatcher.render import Renderer, RenderError
 from dispatcher.store import ActionHold, ActionState, ClaimGroup, Status
+from dispatcher.store.reasons import Hold
 
 log = logging.getLogger("dispatcher")
 
@@ -132,7 +133,7 @@ class Catalogue:
         """Holds taken while sending, by this worker before a restart or by another: kept until
         the action's templates change (the next ``reload`` decides) or staff release them."""
         for hold in stored:
-            if hold.kind == "sending" and hold.action_id not in self._failed:
+            if hold.kind == Hold.SENDING and hold.action_id not in self._failed:
                 problem = _restored(hold.action_id, hold.reason)
                 self._failed[hold.action_id] = (hold.templates, problem, hold.held_at)
 
@@ -152,7 +153,9 @@ class Catalogue:
             failed = self._failed.get(action_id)
             action = self.loaded.actions.get(action_id)
             templates = failed[0] if failed else self._template_state(action) if action else ""
-            kind, reason, at = ("sending", failed[1], failed[2]) if failed else ("check", problems[0], now)
+            kind, reason, at = (
+                (Hold.SENDING, failed[1], failed[2]) if failed else (Hold.CHECK, problems[0], now)
+            )
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             out[action_id] = ActionHold(action_id, kind, f"{reason}{more}", at, worker, templates)
         return out

@@ -20,6 +20,7 @@ from dispatcher.store import AttemptRow, Outcome, Status
 from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
 from dispatcher.store.reading import reading
+from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, deliveries, supporters
 
 
@@ -226,7 +227,7 @@ class SqlReports:
                     or_(
                         a.c.detail == failure.value,
                         a.c.detail.like(f"{failure.value}:%"),
-                        a.c.detail.like(f"gave up after % attempts: {failure.value}%"),
+                        a.c.detail.like(gave_up("%", f"{failure.value}%")),
                     ),
                     failure.value,
                 )

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dispatcher import capabilities
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
 from dispatcher.store.failures import Failure
+from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 
@@ -159,7 +160,7 @@ def _outcome(event: ProviderEvent, attempts: int, retry: Retry) -> tuple[Outcome
     if later is not None:
         return Outcome.RETRY, max(later, event.retry_at or later), detail
     if failure.retryable:
-        detail = f"gave up after {attempts} attempts: {detail}"
+        detail = gave_up(attempts, detail)
     return Outcome.FAILED, None, detail
 
 
