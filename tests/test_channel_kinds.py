@@ -5,6 +5,7 @@ the planner's pairs, the catalogue's font check, the dashboard's forecast and pr
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ from dispatcher.accounts import Role
 from dispatcher.capabilities import Capabilities
 from dispatcher.catalogue import faxes
 from dispatcher.config import Action
+from dispatcher.planner import plan_action
 from dispatcher.store import QueueCount, open_store
+from dispatcher.store.explain import Context
 from dispatcher.web.summary import needed_seconds
 from tests.contract.world import action_data, write_action
+from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING
 from tests.web_client import add_users, client, log_in, web_settings
 
@@ -59,6 +63,24 @@ def test_a_pdf_kind_needs_the_font_and_its_line_paces_the_forecast(postal: Capab
     pending = [QueueCount("a", "minister", "postal", "pending", 10, None)]
     settings = web_settings(Path("/nonexistent"), rate_per_target=1.0, rate_global=100.0)
     assert needed_seconds(pending, settings) == 10 * 30.0  # a line each, not the pacing's rate
+
+
+def test_a_new_kind_that_falls_back_is_planned_with_its_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postal: Capabilities
+) -> None:
+    monkeypatch.setitem(capabilities.KINDS, "postal", dataclasses.replace(postal, falls_back=True))
+    letter = action(minister=MINISTRY | {"email": "minister@example.org", "fallback": "email"})
+    now = dt.datetime.now(dt.UTC)
+    store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        store.import_supporters(supporters(1), now)
+        assert plan_action(store, letter, ("email", "postal"), now) == 1
+        [delivery] = store.reports.find_delivery("a", "minister", "s0@example.net")
+        said = store.reports.explain(delivery, now, Context())
+    finally:
+        store.close()
+    assert said is not None and said.channel == "postal"
+    assert "after its last failed attempt it goes by email" in said.details
 
 
 @pytest.mark.skipif(bool(MISSING), reason=MISSING)

@@ -298,7 +298,7 @@ def _facts(row: Any, context: Context) -> list[str]:
     if row.provider_job:
         out.append(f"fax job: {row.provider} {row.provider_job}")
     if row.fallback:
-        out.append(f"after the last fax fails it goes by {row.fallback}")
+        out.append(f"after its last failed attempt it goes by {row.fallback}")
     if context.held is not None:
         out.append(f"its action is held: {context.held}")
     return out
