@@ -6,13 +6,16 @@ Each built channel answers with the same entry (``Channel.capabilities``), and t
 contract suite checks that what it does agrees. A new kind of channel is one entry here and its
 channel class; the places that ask need no change.
 
-Imports nothing of ours: the action model (``config``) is below every other layer and asks too.
+Imports nothing of ours, as ``models`` (beside which it sits): the action model asks too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,13 @@ def of(channel: str) -> Capabilities:
 def named(able: Callable[[Capabilities], bool]) -> tuple[str, ...]:
     """The channels that can do what ``able`` asks, e.g. ``named(lambda c: c.provider)``."""
     return tuple(name for name, can in KINDS.items() if able(can))
+
+
+def _known(name: str) -> str:
+    if name not in KINDS:
+        raise ValueError(f"{name!r} is not a channel (the channels: {', '.join(KINDS)})")
+    return name
+
+
+# A channel's name in an action file: one of the kinds above (a new kind needs no change there).
+Channel = Annotated[str, AfterValidator(_known)]

@@ -15,11 +15,12 @@ from pydantic import ValidationError
 
 from dispatcher import capabilities
 from dispatcher.accounts import Role
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import plan_action
 from dispatcher.capabilities import Capabilities
-from dispatcher.catalogue import faxes
-from dispatcher.config import Action
-from dispatcher.planner import plan_action
-from dispatcher.store import QueueCount, open_store
+from dispatcher.models import QueueCount
+from dispatcher.sending.catalogue import faxes
+from dispatcher.store import open_store
 from dispatcher.store.explain import Context
 from dispatcher.web.summary import needed_seconds
 from tests.contract.world import action_data, write_action

@@ -21,7 +21,7 @@ import yaml
 from markupsafe import escape
 from starlette.applications import Starlette
 
-from dispatcher import tokens
+from dispatcher.people import tokens
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
 from dispatcher.web.optin import text_version

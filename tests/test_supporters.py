@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.people.csv_import import KnownScopes, SupporterFileError, import_file, import_valid
 from dispatcher.store import Store
-from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
 from tests.conftest import ROOT
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -391,7 +391,7 @@ def test_a_corrected_rejects_file_imports(store: Store, tmp_path: Path) -> None:
 
 
 def test_known_scopes_come_from_the_actions() -> None:
-    from dispatcher.config import load_actions
+    from dispatcher.actions.files import load_actions
 
     actions = load_actions(ROOT / "config" / "actions").actions
     known = KnownScopes.of(actions.values())

@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 
 from dispatcher import capabilities
+from dispatcher.actions.model import Action, Target
 from dispatcher.capabilities import Capabilities
-from dispatcher.config import Action, Target
-from dispatcher.render import Letter
-from dispatcher.store import ProviderEvent, Signer, Submission
+from dispatcher.letters.render import Letter
+from dispatcher.models import ProviderEvent, Signer, Submission
 
 
 @dataclass(frozen=True)

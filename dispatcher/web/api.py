@@ -29,10 +29,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from dispatcher.config import normalise_email
-from dispatcher.store import SupporterRecord
+from dispatcher.addresses import normalise_email
+from dispatcher.models import SupporterRecord
+from dispatcher.people.csv_import import (
+    COLUMNS,
+    LIMITS,
+    OPTIONAL,
+    KnownScopes,
+    RowError,
+    clean_words,
+    parse_row,
+)
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.supporters import COLUMNS, LIMITS, OPTIONAL, KnownScopes, RowError, clean_words, parse_row
 from dispatcher.web.auth import address
 from dispatcher.web.context import context
 

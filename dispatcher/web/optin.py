@@ -36,21 +36,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher import notices, tokens
-from dispatcher.config import Action, ActionStatus, Settings, parse_language
-from dispatcher.planner import effective
-from dispatcher.store import SupporterRecord, Terms
-from dispatcher.supporters import (
-    CITY_LIMIT,
-    NAME_LIMIT,
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective
+from dispatcher.language import parse_language
+from dispatcher.models import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT, ActionStatus, SupporterRecord, Terms
+from dispatcher.people import notices, tokens
+from dispatcher.people.csv_import import (
     REPLIES,
     TERRITORIES,
-    WORDS_LIMIT,
     clean_words,
     parse_country,
     parse_email,
     text_field,
 )
+from dispatcher.settings import Settings
 from dispatcher.web.auth import address
 from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key

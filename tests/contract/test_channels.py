@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from dispatcher import capabilities
+from dispatcher.actions.model import Action
 from dispatcher.channels import IMPLEMENTED, make_channels
-from dispatcher.config import Action, Settings
-from dispatcher.scheduler import Dispatcher
-from dispatcher.store import AttemptRow, Store, open_store
+from dispatcher.models import AttemptRow
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from tests.contract.channels import FAILS, Channel, Endpoint, able
 from tests.contract.world import ACTION, action_data, base_settings, opened, until
 from tests.test_faxpdf import MISSING

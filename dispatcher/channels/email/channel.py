@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dispatcher.actions.model import Action, Target
 from dispatcher.channels.base import Channel, Envelope, Reply
 from dispatcher.channels.email import message
 from dispatcher.channels.email.transport import MailTransport
-from dispatcher.config import Action, Target
 
 
 class EmailChannel(Channel):

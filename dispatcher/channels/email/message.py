@@ -14,9 +14,9 @@ import datetime as dt
 import hashlib
 from email.utils import format_datetime, parseaddr
 
+from dispatcher.actions.model import Target
 from dispatcher.channels.base import Envelope
 from dispatcher.channels.email.transport import OutgoingMail
-from dispatcher.config import Target
 from dispatcher.mime import clean, mailbox_header, unstructured
 
 

@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from dispatcher.channels.base import Reply, SendError, Unavailable
 from dispatcher.channels.email.transport import MailTransport, OutgoingMail
-from dispatcher.config import SMTP_DEFAULT_PORTS, SmtpUrl, parse_smtp_url
+from dispatcher.settings import SMTP_DEFAULT_PORTS, SmtpUrl, parse_smtp_url
 
 log = logging.getLogger("dispatcher")
 

@@ -34,9 +34,12 @@ from typing import TypeVar
 
 from babel import Locale
 
-from dispatcher.config import Action, normalise_email, parse_language
+from dispatcher.actions.model import Action
+from dispatcher.addresses import normalise_email
+from dispatcher.language import parse_language
+from dispatcher.models import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT, SupporterRecord, Terms
 from dispatcher.sanitize import csv_writer
-from dispatcher.store import Store, SupporterRecord, Terms
+from dispatcher.store import Store
 
 COLUMNS = (
     "email",
@@ -55,9 +58,6 @@ NAME_DISPLAYS = ("full", "name")
 REPLIES = ("organisation", "direct")  # the first is the default
 RECEIPTS = ("off", "weekly", "monthly")
 MONTHLY_CAP = range(1, 1001)
-NAME_LIMIT = 200  # characters, as the database columns (store/schema.py)
-CITY_LIMIT = 200
-WORDS_LIMIT = 600  # a supporter's own paragraph: a few sentences, not a second letter
 # Longest value of each column, checked before anything else so that no problem quotes a huge
 # value. Email, language, languages and consent_version are as wide as their database columns;
 # the others parse into less.
