@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.store.reasons import Hold, Reason, gave_up, last_reply, unsigned_language
+from dispatcher.models import HoldKind
+from dispatcher.store.reasons import Reason, gave_up, last_reply, unsigned_language
 
 # Rows written by earlier versions keep meaning the same: these texts never change.
 STORED = {
@@ -35,4 +36,4 @@ def test_a_reason_with_words_of_its_own_is_read_back() -> None:
 
 def test_every_reason_says_who_cancelled_and_holds_keep_their_kinds() -> None:
     assert all(reason.cancellation().startswith("cancelled") for reason in Reason)
-    assert [h.value for h in Hold] == ["check", "sending"]
+    assert [h.value for h in HoldKind] == ["check", "sending"]

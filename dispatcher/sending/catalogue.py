@@ -20,9 +20,8 @@ from dispatcher.actions.planner import effective, sendable, terminal_status
 from dispatcher.channels import Channel
 from dispatcher.letters.faxpdf import FontMissing, find_font
 from dispatcher.letters.render import Renderer, RenderError
-from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, Status
+from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, HoldKind, Status
 from dispatcher.settings import Settings
-from dispatcher.store.reasons import Hold
 
 log = logging.getLogger("dispatcher")
 
@@ -135,7 +134,7 @@ class Catalogue:
         """Holds taken while sending, by this worker before a restart or by another: kept until
         the action's templates change (the next ``reload`` decides) or staff release them."""
         for hold in stored:
-            if hold.kind == Hold.SENDING and hold.action_id not in self._failed:
+            if hold.kind == HoldKind.SENDING and hold.action_id not in self._failed:
                 problem = _restored(hold.action_id, hold.reason)
                 self._failed[hold.action_id] = (hold.templates, problem, hold.held_at)
 
@@ -156,7 +155,7 @@ class Catalogue:
             action = self.loaded.actions.get(action_id)
             templates = failed[0] if failed else self._template_state(action) if action else ""
             kind, reason, at = (
-                (Hold.SENDING, failed[1], failed[2]) if failed else (Hold.CHECK, problems[0], now)
+                (HoldKind.SENDING, failed[1], failed[2]) if failed else (HoldKind.CHECK, problems[0], now)
             )
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             out[action_id] = ActionHold(action_id, kind, f"{reason}{more}", at, worker, templates)

@@ -1,6 +1,6 @@
 """Why a letter is held back, cancelled, waiting or failed, in words the store writes to
-``last_error`` and reads back in ``explain``; and the kinds of an action's hold. One enum each,
-so a reader recognises what a writer said.
+``last_error`` and reads back in ``explain``. One enum, so a reader recognises what a writer
+said (an action's holds have theirs: ``models.HoldKind``).
 
 The values are the texts already stored by earlier versions: rows written before keep meaning
 the same. A letter's reply from a server or a fax provider stays free text (it is theirs): a
@@ -71,10 +71,3 @@ def last_reply(text: str) -> str:
     if Reason.of(text) is not Reason.GAVE_UP:
         return text
     return text.split(": ", 1)[1] if ": " in text else text
-
-
-class Hold(StrEnum):
-    """Why a dispatcher holds an action (``ActionHold.kind``)."""
-
-    CHECK = "check"  # its letters fail the check before sending, or the fax font is missing
-    SENDING = "sending"  # a real signer's letter failed to render while sending

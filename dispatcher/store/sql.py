@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 
 from dispatcher import capabilities, pacing
+from dispatcher.models import HoldKind
 from dispatcher.pacing import Limits
 from dispatcher.store import (
     ALIVE,
@@ -73,7 +74,7 @@ from dispatcher.store.accounts import SqlAccounts
 from dispatcher.store.people import SqlPeople
 from dispatcher.store.privacy import SqlPrivacy, retained_key
 from dispatcher.store.reading import READ_OPTION, reading
-from dispatcher.store.reasons import Hold, unsigned_language
+from dispatcher.store.reasons import unsigned_language
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -351,10 +352,10 @@ class SqlStore(Store):
     def action_holds(self, now: dt.datetime) -> list[ActionHold]:
         h, kept = action_holds, workers.c.last_seen >= now - WORKERS_KEPT
         # A stopped worker sends nothing: its check holds (its host's font) say nothing now.
-        said = or_(h.c.kind == Hold.SENDING, workers.c.stopped_at.is_(None))
+        said = or_(h.c.kind == HoldKind.SENDING, workers.c.stopped_at.is_(None))
         r = hold_releases
         # A sending hold taken before staff released the action is void (T2).
-        valid = or_(h.c.kind != Hold.SENDING, r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
+        valid = or_(h.c.kind != HoldKind.SENDING, r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
         query = (
             select(h)
             .join(workers, workers.c.worker_id == h.c.worker)
