@@ -32,10 +32,11 @@ def make_channels(settings: Settings, store: Store) -> dict[str, Channel]:
         else MaildirTransport(settings.outbox)
     )
     fax = make_provider(settings, secret, media_host(settings, store))
-    return {
-        "email": EmailChannel(transport, MessageBuilder(settings.sender, secret)),
-        "fax": FaxChannel(fax, secret, settings.fax_font),
-    }
+    built: list[Channel] = [
+        EmailChannel(transport, MessageBuilder(settings.sender, secret)),
+        FaxChannel(fax, secret, settings.fax_font),
+    ]
+    return {channel.name: channel for channel in built}
 
 
 def media_host(settings: Settings, store: Store) -> MediaHost | None:
