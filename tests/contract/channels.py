@@ -19,6 +19,7 @@ import pytest
 from tests.contract.providers import Telnyx
 from tests.contract.world import EMBASSY, MINISTER
 from tests.fax_servers.control import FakeProvider, Outcome
+from tests.fax_servers.telnyx import FakeTelnyx
 from tests.smtp_server import SmtpServer
 
 FAILS = "fails"  # its endpoint can be made to fail, for a while or for good
@@ -33,6 +34,13 @@ class Endpoint(Protocol):
     def fail_next(self, permanent: bool) -> None:
         """The next letter meets a failure: for good, or one worth trying again."""
         ...
+
+    def pdfs(self) -> int:
+        """How many of the letters that reached the target were PDFs."""
+        ...
+
+
+PDF = b"application/pdf"  # a PDF attached to a message
 
 
 class Channel(Protocol):
@@ -67,6 +75,9 @@ class SmtpEnd:
     def fail_next(self, permanent: bool) -> None:
         self.server.fail(at="rcpt", reply="550" if permanent else "451", times=1)
 
+    def pdfs(self) -> int:
+        return sum(PDF in m.data for m in self.server.received())
+
 
 @dataclass(frozen=True)
 class MaildirEnd:
@@ -77,6 +88,9 @@ class MaildirEnd:
 
     def fail_next(self, permanent: bool) -> None:
         raise NotImplementedError("a Maildir on the local disk does not fail on request")
+
+    def pdfs(self) -> int:
+        return sum(PDF in m.as_bytes() for m in mailbox.Maildir(str(self.folder), create=True))
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,10 @@ class FaxEnd:
 
     def fail_next(self, permanent: bool) -> None:
         self.fake.outcome(MINISTER, Outcome.NOT_A_FAX if permanent else Outcome.BUSY)
+
+    def pdfs(self) -> int:
+        assert isinstance(self.fake, FakeTelnyx)  # the fake that says what it fetched
+        return sum(bool(fax.pdf) for fax in self.fake.faxes_to(MINISTER))
 
 
 EMAIL_TARGET = {"email": EMAIL, "channels": ["email"]}

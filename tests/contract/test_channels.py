@@ -74,6 +74,9 @@ async def test_a_letter_reaches_its_target_once(tmp_path: Path, channel: Channel
         await it.dispatcher().run_once()  # a second run finds nothing left to send
         log = it.log()
     assert it.end.letters() == 1
+    # The PDF the kind declares (or not) is what arrived.
+    [name] = channel.target["channels"]
+    assert it.end.pdfs() == (1 if capabilities.of(name).pdf else 0)
     assert [r.outcome for r in log if r.outcome in ("sent", "failed", "retry")] == ["sent"]
 
 
