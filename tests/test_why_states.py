@@ -5,9 +5,9 @@ Each case drives a planned letter into its state through the paths that put it t
 checks that ``dispatcher why`` names the state and its cause; the dashboard's delivery page
 renders the same explanation (two cases are read there too).
 
-=========  ==============================================  ====================================
+=========  ==============================================  ======================================
 Status     Why it is there                                 Driven by
-=========  ==============================================  ====================================
+=========  ==============================================  ======================================
 pending    due, a dispatcher running                       plan, a worker's heartbeat
 pending    due, no dispatcher running                      plan
 pending    due, no dispatcher heard from lately            plan, a heartbeat long ago
@@ -16,7 +16,8 @@ pending    waiting for the monthly cap                     plan of two actions, 
 pending    waiting for pacing: the recipient's bucket      claim at a slow per-target rate
 pending    waiting for pacing: the deployment's bucket     claim at a slow global rate
 pending    waiting for the fax line (another in flight)    claim, record(submitted)
-pending    after an interrupted attempt (lease ran out)    claim long ago, recover
+pending    after an interrupted attempt (lease ran out)    claim (a lease already over), recover
+pending    its consent expired, the sweep not yet run      plan, the consent's expiry passes
 pending    reopened after a staff close                    ``dispatcher close``, ``reopen``
 pending    held: a template does not render                a broken template
 pending    held: the action's file has errors              a broken action file
@@ -29,7 +30,8 @@ pending    deadline passed, not yet swept                  the file's deadline m
 sending    leased to a live worker                         claim, heartbeat
 sending    leased to a worker gone silent                  claim, a heartbeat long ago
 sending    leased to a worker that stopped                 claim, a last heartbeat saying stopped
-sending    its lease ran out (worker died mid-attempt)     claim long ago
+sending    its lease ran out (worker died mid-attempt)     claim (a lease already over)
+sending    its lease ran out, its worker still beating     claim (a lease already over), heartbeat
 submitted  a fax provider took it, waiting for its word    claim, record(submitted)
 sent       sent, with its Message-ID                       claim, record(sent)
 failed     failed, with the server's reply                 claim, record(failed, 550)
@@ -40,8 +42,8 @@ cancelled  consent withdrawn                               ``dispatcher supporte
 cancelled  consent ended or expired                        the consent sweep (``lapse``)
 cancelled  consent narrowed (channel withdrawn)            an import with fewer channels
 cancelled  supporter forgotten                             ``dispatcher supporters forget``
-cancelled  the language is one the supporter does not sign  a plan in another language
-=========  ==============================================  ====================================
+cancelled  a language the supporter does not sign         a plan in another language
+=========  ==============================================  ======================================
 """
 
 from __future__ import annotations
@@ -308,13 +310,23 @@ def supporter(command: str) -> Drive:
     return drive
 
 
-def lapsed(w: World) -> int:
+def expiring(w: World) -> int:
+    """s5's letter, planned under a consent that has expired since (the sweep has not run)."""
     w.join(5, Terms(expires_at=utcnow() + dt.timedelta(seconds=1)))
     w.plan()
-    letter = w.letter(5)
-    time.sleep(1.2)  # the consent expires
+    time.sleep(1.2)
+    return w.letter(5)
+
+
+def lapsed(w: World) -> int:
+    letter = expiring(w)
     assert w.store.people.lapse(utcnow()) == 1
     return letter
+
+
+def lease_ran_out_worker_alive(w: World) -> int:
+    w.beat()
+    return lease_ran_out(w)
 
 
 def narrowed(w: World) -> int:
@@ -382,6 +394,16 @@ CASES: dict[str, tuple[Drive, tuple[str, ...], dict[str, str]]] = {
         {},
     ),
     "lease ran out": (lease_ran_out, ("waiting for its lease to run out: w1's lease ran out",), {}),
+    "lease ran out, worker alive": (
+        lease_ran_out_worker_alive,
+        ("sending: w1's lease ran out at", "w1 is still heard from"),
+        {},
+    ),
+    "consent expired, not swept": (
+        expiring,
+        ("stopped by its consent: the consent it was planned under expired at", "no claim takes it"),
+        {},
+    ),
     "submitted": (submitted, ("submitted: file took it as job job-7",), {}),
     "sent": (sent, ("sent: sent at", "Message-ID: <"), {}),
     "failed": (failed, ("failed: failed at", "550 5.1.1 no such mailbox"), {}),

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, select
 
 from dispatcher.pacing import GLOBAL, Limits, refilled
 from dispatcher.redaction import person_pattern, redacted
-from dispatcher.store import AttemptRow, Status, WorkerBeat
+from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat
 from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
 
@@ -39,6 +39,7 @@ class State(StrEnum):
     LEASE = "waiting for its lease to run out"
     HELD = "held"
     DRAFT = "draft"
+    CONSENT = "stopped by its consent"
     PAUSED = "paused"
     CLOSED = "closed"
     SENDING = "sending"
@@ -168,7 +169,13 @@ def _state(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tu
 def _sending(row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
     again = "the next claim logs the attempt as interrupted and sends it again, with the same Message-ID"
     if row.lease_until is not None and row.lease_until < now:
-        return State.LEASE, f"{row.lease_owner}'s lease ran out at {at(row.lease_until)}: {again}"
+        ran_out = f"{row.lease_owner}'s lease ran out at {at(row.lease_until)}"
+        if _beating(row.lease_owner, now, context):  # no claim takes it from a worker that runs
+            return State.SENDING, (
+                f"{ran_out}, but {row.lease_owner} is still heard from: it renews the lease or "
+                "gives the letter back; should it fall silent, the next claim sends it again"
+            )
+        return State.LEASE, f"{ran_out}: {again}"
     gone = _gone(row.lease_owner, context)
     if gone is not None:  # nobody renews the lease: it runs out, then another worker sends it
         return (
@@ -176,6 +183,12 @@ def _sending(row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
             f"{row.lease_owner} {gone}; its lease runs out at {at(row.lease_until)}, then {again}",
         )
     return State.SENDING, f"{row.lease_owner} is sending it, leased until {at(row.lease_until)}"
+
+
+def _beating(owner: str, now: dt.datetime, context: Context) -> bool:
+    """The owner beat within ALIVE and has not stopped: what the store's ``recover`` spares."""
+    beats = (w for w in context.workers or () if w.worker_id == owner)
+    return any(w.stopped_at is None and now - w.last_seen <= ALIVE for w in beats)
 
 
 def _gone(owner: str, context: Context) -> str | None:
@@ -210,6 +223,12 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
     # What staff must change first: a closed action stays closed whatever its templates say.
     if context.status == "unknown":  # no action file to send it by
         return State.HELD, f"nothing of this action is sent: {context.held or context.why}"
+    lapsed = _lapsed(row, now)
+    if lapsed is not None:  # nothing staff do sends it now
+        return State.CONSENT, (
+            f"the consent it was planned under {lapsed}: no claim takes it, and the consent "
+            "sweep cancels it (a new consent brings it back)"
+        )
     if context.status == "draft":
         return State.DRAFT, "its file says draft: the letter is sent once it says active"
     if context.status not in ("active", "paused"):
@@ -238,6 +257,18 @@ def _taker(context: Context) -> str:
     last = max(context.workers, key=lambda w: w.last_seen, default=None)
     heard = f" (the last, {last.worker_id}, was heard from at {at(last.last_seen)})" if last else ""
     return f"no dispatcher is running to take it{heard}: start `dispatcher run`"
+
+
+def _lapsed(row: Any, now: dt.datetime) -> str | None:
+    """How the letter's consent stopped allowing it, or None: it allows it (or none is left:
+    the letter was planned before retention removed it)."""
+    if row.revoked_at is not None:
+        return f"was withdrawn at {at(row.revoked_at)}"
+    if row.ended_at is not None:
+        return f"ended at {at(row.ended_at)}"
+    if row.expires_at is not None and row.expires_at <= now:
+        return f"expired at {at(row.expires_at)}"
+    return None
 
 
 def _by(context: Context) -> str:
