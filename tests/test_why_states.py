@@ -16,6 +16,7 @@ pending    waiting for the monthly cap                     plan of two actions, 
 pending    waiting for pacing: the recipient's bucket      claim at a slow per-target rate
 pending    waiting for pacing: the deployment's bucket     claim at a slow global rate
 pending    waiting for the fax line (another in flight)    claim, record(submitted)
+pending    waiting for a retry: the fax line was busy      claim, record(submitted), resolve(busy)
 pending    after an interrupted attempt (lease ran out)    claim (a lease already over), recover
 pending    its consent expired, the sweep not yet run      plan, the consent's expiry passes
 pending    reopened after a staff close                    ``dispatcher close``, ``reopen``
@@ -65,6 +66,7 @@ from dispatcher.models import (
     Claim,
     ClaimGroup,
     Outcome,
+    ProviderEvent,
     Status,
     Submission,
     SupporterRecord,
@@ -219,6 +221,14 @@ def submitted(w: World) -> int:
     return _fax(w)[0]
 
 
+def fax_busy(w: World) -> int:
+    """The provider's word on the fax it took: the line was busy (tried again in an hour)."""
+    fax, _ = _fax(w)
+    event = ProviderEvent("file", "job-7", False, utcnow(), reason="the line was engaged", failure="busy")
+    w.store.resolve(event, "test", lambda attempts, now: now + dt.timedelta(hours=1))
+    return fax
+
+
 def interrupted(w: World) -> int:
     claim = lease_ran_out(w)
     assert w.store.recover("w2", utcnow()) == 1
@@ -364,6 +374,11 @@ CASES: dict[str, tuple[Drive, tuple[str, ...], dict[str, str]]] = {
         SLOW_GLOBAL,
     ),
     "fax line": (fax_line, ("waiting for the fax line: delivery", "in flight"), {}),
+    "fax busy": (
+        fax_busy,
+        ("waiting for a retry: attempt 1 failed (busy: the line was engaged)",),
+        {},
+    ),
     "interrupted": (interrupted, ("due now", ": interrupted lease of w1 ran out"), {}),
     "reopened": (reopened, ("due now", "its action was set active by"), {}),
     "held: template": (broken_template, ("held: nothing of this action is sent: a × pres × en:",), {}),
