@@ -226,8 +226,7 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
     lapsed = _lapsed(row, now)
     if lapsed is not None:  # nothing staff do sends it now
         return State.CONSENT, (
-            f"the consent it was planned under {lapsed}: no claim takes it, and the consent "
-            "sweep cancels it (a new consent brings it back)"
+            f"the consent it was planned under {lapsed}: no claim takes it, and the consent sweep cancels it"
         )
     if context.status == "draft":
         return State.DRAFT, "its file says draft: the letter is sent once it says active"
