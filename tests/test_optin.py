@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 from dispatcher.people import tokens
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
-from dispatcher.web.optin import text_version
 from dispatcher.web.optin_text import LANGS, TEXT
+from dispatcher.web.public.optin import text_version
 from tests.smtp_server import Received, SmtpServer
 from tests.web_client import web_settings
 

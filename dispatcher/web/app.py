@@ -21,22 +21,12 @@ from dispatcher.providers.factory import make_provider
 from dispatcher.sending.backoff import fax_backoff
 from dispatcher.settings import Settings
 from dispatcher.store import Store
-from dispatcher.web import (
-    api,
-    dashboard,
-    login,
-    logs,
-    media,
-    metrics,
-    optin,
-    preview,
-    supporters,
-    users,
-    webhooks,
-)
 from dispatcher.web.bodies import BodyLimit
 from dispatcher.web.context import Context
 from dispatcher.web.headers import SecurityHeaders
+from dispatcher.web.machine import api, media, metrics, webhooks
+from dispatcher.web.public import optin
+from dispatcher.web.staff import dashboard, login, logs, preview, supporters, users
 
 
 def create_app(ctx: Context) -> Starlette:

@@ -17,7 +17,7 @@ import asyncio
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.web.webhooks import MAX_BODY as WEBHOOK_BODY
+from dispatcher.web.machine.webhooks import MAX_BODY as WEBHOOK_BODY
 
 BODY_IDLE = 10.0
 FORM_BODY = 64 * 1024  # the longest form (the opt-in, with its own words) is a few KiB

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from dispatcher.sending import forecast
 from dispatcher.web.auth import current_user
 from dispatcher.web.context import Context, context
-from dispatcher.web.logs import STALE
+from dispatcher.web.staff.logs import STALE
 
 log = logging.getLogger("dispatcher.web")
 
