@@ -7,7 +7,8 @@ its own, so several processes can serve it in front of one database.
 
 from __future__ import annotations
 
-from dispatcher.web.app import TOKEN_MIN, app_for, check_tokens, create_app
+from dispatcher.web.app import app_for, create_app
+from dispatcher.web.bearer import TOKEN_MIN, check_tokens
 from dispatcher.web.context import Context, context
 
 __all__ = ["TOKEN_MIN", "Context", "app_for", "check_tokens", "context", "create_app"]
