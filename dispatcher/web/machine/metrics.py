@@ -29,7 +29,6 @@ from dispatcher.settings import Settings
 from dispatcher.web.auth import current_user
 from dispatcher.web.bearer import holds_token, refusal
 from dispatcher.web.context import Context, context
-from dispatcher.web.staff.logs import STALE
 
 log = logging.getLogger("dispatcher.web")
 
@@ -100,13 +99,13 @@ class StoreCollector(Collector):
         )
         up = GaugeMetricFamily(
             "dispatcher_worker_up",
-            f"1 if a dispatcher is running: not stopped, seen in the last {STALE.seconds} s.",
+            f"1 if a dispatcher is running: not stopped, seen in the last {forecast.SILENT.seconds} s.",
             labels=["worker"],
         )
         for w in store.workers():
             seen.add_metric([w.worker_id], w.last_seen.timestamp())
             holding.add_metric([w.worker_id], w.holding)
-            running = w.stopped_at is None and now - w.last_seen <= STALE
+            running = w.stopped_at is None and now - w.last_seen <= forecast.SILENT
             up.add_metric([w.worker_id], 1.0 if running else 0.0)
         yield from (seen, holding, up)
 
