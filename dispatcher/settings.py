@@ -161,8 +161,10 @@ class Settings(BaseModel):
     sender: str = Field(default="Letters (demo) <letters@example.org>", alias="from")
     # The bearer token a CRM presents to /api/consents; unset: there is no API.
     api_token: SecretStr | None = None
-    # The version of the consent text the opt-in page shows; recorded with each consent.
-    consent_text_version: str = Field(default="2026-11", min_length=1, max_length=64)
+    # The version of the consent text the opt-in page shows; recorded with each consent, by the
+    # form with the page's language and a digest of its words (" zh-Hans 1a2b3c4d", 17 more
+    # characters) in a consent_version of at most 64 (people/fields.py, store/schema.py).
+    consent_text_version: str = Field(default="2026-11", min_length=1, max_length=47)
     # Days after an action closes until its letters no longer say who signed them; unset: kept.
     retention_days: int | None = Field(default=None, ge=1)
     rate_per_target: float = Field(default=2.0, gt=0)

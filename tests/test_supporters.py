@@ -215,6 +215,18 @@ def test_the_consent_terms_are_recorded(store: Store, tmp_path: Path) -> None:
     assert consents["other"]["text_version"] == "v1" and consents["other"]["source"] == "import"
 
 
+def test_language_tags_written_as_locales_are_kept_as_bcp_47(store: Store, tmp_path: Path) -> None:
+    """Babel reads en_GB as en-GB; kept as written it would match no letter's language (the planner
+    compares them as text), and the consent would sign nothing."""
+    header = ",".join([*REQUIRED, "languages"]) + "\n"
+    row = line(language="EN_gb", languages="en_GB;zh_hans")
+    assert import_file(store, csv_file(tmp_path, row, header=header), KNOWN, NOW) == 1
+    held = store.people.export("a@example.net")
+    assert held is not None and held["language"] == "en-GB"
+    [consent] = held["consents"]
+    assert consent["languages"] == "en-GB zh-Hans"
+
+
 def test_replies_go_to_the_organisation_unless_the_row_says_direct(store: Store, tmp_path: Path) -> None:
     header = ",".join([*REQUIRED, "replies"]) + "\n"
     rows = [line(replies=""), line(email="b@example.net", replies="Direct")]

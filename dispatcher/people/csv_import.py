@@ -15,7 +15,8 @@ A file with any bad row imports nothing, and every bad row is reported with its 
 header is row 1, as in a spreadsheet) and each column's problem; with ``--skip-invalid`` the good
 rows are imported and the bad ones written, with their problems, to a rejects file.
 
-``parse_row`` is also what the CRM API validates a consent with, so both accept the same things.
+``parse_row`` is also what the CRM API validates a consent with, so both accept the same things;
+each column's rule is in ``people.fields``, which the opt-in form's checks use too.
 """
 
 from __future__ import annotations
@@ -25,19 +26,16 @@ import datetime as dt
 import difflib
 import errno
 import os
-import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from babel import Locale
+from dispatcher.models import SupporterRecord, Terms
+from dispatcher.people import fields
+from dispatcher.people.fields import NAME_DISPLAYS, RECEIPTS, REPLIES
 
-from dispatcher.actions.model import Action
-from dispatcher.addresses import normalise_email
-from dispatcher.language import parse_language
-from dispatcher.models import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT, SupporterRecord, Terms
+# Still imported from here by the CLI and tests; its home is people.fields.
+from dispatcher.people.fields import KnownScopes as KnownScopes
 from dispatcher.sanitize import csv_writer
 from dispatcher.store import Store
 
@@ -53,47 +51,9 @@ COLUMNS = (
     "opted_in_at",
 )
 OPTIONAL = ("languages", "name_display", "monthly_cap", "expires_at", "receipts", "replies")
-CHANNELS = ("email", "fax")
-NAME_DISPLAYS = ("full", "name")
-REPLIES = ("organisation", "direct")  # the first is the default
-RECEIPTS = ("off", "weekly", "monthly")
-MONTHLY_CAP = range(1, 1001)
-# Longest value of each column, checked before anything else so that no problem quotes a huge
-# value. Email, language, languages and consent_version are as wide as their database columns;
-# the others parse into less.
-LIMITS = {
-    "email": 320,
-    "name": NAME_LIMIT,
-    "language": 35,
-    "city": CITY_LIMIT,
-    "country": 16,
-    "scope": 4096,
-    "channels": 64,
-    "consent_version": 64,
-    "opted_in_at": 64,
-    "languages": 200,
-    "name_display": 16,
-    "monthly_cap": 16,
-    "expires_at": 64,
-    "receipts": 16,
-    "replies": 16,
-}
 # csv refuses fields over 131,072 characters by default, so a bigger one could not be named by
 # its column. Above this, the row is reported without it: the rest of the file cannot be trusted.
 CSV_FIELD_LIMIT = 4 * 1024 * 1024
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# Bidirectional controls (embeddings, overrides, isolates, marks) are invisible and reorder what
-# follows them: "Ann \u202eeeL" is displayed "Ann Lee" reversed, in a From: an official reads.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# What shows nothing on its own: format characters (zero-width space, word joiner…), spaces, and
-# the blank letters (Hangul fillers, the Braille blank). A name of these alone is an empty name.
-_BLANK_CATEGORIES = {"Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc"}
-_BLANK_LETTERS = set("\u115f\u1160\u3164\uffa0\u2800\u180e")
-# CLDR also names regions that are not countries (EU, UN, ZZ "unknown"…); keep ISO 3166 alpha-2.
-_NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
-TERRITORIES = {
-    str(c) for c in Locale("en").territories if len(str(c)) == 2 and str(c).isalpha()
-} - _NOT_COUNTRIES
 T = TypeVar("T")
 NONE: tuple[str, ...] = ()
 
@@ -113,54 +73,6 @@ class RowError(ValueError):
         self.problems = dict(problems)
 
 
-@dataclass(frozen=True)
-class KnownScopes:
-    """What a consent's scope may name: the actions' ids and their campaign tags."""
-
-    actions: frozenset[str] = frozenset()
-    tags: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, actions: Iterable[Action]) -> KnownScopes:
-        listed = list(actions)
-        return cls(frozenset(a.id for a in listed), frozenset(t for a in listed for t in a.tags))
-
-
-def text_field(value: str, column: str, required: bool) -> str:
-    value = value.strip()
-    if all(c in _BLANK_LETTERS or unicodedata.category(c) in _BLANK_CATEGORIES for c in value):
-        if required:
-            raise ValueError(f"{column} is empty" + (" (only invisible characters)" if value else ""))
-        return ""
-    if found := _CONTROL.search(value):
-        raise ValueError(
-            f"{column} contains a control character (U+{ord(found[0]):04X}, such as a line break)"
-        )
-    if found := _BIDI.search(value):
-        raise ValueError(
-            f"{column} contains an invisible text-direction control character (U+{ord(found[0]):04X}) "
-            "that changes how the text is shown"
-        )
-    return value
-
-
-_MARKUP = re.compile(r"<[^>]*>|&[#\w]+;|\{[{%#]|[}%#]\}")
-_LINE_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def clean_words(words: str) -> str:
-    """A supporter's own paragraph as plain text: markup (HTML tags and entities, template
-    delimiters), control and text-direction characters removed, spaces and blank lines tidied.
-    Raises ``ValueError`` when longer than ``WORDS_LIMIT`` once cleaned."""
-    text = _MARKUP.sub("", words.replace("\r\n", "\n"))
-    text = _BIDI.sub("", _LINE_CONTROL.sub(" ", text))
-    lines = [" ".join(line.split()) for line in text.split("\n")]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    if len(text) > WORDS_LIMIT:
-        raise ValueError(f"your own words are longer than {WORDS_LIMIT} characters")
-    return text
-
-
 class _Fields:
     """Reads a row column by column, keeping each column's first problem instead of stopping at
     it, so one pass tells the CRM's operator everything to fix in the row."""
@@ -170,171 +82,48 @@ class _Fields:
         self.problems: dict[str, str] = {}
 
     def get(self, column: str, parse: Callable[[str], T], default: T) -> T:
-        value = (self.row.get(column) or "").strip()
-        if len(value) > LIMITS[column]:
-            self.problems[column] = f"{column} is longer than {LIMITS[column]:,} characters"
-            return default
         try:
-            return parse(value)
+            return parse(fields.bounded(self.row.get(column) or "", column))
         except ValueError as exc:
             self.problems[column] = str(exc)
             return default
 
 
 def _items(value: str) -> tuple[str, ...]:
-    """A ``;``-separated list, blanks dropped, each item once, in its first place."""
-    return tuple(dict.fromkeys(item.strip() for item in value.split(";") if item.strip()))
+    """A ``;``-separated list's items (people.fields drops the blanks and repeats)."""
+    return tuple(value.split(";"))
 
 
-def parse_email(value: str) -> str:
-    if not value:
-        raise ValueError("email is empty")
-    try:
-        # Mailbox local parts are case-sensitive in theory only; CRM exports differ in case, not people.
-        return normalise_email(value).lower()
-    except ValueError as exc:
-        raise ValueError(f"email: {exc}") from exc
-
-
-def _language(value: str, column: str = "language") -> str:
-    if not value:
-        raise ValueError(f"{column} is empty")
-    try:
-        parse_language(value)
-    except ValueError as exc:
-        raise ValueError(f"{column}: {exc}") from exc
-    return value
-
-
-def parse_country(value: str) -> str:
-    country = value.upper()
-    if country and country not in TERRITORIES:
-        raise ValueError(f"country {country!r} is not an ISO 3166 country code")
-    return country
-
-
-def _scopes(value: str, known: KnownScopes) -> tuple[str, ...]:
-    scopes = _items(value)
-    if not scopes:
-        raise ValueError("scope is empty: give all, tag:<tag> or action ids")
-    tags = [s.removeprefix("tag:") for s in scopes if s.startswith("tag:")]
-    ids = [s for s in scopes if s != "all" and not s.startswith("tag:")]
-    wrong = []
-    if unknown := [i for i in ids if i not in known.actions]:
-        wrong.append(f"unknown action id(s) {', '.join(unknown)}")
-    if untagged := [t for t in tags if t not in known.tags]:
-        wrong.append(f"no action has the tag(s) {', '.join(untagged)}")
-    if wrong:
-        raise ValueError("scope: " + ", and ".join(wrong))
-    return scopes
-
-
-def _channels(value: str) -> tuple[str, ...]:
-    given = {c.lower() for c in _items(value)}
-    if not given:
-        raise ValueError("channels is empty: give email, fax or both")
-    if unknown := sorted(given - set(CHANNELS)):
-        raise ValueError(
-            f"channels: unknown channel(s) {', '.join(unknown)} (the channels are email and fax)"
-        )
-    # One order, so that the same channels listed the other way round are not a changed consent.
-    return tuple(c for c in CHANNELS if c in given)
-
-
-def _bcp47_case(tag: str) -> str:
-    """A tag in its conventional case (zh-Hans, en-GB), as action files write them: the planner
-    matches a consent's languages to a letter's as text."""
-    first, *rest = tag.split("-")
-    parts = [first.lower()]
-    for part in rest:
-        alpha = part.isalpha()
-        parts.append(
-            part.title()
-            if alpha and len(part) == 4
-            else part.upper()
-            if alpha and len(part) == 2
-            else part.lower()
-        )
-    return "-".join(parts)
-
-
-def _languages(value: str) -> tuple[str, ...]:
-    tags = [_bcp47_case(_language(tag, "languages")) for tag in _items(value)]
-    return tuple(sorted(set(tags)))  # a set: the order they were listed in means nothing
-
-
-def _choice(column: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
-    """One of ``allowed``, in any case; empty when not given."""
-
-    def parse(value: str) -> str:
-        if value and value.lower() not in allowed:
-            raise ValueError(f"{column} {value!r} is not one of {', '.join(allowed)}")
-        return value.lower()
-
-    return parse
-
-
-def _cap(value: str) -> int | None:
-    if not value:
-        return None
-    # int() would also take "+5", " 5" and "1_000": only plain digits are a count of letters.
-    if not value.isascii() or not value.isdigit() or int(value) not in MONTHLY_CAP:
-        raise ValueError(f"monthly_cap {value!r} is not a whole number from 1 to {MONTHLY_CAP[-1]}")
-    return int(value)
-
-
-def _moment(column: str, now: dt.datetime | None) -> Callable[[str], dt.datetime | None]:
-    """A date-time column; with ``now``, it is required and may not be in the future."""
-
-    def parse(value: str) -> dt.datetime | None:
-        if not value:
-            if now is None:
-                return None
-            raise ValueError(f"{column} is empty")
-        try:
-            at = dt.datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"{column} {value!r} is not an ISO 8601 date and time") from exc
-        if at.tzinfo is None:
-            raise ValueError(f"{column} needs a UTC offset (e.g. 2025-03-14T20:15:00+08:00)")
-        if now is not None and at > now:
-            raise ValueError(f"{column} is in the future")
-        return at.astimezone(dt.UTC)
-
-    return parse
-
-
-def _terms(fields: _Fields) -> Terms:
+def _terms(row: _Fields) -> Terms:
     return Terms(
-        channels=fields.get("channels", _channels, NONE),
-        languages=fields.get("languages", _languages, NONE),
-        name_display=fields.get("name_display", _choice("name_display", NAME_DISPLAYS), "") or "full",
-        monthly_cap=fields.get("monthly_cap", _cap, None),
-        replies=fields.get("replies", _choice("replies", REPLIES), "") or REPLIES[0],
-        expires_at=fields.get("expires_at", _moment("expires_at", None), None),
-        text_version=fields.get(
-            "consent_version", lambda v: text_field(v, "consent_version", required=True), ""
-        ),
+        channels=row.get("channels", lambda v: fields.channels(_items(v)), NONE),
+        languages=row.get("languages", lambda v: fields.languages(_items(v)), NONE),
+        name_display=row.get("name_display", fields.choice("name_display", NAME_DISPLAYS), "")
+        or NAME_DISPLAYS[0],
+        monthly_cap=row.get("monthly_cap", fields.monthly_cap, None),
+        replies=row.get("replies", fields.choice("replies", REPLIES), "") or REPLIES[0],
+        expires_at=row.get("expires_at", fields.moment("expires_at", None), None),
+        text_version=row.get("consent_version", lambda v: fields.text(v, "consent_version", True), ""),
     )
 
 
 def parse_row(row: Mapping[str, str], known: KnownScopes, now: dt.datetime) -> SupporterRecord:
     """One CSV row as a supporter and their consent, or ``RowError`` naming each bad column and
     its problem. Missing optional columns read as empty."""
-    fields = _Fields(row)
-    email = fields.get("email", parse_email, "")
-    name = fields.get("name", lambda v: text_field(v, "name", required=True), "")
-    language = fields.get("language", _language, "")
-    city = fields.get("city", lambda v: text_field(v, "city", required=False), "")
-    country = fields.get("country", parse_country, "")
-    scopes = fields.get("scope", lambda v: _scopes(v, known), NONE)
-    opted_in = fields.get("opted_in_at", _moment("opted_in_at", now), None) or now
-    terms = _terms(fields)
-    receipts = fields.get("receipts", _choice("receipts", RECEIPTS), "") or None  # None: left as it was
-    if terms.expires_at and "opted_in_at" not in fields.problems and terms.expires_at <= opted_in:
-        fields.problems["expires_at"] = "expires_at is not after opted_in_at"
-    if fields.problems:
-        raise RowError(fields.problems)
+    cells = _Fields(row)
+    email = cells.get("email", fields.email, "")
+    name = cells.get("name", lambda v: fields.text(v, "name", required=True), "")
+    language = cells.get("language", fields.language, "")
+    city = cells.get("city", lambda v: fields.text(v, "city", required=False), "")
+    country = cells.get("country", fields.country, "")
+    scopes = cells.get("scope", lambda v: fields.scopes(_items(v), known), NONE)
+    opted_in = cells.get("opted_in_at", fields.moment("opted_in_at", now), None) or now
+    terms = _terms(cells)
+    receipts = cells.get("receipts", fields.choice("receipts", RECEIPTS), "") or None  # None: left as it was
+    if terms.expires_at and "opted_in_at" not in cells.problems and terms.expires_at <= opted_in:
+        cells.problems["expires_at"] = "expires_at is not after opted_in_at"
+    if cells.problems:
+        raise RowError(cells.problems)
     return SupporterRecord(
         email, name, language, city, country, scopes, opted_in, terms=terms, receipts=receipts
     )
