@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from dispatcher.store import Store, open_store
-from dispatcher.web.optin import text_for
+from dispatcher.web.public.optin import text_for
 from tests.asgi_server import free_port
 from tests.campaign import dispatcher_executable
 from tests.conftest import ROOT, cli_env

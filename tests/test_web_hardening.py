@@ -28,7 +28,7 @@ from dispatcher.store import Store
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, app_for, bodies
 from dispatcher.web.limits import SlidingWindow
-from dispatcher.web.optin import text_for
+from dispatcher.web.public.optin import text_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env, never_retry
 from tests.smtp_server import SmtpServer
