@@ -37,7 +37,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import ColumnElement, CompoundSelect, Select
 
-from dispatcher import pacing
+from dispatcher import capabilities, pacing
+from dispatcher.models import HoldKind
 from dispatcher.pacing import Limits
 from dispatcher.store import (
     ALIVE,
@@ -73,6 +74,7 @@ from dispatcher.store.accounts import SqlAccounts
 from dispatcher.store.people import SqlPeople
 from dispatcher.store.privacy import SqlPrivacy, retained_key
 from dispatcher.store.reading import READ_OPTION, reading
+from dispatcher.store.reasons import unsigned_language
 from dispatcher.store.reports import LogFilter, SqlReports
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -350,10 +352,10 @@ class SqlStore(Store):
     def action_holds(self, now: dt.datetime) -> list[ActionHold]:
         h, kept = action_holds, workers.c.last_seen >= now - WORKERS_KEPT
         # A stopped worker sends nothing: its check holds (its host's font) say nothing now.
-        said = or_(h.c.kind == "sending", workers.c.stopped_at.is_(None))
+        said = or_(h.c.kind == HoldKind.SENDING, workers.c.stopped_at.is_(None))
         r = hold_releases
         # A sending hold taken before staff released the action is void (T2).
-        valid = or_(h.c.kind != "sending", r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
+        valid = or_(h.c.kind != HoldKind.SENDING, r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
         query = (
             select(h)
             .join(workers, workers.c.worker_id == h.c.worker)
@@ -503,7 +505,7 @@ class SqlStore(Store):
         total = sum(top - w.lo for *_, w, _ in todo)
         created = done = 0
         for target_id, channel, whole, basis in todo:
-            fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+            fallback = (fallbacks or {}).get(target_id) if capabilities.of(channel).falls_back else None
             for lo in range(whole.lo, top, batch):
                 window = replace(whole, lo=lo, hi=min(lo + batch, top))
                 with self.engine.begin() as conn:
@@ -533,7 +535,7 @@ class SqlStore(Store):
         unsigned = select(c.c.id).where(c.c.languages != "*", ~signs)
         mine = and_(d.c.action_id == action_id, d.c.target_id == pair[0], d.c.channel == pair[1])
         waiting = and_(mine, d.c.status == Status.PENDING, d.c.consent_id.in_(unsigned))
-        why = f"the letter is now written in {language}, which the supporter does not sign"
+        why = unsigned_language(language)
         with self.engine.begin() as conn:
             conn.execute(
                 update(d).where(waiting).values(status=Status.CANCELLED.value, last_error=why, updated_at=now)

@@ -17,8 +17,10 @@ from dataclasses import replace
 from sqlalchemy import Connection, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dispatcher import capabilities
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
 from dispatcher.store.failures import Failure
+from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 
@@ -158,7 +160,7 @@ def _outcome(event: ProviderEvent, attempts: int, retry: Retry) -> tuple[Outcome
     if later is not None:
         return Outcome.RETRY, max(later, event.retry_at or later), detail
     if failure.retryable:
-        detail = f"gave up after {attempts} attempts: {detail}"
+        detail = gave_up(attempts, detail)
     return Outcome.FAILED, None, detail
 
 
@@ -174,7 +176,7 @@ def fall_back_failed(conn: Connection, results: Sequence[AttemptResult]) -> list
     their log detail saying which fell back."""
     out = []
     for r in results:
-        if r.outcome is Outcome.FAILED and r.channel == "fax":
+        if r.outcome is Outcome.FAILED and capabilities.of(r.channel).falls_back:
             r = replace(r, detail=r.detail + fall_back(conn, [r.delivery_id], r.finished_at))
         out.append(r)
     return out

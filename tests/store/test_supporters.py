@@ -368,8 +368,8 @@ def test_skip_invalid_imports_the_good_rows_and_writes_the_bad_ones_aside(
     written, bad = import_valid(store, path, KNOWN, NOW, rejects)
     assert (written, bad) == (2, 3) and store.supporter_count() == 2
     assert rejects.stat().st_mode & 0o077 == 0  # people's details: owner-only
-    with rejects.open(encoding="utf-8") as written:
-        rows = list(csv.reader(written))
+    with rejects.open(encoding="utf-8") as aside:
+        rows = list(csv.reader(aside))
     assert rows[0] == ["row", *REQUIRED, *OPTIONAL, "problem"]
     assert [r[0] for r in rows[1:]] == ["3", "5", "6"]
     assert rows[1][1] == "not-an-email" and rows[1][2].startswith("'=")  # no formula in a spreadsheet
