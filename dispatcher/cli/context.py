@@ -45,10 +45,20 @@ class Context:
         if self._store is None:
             url = self.settings.database_url
             try:
-                self._store = open_store(url, migrate=self.settings.auto_migrate)
+                self._store = self._closed_with_the_command(
+                    open_store(url, migrate=self.settings.auto_migrate)
+                )
             except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
                 raise click.ClickException(f"database: {database_problem(url, exc)}") from None
         return self._store
+
+    def _closed_with_the_command(self, store: Store) -> Store:
+        # A process that runs commands in turn (a test through CliRunner) must not leave the
+        # store's connections to the garbage collector.
+        command = click.get_current_context(silent=True)
+        if command is not None:
+            command.call_on_close(store.close)
+        return store
 
     def store_when_up(self) -> Store:
         """``store`` for a long-running worker: a store that is down for now (``faults.curable``)
@@ -56,7 +66,9 @@ class Context:
         wait, url = FIRST_WAIT, self.settings.database_url
         while self._store is None:
             try:
-                self._store = open_store(url, migrate=self.settings.auto_migrate)
+                self._store = self._closed_with_the_command(
+                    open_store(url, migrate=self.settings.auto_migrate)
+                )
             except SQLAlchemyError as exc:
                 if not curable(exc):
                     raise click.ClickException(f"database: {database_problem(url, exc)}") from None
