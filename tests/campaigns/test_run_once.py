@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from dispatcher.store import Store, open_store
 from tests.campaigns.test_campaign_shapes import LIFTED, run_once, settings, supporters, write_actions
 from tests.conftest import cli_env
 from tests.contract.world import until
+from tests.support.processes import stop
 from tests.support.smtp_server import ScriptedHandler, SmtpServer
 
 CLI = [str(Path(sys.executable).with_name("dispatcher"))]
@@ -161,8 +163,7 @@ async def test_a_long_log_export_never_stalls_the_senders(tmp_path: Path) -> Non
             await run_once(config, store, limit=60)
             took = time.monotonic() - started
         finally:
-            reader.kill()
-            reader.wait()
+            stop(reader, signal.SIGKILL)  # its pipe closed too
         store.close()
     assert len(smtp.received()) == 1700
     assert took < 15, f"sending waited {took:.0f} s on the export"
