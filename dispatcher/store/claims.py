@@ -25,7 +25,7 @@ from dispatcher.store import (
     quota,
 )
 from dispatcher.store.consent import consented
-from dispatcher.store.engine import SqlPart
+from dispatcher.store.engine import SqlPart, dialect_insert, wait_for_locks
 from dispatcher.store.schema import (
     UTCDateTime,
     consents,
@@ -76,8 +76,7 @@ class SqlClaims(SqlPart):
         lease: dt.timedelta,
     ) -> ClaimBatch:
         with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(select(func.set_config("lock_timeout", CLAIM_LOCK_WAIT, True)))
+            wait_for_locks(conn, CLAIM_LOCK_WAIT)
             tokens = self._buckets(conn, groups, request.limits, now)
             tokens |= self._lines(conn, groups)
             wanted = pacing.asks(groups, tokens, request.room)
@@ -96,7 +95,7 @@ class SqlClaims(SqlPart):
         keys = sorted({pacing.GLOBAL, *(k for g in groups for k in g.keys)})
         b = pacing_buckets
         conn.execute(
-            self._insert(b)
+            dialect_insert(conn, b)
             .values([{"key": k, "tokens": limits.of(k)[1], "updated_at": now} for k in keys])
             .on_conflict_do_nothing()
         )

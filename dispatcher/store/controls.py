@@ -11,7 +11,7 @@ from sqlalchemy.sql import ColumnElement
 
 from dispatcher.store import WORKERS_KEPT, ActionHold, ActionState, Status, mandates, released_before
 from dispatcher.store.consent import consented
-from dispatcher.store.engine import SqlPart
+from dispatcher.store.engine import SqlPart, dialect_insert
 from dispatcher.store.schema import (
     UTCDateTime,
     action_holds,
@@ -80,7 +80,7 @@ class SqlControls(SqlPart):
                 if released_before(hold, released):
                     continue  # staff released it since: this worker forgets it at its next plan
                 changes = {k: getattr(hold, k) for k in ("kind", "reason", "templates")}
-                upsert = self._insert(h).values(
+                upsert = dialect_insert(conn, h).values(
                     action_id=hold.action_id, worker=worker, held_at=hold.held_at, **changes
                 )
                 conn.execute(
@@ -91,7 +91,7 @@ class SqlControls(SqlPart):
         with self.engine.begin() as conn:
             dropped = conn.execute(delete(action_holds).where(action_holds.c.action_id == action_id))
             when = {"released_at": now}
-            upsert = self._insert(hold_releases).values(action_id=action_id, **when)
+            upsert = dialect_insert(conn, hold_releases).values(action_id=action_id, **when)
             conn.execute(upsert.on_conflict_do_update(index_elements=["action_id"], set_=when))
             return int(dropped.rowcount)
 
@@ -121,7 +121,7 @@ class SqlControls(SqlPart):
             changes["status"] = status
         if deadline is not None:
             changes["deadline"] = deadline
-        stmt = self._insert(action_state).values(action_id=action_id, **changes)
+        stmt = dialect_insert(self.engine, action_state).values(action_id=action_id, **changes)
         stmt = stmt.on_conflict_do_update(index_elements=["action_id"], set_=changes)
         with self.engine.begin() as conn:
             conn.execute(stmt)

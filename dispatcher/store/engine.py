@@ -1,17 +1,42 @@
-"""Engines for the two databases the store runs on, and what every part of ``SqlStore`` shares."""
+"""The two databases the store runs on: their engines, and every place their SQL differs.
+
+Nothing outside this module asks which database it talks to. Where the two differ:
+- writers: PostgreSQL locks rows (``FOR UPDATE``, ``SKIP LOCKED`` for claims, which SQLAlchemy
+  leaves out on SQLite); SQLite has one writer at a time, each write transaction taking the
+  file's lock up front (``BEGIN IMMEDIATE``, see ``engine_for``), so those clauses need no
+  counterpart there, and neither do ``wait_for_locks``, ``exclude_writers`` or ``one_writer``.
+- ``dialect_insert``: each dialect has its own ``INSERT … ON CONFLICT``.
+- clocks and durations: ``clock_before``, ``seconds_between``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Interval,
+    Table,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import ColumnElement
 
 from dispatcher.store.reading import READ_OPTION, reading
+from dispatcher.store.schema import UTCDateTime
 
 # PostgreSQL sessions: a transaction left idle this long (its process frozen: SIGSTOP, a VM
 # pause) is ended by the server, and its row locks with it; no transaction of ours idles for more
@@ -98,15 +123,75 @@ def _postgres_engine(url: URL) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
 
 
+Bind = Connection | Engine
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_postgres(bind: Bind) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+def dialect_insert(bind: Bind, table: Table) -> Any:
+    """``INSERT`` with the dialect's ``on_conflict_do_nothing`` / ``on_conflict_do_update``.
+
+    Typed Any: the two dialects' statements differ in type but not in the calls made on them."""
+    return (postgresql if is_postgres(bind) else sqlite).insert(table)
+
+
+def wait_for_locks(conn: Connection, wait: str) -> None:
+    """Wait at most ``wait`` (``"1s"``) for a row or table lock in this transaction, instead of
+    LOCK_WAIT. SQLite takes its one lock at BEGIN, waiting busy_timeout for it."""
+    if is_postgres(conn):
+        conn.execute(select(func.set_config("lock_timeout", wait, True)))
+
+
+def exclude_writers(conn: Connection, table: Table, wait: str) -> bool:
+    """Wait (at most ``wait``) until every transaction writing ``table`` has ended, and keep new
+    ones out until this one ends; False if that took too long. SQLite: its write transactions
+    already exclude each other."""
+    if not is_postgres(conn):
+        return True
+    wait_for_locks(conn, wait)
+    try:
+        conn.exec_driver_sql(f"LOCK TABLE {table.name} IN SHARE MODE")
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    return True
+
+
+def one_writer(conn: Connection, key: str) -> None:
+    """Until this transaction ends, no other takes ``key`` (PostgreSQL: an advisory lock on its
+    hash; SQLite has one writer anyway)."""
+    if is_postgres(conn):
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+
+
+def clock_before(bind: Bind, now: dt.datetime, span: dt.timedelta) -> ColumnElement[dt.datetime]:
+    """``span`` before ``now``, or before the store's clock if that is behind: a worker whose
+    clock runs ahead neither forgets nor gives up on the others early (times written are each
+    writer's clock)."""
+    if not is_postgres(bind):  # a file on this host: the store's clock is this host's
+        return literal(min(now, dt.datetime.now(dt.UTC)) - span, UTCDateTime())
+    return func.least(literal(now, UTCDateTime()), func.now()) - literal(span, Interval())
+
+
+def seconds_between(
+    bind: Bind, start: ColumnElement[dt.datetime], end: ColumnElement[dt.datetime]
+) -> ColumnElement[float]:
+    """``end - start`` in seconds, computed by the database."""
+    if not is_postgres(bind):  # naive UTC text; julianday keeps milliseconds
+        days = func.julianday(end) - func.julianday(start)
+        return cast(func.round(days * 86400.0, 3), Float)
+    # date_part gives a float8; extract() a numeric, slower to compare and sum.
+    return cast(func.date_part("epoch", end - start), Float)
+
+
 class SqlPart:
-    """What every part of ``SqlStore`` works with: the engine and its dialect's name."""
+    """What every part of ``SqlStore`` works with: the engine."""
 
     engine: Engine
-    dialect: str
 
     def _read(self) -> contextlib.AbstractContextManager[Connection]:
         return reading(self.engine)
-
-    def _insert(self, table: Any) -> Any:
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        return module.insert(table)

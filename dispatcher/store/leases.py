@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Interval, and_, delete, exists, func, literal, select, update
+from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.sql import ColumnElement
 
 from dispatcher.store import ALIVE, WORKERS_KEPT, Outcome, Status, WorkerBeat
-from dispatcher.store.engine import SqlPart
-from dispatcher.store.schema import UTCDateTime, attempts, deliveries, workers
+from dispatcher.store.engine import SqlPart, clock_before, dialect_insert
+from dispatcher.store.schema import attempts, deliveries, workers
 
 
 def _alive_owner(worker: str, since: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
@@ -30,21 +30,13 @@ class SqlLeases(SqlPart):
     def heartbeat(self, beat: WorkerBeat) -> None:
         values = {k: getattr(beat, k) for k in ("last_seen", "holding", "sent", "stopped_at")}
         with self.engine.begin() as conn:
-            upsert = self._insert(workers).values(
+            upsert = dialect_insert(conn, workers).values(
                 worker_id=beat.worker_id, started_at=beat.started_at, **values
             )
             conn.execute(upsert.on_conflict_do_update(index_elements=["worker_id"], set_=values))
             # A worker whose clock runs an hour ahead must not erase every other worker's row.
-            forget_before = self._before_by_store(beat.last_seen, WORKERS_KEPT)
+            forget_before = clock_before(self.engine, beat.last_seen, WORKERS_KEPT)
             conn.execute(delete(workers).where(workers.c.last_seen < forget_before))
-
-    def _before_by_store(self, now: dt.datetime, span: dt.timedelta) -> ColumnElement[dt.datetime]:
-        """``span`` before ``now``, or before the store's clock if that is behind: a worker whose
-        clock runs ahead neither forgets nor gives up on the others early (last_seen is each
-        writer's clock)."""
-        if self.dialect == "sqlite":  # a file on this host: the store's clock is this host's
-            return literal(min(now, dt.datetime.now(dt.UTC)) - span, UTCDateTime())
-        return func.least(literal(now, UTCDateTime()), func.now()) - literal(span, Interval())
 
     def workers(self) -> list[WorkerBeat]:
         with self._read() as conn:
@@ -53,7 +45,7 @@ class SqlLeases(SqlPart):
 
     def recover(self, worker: str, now: dt.datetime, others: bool = True) -> int:
         d = deliveries
-        alive_since = self._before_by_store(now, ALIVE)
+        alive_since = clock_before(self.engine, now, ALIVE)
         whose = ~_alive_owner(worker, alive_since) if others else d.c.lease_owner == worker
         with self.engine.begin() as conn:
             lost = conn.execute(

@@ -25,9 +25,9 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import Status, SupporterRecord, Terms
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
 
@@ -44,8 +44,7 @@ COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_a
 
 def upsert_supporters(conn: Connection, batch: Sequence[SupporterRecord], now: dt.datetime) -> int:
     """Add or update the supporters, then record their consents."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(supporters)
+    upsert = dialect_insert(conn, supporters)
     kept = {k: upsert.excluded[k] for k in ("name", "language", "city", "country", "updated_at")}
     # A record without a receipts choice leaves the supporter's as it is.
     for given in (True, False):
@@ -273,8 +272,7 @@ def _event(
 def _words(conn: Connection, person: int, words: Mapping[str, str], now: dt.datetime) -> None:
     if not words:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(personal_words)
+    stmt = dialect_insert(conn, personal_words)
     stmt = stmt.on_conflict_do_update(
         index_elements=["supporter_id", "action_id"],
         set_={"words": stmt.excluded.words, "updated_at": stmt.excluded.updated_at},

@@ -17,7 +17,7 @@ from dispatcher.store import (
     quota,
     submissions,
 )
-from dispatcher.store.engine import SqlPart
+from dispatcher.store.engine import SqlPart, dialect_insert
 from dispatcher.store.schema import attempts, deliveries, early_events, fax_media, webhook_messages
 
 
@@ -161,7 +161,9 @@ class SqlOutcomes(SqlPart):
         self, provider: str, message: str, event: ProviderEvent | None, retry: Retry, now: dt.datetime
     ) -> Resolution | None:
         with self.engine.begin() as conn:
-            seen = self._insert(webhook_messages).values(provider=provider, message=message, received_at=now)
+            seen = dialect_insert(conn, webhook_messages).values(
+                provider=provider, message=message, received_at=now
+            )
             # rowcount is unreliable for INSERT … ON CONFLICT on psycopg 3: ask for the row.
             if (
                 conn.execute(seen.on_conflict_do_nothing().returning(webhook_messages.c.message)).first()
@@ -172,7 +174,7 @@ class SqlOutcomes(SqlPart):
 
     def put_media(self, reference: str, data: bytes, now: dt.datetime) -> None:
         with self.engine.begin() as conn:
-            put = self._insert(fax_media).values(reference=reference, data=data, created_at=now)
+            put = dialect_insert(conn, fax_media).values(reference=reference, data=data, created_at=now)
             conn.execute(put.on_conflict_do_update(index_elements=["reference"], set_={"data": data}))
 
     def media(self, reference: str) -> bytes | None:

@@ -8,10 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, and_, func, literal, or_, select, true, update
-from sqlalchemy.exc import OperationalError
 
 from dispatcher.store import Progress, Status
-from dispatcher.store.engine import SqlPart
+from dispatcher.store.engine import SqlPart, dialect_insert, exclude_writers
 from dispatcher.store.privacy import retained_key
 from dispatcher.store.schema import consents, deliveries, meta, plan_marks, supporters
 
@@ -72,7 +71,7 @@ class SqlPlanning(SqlPart):
                     created += self._plan_batch(conn, action_id, (target_id, channel, fallback), window)
                     reached = {"consent_id": window.hi, "basis": basis}
                     conn.execute(
-                        self._insert(plan_marks)
+                        dialect_insert(conn, plan_marks)
                         .values(action_id=action_id, target_id=target_id, channel=channel, **reached)
                         .on_conflict_do_update(
                             index_elements=["action_id", "target_id", "channel"], set_=reached
@@ -106,16 +105,10 @@ class SqlPlanning(SqlPart):
         written (PostgreSQL hands out ids before commit, so a lower id could still appear), and
         for an action past its retention period."""
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # SHARE waits for every transaction writing consents to end: below the top read
-                # here, nothing can commit later. A long import makes planning wait a round.
-                conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
-                try:
-                    conn.exec_driver_sql("LOCK TABLE consents IN SHARE MODE")
-                except OperationalError as exc:
-                    if getattr(exc.orig, "sqlstate", None) != "55P03":
-                        raise
-                    return None, {}
+            # Below the top read here, nothing can commit later. A long import makes planning
+            # wait a round.
+            if not exclude_writers(conn, consents, "2s"):
+                return None, {}
             if conn.scalar(select(meta.c.key).where(meta.c.key == retained_key(action_id))):
                 return None, {}
             top = int(conn.scalar(select(func.max(consents.c.id))) or 0)
@@ -177,7 +170,7 @@ class SqlPlanning(SqlPart):
             "fallback",
         ]
         stmt = (
-            self._insert(deliveries)
+            dialect_insert(conn, deliveries)
             .from_select(columns, chosen)
             .on_conflict_do_nothing()
             # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg 3.

@@ -38,10 +38,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import Status
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
     attempts,
@@ -97,10 +97,6 @@ def _claim_key(person: int) -> str:
     return f"{CLAIM_PREFIX}{person}"
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
 class SqlPrivacy:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -137,7 +133,12 @@ class SqlPrivacy:
         key, token = _claim_key(person.id), f"{_stamp(now + lease)} {worker}"
         m, s = meta, supporters
         with self.engine.begin() as conn:
-            made = _insert(conn, m).values(key=key, value=token).on_conflict_do_nothing().returning(m.c.key)
+            made = (
+                dialect_insert(conn, m)
+                .values(key=key, value=token)
+                .on_conflict_do_nothing()
+                .returning(m.c.key)
+            )
             if conn.execute(made).first() is None:
                 # Only a claim whose runner died (it expired) may be taken over.
                 stale = update(m).where(m.c.key == key, m.c.value < _stamp(now)).values(value=token)
@@ -207,7 +208,9 @@ class SqlPrivacy:
                     wipe.tables.add("personal_words")
                 done = _scrub_batch(wipe.conn, action_id, limit, wipe.tables)
                 if done:
-                    mark = _insert(wipe.conn, meta).values(key=retained_key(action_id), value="scrubbed")
+                    mark = dialect_insert(wipe.conn, meta).values(
+                        key=retained_key(action_id), value="scrubbed"
+                    )
                     wipe.conn.execute(mark.on_conflict_do_nothing())
             wipe.changed = bool(done or wipe.tables)
         return done

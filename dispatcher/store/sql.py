@@ -26,6 +26,7 @@ from dispatcher.store.controls import SqlControls
 # Re-exported: the CLI and tests open engines from here (engine_for, the frozen-worker test's
 # IDLE_IN_TRANSACTION).
 from dispatcher.store.engine import IDLE_IN_TRANSACTION as IDLE_IN_TRANSACTION
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.engine import engine_for as engine_for
 from dispatcher.store.leases import SqlLeases
 from dispatcher.store.outcomes import SqlOutcomes
@@ -41,7 +42,6 @@ IMPORT_BATCH = 1000
 class SqlStore(SqlClaims, SqlLeases, SqlOutcomes, SqlPlanning, SqlControls, Store):
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.engine = engine_for(url)
-        self.dialect = self.engine.dialect.name
         if migrate:
             from dispatcher.store.migrate import upgrade
 
@@ -75,7 +75,7 @@ class SqlStore(SqlClaims, SqlLeases, SqlOutcomes, SqlPlanning, SqlControls, Stor
         if self._secret is None:
             with self.engine.begin() as conn:
                 conn.execute(
-                    self._insert(meta)
+                    dialect_insert(conn, meta)
                     .values(key="instance_secret", value=secrets.token_hex(16))
                     .on_conflict_do_nothing()
                 )

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from sqlalchemy import Connection, bindparam, delete, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.failures import Failure
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
@@ -201,8 +201,7 @@ def fall_back(conn: Connection, delivery_ids: Sequence[int], now: dt.datetime) -
         or_(c.c.channels == "*", c.c.channels.contains(d.c.fallback)),
     )
     columns = [*fields, "channel", "status", "next_attempt_at", "created_at", "updated_at"]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(d).from_select(columns, chosen).on_conflict_do_nothing()
+    insert = dialect_insert(conn, d).from_select(columns, chosen).on_conflict_do_nothing()
     made = conn.execute(insert.returning(d.c.channel)).scalars().all()  # rowcount: -1 on psycopg 3
     return "".join(f"; falling back to {channel}" for channel in made)
 
