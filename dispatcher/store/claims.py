@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all, update
+from sqlalchemy import Connection, and_, case, func, literal, select, union_all, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import CompoundSelect, Select
 
@@ -24,7 +24,7 @@ from dispatcher.store import (
     Status,
     quota,
 )
-from dispatcher.store.consent import consented
+from dispatcher.store.consent import letter_live, live
 from dispatcher.store.engine import SqlPart, dialect_insert, wait_for_locks
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -51,6 +51,37 @@ def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSe
     for chunk in range(0, len(parts), 200):
         piece = parts[chunk : chunk + 200]
         yield piece[0] if len(piece) == 1 else union_all(*piece)
+
+
+def due_queries(
+    groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
+) -> Iterator[Select[Any] | CompoundSelect[Any]]:
+    """The statements ``_due`` runs: each group's due letters (its row ``g`` is the group's
+    index), on the deliveries index by group, status and due time, locked or skipped."""
+    d, c = deliveries, consents
+    parts = []
+    for i, (g, n) in enumerate(zip(groups, wanted, strict=True)):
+        if n <= 0:
+            continue
+        head = (
+            select(d.c.id, literal(i).label("g"))
+            .join(c, c.c.id == d.c.consent_id)
+            .where(
+                d.c.action_id == g.action_id,
+                d.c.target_id == g.target_id,
+                d.c.channel == g.channel,
+                d.c.status == Status.PENDING,
+                d.c.next_attempt_at <= now,
+                # Nothing goes out on a consent that lapsed, ended or was withdrawn.
+                live(now),
+            )
+            .order_by(d.c.next_attempt_at)
+            .limit(n)
+            .with_for_update(skip_locked=True, of=d)
+            .subquery()
+        )
+        parts.append(select(head.c.id, head.c.g))
+    return _compound(parts)
 
 
 class SqlClaims(SqlPart):
@@ -138,33 +169,8 @@ class SqlClaims(SqlPart):
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
     ) -> list[list[int]]:
         """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement."""
-        d, c = deliveries, consents
-        parts = []
-        for i, (g, n) in enumerate(zip(groups, wanted, strict=True)):
-            if n <= 0:
-                continue
-            head = (
-                select(d.c.id, literal(i).label("g"))
-                .join(c, c.c.id == d.c.consent_id)
-                .where(
-                    d.c.action_id == g.action_id,
-                    d.c.target_id == g.target_id,
-                    d.c.channel == g.channel,
-                    d.c.status == Status.PENDING,
-                    d.c.next_attempt_at <= now,
-                    # Nothing goes out on a consent that lapsed, ended or was withdrawn.
-                    c.c.revoked_at.is_(None),
-                    c.c.ended_at.is_(None),
-                    or_(c.c.expires_at.is_(None), c.c.expires_at > now),
-                )
-                .order_by(d.c.next_attempt_at)
-                .limit(n)
-                .with_for_update(skip_locked=True, of=d)
-                .subquery()
-            )
-            parts.append(select(head.c.id, head.c.g))
         out: list[list[int]] = [[] for _ in groups]
-        for query in _compound(parts):
+        for query in due_queries(groups, wanted, now):
             for row in conn.execute(query):
                 out[row.g].append(row.id)
         return out
@@ -230,7 +236,7 @@ class SqlClaims(SqlPart):
         parts = [
             select(d.c.next_attempt_at.label("due"))
             .where(d.c.action_id == a, d.c.target_id == t, d.c.channel == c, d.c.status == Status.PENDING)
-            .where(consented(now))
+            .where(letter_live(now))
             .order_by(d.c.next_attempt_at)
             .limit(1)
             .subquery()

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, case, delete, exists, func, literal, or
 from sqlalchemy.sql import ColumnElement
 
 from dispatcher.store import WORKERS_KEPT, ActionHold, ActionState, Status, mandates, released_before
-from dispatcher.store.consent import consented
+from dispatcher.store.consent import letter_live
 from dispatcher.store.engine import SqlPart, dialect_insert
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -167,14 +167,14 @@ class SqlControls(SqlPart):
             heir = mandates.successor()
             conn.execute(
                 update(d)
-                .where(which, ~consented(now), heir.exists())
+                .where(which, ~letter_live(now), heir.exists())
                 .values(consent_id=heir.scalar_subquery())
             )
             return conn.execute(
                 update(d)
                 # Not a letter whose supporter withdrew meanwhile, nor one past its retention period
                 # (it names no signer): neither can go out again.
-                .where(which, consented(now))
+                .where(which, letter_live(now))
                 .values(status=Status.PENDING.value, next_attempt_at=now, updated_at=now)
                 .values(**({"last_error": None} if closed else {}))
             ).rowcount
@@ -182,7 +182,7 @@ class SqlControls(SqlPart):
     def requeue_failed(self, action_id: str, now: dt.datetime, delivery_id: int | None = None) -> int:
         d = deliveries
         # As for revive: only a letter whose consent still stands can be sent again.
-        failed = and_(d.c.status == Status.FAILED, consented(now))
+        failed = and_(d.c.status == Status.FAILED, letter_live(now))
         query = update(d).where(d.c.action_id == action_id, failed)
         if delivery_id is not None:
             query = query.where(d.c.id == delivery_id)

@@ -20,13 +20,13 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     union_all,
     update,
 )
 
 from dispatcher.store import Status, SupporterRecord, Terms
+from dispatcher.store.consent import allows, current
 from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
@@ -203,10 +203,10 @@ def successor() -> Select[Any]:
     consent of the same scope, if it allows the letter's channel."""
     d, old, new = deliveries, consents.alias("old"), consents.alias("new")
     scope = select(old.c.scope).where(old.c.id == d.c.consent_id).correlate_except(old).scalar_subquery()
-    allows = or_(new.c.channels == "*", new.c.channels.contains(d.c.channel))
-    live = and_(new.c.revoked_at.is_(None), new.c.ended_at.is_(None))
     mine = and_(new.c.supporter_id == d.c.supporter_id, new.c.scope == scope)
-    return select(new.c.id).where(mine, live, allows).correlate_except(new)
+    # Current, not live: at most one row (the partial unique index), and an expired one is
+    # the sweep's to cancel the letter for, as it would on the letter's own consent.
+    return select(new.c.id).where(mine, current(new), allows(d.c.channel, new)).correlate_except(new)
 
 
 def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:

@@ -7,9 +7,10 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, and_, func, literal, or_, select, true, update
+from sqlalchemy import Connection, and_, func, literal, select, update
 
 from dispatcher.store import Progress, Status
+from dispatcher.store.consent import plannable, signs
 from dispatcher.store.engine import SqlPart, dialect_insert, exclude_writers
 from dispatcher.store.privacy import retained_key
 from dispatcher.store.schema import consents, deliveries, meta, plan_marks, supporters
@@ -90,8 +91,7 @@ class SqlPlanning(SqlPart):
         if language is None:
             return
         c, d = consents, deliveries
-        signs = (" " + c.c.languages + " ").contains(f" {language} ")
-        unsigned = select(c.c.id).where(c.c.languages != "*", ~signs)
+        unsigned = select(c.c.id).where(~signs(language))
         mine = and_(d.c.action_id == action_id, d.c.target_id == pair[0], d.c.channel == pair[1])
         waiting = and_(mine, d.c.status == Status.PENDING, d.c.consent_id.in_(unsigned))
         why = f"the letter is now written in {language}, which the supporter does not sign"
@@ -127,7 +127,6 @@ class SqlPlanning(SqlPart):
     ) -> int:
         target_id, channel, fallback = pair
         s, c, now = supporters, consents, window.now
-        signs = or_(c.c.languages == "*", (" " + c.c.languages + " ").contains(f" {window.language} "))
         chosen = (
             select(
                 literal(action_id),
@@ -147,12 +146,7 @@ class SqlPlanning(SqlPart):
                 c.c.id > window.lo,
                 c.c.id <= window.hi,
                 c.c.scope.in_(window.scopes),
-                c.c.revoked_at.is_(None),
-                c.c.ended_at.is_(None),
-                c.c.confirmed_at.is_not(None),
-                or_(c.c.expires_at.is_(None), c.c.expires_at > now),
-                or_(c.c.channels == "*", c.c.channels.contains(channel)),
-                signs if window.language else true(),
+                plannable(now, channel, window.language or None),
             )
             .group_by(s.c.id)
         )

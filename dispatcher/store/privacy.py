@@ -41,6 +41,7 @@ from sqlalchemy import (
 
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import Status
+from dispatcher.store.consent import live
 from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
@@ -107,9 +108,8 @@ class SqlPrivacy:
         has ended since their last one, who still hold a live consent, and whose digest nobody
         holds a claim on (a failed send waits out its claim instead of retrying every run)."""
         s, c, m = supporters, consents, meta
-        live = select(c.c.id).where(
-            c.c.supporter_id == s.c.id, c.c.revoked_at.is_(None), c.c.ended_at.is_(None)
-        )
+        # A lapsed consent stands no more than a withdrawn one: no receipt either.
+        held = select(c.c.id).where(c.c.supporter_id == s.c.id, live(now))
         key = literal(CLAIM_PREFIX, String) + cast(s.c.id, String)
         claimed = select(m.c.key).where(m.c.key == key, m.c.value > _stamp(now))
         periods = [
@@ -118,7 +118,7 @@ class SqlPrivacy:
         ]
         query = (
             select(s.c.id, s.c.email, s.c.name, s.c.language, s.c.receipts, s.c.receipts_through)
-            .where(or_(*periods), ~s.c.email.like(FORGOTTEN), live.exists(), ~claimed.exists())
+            .where(or_(*periods), ~s.c.email.like(FORGOTTEN), held.exists(), ~claimed.exists())
             .order_by(s.c.id)
             .limit(limit)
         )
