@@ -48,110 +48,112 @@ def _submission_columns(result: AttemptResult) -> dict[str, object]:
     }
 
 
+def _attempt_row(worker: str, r: AttemptResult) -> dict[str, object]:
+    return {
+        "delivery_id": r.delivery_id,
+        "action_id": r.action_id,
+        "target_id": r.target_id,
+        "channel": r.channel,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "outcome": r.outcome.value,
+        "code": r.code,
+        "detail": r.detail,
+        "worker": worker,
+        **_submission_columns(r),
+    }
+
+
+def _mark_sent(conn: Connection, results: Sequence[AttemptResult]) -> None:
+    """What happened on the wire wins: a letter sent while staff closed the action is sent.
+    Sent letters are the bulk: one UPDATE per language, not one per letter (sent_at is the
+    group's last finish; each attempt row keeps its exact time)."""
+    d = deliveries
+    sent: dict[str | None, list[AttemptResult]] = {}
+    for r in results:
+        sent.setdefault(r.language, []).append(r)
+    for language, group in sent.items():
+        finished = max(r.finished_at for r in group)
+        conn.execute(
+            update(d)
+            .where(d.c.id.in_([r.delivery_id for r in group]))
+            .values(
+                status=Status.SENT.value,
+                sent_at=finished,
+                last_error=None,
+                language=language,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=finished,
+            )
+        )
+
+
+def _mark_failed(conn: Connection, failed: Sequence[AttemptResult]) -> None:
+    d = deliveries
+    quota.refund(conn, [r.delivery_id for r in failed])
+    if not failed:
+        return
+    conn.execute(
+        update(d)
+        .where(d.c.id == bindparam("b_id"))
+        .values(
+            status=Status.FAILED.value,
+            last_error=bindparam("b_error"),
+            language=bindparam("b_language"),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=bindparam("b_now"),
+        ),
+        [
+            {"b_id": r.delivery_id, "b_error": r.detail, "b_language": r.language, "b_now": r.finished_at}
+            for r in failed
+        ],
+    )
+
+
+def _mark_retry(conn: Connection, worker: str, again: Sequence[AttemptResult]) -> None:
+    """A retry must not revive a delivery that was cancelled or expired meanwhile."""
+    if not again:
+        return
+    d = deliveries
+    conn.execute(
+        update(d)
+        .where(d.c.id == bindparam("b_id"), d.c.status == Status.SENDING, d.c.lease_owner == worker)
+        .values(
+            status=Status.PENDING.value,
+            next_attempt_at=bindparam("b_next"),
+            last_error=bindparam("b_error"),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=bindparam("b_now"),
+        ),
+        [
+            {
+                "b_id": r.delivery_id,
+                "b_next": r.next_attempt_at or r.finished_at,
+                "b_error": r.detail,
+                "b_now": r.finished_at,
+            }
+            for r in again
+        ],
+    )
+
+
 class SqlOutcomes(SqlPart):
     def record(self, worker: str, results: Sequence[AttemptResult], retry: Retry) -> None:
         if not results:
             return
-        d = deliveries
         with self.engine.begin() as conn:
             landed = _landed(conn, worker, results)
             results = submissions.fall_back_failed(conn, [r for r in results if r.delivery_id not in landed])
             if not results:
                 return
-            conn.execute(
-                attempts.insert(),
-                [
-                    {
-                        "delivery_id": r.delivery_id,
-                        "action_id": r.action_id,
-                        "target_id": r.target_id,
-                        "channel": r.channel,
-                        "started_at": r.started_at,
-                        "finished_at": r.finished_at,
-                        "outcome": r.outcome.value,
-                        "code": r.code,
-                        "detail": r.detail,
-                        "worker": worker,
-                        **_submission_columns(r),
-                    }
-                    for r in results
-                ],
-            )
+            conn.execute(attempts.insert(), [_attempt_row(worker, r) for r in results])
             submissions.record_submitted(conn, worker, results, retry)
-            # What happened on the wire wins: a letter sent while staff closed the action is sent.
-            # Sent letters are the bulk: one UPDATE per language and group, not one per letter
-            # (sent_at is the group's last finish; each attempt row keeps its exact time).
-            sent: dict[str | None, list[AttemptResult]] = {}
-            for r in results:
-                if r.outcome is Outcome.SENT:
-                    sent.setdefault(r.language, []).append(r)
-            for language, group in sent.items():
-                finished = max(r.finished_at for r in group)
-                conn.execute(
-                    update(d)
-                    .where(d.c.id.in_([r.delivery_id for r in group]))
-                    .values(
-                        status=Status.SENT.value,
-                        sent_at=finished,
-                        last_error=None,
-                        language=language,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=finished,
-                    )
-                )
-            failed = [r for r in results if r.outcome is Outcome.FAILED]
-            quota.refund(conn, [r.delivery_id for r in failed])
-            if failed:
-                conn.execute(
-                    update(d)
-                    .where(d.c.id == bindparam("b_id"))
-                    .values(
-                        status=Status.FAILED.value,
-                        last_error=bindparam("b_error"),
-                        language=bindparam("b_language"),
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=bindparam("b_now"),
-                    ),
-                    [
-                        {
-                            "b_id": r.delivery_id,
-                            "b_error": r.detail,
-                            "b_language": r.language,
-                            "b_now": r.finished_at,
-                        }
-                        for r in failed
-                    ],
-                )
-            # A retry must not revive a delivery that was cancelled or expired meanwhile.
-            again = [r for r in results if r.outcome is Outcome.RETRY]
-            if again:
-                conn.execute(
-                    update(d)
-                    .where(
-                        d.c.id == bindparam("b_id"),
-                        d.c.status == Status.SENDING,
-                        d.c.lease_owner == worker,
-                    )
-                    .values(
-                        status=Status.PENDING.value,
-                        next_attempt_at=bindparam("b_next"),
-                        last_error=bindparam("b_error"),
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=bindparam("b_now"),
-                    ),
-                    [
-                        {
-                            "b_id": r.delivery_id,
-                            "b_next": r.next_attempt_at or r.finished_at,
-                            "b_error": r.detail,
-                            "b_now": r.finished_at,
-                        }
-                        for r in again
-                    ],
-                )
+            _mark_sent(conn, [r for r in results if r.outcome is Outcome.SENT])
+            _mark_failed(conn, [r for r in results if r.outcome is Outcome.FAILED])
+            _mark_retry(conn, worker, [r for r in results if r.outcome is Outcome.RETRY])
 
     def resolve(self, event: ProviderEvent, by: str, retry: Retry) -> Resolution:
         with self.engine.begin() as conn:
