@@ -11,7 +11,8 @@ followed; imports and the API vouch for it). Who uses which, and why only that p
   channel and language were judged when it was planned, and a change of terms ends the consent
   (the letter then moves to the successor, or is cancelled: ``mandates``); confirmed_at is never
   cleared once set;
-- the successor of an ended consent and the supporters due a receipt: current (see ``current``);
+- the supporters due a receipt: any live consent (a lapsed one stands no more than a withdrawn);
+- the successor of an ended consent: current, and allows the letter's channel (see ``current``);
 - a failed fax's fallback: not withdrawn, not expired, allows the fallback channel; an ended
   consent is left to the sweep, which moves the new letter to the successor (``people.lapse``).
 
@@ -39,7 +40,7 @@ def current(c: Consents = consents) -> ColumnElement[bool]:
     scope, which ``mandates.successor`` relies on (a scalar subquery).
 
     Without the expiry: the successor's expiry is the sweep's and the claim's to judge, not a
-    reason to leave a letter on its ended consent; a receipt (``privacy``) adds it."""
+    reason to leave a letter on its ended consent."""
     return and_(c.c.revoked_at.is_(None), c.c.ended_at.is_(None))
 
 
