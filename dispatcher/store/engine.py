@@ -1,6 +1,8 @@
 """The two databases the store runs on: their engines, and every place their SQL differs.
 
-Nothing outside this module asks which database it talks to. Where the two differ:
+Queries elsewhere in the store do not ask which database they talk to; only the column types
+(schema.py), erasure (``privacy.wiping``: SQLite's secure_delete, PostgreSQL's VACUUM) and
+Alembic's env.py still do. Where the two differ:
 - writers: PostgreSQL locks rows (``FOR UPDATE``, ``SKIP LOCKED`` for claims, which SQLAlchemy
   leaves out on SQLite); SQLite has one writer at a time, each write transaction taking the
   file's lock up front (``BEGIN IMMEDIATE``, see ``engine_for``), so those clauses need no
