@@ -41,8 +41,9 @@ from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from dispatcher.accounts import Role, hash_password
-from dispatcher.config import Settings
-from dispatcher.store import Store, SupporterRecord, WorkerBeat, open_store
+from dispatcher.models import SupporterRecord, WorkerBeat
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from dispatcher.store.reports import LogFilter
 from dispatcher.web import app_for
 from dispatcher.web.metrics import LATENCY_BUCKETS

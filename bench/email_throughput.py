@@ -383,7 +383,7 @@ def baseline_worker(port: int, csv_path: Path, action_path: Path, templates: Pat
     target = next(t for t in action["targets"] if t["role"] == "to")
     copy = next(t for t in action["targets"] if t["role"] == "cc")
     language = target["languages"][0]
-    # Plain-text letters, as in dispatcher/render.py: no HTML, so no autoescape.
+    # Plain-text letters, as in dispatcher/letters/render.py: no HTML, so no autoescape.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
         autoescape=False,  # noqa: S701

@@ -21,7 +21,8 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def phase_import(url: str, n: int) -> dict[str, float]:
-    from dispatcher.store import SupporterRecord, open_store
+    from dispatcher.models import SupporterRecord
+    from dispatcher.store import open_store
 
     store = open_store(url)
     records = (

@@ -67,7 +67,8 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from dispatcher.channels.email import message_id
-from dispatcher.store import AttemptRow, QueueCount, open_store
+from dispatcher.models import AttemptRow, QueueCount
+from dispatcher.store import open_store
 from tests.smtp_server import Event, Received, ReplyKind, ScriptedHandler, SmtpServer, Stage
 
 # A claimed letter starts within this long of its claim (or is handed back unsent), so a window of

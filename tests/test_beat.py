@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import DisconnectionError
 
-from dispatcher import scheduler
 from dispatcher.channels import make_channels
-from dispatcher.scheduler import Dispatcher
-from dispatcher.store import ALIVE, Store, WorkerBeat
+from dispatcher.models import ALIVE, WorkerBeat
+from dispatcher.sending import runtime
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.store import Store
 from tests.smtp_server import SmtpServer
 from tests.test_email_smtp import WORKER, make_settings, until
 from tests.test_email_smtp import action as action
@@ -30,7 +31,7 @@ def last_seen(db: Store) -> float:
 async def test_a_long_store_call_does_not_silence_the_heartbeat(
     tmp_path: Path, smtp: SmtpServer, db: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scheduler, "BEAT_EVERY", 0.2)
+    monkeypatch.setattr(runtime, "BEAT_EVERY", 0.2)
     settings = make_settings(tmp_path, smtp.url)
     dispatcher = Dispatcher(settings, db, make_channels(settings, db), worker_id=WORKER)
     task = asyncio.create_task(dispatcher.run_forever())
@@ -64,7 +65,8 @@ async def test_a_young_worker_leaves_another_workers_expired_leases(
         # Just started after an outage, say: "other" may still be sending, its first beat on its way.
         await dispatcher.refresh()
         assert statuses(db) == {"sending": 2}
-        dispatcher._up_since -= ALIVE.total_seconds() + scheduler.BEAT_EVERY  # up long enough now
+        dispatcher._up_since -= ALIVE.total_seconds() + runtime.BEAT_EVERY  # up long enough now
+        dispatcher._recovered -= runtime.RECOVER_EVERY  # and time to look for leases again
         await dispatcher.refresh()
         assert statuses(db) == {"pending": 2}
     finally:
@@ -98,11 +100,11 @@ async def test_the_heartbeat_goes_out_as_soon_as_the_store_answers_again(
         monkeypatch.setattr(db, "heartbeat", flaky_heartbeat)
         outage = asyncio.create_task(dispatcher.db(store_call))  # the store thread sees it too
         seen = failed
-        await until(lambda: failed > seen, 2 * scheduler.BEAT_EVERY, "a heartbeat that failed")
+        await until(lambda: failed > seen, 2 * runtime.BEAT_EVERY, "a heartbeat that failed")
         away, back = False, time.monotonic()  # just after a failed beat: the next is a period away
         await dispatcher.db(store_call)  # answers: the waiting call tries at once, the outage ends
         await outage
-        await until(lambda: written > back, scheduler.BEAT_EVERY / 2, "a heartbeat after the outage")
+        await until(lambda: written > back, runtime.BEAT_EVERY / 2, "a heartbeat after the outage")
     finally:
         dispatcher.stop()
         await asyncio.wait_for(task, 15)

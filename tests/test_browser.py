@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-from dispatcher.scheduler import utcnow
-from dispatcher.sendlog import LOG_FIELDS
+from dispatcher.sending.runtime import utcnow
+from dispatcher.sending.sendlog import LOG_FIELDS
 from dispatcher.store import open_store
 from tests.asgi_server import free_port
 from tests.campaign import dispatcher_executable

@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.feeder import START_WITHIN
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import Store, SupporterRecord, Terms, open_store
+from dispatcher.models import SupporterRecord, Terms
+from dispatcher.sending.feeder import START_WITHIN
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from tests.smtp_server import Received, SmtpServer
 
 TEMPLATE = (

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.store import SupporterRecord, open_store
+from dispatcher.models import SupporterRecord
+from dispatcher.store import open_store
 from tests.conftest import cli_env
 from tests.test_cli import cli
 from tests.test_controls import outbox
@@ -42,7 +43,7 @@ def test_a_template_typo_is_named_in_the_templates_terms_and_gets_no_ok_line(tmp
     out, err = check_world(tmp_path, letter("{{ action.titel }} {{ supporter.words }}"))
     assert "ok: a" not in out and "held: a" in out
     assert "unknown variable action.titel (did you mean action.title?)" in err
-    assert "dispatcher.render" not in err and "object" not in err
+    assert "dispatcher.letters.render" not in err and "object" not in err
 
 
 def test_third_party_loggers_stay_at_warning_unless_verbose(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from dispatcher.models import ClaimBatch, ClaimGroup, ProviderEvent
 from dispatcher.pacing import Limits
-from dispatcher.store import ClaimBatch, ClaimGroup, ClaimRequest, ProviderEvent, Store, open_store
+from dispatcher.store import ClaimRequest, Store, open_store
 from tests.conftest import never_retry
 from tests.test_store_contract import LEASE, NOW, people
 
@@ -148,7 +149,7 @@ def fax_group(target: str, number: str, action: str = "act") -> ClaimGroup:
 
 
 def test_one_fax_at_a_time_per_number_across_workers(store: Store, second: Store) -> None:
-    from dispatcher.store import AttemptResult, Outcome, Submission
+    from dispatcher.models import AttemptResult, Outcome, Submission
 
     store.import_supporters(people(6), NOW)
     store.plan("act", [("pres", "fax")], NOW)

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dispatcher.cli import main
-from dispatcher.store import AttemptResult, Outcome, open_store
+from dispatcher.models import AttemptResult, Outcome
+from dispatcher.store import open_store
 from tests.conftest import ROOT, cli_env, never_retry
 
 

@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dispatcher.config import (
-    ActionStatus,
-    Settings,
-    load_action_file,
-    load_actions,
-    load_settings,
-    script_of,
-)
+from dispatcher.actions.files import load_action_file, load_actions
+from dispatcher.language import script_of
+from dispatcher.models import ActionStatus
+from dispatcher.settings import Settings, load_settings
 from tests.conftest import ROOT
 
 GOOD = """

@@ -16,21 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dispatcher import controls
 from dispatcher.accounts import Role
+from dispatcher.actions import controls
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import IMPLEMENTED
-from dispatcher.config import Action, ActionStatus, load_actions
-from dispatcher.planner import finish_action, plan_action
-from dispatcher.store import (
-    AttemptResult,
-    ClaimGroup,
-    ClaimRequest,
-    Outcome,
-    Status,
-    Store,
-    Terms,
-    open_store,
-)
+from dispatcher.models import ActionStatus, AttemptResult, ClaimGroup, Outcome, Status, Terms
+from dispatcher.store import ClaimRequest, Store, open_store
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role

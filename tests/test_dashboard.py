@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from dispatcher.accounts import Role
-from dispatcher.store import AttemptResult, Outcome, Store
+from dispatcher.models import AttemptResult, Outcome
+from dispatcher.store import Store
 from tests.conftest import never_retry
 from tests.test_faxpdf import MISSING
 from tests.test_store_contract import NOW, people, take

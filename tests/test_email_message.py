@@ -17,18 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.actions.model import Action
 from dispatcher.channels import Envelope
-from dispatcher.channels.email import (
-    MaildirTransport,
-    MessageBuilder,
-    OutgoingMail,
-    encode_body,
-    message_id,
-)
-from dispatcher.config import Action
+from dispatcher.channels.email import MaildirTransport, MessageBuilder, OutgoingMail, encode_body, message_id
+from dispatcher.letters.render import Letter
 from dispatcher.mime import clean
-from dispatcher.render import Letter
-from dispatcher.store import Signer
+from dispatcher.models import Signer
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 ACTION = Action.model_validate(

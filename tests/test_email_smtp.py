@@ -20,16 +20,18 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from dispatcher import controls
+from dispatcher.actions import controls
+from dispatcher.actions.model import Action
 from dispatcher.channels import make_channels
 from dispatcher.channels.email import message_id
-from dispatcher.config import Action, Settings
-from dispatcher.render import Renderer
-from dispatcher.scheduler import Dispatcher, Tally, utcnow
-from dispatcher.store import AttemptRow, Store, SupporterRecord, Terms, open_store
+from dispatcher.letters.render import Renderer
+from dispatcher.models import AttemptRow, SupporterRecord, Terms
+from dispatcher.people.csv_import import KnownScopes, import_file
+from dispatcher.sending.runtime import Dispatcher, Tally, utcnow
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore
-from dispatcher.supporters import KnownScopes, import_file
 from tests.smtp_server import Received, ScriptedHandler, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,8 +25,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from dispatcher.store.failures import Failure
 from dispatcher.web import app_for

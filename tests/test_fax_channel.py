@@ -14,8 +14,8 @@ import yaml
 
 from dispatcher.channels import make_channels
 from dispatcher.channels.fax import fax_reference
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from tests.conftest import cli_env
 from tests.test_campaign_shapes import TEMPLATE, supporters

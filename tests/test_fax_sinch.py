@@ -23,13 +23,15 @@ import httpx
 import pytest
 import yaml
 
-from dispatcher import controls
+from dispatcher.actions import controls
+from dispatcher.actions.files import load_actions
 from dispatcher.channels import make_channels
 from dispatcher.channels.fax import fax_reference
-from dispatcher.config import Settings, load_actions
+from dispatcher.models import AttemptRow
 from dispatcher.providers.sinch import callback_password, failure_of
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import AttemptRow, Store, open_store
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve

@@ -19,13 +19,15 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from twilio.request_validator import RequestValidator
 
-from dispatcher import controls
+from dispatcher.actions import controls
+from dispatcher.actions.files import load_actions
 from dispatcher.channels import make_channels
 from dispatcher.channels.fax import fax_reference
-from dispatcher.config import Settings, load_actions
+from dispatcher.models import AttemptRow
 from dispatcher.providers.twilio import WEBHOOK_PATH, carries, failure_of
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import AttemptRow, Store, open_store
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env

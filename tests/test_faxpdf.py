@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dispatcher import faxpdf
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Target
 from dispatcher.cli import main
-from dispatcher.config import Target, load_actions
-from dispatcher.render import SAMPLE_SIGNER, Letter
+from dispatcher.letters import faxpdf
+from dispatcher.letters.render import SAMPLE_SIGNER, Letter
 from tests.conftest import ROOT, cli_env
 
 try:

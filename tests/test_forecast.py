@@ -17,11 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dispatcher import forecast
 from dispatcher.accounts import Role
-from dispatcher.config import Action
-from dispatcher.render import Renderer, RenderError
-from dispatcher.store import ActionHold, Store, WorkerBeat, open_store
+from dispatcher.actions.model import Action
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.models import ActionHold, WorkerBeat
+from dispatcher.sending import forecast
+from dispatcher.store import Store, open_store
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli
 from tests.test_dashboard import ACTION, as_role

@@ -20,8 +20,9 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy import select as sql_select
 
 from dispatcher import pacing
-from dispatcher.scheduler import utcnow
-from dispatcher.store import Store, Terms, open_store
+from dispatcher.models import Terms
+from dispatcher.sending.runtime import utcnow
+from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries
 from dispatcher.store.sql import IDLE_IN_TRANSACTION, SqlStore, engine_for
 from tests.smtp_server import ScriptedHandler, SmtpServer

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from dispatcher.accounts import Role
-from dispatcher.catalogue import stamp
+from dispatcher.actions.files import load_actions
 from dispatcher.channels import make_channels
-from dispatcher.config import load_actions
-from dispatcher.render import RenderError
-from dispatcher.scheduler import Dispatcher
-from dispatcher.store import ActionHold, Status, Store, WorkerBeat, open_store
+from dispatcher.letters.render import RenderError
+from dispatcher.models import ActionHold, Status, WorkerBeat
+from dispatcher.sending.catalogue import stamp
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.store import Store, open_store
 from dispatcher.store.accounts import entries
 from tests.conftest import ROOT, cli_env
 from tests.test_cli import cli

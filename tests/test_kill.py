@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import select as sql_select
 
 from dispatcher.channels.email import message_id
-from dispatcher.results import FLUSH_EVERY
-from dispatcher.scheduler import utcnow
+from dispatcher.sending.results import FLUSH_EVERY
+from dispatcher.sending.runtime import utcnow
 from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore

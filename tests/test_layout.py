@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dispatcher"
 # Alembic's own files (env.py, the revisions): the Layout names their folder, not each file.
 MIGRATIONS = PACKAGE / "store" / "migrations"
-# store/__init__.py is still the records every store module imports (models.py in issue 19's
-# package move) and names its SQL parts in the Store interface (role Protocols after the move).
+# store/__init__.py names its SQL parts in the Store interface (role Protocols after issue 19's
+# store split) and still re-exports models.py's records to the store's own modules.
 KNOWN_CYCLES = {"dispatcher.store"}
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from dispatcher.leases import LeaseKeeper
-from dispatcher.results import ResultWriter
-from dispatcher.scheduler import utcnow
-from dispatcher.store import Outcome, Store, open_store
+from dispatcher.models import Outcome
+from dispatcher.sending.leases import LeaseKeeper
+from dispatcher.sending.results import ResultWriter
+from dispatcher.sending.runtime import utcnow
+from dispatcher.store import Store, open_store
 from dispatcher.store.thread import StoreThread
 from tests.conftest import never_retry
 from tests.faults import private_cluster

@@ -13,16 +13,8 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from dispatcher.store import (
-    ClaimGroup,
-    ClaimRequest,
-    Outcome,
-    Status,
-    Store,
-    SupporterRecord,
-    Terms,
-    open_store,
-)
+from dispatcher.models import ClaimGroup, Outcome, Status, SupporterRecord, Terms
+from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.mandates import upsert_supporters
 from dispatcher.store.schema import consent_events, consents, deliveries, supporters
 from tests.conftest import never_retry as no_retry

@@ -18,17 +18,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from dispatcher.accounts import Role
-from dispatcher.store import (
+from dispatcher.models import (
     AttemptResult,
     ClaimGroup,
-    ClaimRequest,
     Outcome,
     ProviderEvent,
     Resolution,
-    Store,
     Submission,
     WorkerBeat,
 )
+from dispatcher.store import ClaimRequest, Store
 from tests.conftest import PG_ADMIN_URL, never_retry
 from tests.test_store_contract import LEASE, NOW, UNPACED, people
 from tests.web_client import add_users, client, log_in, web_settings

@@ -6,6 +6,7 @@ enumeration; the abuse limits; CSRF; and the one-click revoke link cancelling pe
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
 import logging
 import re
@@ -19,9 +20,11 @@ import httpx
 import pytest
 import yaml
 from markupsafe import escape
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 
-from dispatcher import tokens
+from dispatcher.people import fields, tokens
+from dispatcher.people.csv_import import KnownScopes, import_file
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
 from dispatcher.web.optin import text_version
@@ -308,6 +311,113 @@ async def test_every_problem_is_shown_by_its_field_and_what_was_typed_is_kept(si
     assert 'value="not-an-address"' in got.text and "&lt;b&gt;Lyon&lt;/b&gt;" in got.text
     assert 'value="500"' in got.text and "<b>Lyon" not in got.text
     assert site.smtp.received() == []
+
+
+# One consent, spelt as each medium might (case, padding, locale-style tags, wide digits).
+SPELT: dict[str, Any] = {
+    "name": " Ann Lee ",
+    "language": "EN",
+    "city": "Lyon",
+    "country": "fr",
+    "channels": ["FAX", "email"],
+    "languages": ["zh_hans", "EN"],
+    "name_display": "Name",
+    "receipts": "Weekly",
+    "replies": "Direct",
+}
+KEPT = ("name", "language", "city", "country", "receipts")
+TERMS = ("scope", "channels", "languages", "name_display", "replies", "monthly_cap")
+
+
+def kept_of(store: Store, email: str) -> dict[str, Any]:
+    """What the store holds of a supporter and their consent, but how and when it came."""
+    held = store.people.export(email)
+    assert held is not None, email
+    [consent] = held["consents"]
+    return {**{k: held[k] for k in KEPT}, **{k: consent[k] for k in TERMS}}
+
+
+async def by_form(site: Site, email: str) -> None:
+    values = {k: SPELT[k] for k in ("name", "language", "city", "country", "channels", "receipts", "replies")}
+    values.update(sign=SPELT["languages"], display=SPELT["name_display"], cap="０５")
+    before = len(site.smtp.received())
+    assert (await join(site.web, email, "/join", **values)).status_code == 200
+    confirm = links(site.smtp.wait_for(before + 1)[before])["join/confirm"][0]
+    assert (await press(site.web, confirm)).status_code == 200
+
+
+async def by_api(site: Site, email: str) -> None:
+    site.ctx.settings = site.ctx.settings.model_copy(update={"api_token": SecretStr("t" * 40)})
+    body = {**SPELT, "email": email, "scope": ["all"], "monthly_cap": 5}
+    body.update(consent_version="v1", opted_in_at=NOW.isoformat())
+    headers = {"Authorization": "Bearer " + "t" * 40}
+    assert (await site.web.post("/api/consents", json=body, headers=headers)).status_code == 201
+
+
+def by_csv(site: Site, email: str, folder: Path) -> None:
+    row = {**SPELT, "email": email, "scope": "all", "monthly_cap": "05", "consent_version": "v1"}
+    row.update(channels="FAX;email", languages="zh_hans;EN", opted_in_at=NOW.isoformat())
+    path = folder / "supporters.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    assert import_file(site.store, path, KnownScopes.of(site.ctx.actions().values()), NOW) == 1
+
+
+async def test_a_consent_by_form_csv_or_api_is_stored_alike(site: Site, tmp_path: Path) -> None:
+    await by_form(site, "Ann.Form@Example.NET")
+    await by_api(site, "Ann.Api@Example.NET")
+    by_csv(site, "Ann.Csv@Example.NET", tmp_path)
+    kept = {how: kept_of(site.store, f"ann.{how}@example.net") for how in ("form", "api", "csv")}
+    assert (
+        kept["form"]
+        == kept["api"]
+        == kept["csv"]
+        == {
+            "name": "Ann Lee",
+            "language": "en",
+            "city": "Lyon",
+            "country": "FR",
+            "receipts": "weekly",
+            "scope": "all",
+            "channels": "email,fax",
+            "languages": "en zh-Hans",
+            "name_display": "name",
+            "replies": "direct",
+            "monthly_cap": 5,
+        }
+    )
+
+
+def longest_consent_label(tmp_path: Path) -> str:
+    """The longest consent text version the settings accept."""
+    for length in range(200, 0, -1):
+        try:
+            web_settings(tmp_path, consent_text_version="v" * length)
+        except ValidationError:
+            continue
+        return "v" * length
+    raise AssertionError("no consent text version is accepted")
+
+
+async def test_the_longest_consent_label_is_recorded_as_the_importer_would_take_it(
+    site: Site, tmp_path: Path
+) -> None:
+    """The form records the label with the page's language and a digest of the words: the whole
+    must still be a consent_version the CSV import and the API accept (and the column holds)."""
+    site.ctx.settings = site.ctx.settings.model_copy(
+        update={"consent_text_version": longest_consent_label(tmp_path)}
+    )
+    sent = await join(site.web, "ann@example.net", "/join?lang=zh-Hans", language="zh-Hans")
+    assert sent.status_code == 200
+    confirm = links(site.smtp.wait_for(1)[0])["join/confirm"][0]
+    assert (await press(site.web, confirm)).status_code == 200
+    held = site.store.people.export("ann@example.net")
+    assert held is not None
+    [consent] = held["consents"]
+    assert consent["text_version"] == text_version(site.ctx.settings, "zh-Hans")
+    assert fields.text(consent["text_version"], "consent_version", required=True)
 
 
 # Tokens --------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from typing import IO
 
 import pytest
 
-from dispatcher.results import ResultWriter
-from dispatcher.store import Outcome, Store, open_store
+from dispatcher.models import Outcome
+from dispatcher.sending.results import ResultWriter
+from dispatcher.store import Store, open_store
 from dispatcher.store.faults import StoreUnavailable
 from dispatcher.store.thread import StoreThread
 from tests.conftest import never_retry

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from dispatcher.channels import make_channels
 from dispatcher.cli import main
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import Outcome, Store, SupporterRecord, Terms, open_store
+from dispatcher.models import Outcome, SupporterRecord, Terms
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.store import Store, open_store
 from tests.conftest import cli_env, never_retry
 from tests.smtp_server import SmtpServer
 from tests.test_campaign_shapes import settings, supporters, write_actions

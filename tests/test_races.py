@@ -8,7 +8,8 @@ import datetime as dt
 
 from sqlalchemy.exc import DisconnectionError
 
-from dispatcher.store import Status, Store, WorkerBeat
+from dispatcher.models import Status, WorkerBeat
+from dispatcher.store import Store
 from dispatcher.store.thread import StoreThread
 from tests.test_store_contract import LEASE, NOW, people, statuses, take
 

@@ -15,19 +15,13 @@ import pytest
 import yaml
 from sqlalchemy import insert, select, update
 
-from dispatcher import tokens
-from dispatcher.config import Settings, load_actions
+from dispatcher.actions.files import load_actions
+from dispatcher.models import AttemptResult, ClaimGroup, Outcome, SupporterRecord
 from dispatcher.pacing import Limits
-from dispatcher.receipts import ReceiptsJob, period_end, send_receipts, texts_for
-from dispatcher.store import (
-    AttemptResult,
-    ClaimGroup,
-    ClaimRequest,
-    Outcome,
-    Store,
-    SupporterRecord,
-    open_store,
-)
+from dispatcher.people import tokens
+from dispatcher.people.receipts import ReceiptsJob, period_end, send_receipts, texts_for
+from dispatcher.settings import Settings
+from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.schema import consents, supporters
 from tests.conftest import never_retry
 from tests.smtp_server import Received, SmtpServer

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from dispatcher.accounts import Role
 from dispatcher.cli import main
+from dispatcher.people.csv_import import COLUMNS
 from dispatcher.store import open_store
-from dispatcher.supporters import COLUMNS
 from tests.conftest import cli_env
 from tests.smtp_server import QuotingHandler, SmtpServer
 from tests.test_campaign_shapes import write_actions

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import Action, deadline_instant, load_actions
-from dispatcher.render import Renderer, RenderError
-from dispatcher.store import Signer
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Action, deadline_instant
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.models import Signer
 from tests.conftest import ROOT
 
 TODAY = dt.date(2026, 11, 23)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import Action, load_actions
-from dispatcher.render import Renderer, RenderError
-from dispatcher.sandbox import MAX_LETTER, RENDER_SECONDS
-from dispatcher.store import Signer
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Action
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.letters.sandbox import MAX_LETTER, RENDER_SECONDS
+from dispatcher.models import Signer
 from tests.conftest import ROOT
 
 TODAY = dt.date(2026, 11, 23)

@@ -12,22 +12,15 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from dispatcher import controls, retention
+from dispatcher.actions import controls
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Action
 from dispatcher.cli import main
-from dispatcher.config import Action, Settings, load_actions
-from dispatcher.receipts import in_thread
-from dispatcher.store import (
-    ActionState,
-    AttemptResult,
-    Claim,
-    ClaimGroup,
-    ClaimRequest,
-    Outcome,
-    Store,
-    SupporterRecord,
-    Terms,
-    open_store,
-)
+from dispatcher.models import ActionState, AttemptResult, Claim, ClaimGroup, Outcome, SupporterRecord, Terms
+from dispatcher.people import retention
+from dispatcher.people.receipts import in_thread
+from dispatcher.settings import Settings
+from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.schema import deliveries, fax_media, personal_words
 from tests.conftest import cli_env, never_retry
 from tests.test_receipts import UNPACED, write_actions

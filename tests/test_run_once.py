@@ -8,11 +8,18 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from dispatcher.scheduler import utcnow
-from dispatcher.store import open_store
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.planner import plan_action
+from dispatcher.channels import make_channels
+from dispatcher.sending.feeder import IDLE_RECHECK
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.store import Store, open_store
 from tests.conftest import cli_env
+from tests.contract.world import until
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_campaign_shapes import LIFTED, run_once, settings, supporters, write_actions
 
@@ -38,6 +45,63 @@ async def test_once_ends_when_what_is_left_waits_for_a_retry(tmp_path: Path) -> 
     assert "15 wait for a retry" in dispatcher.left.line()
 
 
+def counted(store: Store, calls: Counter[str], names: tuple[str, ...]) -> None:
+    """Count the worker's calls of these store methods (patched on this store object only)."""
+    for name in names:
+        method = getattr(store, name)
+
+        def call(*args: object, _name: str = name, _method: Any = method) -> object:
+            calls[_name] += 1
+            return _method(*args)
+
+        setattr(store, name, call)
+
+
+async def test_an_idle_worker_neither_claims_nor_polls_every_second(tmp_path: Path) -> None:
+    write_actions(tmp_path, {"a": ["pres", "minister"], "b": ["judge"]})
+    with SmtpServer() as smtp:
+        config = settings(tmp_path, smtp.url, fax_outbox=tmp_path / "fax", **LIFTED)
+        store = open_store(config.database_url)
+        store.import_supporters(supporters(3), utcnow())
+        await run_once(config, store)
+        calls: Counter[str] = Counter()
+        counted(store, calls, ("claim", "next_due", "submitted", "recover"))
+        worker = Dispatcher(config, store, make_channels(config, store), worker_id="idle")
+        running = asyncio.create_task(worker.run_forever())
+        await asyncio.sleep(3)  # start-up: the first claim finds nothing
+        calls.clear()
+        await asyncio.sleep(IDLE_RECHECK + 1)
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        store.close()
+    assert len(smtp.received()) == 9
+    # One look at when the next letter is due per IDLE_RECHECK, instead of a claim every second.
+    assert calls["claim"] <= 2 and calls["next_due"] <= 2, calls
+    assert calls["submitted"] == 0 and calls["recover"] <= 2, calls
+
+
+async def test_letters_another_worker_planned_reach_an_idle_one(tmp_path: Path) -> None:
+    write_actions(tmp_path, {"a": ["pres", "minister"]})
+    with SmtpServer() as smtp:
+        config = settings(tmp_path, smtp.url, **LIFTED)
+        store = open_store(config.database_url)
+        store.import_supporters(supporters(2), utcnow())
+        worker = Dispatcher(config, store, make_channels(config, store), worker_id="idle")
+        running = asyncio.create_task(worker.run_forever())
+        await until(lambda: len(smtp.received()) == 4, "the first letters sent")
+        await asyncio.sleep(2)  # idle now, and quiet
+        other = open_store(config.database_url)
+        other.import_supporters(supporters(3, start=2), utcnow())
+        action = load_actions(config.actions_dir).actions["a"]
+        assert await asyncio.to_thread(plan_action, other, action, ("email",), utcnow()) == 6
+        sent = lambda: len(smtp.received()) == 10  # noqa: E731
+        await until(sent, "the letters planned elsewhere sent", within=IDLE_RECHECK + 5)
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        other.close()
+        store.close()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -54,7 +118,7 @@ def test_an_idle_dispatcher_uses_no_measurable_cpu(tmp_path: Path) -> None:
     subprocess.run([*CLI, "run", "--once"], env=env, check=True, capture_output=True)
     daemon = subprocess.Popen([*CLI, "run"], env=env, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(4)  # start-up and the first plan are not idle
+        settled(daemon.pid)
         before = cpu_seconds(daemon.pid)
         time.sleep(5)
         used = cpu_seconds(daemon.pid) - before
@@ -62,6 +126,20 @@ def test_an_idle_dispatcher_uses_no_measurable_cpu(tmp_path: Path) -> None:
         daemon.terminate()
         daemon.wait(timeout=30)
     assert used < 0.1, f"an idle dispatcher used {used:.2f} s of CPU in 5 s"
+
+
+def settled(pid: int) -> None:
+    """Wait out start-up and the first plan, which are not idle: on a loaded machine they take
+    longer than any fixed sleep, so wait for a quiet second instead (a busy loop never has one)."""
+    deadline = time.monotonic() + 60
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        if now - last < 0.02 and now > 0.2:  # quiet, and past the interpreter's start
+            return
+        last = now
+    raise AssertionError("the dispatcher never settled: it is busy without letters to send")
 
 
 async def test_a_long_log_export_never_stalls_the_senders(tmp_path: Path) -> None:

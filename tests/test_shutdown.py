@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from dispatcher import scheduler
 from dispatcher.channels import make_channels
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending import runtime
+from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
 from tests.conftest import ROOT, cli_env
 from tests.faults import private_cluster
@@ -242,7 +242,7 @@ async def test_the_wait_is_capped_below_the_units_stop_timeout(
 ) -> None:
     # The letter could take (3 + 7) x 2 s more; the cap (160 s, shrunk to 1 s here) ends the
     # wait first, as it must before systemd's SIGKILL: the letter is logged as cut off.
-    monkeypatch.setattr(scheduler, "STOP_WAIT_MAX", 1.0)
+    monkeypatch.setattr(runtime, "STOP_WAIT_MAX", 1.0)
     write_copied_action(tmp_path / "actions")
     db.import_supporters(people(1), utcnow())
     settings = make_settings(tmp_path, slow.url, smtp_timeout=TIMEOUT, smtp_pool=1)

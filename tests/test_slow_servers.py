@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.actions.model import Action
 from dispatcher.channels import make_channels
 from dispatcher.channels.email import PROBE_MAX
-from dispatcher.config import Action
-from dispatcher.scheduler import Dispatcher, utcnow
+from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_email_smtp import WORKER, delivery_rows, make_settings, people, run_once, until, write_action

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import catalogue
-from dispatcher.catalogue import stamp
+from dispatcher.sending import catalogue
+from dispatcher.sending.catalogue import stamp
 
 
 def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:

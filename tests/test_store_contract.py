@@ -8,18 +8,9 @@ import threading
 import pytest
 from sqlalchemy import update
 
+from dispatcher.models import AttemptResult, Claim, ClaimGroup, Outcome, Status, SupporterRecord
 from dispatcher.pacing import Limits
-from dispatcher.store import (
-    AttemptResult,
-    Claim,
-    ClaimGroup,
-    ClaimRequest,
-    Outcome,
-    Status,
-    Store,
-    SupporterRecord,
-    open_store,
-)
+from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.schema import consents
 from tests.conftest import never_retry
 

@@ -10,16 +10,8 @@ import datetime as dt
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from dispatcher.store import (
-    AttemptResult,
-    ClaimGroup,
-    ClaimRequest,
-    Outcome,
-    ProviderEvent,
-    Resolution,
-    Store,
-    Submission,
-)
+from dispatcher.models import AttemptResult, ClaimGroup, Outcome, ProviderEvent, Resolution, Submission
+from dispatcher.store import ClaimRequest, Store
 from dispatcher.store.failures import Failure
 from dispatcher.store.schema import consents, metadata
 from tests.conftest import never_retry

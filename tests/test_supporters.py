@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.people.csv_import import KnownScopes, SupporterFileError, import_file, import_valid
 from dispatcher.store import Store
-from dispatcher.supporters import KnownScopes, SupporterFileError, import_file, import_valid
 from tests.conftest import ROOT
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -215,6 +215,18 @@ def test_the_consent_terms_are_recorded(store: Store, tmp_path: Path) -> None:
     assert consents["other"]["text_version"] == "v1" and consents["other"]["source"] == "import"
 
 
+def test_language_tags_written_as_locales_are_kept_as_bcp_47(store: Store, tmp_path: Path) -> None:
+    """Babel reads en_GB as en-GB; kept as written it would match no letter's language (the planner
+    compares them as text), and the consent would sign nothing."""
+    header = ",".join([*REQUIRED, "languages"]) + "\n"
+    row = line(language="EN_gb", languages="en_GB;zh_hans")
+    assert import_file(store, csv_file(tmp_path, row, header=header), KNOWN, NOW) == 1
+    held = store.people.export("a@example.net")
+    assert held is not None and held["language"] == "en-GB"
+    [consent] = held["consents"]
+    assert consent["languages"] == "en-GB zh-Hans"
+
+
 def test_replies_go_to_the_organisation_unless_the_row_says_direct(store: Store, tmp_path: Path) -> None:
     header = ",".join([*REQUIRED, "replies"]) + "\n"
     rows = [line(replies=""), line(email="b@example.net", replies="Direct")]
@@ -391,7 +403,7 @@ def test_a_corrected_rejects_file_imports(store: Store, tmp_path: Path) -> None:
 
 
 def test_known_scopes_come_from_the_actions() -> None:
-    from dispatcher.config import load_actions
+    from dispatcher.actions.files import load_actions
 
     actions = load_actions(ROOT / "config" / "actions").actions
     known = KnownScopes.of(actions.values())

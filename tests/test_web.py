@@ -14,10 +14,10 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from dispatcher.backoff import fax_backoff
-from dispatcher.config import Settings, load_settings
 from dispatcher.providers.http import require_tls
 from dispatcher.providers.media import MEDIA_PATH, MediaHost, media_reference
+from dispatcher.sending.backoff import fax_backoff
+from dispatcher.settings import Settings, load_settings
 from dispatcher.store import Store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve

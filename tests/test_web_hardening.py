@@ -23,7 +23,8 @@ import pytest
 from starlette.applications import Starlette
 
 from dispatcher.accounts import Role
-from dispatcher.store import AttemptResult, Outcome, Store
+from dispatcher.models import AttemptResult, Outcome
+from dispatcher.store import Store
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, app_for, bodies
 from dispatcher.web.limits import SlidingWindow

@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, select, update
 
 from dispatcher.accounts import Role
 from dispatcher.cli import main
-from dispatcher.config import Settings
-from dispatcher.scheduler import utcnow
+from dispatcher.sending.runtime import utcnow
+from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consents, deliveries, pacing_buckets

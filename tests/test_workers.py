@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import Terms, open_store
+from dispatcher.models import Terms
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
+from dispatcher.store import open_store
 from tests.conftest import ROOT
 from tests.smtp_server import ScriptedHandler, SmtpServer
 from tests.test_email_smtp import DEMO_ACTION, people, write_action

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from dispatcher.accounts import Role, hash_password
-from dispatcher.config import Settings
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.web import app_for
 

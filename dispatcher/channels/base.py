@@ -12,9 +12,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from dispatcher.config import Action, Target
-from dispatcher.render import Letter
-from dispatcher.store import ProviderEvent, Signer, Submission
+from dispatcher.actions.model import Action, Target
+from dispatcher.letters.render import Letter
+from dispatcher.models import ProviderEvent, Signer, Submission
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from typing import ClassVar
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
+from dispatcher.actions.model import Action, Target
 from dispatcher.channels.base import Channel, Envelope, Reply, SendError, Unavailable
-from dispatcher.config import SMTP_DEFAULT_PORTS, Action, SmtpUrl, Target, parse_smtp_url
 from dispatcher.mime import clean, mailbox_header, unstructured
+from dispatcher.settings import SMTP_DEFAULT_PORTS, SmtpUrl, parse_smtp_url
 
 
 def encode_body(text: str) -> tuple[str, bytes]:

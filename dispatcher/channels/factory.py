@@ -12,9 +12,9 @@ import datetime as dt
 from dispatcher.channels.base import Channel
 from dispatcher.channels.email import EmailChannel, MaildirTransport, MessageBuilder, SmtpTransport
 from dispatcher.channels.fax import FaxChannel
-from dispatcher.config import Settings
 from dispatcher.providers.factory import make_provider
 from dispatcher.providers.media import MediaHost
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 
 # The channels this version can send through.

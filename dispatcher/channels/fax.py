@@ -18,11 +18,11 @@ import logging
 import time
 from pathlib import Path
 
+from dispatcher.actions.model import Action, Target
 from dispatcher.channels.base import Channel, Envelope, Reply, SendError, Unavailable
-from dispatcher.config import Action, Target
-from dispatcher.faxpdf import find_font, letter_pdf, letterhead
+from dispatcher.letters.faxpdf import find_font, letter_pdf, letterhead
+from dispatcher.models import ProviderEvent, Submission
 from dispatcher.providers import FaxProvider, ProviderError
-from dispatcher.store import ProviderEvent, Submission
 from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")

@@ -13,8 +13,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dispatcher.config import Settings
-from dispatcher.store import ProviderEvent
+from dispatcher.models import ProviderEvent
+from dispatcher.settings import Settings
 from dispatcher.store.failures import Failure
 
 __all__ = ["Failure", "FaxProvider", "ProviderError", "Verified", "Webhook", "WebhookRefused", "require"]

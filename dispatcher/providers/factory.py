@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dispatcher.config import Settings
 from dispatcher.providers import FaxProvider
 from dispatcher.providers.file import FileProvider
 from dispatcher.providers.media import MediaHost
 from dispatcher.providers.sinch import SinchProvider
 from dispatcher.providers.telnyx import TelnyxProvider
 from dispatcher.providers.twilio import TwilioProvider
+from dispatcher.settings import Settings
 
 Builder = Callable[[Settings, bytes, MediaHost | None], FaxProvider]
 

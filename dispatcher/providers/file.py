@@ -9,8 +9,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from dispatcher.models import ProviderEvent
 from dispatcher.providers import FaxProvider
-from dispatcher.store import ProviderEvent
 
 
 class FileProvider(FaxProvider):

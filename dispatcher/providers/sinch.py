@@ -24,11 +24,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from dispatcher.config import Settings
+from dispatcher.models import ProviderEvent
 from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused, require
 from dispatcher.providers.http import HttpProvider, parse_time, require_tls
 from dispatcher.providers.media import MediaHost
-from dispatcher.store import ProviderEvent
+from dispatcher.settings import Settings
 from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")

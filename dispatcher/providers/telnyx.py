@@ -20,11 +20,11 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from dispatcher.config import Settings
+from dispatcher.models import ProviderEvent
 from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused, require
 from dispatcher.providers.http import HttpProvider, parse_time
 from dispatcher.providers.media import MediaHost
-from dispatcher.store import ProviderEvent
+from dispatcher.settings import Settings
 from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")

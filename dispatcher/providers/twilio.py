@@ -21,11 +21,11 @@ from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
-from dispatcher.config import Settings
+from dispatcher.models import ProviderEvent
 from dispatcher.providers import ProviderError, Verified, Webhook, WebhookRefused, require
 from dispatcher.providers.http import HttpProvider
 from dispatcher.providers.media import MediaHost
-from dispatcher.store import ProviderEvent
+from dispatcher.settings import Settings
 from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")

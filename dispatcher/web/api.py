@@ -2,10 +2,10 @@
 
 ``POST /api/consents`` takes what a row of the CSV import holds, as JSON (lists instead of
 ``;``-separated text), and the supporter's own words per action; it is checked by the importer's
-own row validation, so the two accept the same things. The CRM vouches that the supporter
-confirmed, as an import does. ``GET /api/consents/{email}`` answers the person's consents and
-their history; ``DELETE /api/consents/{email}`` withdraws every consent and cancels the letters
-not yet sent.
+own row validation, so the two accept the same things (each field's rule is in ``people.fields``,
+which the opt-in form uses too). The CRM vouches that the supporter confirmed, as an import does.
+``GET /api/consents/{email}`` answers the person's consents and their history;
+``DELETE /api/consents/{email}`` withdraws every consent and cancels the letters not yet sent.
 
 Every request wants ``Authorization: Bearer TOKEN`` with the token from ``DISPATCHER_API_TOKEN``;
 without that setting the API does not exist (404). A bearer token is never sent by a browser on
@@ -29,10 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from dispatcher.config import normalise_email
-from dispatcher.store import SupporterRecord
+from dispatcher.models import SupporterRecord
+from dispatcher.people import fields
+from dispatcher.people.csv_import import COLUMNS, OPTIONAL, RowError, parse_row
+from dispatcher.people.fields import KnownScopes
 from dispatcher.store.accounts import AuditEntry
-from dispatcher.supporters import COLUMNS, LIMITS, OPTIONAL, KnownScopes, RowError, clean_words, parse_row
 from dispatcher.web.auth import address
 from dispatcher.web.context import context
 
@@ -145,7 +146,7 @@ def _words(value: object, known: KnownScopes, problems: dict[str, str]) -> dict[
             problems[f"words.{action_id[:128]}"] = "unknown action id"
             continue
         try:
-            words[action_id] = clean_words(text)
+            words[action_id] = fields.words(text)
         except ValueError as exc:
             problems[f"words.{action_id}"] = str(exc)
     return words
@@ -195,9 +196,9 @@ async def create(request: Request) -> Response:
 
 def _address(request: Request) -> str:
     """The email in the path, as the importer stores it; unchanged if it is not one."""
-    given = str(request.path_params["email"])[: LIMITS["email"]]
+    given = str(request.path_params["email"])[: fields.LIMITS["email"]]
     try:
-        return normalise_email(given).lower()
+        return fields.email(given)
     except ValueError:
         return given
 

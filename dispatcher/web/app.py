@@ -17,9 +17,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from dispatcher.backoff import fax_backoff
-from dispatcher.config import Settings
 from dispatcher.providers.factory import make_provider
+from dispatcher.sending.backoff import fax_backoff
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.web import (
     api,

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from dispatcher.backoff import Backoff
-from dispatcher.config import Action, Settings, load_actions
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Action
 from dispatcher.providers import FaxProvider
+from dispatcher.sending.backoff import Backoff
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.web.limits import SlidingWindow
 

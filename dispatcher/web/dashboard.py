@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from dispatcher import controls, forecast, why
 from dispatcher.accounts import Role
-from dispatcher.config import Action
-from dispatcher.store import QueueCount
+from dispatcher.actions import controls
+from dispatcher.actions.model import Action
+from dispatcher.models import QueueCount
+from dispatcher.sending import forecast, why
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
 from dispatcher.web.auth import address, current_user, requires

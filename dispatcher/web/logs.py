@@ -12,9 +12,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dispatcher.accounts import Role
-from dispatcher.forecast import SILENT
-from dispatcher.sendlog import LOG_FIELDS, csv_chunks, log_values
-from dispatcher.store import Outcome, Store
+from dispatcher.models import Outcome
+from dispatcher.sending.forecast import SILENT
+from dispatcher.sending.sendlog import LOG_FIELDS, csv_chunks, log_values
+from dispatcher.store import Store
 from dispatcher.store.accounts import entries
 from dispatcher.store.reports import LogFilter
 from dispatcher.web.auth import requires

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dispatcher import forecast
+from dispatcher.sending import forecast
 from dispatcher.web.auth import current_user
 from dispatcher.web.context import Context, context
 from dispatcher.web.logs import STALE

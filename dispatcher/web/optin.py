@@ -24,6 +24,7 @@ import json
 import logging
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
@@ -36,21 +37,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher import notices, tokens
-from dispatcher.config import Action, ActionStatus, Settings, parse_language
-from dispatcher.planner import effective
-from dispatcher.store import SupporterRecord, Terms
-from dispatcher.supporters import (
-    CITY_LIMIT,
-    NAME_LIMIT,
-    REPLIES,
-    TERRITORIES,
-    WORDS_LIMIT,
-    clean_words,
-    parse_country,
-    parse_email,
-    text_field,
-)
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective
+from dispatcher.language import parse_language
+from dispatcher.models import WORDS_LIMIT, ActionStatus, SupporterRecord, Terms
+from dispatcher.people import fields, notices, tokens
+from dispatcher.people.fields import CHANNELS, REPLIES, TERRITORIES, FieldError, KnownScopes
+from dispatcher.settings import Settings
 from dispatcher.web.auth import address
 from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key
@@ -59,12 +52,8 @@ from dispatcher.web.pages import render
 
 log = logging.getLogger("dispatcher.web")
 
-CHANNELS = ("email", "fax")
-DISPLAYS = ("full", "name")
 EXPIRIES = ("none", "3", "6", "12")  # months after confirming
-RECEIPTS = ("off", "weekly", "monthly")
-CAP_MAX = 100
-EMAIL_LIMIT = 320
+CAP_MAX = 100  # what a supporter chooses for themselves; a CRM may set up to fields.MONTHLY_CAP
 RAW_LIMIT = 10_000  # of any field: more is refused as too long, never processed whole
 SINGLE = ("name", "email", "city", "country", "language", "scope", "display", "cap", "expiry")
 SINGLE_MORE = ("receipts", "words", "agree", "replies")
@@ -242,7 +231,7 @@ def _form_page(
         own=[(lang, TEXT[lang]["lang_name"]) for lang in LANGS],
         signs=[(lang, _language_name(lang, ui)) for lang in offer.languages],
         expiries=EXPIRIES,
-        receipts=RECEIPTS,
+        receipts=fields.RECEIPTS,
         words_limit=WORDS_LIMIT,
         cap_max=CAP_MAX,
         version=ctx.settings.consent_text_version,
@@ -268,91 +257,119 @@ def form_values(form: FormData) -> dict[str, Any]:
     return values
 
 
-def _check_text(value: str, key: str, limit: int, required: bool, t: dict[str, str]) -> str | tuple[str]:
-    """The cleaned text, or (the problem,)."""
-    if required and not value.strip():
-        return (t["err_name"],)
-    if len(value.strip()) > limit:
-        return (t["err_long"].format(limit=limit),)
-    try:
-        return text_field(value, key, required)
-    except ValueError:
-        return (t["err_characters"],)
+def _problem(exc: FieldError, t: dict[str, str]) -> str:
+    """A name's or a city's problem in the page's language."""
+    if exc.kind == "empty":
+        return t["err_name"]
+    if exc.kind == "long":
+        return t["err_long"].format(limit=fields.LIMITS[exc.field])
+    return t["err_characters"]
 
 
 def _check_person(v: dict[str, Any], t: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
     person: dict[str, Any] = {}
-    for key, limit, required in (("name", NAME_LIMIT, True), ("city", CITY_LIMIT, False)):
-        checked = _check_text(v[key], key, limit, required, t)
-        if isinstance(checked, tuple):
-            errors[key] = checked[0]
-        person[key] = checked if isinstance(checked, str) else ""
-    # The CSV importer's own checks; the problems are worded here, in the page's language.
+    for key, required in (("name", True), ("city", False)):
+        try:
+            person[key] = fields.text(v[key], key, required)
+        except FieldError as exc:
+            errors[key], person[key] = _problem(exc, t), ""
+    # The fields' own rules; the problems are worded here, in the page's language.
+    for key, parse, problem in (
+        ("email", fields.email, "err_email"),
+        ("country", fields.country, "err_choice"),
+    ):
+        try:
+            person[key] = parse(v[key])
+        except FieldError:
+            errors[key] = t[problem]
     try:
-        if len(v["email"]) > EMAIL_LIMIT:
-            raise ValueError("too long")
-        person["email"] = parse_email(v["email"].strip())
-    except ValueError:
-        errors["email"] = t["err_email"]
-    try:
-        person["country"] = parse_country(v["country"].strip())
-    except ValueError:
-        errors["country"] = t["err_choice"]
-    person["language"] = v["language"]
-    if v["language"] not in LANGS:
+        person["language"] = fields.language(v["language"])
+    except FieldError:
+        person["language"] = ""
+    if person["language"] not in LANGS:  # the languages these pages and their emails speak
         errors["language"] = t["err_choice"]
     return person
 
 
 def _check_scope(v: dict[str, Any], offer: Offer, t: dict[str, str], errors: dict[str, str]) -> list[str]:
+    """The form's action, all actions, or campaign tags among those of the open actions."""
     if offer.action is not None:
         return [offer.action.id]
-    if v["scope"] == "all":
-        return ["all"]
-    chosen = list(dict.fromkeys(v["tags"]))
-    if v["scope"] == "tags" and chosen and all(tag in offer.tags for tag in chosen):
-        return [f"tag:{tag}" for tag in chosen]
-    errors["scope"] = t["err_scope"]
-    return []
+    chosen = {"all": ["all"], "tags": [f"tag:{tag}" for tag in v["tags"]]}.get(v["scope"], [])
+    try:
+        return list(fields.scopes(chosen, KnownScopes(tags=frozenset(offer.tags))))
+    except FieldError:
+        errors["scope"] = t["err_scope"]
+        return []
 
 
 def _check_cap(text: str) -> tuple[int | None, bool]:
     """(the cap or None for none, whether the text was a whole number from 1 to CAP_MAX or empty)."""
-    text = text.strip()
-    if not text:
-        return None, True
-    # isdecimal() also takes full-width digits, as typed with a Chinese or Japanese keyboard.
-    if not (text.isdecimal() and len(text) <= 3 and 1 <= int(text) <= CAP_MAX):
+    # Digits from any keyboard: full-width ones, as typed with a Chinese or Japanese one.
+    digits = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+    try:
+        return fields.monthly_cap(digits, CAP_MAX), True
+    except FieldError:
         return None, False
-    return int(text), True
+
+
+def _listed(
+    key: str, parse: Callable[[list[str]], tuple[str, ...]], offered: list[str], v: dict[str, Any]
+) -> list[str]:
+    """Ticked boxes by the field's rule, or FieldError; a box the page did not offer is one."""
+    chosen = list(parse(v[key]))
+    if any(item not in offered for item in chosen):
+        raise FieldError(key, "invalid", f"{key}: not offered")
+    return chosen
+
+
+def _check_lists(
+    v: dict[str, Any], offer: Offer, t: dict[str, str], errors: dict[str, str]
+) -> dict[str, Any]:
+    terms: dict[str, Any] = {"channels": [], "languages": []}
+    for key, name, parse, offered, problem in (
+        ("channels", "channels", fields.channels, offer.channels, "err_channels"),
+        ("sign", "languages", fields.languages, offer.languages, "err_choice"),
+    ):
+        try:
+            terms[name] = _listed(key, parse, offered, v)
+        except FieldError:
+            errors[key] = t[problem]
+    return terms
+
+
+def _choose(value: str, name: str, allowed: tuple[str, ...], default: str = "") -> str:
+    """A radio button's value by the field's rule (the default when none was sent); "" if refused."""
+    try:
+        return fields.choice(name, allowed)(value) or default
+    except FieldError:
+        return ""
 
 
 def _check_terms(
     v: dict[str, Any], offer: Offer, t: dict[str, str], errors: dict[str, str]
 ) -> dict[str, Any]:
-    channels = [c for c in offer.channels if c in v["channels"]]
-    if not channels or len(channels) != len(set(v["channels"])):
-        errors["channels"] = t["err_channels"]
-    signs = [lang for lang in offer.languages if lang in v["sign"]]
-    if len(signs) != len(set(v["sign"])):
-        errors["sign"] = t["err_choice"]
-    # Not asked where no letter goes by email (a fax carries no address to reply to).
-    v["replies"] = v["replies"] or REPLIES[0]
-    choices = (("display", DISPLAYS), ("expiry", EXPIRIES), ("receipts", RECEIPTS), ("replies", REPLIES))
-    for key, allowed in choices:
-        if v[key] not in allowed:
+    terms = _check_lists(v, offer, t, errors)
+    v["replies"] = v["replies"] or REPLIES[0]  # shown again as the choice made
+    chosen = {
+        "name_display": _choose(v["display"], "name_display", fields.NAME_DISPLAYS),
+        "receipts": _choose(v["receipts"], "receipts", fields.RECEIPTS),
+        # Not asked where no letter goes by email (a fax carries no address to reply to).
+        "replies": _choose(v["replies"], "replies", REPLIES, REPLIES[0]),
+    }
+    for key, name in (("display", "name_display"), ("receipts", "receipts"), ("replies", "replies")):
+        if not chosen[name]:
             errors[key] = t["err_choice"]
+    if v["expiry"] not in EXPIRIES:
+        errors["expiry"] = t["err_choice"]
     cap, ok = _check_cap(v["cap"])
     if not ok:
         errors["cap"] = t["err_cap"].format(max=CAP_MAX)
     return {
-        "channels": channels,
-        "languages": signs,
-        "name_display": v["display"],
+        **terms,
+        **chosen,
         "monthly_cap": cap,
         "expiry_months": int(v["expiry"]) if v["expiry"] in EXPIRIES[1:] else None,
-        "receipts": v["receipts"],
-        "replies": v["replies"],
     }
 
 
@@ -362,7 +379,7 @@ def _check_words(
     if offer.action is None or not v["words"].strip():
         return {}
     try:
-        words = clean_words(v["words"])
+        words = fields.words(v["words"])
     except ValueError:
         errors["words"] = t["err_words"].format(limit=WORDS_LIMIT)
         return {}

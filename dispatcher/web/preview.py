@@ -8,11 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatcher import faxpdf
 from dispatcher.accounts import Role
-from dispatcher.config import Action, Target
-from dispatcher.planner import effective
-from dispatcher.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.actions.model import Action, Target
+from dispatcher.actions.planner import effective
+from dispatcher.letters import faxpdf
+from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
 from dispatcher.web.auth import requires
 from dispatcher.web.context import Context, context
 from dispatcher.web.pages import forbidden, render

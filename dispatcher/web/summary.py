@@ -3,7 +3,7 @@
 The forecast is the pacing's arithmetic, not a guess from history: each official takes at most
 ``rate_per_target`` letters a second, a fax number one fax at a time (about two minutes each),
 and the whole deployment ``rate_global``. If the pending letters need longer than the time left,
-the action is at risk. All of that only if it sends at all: see ``dispatcher.forecast``.
+the action is at risk. All of that only if it sends at all: see ``dispatcher.sending.forecast``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from dispatcher import forecast
-from dispatcher.config import Action, Settings
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective
 from dispatcher.display import deadline_text, time_left
-from dispatcher.planner import effective
-from dispatcher.store import ActionState, QueueCount
+from dispatcher.models import ActionState, QueueCount
+from dispatcher.sending import forecast
+from dispatcher.settings import Settings
 
 FAX_SECONDS = 120.0  # a fax of a page or two, dialled, sent and hung up
 BAR = ("sent", "pending", "sending", "submitted", "failed", "expired", "cancelled")

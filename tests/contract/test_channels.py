@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher
-from dispatcher.store import AttemptRow, Store
+from dispatcher.models import AttemptRow
+from dispatcher.sending.runtime import Dispatcher
+from dispatcher.settings import Settings
+from dispatcher.store import Store
 from tests.contract.channels import FAILS, Channel, Endpoint, able
 from tests.contract.world import ACTION, base_settings, opened, until
 from tests.test_faxpdf import MISSING

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import controls
+from dispatcher.actions import controls
+from dispatcher.actions.files import load_actions
 from dispatcher.channels.fax import fax_reference
-from dispatcher.config import Settings, load_actions
-from dispatcher.scheduler import utcnow
+from dispatcher.sending.runtime import utcnow
+from dispatcher.settings import Settings
 from tests.contract.providers import DIALS, REFUSES, WEBHOOKS, Adapter, able
 from tests.contract.world import ACTION, EMBASSY, MINISTER, provider_world, until
 from tests.fax_servers.control import Outcome, Refusal

@@ -15,9 +15,10 @@ from typing import Any
 import yaml
 
 from dispatcher.channels import make_channels
-from dispatcher.config import Settings
-from dispatcher.scheduler import Dispatcher, utcnow
-from dispatcher.store import AttemptRow, Store, open_store
+from dispatcher.models import AttemptRow
+from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
+from dispatcher.store import Store, open_store
 from dispatcher.web import app_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import cli_env

@@ -8,8 +8,8 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from dispatcher.models import AttemptRow
 from dispatcher.sanitize import csv_writer
-from dispatcher.store import AttemptRow
 
 LOG_FIELDS = [f.name for f in dataclasses.fields(AttemptRow)]
 

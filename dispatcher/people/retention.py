@@ -20,10 +20,12 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
-from dispatcher.config import Action, ActionStatus, Settings
-from dispatcher.planner import effective
-from dispatcher.receipts import Call
-from dispatcher.store import ActionState, Store
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective
+from dispatcher.models import ActionState, ActionStatus
+from dispatcher.people.receipts import Call
+from dispatcher.settings import Settings
+from dispatcher.store import Store
 
 log = logging.getLogger("dispatcher")
 

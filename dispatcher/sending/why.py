@@ -8,12 +8,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from dispatcher import forecast
+from dispatcher.actions.files import load_actions
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
 from dispatcher.channels.email import EmailChannel, message_id
-from dispatcher.config import Action, Settings, load_actions
 from dispatcher.pacing import Limits
-from dispatcher.planner import effective
+from dispatcher.sending import forecast
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.explain import Context, Explanation
 

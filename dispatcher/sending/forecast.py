@@ -15,10 +15,10 @@ from pathlib import Path
 
 from babel.dates import format_timedelta
 
-from dispatcher.catalogue import Catalogue, stamp
 from dispatcher.channels import IMPLEMENTED
-from dispatcher.config import ActionStatus, Settings
-from dispatcher.store import WORKERS_KEPT, ActionHold, WorkerBeat
+from dispatcher.models import WORKERS_KEPT, ActionHold, ActionStatus, WorkerBeat
+from dispatcher.sending.catalogue import Catalogue, stamp
+from dispatcher.settings import Settings
 
 SILENT = dt.timedelta(seconds=20)  # four missed heartbeats: the worker is gone or cut off
 FORGET = WORKERS_KEPT  # silent longer: forgotten (each heartbeat also deletes such rows)

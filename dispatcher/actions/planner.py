@@ -7,8 +7,9 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dispatcher.config import Action, ActionStatus
-from dispatcher.store import ActionState, Progress, Status, Store
+from dispatcher.actions.model import Action
+from dispatcher.models import ActionState, ActionStatus, Progress, Status
+from dispatcher.store import Store
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,12 @@ from typing import Any, Protocol, TypeVar
 from babel import Locale
 from babel.dates import format_date
 
-from dispatcher import tokens
+from dispatcher.actions.model import Action
 from dispatcher.channels import SendError, Unavailable
-from dispatcher.config import Action, Settings, parse_language, script_of
-from dispatcher.notices import Notice, opened
+from dispatcher.language import parse_language, script_of
+from dispatcher.people import tokens
+from dispatcher.people.notices import Notice, opened
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.privacy import Recipient, SentLetter
 

@@ -18,9 +18,10 @@ import phonenumbers
 from babel.dates import format_date
 from fpdf import FPDF
 
-from dispatcher.config import Action, Target, parse_language
-from dispatcher.render import Letter
-from dispatcher.store import Signer
+from dispatcher.actions.model import Action, Target
+from dispatcher.language import parse_language
+from dispatcher.letters.render import Letter
+from dispatcher.models import Signer
 
 FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/opentype/noto-cjk"))
 FONT_FILE = "NotoSansCJK-Regular.ttc"

@@ -6,7 +6,7 @@ import datetime as dt
 
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-from dispatcher.config import Settings
+from dispatcher.settings import Settings
 
 
 class Backoff:

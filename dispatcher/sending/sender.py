@@ -9,15 +9,15 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 
-from dispatcher.backoff import Backoff
-from dispatcher.catalogue import Catalogue
 from dispatcher.channels import Channel, Envelope, SendError, Unavailable
-from dispatcher.config import Settings
-from dispatcher.feeder import Queued
-from dispatcher.leases import LeaseKeeper
-from dispatcher.render import RenderError
-from dispatcher.results import ResultWriter
-from dispatcher.store import AttemptResult, Claim, Outcome
+from dispatcher.letters.render import RenderError
+from dispatcher.models import AttemptResult, Claim, Outcome
+from dispatcher.sending.backoff import Backoff
+from dispatcher.sending.catalogue import Catalogue
+from dispatcher.sending.feeder import Queued
+from dispatcher.sending.leases import LeaseKeeper
+from dispatcher.sending.results import ResultWriter
+from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher")
 

@@ -4,6 +4,11 @@ Each round is one claim in the store (see ``Store.claim``): capacity goes only t
 letters due, shared round-robin, as the deployment's pacing buckets allow. A group that came back
 with fewer letters than asked is dry and is not asked again until the next refresh.
 
+An idle worker does not claim every second: when a round finds nothing, it asks the store once
+when the next letter falls due and stays quiet until then, or ``IDLE_RECHECK`` at most (letters
+another worker hands back or plans reach it that late). Anything this worker learns that can make
+letters due — new groups, a plan, a recovered lease, a committed outcome — stirs it at once.
+
 Queued letters spend their pacing tokens when claimed, so a letter must start soon after:
 each channel's queue holds only what its senders start within half of ``START_WITHIN`` at the
 rate they are going, and a sender hands back a letter that waited longer than ``START_WITHIN``.
@@ -19,11 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dispatcher.channels import Channel
+from dispatcher.models import Claim, ClaimGroup, GroupId
 from dispatcher.pacing import Limits
-from dispatcher.store import Claim, ClaimGroup, ClaimRequest, GroupId, Store
+from dispatcher.store import ClaimRequest, Store
 from dispatcher.store.thread import StoreThread
 
 START_WITHIN = 1.0  # seconds from claim to the start of the attempt, or the letter goes back
+IDLE_RECHECK = 5.0  # seconds an idle worker trusts its reading of when the next letter is due
 
 
 @dataclass(frozen=True)
@@ -88,9 +95,25 @@ class Feeder:
         self.dry: set[GroupId] = set()
         self.wait: float | None = None  # until a group with letters has pacing tokens again
         self._round = 0
+        self._quiet_until = 0.0  # time.monotonic() before which nothing of these groups is due
+        self._groups: tuple[GroupId, ...] = ()  # the groups the quiet was read for
+
+    def settle(self) -> None:
+        """At a refresh: the dry groups are asked again, unless the store said nothing is due."""
+        if time.monotonic() >= self._quiet_until:
+            self.stir()
+
+    def stir(self) -> None:
+        """Something may have made letters due: ask every group at the next round."""
+        self.dry.clear()
+        self._quiet_until = 0.0
 
     async def fill(self, groups: list[ClaimGroup]) -> int:
         """One claim round; returns how many letters were queued."""
+        idents = tuple(g.ident for g in groups)
+        if idents != self._groups:  # an action resumed, a channel came up, …
+            self._groups = idents
+            self.stir()
         asked = [g for g in groups if g.ident not in self.dry]
         room = {name: queue.room() for name, queue in self.queues.items()}
         if not any(room.get(g.channel, 0) for g in asked):
@@ -104,7 +127,15 @@ class Feeder:
         now = time.monotonic()
         for claim in batch.claims:
             self.queues[claim.channel].items.put_nowait(Queued(claim, now))
+        if not batch.claims and batch.wait is None and self.dry.issuperset(idents):
+            await self._quiet(idents)
         return len(batch.claims)
+
+    async def _quiet(self, idents: tuple[GroupId, ...]) -> None:
+        now = self.clock()
+        due = await self.db(self.store.next_due, list(idents), now)
+        until = IDLE_RECHECK if due is None else (due - now).total_seconds()
+        self._quiet_until = time.monotonic() + min(IDLE_RECHECK, until)
 
     def full(self) -> bool:
         return all(q.room() == 0 for q in self.queues.values())

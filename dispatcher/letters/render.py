@@ -25,8 +25,9 @@ from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Context
 from jinja2.utils import missing
 
-from dispatcher.config import Action, Target, deadline_instant, parse_language
-from dispatcher.sandbox import (
+from dispatcher.actions.model import Action, Target, deadline_instant
+from dispatcher.language import parse_language
+from dispatcher.letters.sandbox import (
     CURRENT_BUDGET,
     MAX_LETTER,
     Budget,
@@ -35,8 +36,7 @@ from dispatcher.sandbox import (
     collect,
     template_view,
 )
-from dispatcher.store import Signer
-from dispatcher.supporters import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT
+from dispatcher.models import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT, Signer
 
 SAMPLE_SIGNER = Signer(
     name="Zoë Sample-Signer 林小文", email="sample@example.net", city="Zürich", country="CH", language="de"

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dispatcher.config import Action, ActionStatus, deadline_instant
-from dispatcher.planner import effective, finish_action
-from dispatcher.store import ActionState, Status, Store
+from dispatcher.actions.model import Action, deadline_instant
+from dispatcher.actions.planner import effective, finish_action
+from dispatcher.models import ActionState, ActionStatus, Status
+from dispatcher.store import Store
 from dispatcher.store.accounts import AuditEntry, entries
 
 REOPEN_GRACE = dt.timedelta(hours=24)

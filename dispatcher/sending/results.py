@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dispatcher.store import AttemptResult, Retry, Store
+from dispatcher.models import AttemptResult, Retry
+from dispatcher.store import Store
 from dispatcher.store.thread import StoreThread
 
 FLUSH_EVERY = 0.05  # seconds between commits of attempt results
@@ -55,6 +56,7 @@ class ResultWriter:
         self._release: list[int] = []
         self._waiting = asyncio.Event()  # set when there is something to flush
         self._flushing = asyncio.Lock()  # one flush at a time: each commits what it took, once
+        self.committed: Callable[[], None] = lambda: None  # told after each commit
 
     def add(self, result: AttemptResult) -> None:
         self._results.append(result)
@@ -86,6 +88,8 @@ class ResultWriter:
             if release:
                 await self.db(self.store.release, self.worker_id, release, self.clock())
                 del self._release[: len(release)]
+            if results or release:
+                self.committed()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``FLUSH_EVERY`` seconds while there is something to flush, until ``stop``

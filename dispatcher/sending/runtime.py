@@ -24,28 +24,30 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from dispatcher import tokens
-from dispatcher.backoff import fax_backoff
-from dispatcher.catalogue import Catalogue
+from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import Channel
-from dispatcher.config import Settings
-from dispatcher.faxjobs import ProviderJobs
-from dispatcher.feeder import Feeder, Queued
+from dispatcher.models import ALIVE, Backlog, WorkerBeat
 from dispatcher.pacing import Limits
-from dispatcher.planner import finish_action, plan_action
-from dispatcher.receipts import EVERY as RECEIPTS_EVERY
-from dispatcher.receipts import ReceiptsJob
-from dispatcher.results import ResultWriter, Tally
-from dispatcher.retention import EVERY as RETENTION_EVERY
-from dispatcher.retention import RetentionJob
-from dispatcher.sending import Sender
-from dispatcher.store import ALIVE, Backlog, Store, WorkerBeat
+from dispatcher.people import tokens
+from dispatcher.people.receipts import EVERY as RECEIPTS_EVERY
+from dispatcher.people.receipts import ReceiptsJob
+from dispatcher.people.retention import EVERY as RETENTION_EVERY
+from dispatcher.people.retention import RetentionJob
+from dispatcher.sending.backoff import fax_backoff
+from dispatcher.sending.catalogue import Catalogue
+from dispatcher.sending.faxjobs import ProviderJobs
+from dispatcher.sending.feeder import Feeder, Queued
+from dispatcher.sending.results import ResultWriter, Tally
+from dispatcher.sending.sender import Sender
+from dispatcher.settings import Settings
+from dispatcher.store import Store
 from dispatcher.store.faults import cause
 from dispatcher.store.thread import StoreThread
 
 log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
+RECOVER_EVERY = 5.0  # seconds between looks for leases that ran out (a quarter lease if shorter)
 BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
 STOP_GRACE = 5.0  # seconds a stopping worker still tries to commit what it holds to a store that is down
 FINISH_SLACK = 5.0  # seconds beyond the longest attempt in flight: rendering, handing the result over
@@ -94,6 +96,7 @@ class Dispatcher:
             store, self.db, self.worker_id, channels, limits, lease, settings.batch_size, clock
         )
         self.sender = Sender(settings, self.catalogue, channels, self.results, clock)
+        self.results.committed = self._committed
         self._busy = 0
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -103,6 +106,7 @@ class Dispatcher:
         self._signals = 0
         self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
         self._refreshed = 0.0
+        self._recovered = 0.0
         self._holds_said: dict[str, tuple[str, str, str]] | None = None
         self._holds_written = clock()  # when they were written
         self._started = clock()
@@ -121,15 +125,33 @@ class Dispatcher:
         # After a store outage every worker's leases may have run out while it kept sending: give
         # them one lease period to commit and renew what they hold before taking anything back.
         if not self.db.outage.within(self.settings.lease_seconds):
-            recovered = await self.db(self.store.recover, self.worker_id, now, self._up_long_enough())
-            if recovered:
-                log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
+            await self._recover(now)
         self.catalogue.set_states(await self.db(self.store.action_states))
         await self.publish_holds()
-        self.sender.revoked = await self.db(self.store.people.revoked_since, now - REVOKED_WINDOW)
-        self.feeder.dry.clear()
+        # Only a letter in hand can be stopped by a withdrawal: a claim already skips revoked
+        # consents, so an idle worker need not read them.
+        if self.feeder.held() or self._busy:
+            self.sender.revoked = await self.db(self.store.people.revoked_since, now - REVOKED_WINDOW)
+        self.feeder.settle()
         self._refreshed = time.monotonic()
         self._wake.set()
+
+    async def _recover(self, now: dt.datetime) -> None:
+        """Leases that ran out go back to the queue: looked for a few times per lease period,
+        not at every refresh (an idle worker would write every second for nothing)."""
+        if time.monotonic() - self._recovered < min(RECOVER_EVERY, self.settings.lease_seconds / 4):
+            return
+        self._recovered = time.monotonic()
+        recovered = await self.db(self.store.recover, self.worker_id, now, self._up_long_enough())
+        if recovered:
+            log.warning("%d deliveries whose lease ran out mid-attempt are queued again", recovered)
+            self.feeder.stir()
+
+    def _committed(self) -> None:
+        """Outcomes were written: a retry or a hand-back may be due soon, a fax may be at its
+        provider."""
+        self.feeder.stir()
+        self.jobs.expect()
 
     def _up_long_enough(self) -> bool:
         """Whether another worker's silence means it is gone. After an outage a live worker's
@@ -220,6 +242,8 @@ class Dispatcher:
             if created:
                 log.info("%s: planned %d new deliveries", action.id, created)
             total += created
+        if total:
+            self.feeder.stir()
         self._wake.set()
         return total
 

@@ -13,12 +13,14 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from dispatcher.actions.files import ActionSet, load_actions
+from dispatcher.actions.model import Action
+from dispatcher.actions.planner import effective, sendable, terminal_status
 from dispatcher.channels import Channel
-from dispatcher.config import Action, ActionSet, ActionStatus, Settings, load_actions
-from dispatcher.faxpdf import FontMissing, find_font
-from dispatcher.planner import effective, sendable, terminal_status
-from dispatcher.render import Renderer, RenderError
-from dispatcher.store import ActionHold, ActionState, ClaimGroup, Status
+from dispatcher.letters.faxpdf import FontMissing, find_font
+from dispatcher.letters.render import Renderer, RenderError
+from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, Status
+from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher")
 

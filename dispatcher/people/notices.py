@@ -24,8 +24,8 @@ from dispatcher.channels.email import (
     SmtpTransport,
     encode_body,
 )
-from dispatcher.config import Settings
 from dispatcher.mime import clean, mailbox_header, unstructured
+from dispatcher.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Actions: the model, their files, effective status and planning, staff controls."""

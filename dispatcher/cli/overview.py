@@ -1,0 +1,54 @@
+"""``dispatcher actions`` and ``dispatcher queue``: where the actions and their letters stand."""
+
+from __future__ import annotations
+
+import click
+
+from dispatcher.actions.planner import effective
+from dispatcher.cli.context import STATUSES, Context, pass_ctx, table
+from dispatcher.display import deadline_text, time_left, when
+from dispatcher.sending import forecast
+from dispatcher.sending.runtime import utcnow
+from dispatcher.web.summary import action_rows
+
+
+@click.command()
+@pass_ctx
+def actions(ctx: Context) -> None:
+    """Every action: status, deadline in its time zone, time left, deliveries by status, and the
+    fax pages submitted per provider (what providers bill)."""
+    loaded = ctx.actions()
+    store, now = ctx.store, utcnow()
+    states, counts = store.action_states(), store.action_counts()
+    pages: dict[str, list[str]] = {}
+    for action_id, provider, total in store.fax_pages():
+        pages.setdefault(action_id, []).append(f"{provider}:{total}")
+    held = forecast.held(ctx.settings, utcnow, store.action_holds(now))
+    dispatching = bool(forecast.running(store.workers(), now))
+    queues = store.queue_counts()
+    outlook = action_rows(loaded.actions, states, {}, {}, queues, ctx.settings, now, held, dispatching)
+    rows = []
+    for action, row in zip(loaded.actions.values(), outlook, strict=True):
+        view = effective(action, states.get(action.id), now)
+        label = view.label + (" [held: run dispatcher check]" if action.id in held else "")
+        rows.append(
+            [action.id, label, deadline_text(view.deadline, action.zone), time_left(view.deadline, now)]
+            + [row.forecast]
+            + [counts.get(action.id, {}).get(s, 0) for s in STATUSES]
+            + [", ".join(pages.get(action.id, [])) or "-"]
+        )
+    table(["action", "status", "deadline", "left", "forecast", *STATUSES, "fax-pages"], rows)
+    if not dispatching:
+        silent = forecast.SILENT.seconds
+        click.echo(f"no dispatcher running: none has reported in the last {silent} s", err=True)
+
+
+@click.command()
+@pass_ctx
+def queue(ctx: Context) -> None:
+    """Deliveries by action × target × channel × status, with the oldest due time."""
+    rows = [
+        [r.action_id, r.target_id, r.channel, r.status, r.count, when(r.oldest_due)]
+        for r in ctx.store.queue_counts()
+    ]
+    table(["action", "target", "channel", "status", "count", "oldest due"], rows)

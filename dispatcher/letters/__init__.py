@@ -1,0 +1,1 @@
+"""Letters: rendering, the template sandbox, fax PDFs and the texts catalogue."""

@@ -1,0 +1,1 @@
+"""Supporters: their fields, imports, consent pages, notices, receipts and retention."""
