@@ -1,7 +1,9 @@
 """What each part of the dispatcher needs from the store, as Protocols (``Store`` has it all).
 
 A signature that takes one of these says which calls it makes, and a fake for a test of it
-needs only those. ``SqlStore`` satisfies each (mypy checks it: tests/test_roles.py).
+needs only those: the planner (actions/planner.py) takes a PlannerStore; the feeder, the lease
+keeper and the results writer (sending/) a SenderStore. ``SqlStore`` satisfies each (mypy
+checks it: tests/test_roles.py).
 """
 
 from __future__ import annotations
