@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
+from dispatcher.store.consent import withdrawn
 from dispatcher.store.engine import one_writer
 from dispatcher.store.privacy import delete_media, redact, wiping
 from dispatcher.store.reading import reading
@@ -63,9 +64,7 @@ class SqlPeople:
                 return None
             mandates.revoke_event(conn, person, source, now)
             c, d = consents, deliveries
-            conn.execute(
-                update(c).where(c.c.supporter_id == person, c.c.revoked_at.is_(None)).values(revoked_at=now)
-            )
+            conn.execute(update(c).where(c.c.supporter_id == person, ~withdrawn()).values(revoked_at=now))
             return mandates.cancel_unsent(conn, d.c.supporter_id == person, mandates.WITHDRAWN, now)
 
     def lapse(self, now: dt.datetime) -> int:
