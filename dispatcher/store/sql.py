@@ -40,6 +40,10 @@ IMPORT_BATCH = 1000
 
 
 class SqlStore(SqlClaims, SqlLeases, SqlOutcomes, SqlPlanning, SqlControls, Store):
+    """The store: its parts by job, one module each (claims, leases, outcomes, planning,
+    controls), sharing the engine (``engine.SqlPart``); people, privacy, reports and accounts are
+    reached as attributes. What is left here: the instance secret, supporters, counts."""
+
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.engine = engine_for(url)
         if migrate:
