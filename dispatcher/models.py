@@ -1,7 +1,7 @@
 """The vocabulary: statuses, ids and records that every layer speaks, from the store up.
 
 It imports nothing of ours, so that any module may import it: the store's records, the staff
-statuses of an action, the channels' names and the widths of a supporter's fields.
+statuses of an action and the widths of a supporter's fields.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
-
-Channel = Literal["email", "fax"]
 
 
 class ActionStatus(StrEnum):
@@ -258,13 +255,21 @@ class WorkerBeat:
     stopped_at: dt.datetime | None
 
 
+class HoldKind(StrEnum):
+    """Why a dispatcher holds an action: the words stored in ``action_holds.kind``."""
+
+    CHECK = "check"  # its letters fail the check before sending, or the fax font is missing
+    SENDING = "sending"  # a real signer's letter failed to render while sending
+
+
 @dataclass(frozen=True)
 class ActionHold:
     """An action a dispatcher holds (nothing of it is sent), kept where every process sees it.
 
-    ``kind`` is "check" (its letters fail the check before sending, or the fax font is missing
-    on the worker's host) or "sending" (a real signer's letter failed to render). Either lasts
-    while ``templates``, the stamp of the action's template folder, is the folder's stamp now.
+    ``kind`` is a ``HoldKind``: "check" (its letters fail the check before sending, or the fax
+    font is missing on the worker's host) or "sending" (a real signer's letter failed to
+    render). Either lasts while ``templates``, the stamp of the action's template folder, is the
+    folder's stamp now.
     Each worker stores its own; staff release them all (``dispatcher release``)."""
 
     action_id: str
@@ -278,7 +283,7 @@ class ActionHold:
 def released_before(hold: ActionHold, released: Mapping[str, dt.datetime]) -> bool:
     """A hold taken while sending that staff released afterwards: it no longer holds anything."""
     at = released.get(hold.action_id)
-    return hold.kind == "sending" and at is not None and hold.held_at <= at
+    return hold.kind == HoldKind.SENDING and at is not None and hold.held_at <= at
 
 
 @dataclass(frozen=True)

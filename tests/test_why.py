@@ -23,7 +23,7 @@ from dispatcher.cli import main
 from dispatcher.sending.runtime import utcnow
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
-from dispatcher.store.reasons import Reason
+from dispatcher.store.reasons import Reason, gave_up
 from dispatcher.store.schema import consents, deliveries, pacing_buckets
 from tests.conftest import cli_env
 from tests.smtp_server import ScriptedHandler, SmtpServer
@@ -245,3 +245,12 @@ def test_why_says_a_fax_waits_for_its_line(world: dict[str, str], db_url: str) -
     assert f"waiting for the fax line: delivery {first} to the same fax line is in flight" in why(
         world, second
     )
+
+
+@pytest.mark.slow
+def test_why_reads_back_a_letter_given_up_after_its_retries(world: dict[str, str], db_url: str) -> None:
+    failed = letter(db_url, "b", "judge", 0)
+    force(db_url, failed, status="failed", attempts=3, last_error=gave_up(3, "451 4.3.0 try again later"))
+    answer = why(world, failed)
+    assert "failed: failed at" in answer
+    assert "after 3 attempt(s): its retries ran out; the last reply: 451 4.3.0 try again later" in answer

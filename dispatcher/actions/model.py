@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dispatcher import capabilities
 from dispatcher.addresses import normalise_email, normalise_fax
+from dispatcher.capabilities import Channel
 from dispatcher.language import Language, script_of
-from dispatcher.models import ActionStatus, Channel
+from dispatcher.models import ActionStatus
 
 
 class _Strict(BaseModel):
@@ -56,11 +58,20 @@ class Target(_Strict):
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels lists a channel twice")
         for channel in self.channels:
-            if getattr(self, channel) is None:
-                raise ValueError(f"channel {channel!r} is listed but the target has no {channel}")
-        if self.fallback and (self.email is None or "fax" not in self.channels):
-            raise ValueError("fallback: email needs the fax channel and an email address")
+            where = capabilities.of(channel).address
+            if not getattr(self, where):
+                raise ValueError(f"channel {channel!r} is listed but the target has no {where}")
+        if self.fallback:
+            self._check_fallback(self.fallback)
         return self
+
+    def _check_fallback(self, fallback: str) -> None:
+        kind = capabilities.of(fallback)
+        falling = capabilities.named(lambda c: c.falls_back)
+        if not getattr(self, kind.address) or not set(falling) & set(self.channels):
+            raise ValueError(
+                f"fallback: {fallback} needs the {' or '.join(falling)} channel and the target's {kind.noun}"
+            )
 
     def salutation_for(self, language: str) -> str | None:
         return self.salutation.get(language)
@@ -130,14 +141,15 @@ class Action(_Strict):
     def delivery_pairs(self, enabled: tuple[str, ...]) -> list[tuple[str, str]]:
         """(target id, channel) pairs that get a delivery per supporter.
 
-        A ``cc`` target reached by email is copied on the letters to the ``to`` targets rather
-        than sent letters of its own; a fax cannot carry a copy, so a ``cc`` gets its own fax.
+        A ``cc`` target reached by a channel that carries copies (email) is copied on the letters
+        to the ``to`` targets rather than sent letters of its own; a fax cannot carry a copy, so a
+        ``cc`` gets its own fax.
         """
         return [
             (t.id, channel)
             for t in self.targets
             for channel in t.channels
-            if channel in enabled and (t.role == "to" or channel != "email")
+            if channel in enabled and (t.role == "to" or not capabilities.of(channel).copies)
         ]
 
     def fallbacks(self, enabled: tuple[str, ...]) -> dict[str, str]:

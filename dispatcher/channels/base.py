@@ -12,7 +12,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+from dispatcher import capabilities
 from dispatcher.actions.model import Action, Target
+from dispatcher.capabilities import Capabilities
 from dispatcher.letters.render import Letter
 from dispatcher.models import ProviderEvent, Signer, Submission
 
@@ -71,6 +73,13 @@ class Channel(abc.ABC):
     name: str
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What this kind of channel can do: the answer the planner, the store and the web app
+        get for its name without a built channel; the channel contract suite checks that the
+        channel does what it declares."""
+        return capabilities.of(self.name)
+
+    @property
     def concurrency(self) -> int:
         """How many letters this channel works on at once in one dispatcher."""
         return 4
@@ -102,6 +111,10 @@ class Channel(abc.ABC):
 
     def line(self, action: Action, target: Target) -> str | None:
         """A line that carries one letter at a time across all workers (a fax number), if any."""
+        return None
+
+    def message_id(self, delivery_id: int) -> str | None:
+        """The Message-ID the letter carries, stable across attempts, if it is an email."""
         return None
 
     @abc.abstractmethod

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dispatcher import capabilities
 from dispatcher.actions.model import Action, Target
 from dispatcher.actions.planner import effective
 from dispatcher.cli.context import Context, pass_ctx
@@ -20,7 +21,7 @@ from dispatcher.sending.runtime import utcnow
 @click.option("--target", "target_id", required=True, help="Target id.")
 @click.option("--lang", "language", help="Language (default: as the dispatcher would choose).")
 @click.option("--as", "signer_email", help="Render as this imported supporter (default: a sample signer).")
-@click.option("--channel", type=click.Choice(["email", "fax"]), default="email", show_default=True)
+@click.option("--channel", type=click.Choice(list(capabilities.KINDS)), default="email", show_default=True)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -60,11 +61,12 @@ def preview(
         letter = renderer.render(action, target, language, signer, now.date(), in_force)
     except RenderError as exc:
         raise click.ClickException(str(exc)) from exc
-    if channel == "fax":
+    kind = capabilities.of(channel)
+    if kind.pdf:
         _write_fax(action, target, letter, signer, output, ctx.settings.fax_font)
         return
-    click.echo(f"To: {target.name} <{target.email or '-'}>")
-    copies = [f"{c.name} <{c.email}>" for c in action.copies("email")]
+    click.echo(f"To: {target.name} <{getattr(target, kind.address) or '-'}>")
+    copies = [f"{c.name} <{getattr(c, kind.address)}>" for c in action.copies(channel)] if kind.copies else []
     if copies:
         click.echo(f"Cc: {', '.join(copies)}")
     click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}\n")

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 
 from babel import Locale
 
+from dispatcher import capabilities
 from dispatcher.actions.model import Action
 from dispatcher.addresses import normalise_email
 from dispatcher.language import parse_language
 from dispatcher.models import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT
 
-CHANNELS = ("email", "fax")  # also the one order a consent's channels are kept in
+# The channels a consent may name, in the one order a consent's channels are kept in.
+CHANNELS = tuple(capabilities.KINDS)
 NAME_DISPLAYS = ("full", "name")  # the first is the default
 REPLIES = ("organisation", "direct")  # the first is the default
 RECEIPTS = ("off", "weekly", "monthly")

@@ -13,20 +13,22 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from dispatcher import capabilities
 from dispatcher.actions.files import ActionSet, load_actions
 from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective, sendable, terminal_status
 from dispatcher.channels import Channel
 from dispatcher.letters.faxpdf import FontMissing, find_font
 from dispatcher.letters.render import Renderer, RenderError
-from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, Status
+from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, HoldKind, Status
 from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher")
 
 
 def faxes(action: Action, channels: tuple[str, ...]) -> bool:
-    return any(via == "fax" for _, via in action.delivery_pairs(channels))
+    """Whether the action sends a letter as a PDF (a fax): the font must be there."""
+    return any(capabilities.of(via).pdf for _, via in action.delivery_pairs(channels))
 
 
 # A file's digest by path, with the size and times it had then: the dashboard stamps both folders
@@ -132,7 +134,7 @@ class Catalogue:
         """Holds taken while sending, by this worker before a restart or by another: kept until
         the action's templates change (the next ``reload`` decides) or staff release them."""
         for hold in stored:
-            if hold.kind == "sending" and hold.action_id not in self._failed:
+            if hold.kind == HoldKind.SENDING and hold.action_id not in self._failed:
                 problem = _restored(hold.action_id, hold.reason)
                 self._failed[hold.action_id] = (hold.templates, problem, hold.held_at)
 
@@ -152,7 +154,9 @@ class Catalogue:
             failed = self._failed.get(action_id)
             action = self.loaded.actions.get(action_id)
             templates = failed[0] if failed else self._template_state(action) if action else ""
-            kind, reason, at = ("sending", failed[1], failed[2]) if failed else ("check", problems[0], now)
+            kind, reason, at = (
+                (HoldKind.SENDING, failed[1], failed[2]) if failed else (HoldKind.CHECK, problems[0], now)
+            )
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             out[action_id] = ActionHold(action_id, kind, f"{reason}{more}", at, worker, templates)
         return out

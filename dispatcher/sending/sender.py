@@ -18,6 +18,7 @@ from dispatcher.sending.feeder import Queued
 from dispatcher.sending.leases import LeaseKeeper
 from dispatcher.sending.results import ResultWriter
 from dispatcher.settings import Settings
+from dispatcher.store.reasons import gave_up
 
 log = logging.getLogger("dispatcher")
 
@@ -139,5 +140,5 @@ class Sender:
                 detail=exc.detail,
                 next_attempt_at=later,
             )
-        why = f"gave up after {claim.attempt} attempts: {exc.detail}" if exc.transient else exc.detail
+        why = gave_up(claim.attempt, exc.detail) if exc.transient else exc.detail
         return result(finished_at=finished, outcome=Outcome.FAILED, code=exc.code, detail=why)

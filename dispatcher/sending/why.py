@@ -12,7 +12,6 @@ from dispatcher.actions.files import load_actions
 from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
-from dispatcher.channels.email import EmailChannel, message_id
 from dispatcher.pacing import Limits
 from dispatcher.sending import forecast
 from dispatcher.settings import Settings
@@ -62,7 +61,4 @@ def _channel_facts(
         return (), None, None
     target = action.target(bare.target_id)
     line = channel.line(action, target)
-    mid = None
-    if isinstance(channel, EmailChannel):
-        mid = message_id(channel.builder.secret, bare.delivery_id, channel.builder.domain)
-    return channel.pacing_keys(action, target), line, mid
+    return channel.pacing_keys(action, target), line, channel.message_id(bare.delivery_id)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, exists, func, literal, or_, select, true, update
 from sqlalchemy.sql import ColumnElement
 
+from dispatcher.models import HoldKind
 from dispatcher.store import WORKERS_KEPT, ActionHold, ActionState, Status, mandates, released_before
 from dispatcher.store.consent import letter_live
 from dispatcher.store.engine import SqlPart, dialect_insert
@@ -57,10 +58,10 @@ class SqlControls(SqlPart):
     def action_holds(self, now: dt.datetime) -> list[ActionHold]:
         h, kept = action_holds, workers.c.last_seen >= now - WORKERS_KEPT
         # A stopped worker sends nothing: its check holds (its host's font) say nothing now.
-        said = or_(h.c.kind == "sending", workers.c.stopped_at.is_(None))
+        said = or_(h.c.kind == HoldKind.SENDING, workers.c.stopped_at.is_(None))
         r = hold_releases
         # A sending hold taken before staff released the action is void (T2).
-        valid = or_(h.c.kind != "sending", r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
+        valid = or_(h.c.kind != HoldKind.SENDING, r.c.released_at.is_(None), h.c.held_at > r.c.released_at)
         query = (
             select(h)
             .join(workers, workers.c.worker_id == h.c.worker)

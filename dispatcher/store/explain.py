@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, select
 from dispatcher.pacing import GLOBAL, Limits, refilled
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Status
-from dispatcher.store.reasons import Reason
+from dispatcher.store.reasons import Reason, last_reply
 from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
 
 RECENT = 5  # attempts shown, newest first
@@ -171,13 +171,19 @@ def _final(row: Any) -> tuple[State, str]:
     if row.status == Status.FAILED:
         return (
             State.FAILED,
-            f"failed at {at(row.updated_at)} after {row.attempts} attempt(s): {row.last_error}",
+            f"failed at {at(row.updated_at)} after {row.attempts} attempt(s): {_failure(row.last_error)}",
         )
     if row.status == Status.EXPIRED:
         return State.EXPIRED, f"the action's deadline passed before it was sent ({at(row.updated_at)})"
     reason = Reason.of(row.last_error)
     why = reason.cancellation() if reason else "cancelled: the action was closed (its file says closed)"
     return State.CANCELLED, f"{why} ({at(row.updated_at)})"
+
+
+def _failure(text: str | None) -> str:
+    if Reason.of(text) is Reason.GAVE_UP:
+        return f"its retries ran out; the last reply: {last_reply(text or '')}"
+    return str(text)
 
 
 def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
@@ -292,7 +298,7 @@ def _facts(row: Any, context: Context) -> list[str]:
     if row.provider_job:
         out.append(f"fax job: {row.provider} {row.provider_job}")
     if row.fallback:
-        out.append(f"after the last fax fails it goes by {row.fallback}")
+        out.append(f"after its last failed attempt it goes by {row.fallback}")
     if context.held is not None:
         out.append(f"its action is held: {context.held}")
     return out

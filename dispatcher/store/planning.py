@@ -9,10 +9,12 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, and_, func, literal, select, update
 
+from dispatcher import capabilities
 from dispatcher.store import Progress, Status
 from dispatcher.store.consent import plannable, signs
 from dispatcher.store.engine import SqlPart, dialect_insert, exclude_writers
 from dispatcher.store.privacy import retained_key
+from dispatcher.store.reasons import unsigned_language
 from dispatcher.store.schema import consents, deliveries, meta, plan_marks, supporters
 
 
@@ -65,7 +67,7 @@ class SqlPlanning(SqlPart):
         total = sum(top - w.lo for *_, w, _ in todo)
         created = done = 0
         for target_id, channel, whole, basis in todo:
-            fallback = (fallbacks or {}).get(target_id) if channel == "fax" else None
+            fallback = (fallbacks or {}).get(target_id) if capabilities.of(channel).falls_back else None
             for lo in range(whole.lo, top, batch):
                 window = replace(whole, lo=lo, hi=min(lo + batch, top))
                 with self.engine.begin() as conn:
@@ -94,7 +96,7 @@ class SqlPlanning(SqlPart):
         unsigned = select(c.c.id).where(~signs(language))
         mine = and_(d.c.action_id == action_id, d.c.target_id == pair[0], d.c.channel == pair[1])
         waiting = and_(mine, d.c.status == Status.PENDING, d.c.consent_id.in_(unsigned))
-        why = f"the letter is now written in {language}, which the supporter does not sign"
+        why = unsigned_language(language)
         with self.engine.begin() as conn:
             conn.execute(
                 update(d).where(waiting).values(status=Status.CANCELLED.value, last_error=why, updated_at=now)

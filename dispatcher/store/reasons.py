@@ -1,8 +1,11 @@
-"""Why a letter is held back, cancelled or waiting, in words the store writes to ``last_error``
-and reads back in ``explain``. One enum, so a reader recognises what a writer said.
+"""Why a letter is held back, cancelled, waiting or failed, in words the store writes to
+``last_error`` and reads back in ``explain``. One enum, so a reader recognises what a writer
+said (an action's holds have theirs: ``models.HoldKind``).
 
 The values are the texts already stored by earlier versions: rows written before keep meaning
-the same. A letter's reply from a server or a fax provider stays free text (it is theirs).
+the same. A letter's reply from a server or a fax provider stays free text (it is theirs): a
+reason with words of its own (a language, a reply) is written by its function below and read
+back by its opening words.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class Reason(StrEnum):
     MONTHLY_CAP = "waiting for next month: the supporter's monthly cap is reached"
     # Followed by the language and why: "the letter is now written in de, which ..."
     UNSIGNED_LANGUAGE = "the letter is now written in"
+    # Followed by the count and the last reply: "gave up after 3 attempts: 451 try later"
+    GAVE_UP = "gave up after"
 
     @classmethod
     def of(cls, text: str | None) -> Reason | None:
@@ -28,7 +33,10 @@ class Reason(StrEnum):
         for reason in cls:
             if text == reason.value:
                 return reason
-        return cls.UNSIGNED_LANGUAGE if text.startswith(f"{cls.UNSIGNED_LANGUAGE.value} ") else None
+        for reason in (cls.UNSIGNED_LANGUAGE, cls.GAVE_UP):
+            if text.startswith(f"{reason.value} "):
+                return reason
+        return None
 
     def cancellation(self) -> str:
         """Who or what cancelled a letter for this reason."""
@@ -43,4 +51,23 @@ _CANCELLED_BY = {
     Reason.CLOSED_BY_STAFF: "cancelled: staff closed the action (a reopen brings it back)",
     Reason.MONTHLY_CAP: "cancelled while waiting for the supporter's monthly cap",
     Reason.UNSIGNED_LANGUAGE: "cancelled: the letter's language is one the supporter does not sign",
+    Reason.GAVE_UP: "cancelled after its retries ran out",
 }
+
+
+def unsigned_language(language: str) -> str:
+    """A waiting letter cancelled because its pair's letter is now written in ``language``."""
+    return f"{Reason.UNSIGNED_LANGUAGE} {language}, which the supporter does not sign"
+
+
+def gave_up(attempts: int | str, reply: str) -> str:
+    """A letter failed for good after ``attempts`` transient failures; ``reply`` is the last.
+    (A string: a SQL pattern that finds them, "%".)"""
+    return f"{Reason.GAVE_UP} {attempts} attempts: {reply}"
+
+
+def last_reply(text: str) -> str:
+    """The reply a ``gave_up`` text ends with (the text itself, if it is not one)."""
+    if Reason.of(text) is not Reason.GAVE_UP:
+        return text
+    return text.split(": ", 1)[1] if ": " in text else text

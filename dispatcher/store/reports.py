@@ -14,12 +14,14 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, case, func, or_, select
 
+from dispatcher import capabilities
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
 from dispatcher.store.engine import seconds_between
 from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
 from dispatcher.store.reading import reading
+from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, deliveries, supporters
 
 
@@ -212,7 +214,8 @@ class SqlReports:
         """Fax attempts that failed or wait for a retry, by provider and the failure their detail
         starts with ("busy: ...", "gave up after 3 attempts: busy: ..."); ``other`` for the rest.
         A submission the provider refused has no provider recorded: ``unknown``.
-        Scans the fax attempts (the attempts table: no index on channel and outcome)."""
+        Scans the attempts of the channels with a provider (the attempts table: no index on channel
+        and outcome)."""
         a = attempts
         word = case(
             *(
@@ -220,7 +223,7 @@ class SqlReports:
                     or_(
                         a.c.detail == failure.value,
                         a.c.detail.like(f"{failure.value}:%"),
-                        a.c.detail.like(f"gave up after % attempts: {failure.value}%"),
+                        a.c.detail.like(gave_up("%", f"{failure.value}%")),
                     ),
                     failure.value,
                 )
@@ -231,7 +234,10 @@ class SqlReports:
         provider = func.coalesce(a.c.provider, "unknown").label("fax_provider")
         query = (
             select(provider, word, func.count())
-            .where(a.c.channel == "fax", a.c.outcome.in_([Outcome.RETRY, Outcome.FAILED]))
+            .where(
+                a.c.channel.in_(capabilities.named(lambda c: c.provider)),
+                a.c.outcome.in_([Outcome.RETRY, Outcome.FAILED]),
+            )
             .group_by(provider, word)
             .order_by(provider, word)
         )

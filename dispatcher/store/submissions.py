@@ -16,10 +16,12 @@ from dataclasses import replace
 
 from sqlalchemy import Connection, bindparam, delete, literal, select, update
 
+from dispatcher import capabilities
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
 from dispatcher.store.consent import allows, unexpired, withdrawn
 from dispatcher.store.engine import dialect_insert
 from dispatcher.store.failures import Failure
+from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 
@@ -159,7 +161,7 @@ def _outcome(event: ProviderEvent, attempts: int, retry: Retry) -> tuple[Outcome
     if later is not None:
         return Outcome.RETRY, max(later, event.retry_at or later), detail
     if failure.retryable:
-        detail = f"gave up after {attempts} attempts: {detail}"
+        detail = gave_up(attempts, detail)
     return Outcome.FAILED, None, detail
 
 
@@ -175,7 +177,7 @@ def fall_back_failed(conn: Connection, results: Sequence[AttemptResult]) -> list
     their log detail saying which fell back."""
     out = []
     for r in results:
-        if r.outcome is Outcome.FAILED and r.channel == "fax":
+        if r.outcome is Outcome.FAILED and capabilities.of(r.channel).falls_back:
             r = replace(r, detail=r.detail + fall_back(conn, [r.delivery_id], r.finished_at))
         out.append(r)
     return out

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from dispatcher import capabilities
 from dispatcher.accounts import Role
 from dispatcher.models import Outcome
 from dispatcher.sending.forecast import SILENT
@@ -76,6 +77,7 @@ async def send_log(request: Request) -> Response:
         since=kept.get("since", ""),
         until=kept.get("until", ""),
         outcomes=[o.value for o in Outcome],
+        channels=list(capabilities.KINDS),
         query=urlencode(kept),
         older=rows[-1].id if len(rows) == PAGE else None,
     )

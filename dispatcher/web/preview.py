@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dispatcher import capabilities
 from dispatcher.accounts import Role
 from dispatcher.actions.model import Action, Target
 from dispatcher.actions.planner import effective
@@ -48,9 +49,9 @@ async def preview(request: Request) -> Response:
         action, target, letter = await run_in_threadpool(
             _letter, ctx, request.path_params["action_id"], q.get("target", ""), q.get("lang") or None
         )
-        if q.get("channel") == "fax":
-            if target.fax is None:
-                raise LookupError("this target has no fax number")
+        if (kind := capabilities.KINDS.get(q.get("channel", ""))) and kind.pdf:
+            if not getattr(target, kind.address):
+                raise LookupError(f"this target has no {kind.noun}")
             pdf = await run_in_threadpool(_fax, ctx, action, target, letter)
             return Response(pdf, media_type="application/pdf", headers={"Cache-Control": "no-store"})
     except (LookupError, RenderError, faxpdf.FontMissing) as exc:

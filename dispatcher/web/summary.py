@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from dispatcher import capabilities
 from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.display import deadline_text, time_left
@@ -19,7 +20,6 @@ from dispatcher.models import ActionState, QueueCount
 from dispatcher.sending import forecast
 from dispatcher.settings import Settings
 
-FAX_SECONDS = 120.0  # a fax of a page or two, dialled, sent and hung up
 BAR = ("sent", "pending", "sending", "submitted", "failed", "expired", "cancelled")
 
 
@@ -57,11 +57,15 @@ def needed_seconds(queues: list[QueueCount], settings: Settings) -> float | None
     pending = [q for q in queues if q.status == "pending" and q.count]
     if not pending:
         return None
-    per_group = (
-        q.count * (FAX_SECONDS if q.channel == "fax" else 1.0 / settings.rate_per_target) for q in pending
-    )
+    per_group = (q.count * _seconds_each(q.channel, settings) for q in pending)
     overall = sum(q.count for q in pending) / settings.rate_global
     return max(max(per_group), overall)
+
+
+def _seconds_each(channel: str, settings: Settings) -> float:
+    """How long one letter to one target takes: its line's time, else the pacing's."""
+    line = capabilities.of(channel).line_seconds
+    return line if line is not None else 1.0 / settings.rate_per_target
 
 
 def action_rows(

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 import pytest
 
 from tests.contract.providers import Telnyx
-from tests.contract.world import MINISTER
+from tests.contract.world import EMBASSY, MINISTER
 from tests.fax_servers.control import FakeProvider, Outcome
+from tests.fax_servers.telnyx import FakeTelnyx
 from tests.smtp_server import SmtpServer
 
 FAILS = "fails"  # its endpoint can be made to fail, for a while or for good
@@ -33,6 +34,13 @@ class Endpoint(Protocol):
     def fail_next(self, permanent: bool) -> None:
         """The next letter meets a failure: for good, or one worth trying again."""
         ...
+
+    def pdfs(self) -> int:
+        """How many of the letters that reached the target were PDFs."""
+        ...
+
+
+PDF = b"application/pdf"  # a PDF attached to a message
 
 
 class Channel(Protocol):
@@ -51,6 +59,11 @@ class Channel(Protocol):
         """How the action's target is reached by this channel."""
         ...
 
+    @property
+    def copy(self) -> dict[str, Any]:
+        """How a second target (a ``cc``) is reached by this channel."""
+        ...
+
 
 @dataclass(frozen=True)
 class SmtpEnd:
@@ -62,6 +75,9 @@ class SmtpEnd:
     def fail_next(self, permanent: bool) -> None:
         self.server.fail(at="rcpt", reply="550" if permanent else "451", times=1)
 
+    def pdfs(self) -> int:
+        return sum(PDF in m.data for m in self.server.received())
+
 
 @dataclass(frozen=True)
 class MaildirEnd:
@@ -72,6 +88,9 @@ class MaildirEnd:
 
     def fail_next(self, permanent: bool) -> None:
         raise NotImplementedError("a Maildir on the local disk does not fail on request")
+
+    def pdfs(self) -> int:
+        return sum(PDF in m.as_bytes() for m in mailbox.Maildir(str(self.folder), create=True))
 
 
 @dataclass(frozen=True)
@@ -85,8 +104,13 @@ class FaxEnd:
     def fail_next(self, permanent: bool) -> None:
         self.fake.outcome(MINISTER, Outcome.NOT_A_FAX if permanent else Outcome.BUSY)
 
+    def pdfs(self) -> int:
+        assert isinstance(self.fake, FakeTelnyx)  # the fake that says what it fetched
+        return sum(bool(fax.pdf) for fax in self.fake.faxes_to(MINISTER))
+
 
 EMAIL_TARGET = {"email": EMAIL, "channels": ["email"]}
+EMAIL_COPY = {"email": "embassy@example.org", "channels": ["email"]}
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,7 @@ class Smtp:
     name: str = "smtp"
     can: frozenset[str] = frozenset({FAILS})
     target: dict[str, Any] = field(default_factory=lambda: EMAIL_TARGET)
+    copy: dict[str, Any] = field(default_factory=lambda: EMAIL_COPY)
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[Endpoint, dict[str, Any]]]:
@@ -106,6 +131,7 @@ class Maildir:
     name: str = "maildir"
     can: frozenset[str] = frozenset()
     target: dict[str, Any] = field(default_factory=lambda: EMAIL_TARGET)
+    copy: dict[str, Any] = field(default_factory=lambda: EMAIL_COPY)
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[Endpoint, dict[str, Any]]]:
@@ -119,6 +145,7 @@ class Fax:
     name: str = "fax"
     can: frozenset[str] = frozenset({FAILS})
     target: dict[str, Any] = field(default_factory=lambda: {"fax": MINISTER, "channels": ["fax"]})
+    copy: dict[str, Any] = field(default_factory=lambda: {"fax": EMBASSY, "channels": ["fax"]})
 
     @contextlib.contextmanager
     def serve(self, tmp: Path) -> Iterator[tuple[Endpoint, dict[str, Any]]]:

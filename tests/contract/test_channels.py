@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.channels import make_channels
+from dispatcher import capabilities
+from dispatcher.actions.model import Action
+from dispatcher.channels import IMPLEMENTED, make_channels
 from dispatcher.models import AttemptRow
 from dispatcher.sending.runtime import Dispatcher
 from dispatcher.settings import Settings
-from dispatcher.store import Store
+from dispatcher.store import Store, open_store
 from tests.contract.channels import FAILS, Channel, Endpoint, able
-from tests.contract.world import ACTION, base_settings, opened, until
+from tests.contract.world import ACTION, action_data, base_settings, opened, until
 from tests.test_faxpdf import MISSING
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
@@ -72,6 +74,9 @@ async def test_a_letter_reaches_its_target_once(tmp_path: Path, channel: Channel
         await it.dispatcher().run_once()  # a second run finds nothing left to send
         log = it.log()
     assert it.end.letters() == 1
+    # The PDF the kind declares (or not) is what arrived.
+    [name] = channel.target["channels"]
+    assert it.end.pdfs() == (1 if capabilities.of(name).pdf else 0)
     assert [r.outcome for r in log if r.outcome in ("sent", "failed", "retry")] == ["sent"]
 
 
@@ -111,3 +116,28 @@ async def test_a_letter_planned_before_the_deadline_is_not_sent_after_it(
     assert planned == ["pending"]
     assert it.end.letters() == 0 and [r.outcome for r in log] == []
     assert statuses == ["expired"]
+
+
+@pytest.mark.parametrize("channel", able())
+def test_a_channel_does_what_its_kind_declares(tmp_path: Path, channel: Channel) -> None:
+    """The planner, the store and the web app go by the kind's capabilities, never asking the
+    built channel: the two must agree."""
+    with channel.serve(tmp_path) as (_, values):
+        settings = Settings.model_validate(base_settings(tmp_path) | values)
+        store = open_store(settings.database_url)
+        try:
+            built = make_channels(settings, store)
+        finally:
+            store.close()
+    [name] = channel.target["channels"]
+    sender, kind = built[name], capabilities.of(name)
+    assert sender.name == name and sender.capabilities == kind
+    assert set(built) == set(IMPLEMENTED) == set(capabilities.KINDS)
+    action = Action.model_validate(action_data({"to": channel.target, "cc": channel.copy | {"role": "cc"}}))
+    to, cc = action.targets
+    keys = sender.pacing_keys(action, to)
+    assert any(getattr(to, kind.address) in key for key in keys)
+    assert (sender.line(action, to) is not None) == kind.line
+    assert (sender.provider is not None) == kind.provider
+    copied = any(getattr(cc, kind.address) in key for key in keys)
+    assert copied == kind.copies == (("cc", name) not in action.delivery_pairs(IMPLEMENTED))

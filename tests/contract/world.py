@@ -73,12 +73,12 @@ class World:
         return {r.target_id: r.status for r in self.store.queue_counts() if r.channel == "fax"}
 
 
-def write_action(tmp_path: Path, how: dict[str, dict[str, Any]]) -> None:
+def action_data(how: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """An action with a target per entry of ``how``: its id, and how it is reached."""
     targets = [
         {"id": t, "name": t.title(), "salutation": {"en": f"Dear {t.title()}"}, **h} for t, h in how.items()
     ]
-    data = {
+    return {
         "id": ACTION,
         "title": "Fax action",
         "deadline": "2035-01-01",
@@ -86,8 +86,12 @@ def write_action(tmp_path: Path, how: dict[str, dict[str, Any]]) -> None:
         "languages": ["en"],
         "targets": targets,
     }
+
+
+def write_action(tmp_path: Path, how: dict[str, dict[str, Any]]) -> None:
+    """The action of ``action_data``, as a file, with its template."""
     (tmp_path / "actions").mkdir(exist_ok=True)
-    (tmp_path / "actions" / f"{ACTION}.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "actions" / f"{ACTION}.yaml").write_text(yaml.safe_dump(action_data(how)))
     (tmp_path / "templates" / ACTION).mkdir(parents=True, exist_ok=True)
     (tmp_path / "templates" / ACTION / "en.j2").write_text(TEMPLATE)
 

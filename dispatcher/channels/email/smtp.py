@@ -1,30 +1,16 @@
-"""The email channel: a letter as a MIME message, over pooled SMTP or into a local Maildir.
-
-Messages are written as bytes by hand rather than with ``email.message.EmailMessage``: the
-policy machinery costs ~600 µs a letter, five times everything else on the path. What it would
-have guaranteed is kept here explicitly: every header value passes through ``clean`` (no control
-character, so no CR/LF can start a new header) and non-ASCII goes out as RFC 2047 encoded words.
-"""
+"""SMTP as the transport: a pool of persistent connections, a circuit that a probe closes, and
+the MAIL/RCPT/DATA transaction written out (what ``SMTP.sendmail`` does, minus its costs)."""
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import base64
-import binascii
 import contextlib
-import datetime as dt
-import hashlib
-import itertools
 import logging
 import math
-import os
 import re
-import socket
 import ssl
 import time
-from dataclasses import dataclass
-from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -32,159 +18,9 @@ from typing import ClassVar
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from dispatcher.actions.model import Action, Target
-from dispatcher.channels.base import Channel, Envelope, Reply, SendError, Unavailable
-from dispatcher.mime import clean, mailbox_header, unstructured
+from dispatcher.channels.base import Reply, SendError, Unavailable
+from dispatcher.channels.email.transport import MailTransport, OutgoingMail
 from dispatcher.settings import SMTP_DEFAULT_PORTS, SmtpUrl, parse_smtp_url
-
-
-def encode_body(text: str) -> tuple[str, bytes]:
-    """Content-Transfer-Encoding and CRLF body: 7bit, quoted-printable or base64."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.isascii() and all(len(line) <= 998 for line in text.split("\n")):
-        return "7bit", text.replace("\n", "\r\n").encode("ascii")
-    data = text.encode()
-    # Mostly Latin text stays readable as quoted-printable; CJK is a third smaller as base64.
-    if (len(data) - len(text)) * 3 < len(data):
-        return "quoted-printable", binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
-    return "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
-
-
-_PATH_SAFE = re.compile(r"^[!#-;=?-~]+@[!#-;=?-~]+$")  # printable ASCII except space, '"', '<', '>'
-
-
-@lru_cache(maxsize=65536)
-def smtp_path(address: str) -> bytes:
-    """``<address>`` for MAIL FROM / RCPT TO; refuses anything that could break the command line."""
-    if not _PATH_SAFE.match(address):
-        raise ValueError(f"address {address!r} cannot be sent on an SMTP command line")
-    return b"<" + address.encode("ascii") + b">"
-
-
-def message_id(secret: bytes, delivery_id: int, domain: str) -> str:
-    """Stable per delivery, so a resend after a crash carries the same Message-ID."""
-    digest = hashlib.blake2b(str(delivery_id).encode(), key=secret, digest_size=12).hexdigest()
-    return f"<{digest}.{delivery_id}@{domain}>"
-
-
-@dataclass(frozen=True)
-class OutgoingMail:
-    sender: str
-    recipients: tuple[str, ...]
-    data: bytes
-
-
-class MessageBuilder:
-    """Builds the bytes of a letter; the From is the organisation's address, the Reply-To the
-    supporter's only when they chose ``direct`` replies."""
-
-    def __init__(self, sender: str, secret: bytes) -> None:
-        name, address = parseaddr(sender)
-        self.org_name = clean(name)
-        self.org_address = address
-        self.domain = address.rpartition("@")[2]
-        self.secret = secret
-        self._date_cache: tuple[int, str] = (0, "")
-
-    def _date(self, now: dt.datetime) -> str:
-        second = int(now.timestamp())
-        if self._date_cache[0] != second:
-            self._date_cache = (second, format_datetime(now.astimezone(dt.UTC).replace(microsecond=0)))
-        return self._date_cache[1]
-
-    def build(self, envelope: Envelope, copies: list[Target]) -> OutgoingMail:
-        target, letter, signer = envelope.target, envelope.letter, envelope.signer
-        assert target.email is not None
-        mid = message_id(self.secret, envelope.delivery_id, self.domain)
-        cte, body = encode_body(letter.body)
-        cc = [(c.name, c.email) for c in copies if c.email]
-        head = [
-            f"Message-ID: {mid}\r\n",
-            f"Date: {self._date(envelope.now)}\r\n",
-            mailbox_header("From", [(signer.name or self.org_name, self.org_address)]),
-            # Only with the supporter's consent: the target is often the government criticised.
-            mailbox_header("Reply-To", [(signer.name, signer.email)]) if signer.replies == "direct" else "",
-            mailbox_header("To", [(target.name, target.email)]),
-            mailbox_header("Cc", cc) if cc else "",
-            unstructured("Subject", letter.subject),
-            "MIME-Version: 1.0\r\n",
-            'Content-Type: text/plain; charset="utf-8"\r\n',
-            f"Content-Transfer-Encoding: {cte}\r\n",
-            f"Content-Language: {letter.language}\r\n",
-            "\r\n",
-        ]
-        return OutgoingMail(
-            sender=self.org_address,
-            recipients=(target.email, *(address for _, address in cc)),
-            data="".join(head).encode("ascii") + body,
-        )
-
-
-class MailTransport(abc.ABC):
-    trouble: str | None = None  # why the transport cannot be used now, if it knows
-
-    async def start(self) -> None:
-        """Open what the transport keeps open."""
-
-    def ready_in(self) -> float:
-        """Seconds until the transport should be tried again; 0 when it is up."""
-        return 0.0
-
-    async def close(self) -> None:
-        """Close what ``start`` opened."""
-
-    @property
-    def concurrency(self) -> int:
-        """Letters worth having in hand at once."""
-        return 4
-
-    def drain(self) -> None:
-        """Start no more transactions: letters not yet under way are handed back."""
-
-    def longest_attempt(self, recipients: int) -> float:
-        """Seconds a transaction to ``recipients`` addresses can take once under way."""
-        return 1.0
-
-    @abc.abstractmethod
-    async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
-        """Deliver ``mail``; raise ``Unavailable`` if it cannot start by ``start_by`` (monotonic)."""
-
-
-class MaildirTransport(MailTransport):
-    """Writes each message into a local Maildir: the demo default, nothing leaves the machine.
-
-    The letters carry supporters' names and addresses, so the Maildir is its owner's alone:
-    folders 0700 and messages 0600 whatever the umask (``mailbox.Maildir`` writes 0644 files).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        for folder in (path, path / "tmp", path / "new", path / "cur"):
-            self._private_folder(folder)
-        # Unique names as Maildir asks: time, process, a counter and the host (no '/' or ':').
-        self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-        self._count = itertools.count()
-
-    @staticmethod
-    def _private_folder(folder: Path) -> None:
-        """Create ``folder`` for its owner only; one left open by an older version is closed."""
-        try:
-            folder.mkdir(mode=0o700, parents=True)
-        except FileExistsError:
-            if folder.stat().st_uid != os.geteuid():
-                return  # not ours to change
-        folder.chmod(0o700)
-
-    async def send(self, mail: OutgoingMail, start_by: float = math.inf) -> Reply:
-        name = f"{time.time_ns()}.P{os.getpid()}Q{next(self._count)}.{self._host}"
-        temporary, final = self.path / "tmp" / name, self.path / "new" / name
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(fd, 0o600)  # exactly, even under a umask that takes the owner's bits
-            file.write(mail.data)
-        os.rename(temporary, final)  # readers see whole messages only (Maildir's tmp -> new)
-        return Reply(250, f"written to {final}")
-
 
 log = logging.getLogger("dispatcher")
 
@@ -199,6 +35,17 @@ _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
+
+
+_PATH_SAFE = re.compile(r"^[!#-;=?-~]+@[!#-;=?-~]+$")  # printable ASCII except space, '"', '<', '>'
+
+
+@lru_cache(maxsize=65536)
+def smtp_path(address: str) -> bytes:
+    """``<address>`` for MAIL FROM / RCPT TO; refuses anything that could break the command line."""
+    if not _PATH_SAFE.match(address):
+        raise ValueError(f"address {address!r} cannot be sent on an SMTP command line")
+    return b"<" + address.encode("ascii") + b">"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -471,45 +318,3 @@ class SmtpTransport(MailTransport):
                     await client.quit()
                 except (aiosmtplib.SMTPException, OSError):
                     client.close()
-
-
-class EmailChannel(Channel):
-    name = "email"
-
-    def __init__(self, transport: MailTransport, builder: MessageBuilder) -> None:
-        self.transport = transport
-        self.builder = builder
-
-    async def start(self) -> None:
-        await self.transport.start()
-
-    async def close(self) -> None:
-        await self.transport.close()
-
-    @staticmethod
-    def copies(action: Action, target: Target) -> list[Target]:
-        return [c for c in action.copies("email") if c.id != target.id]
-
-    def pacing_keys(self, action: Action, target: Target) -> tuple[str, ...]:
-        return tuple(f"email:{t.email}" for t in (target, *self.copies(action, target)))
-
-    @property
-    def concurrency(self) -> int:
-        return self.transport.concurrency
-
-    def ready_in(self) -> float:
-        return self.transport.ready_in()
-
-    @property
-    def trouble(self) -> str | None:
-        return self.transport.trouble
-
-    def drain(self) -> None:
-        self.transport.drain()
-
-    def longest_attempt(self, action: Action, target: Target) -> float:
-        return self.transport.longest_attempt(1 + len(self.copies(action, target)))
-
-    async def send(self, envelope: Envelope) -> Reply:
-        mail = self.builder.build(envelope, self.copies(envelope.action, envelope.target))
-        return await self.transport.send(mail, min(envelope.start_by, envelope.deadline_by))
