@@ -46,7 +46,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from dispatcher.store.reports import LogFilter
 from dispatcher.web import app_for
-from dispatcher.web.metrics import LATENCY_BUCKETS
+from dispatcher.web.machine.metrics import LATENCY_BUCKETS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from dispatcher.models import QueueCount
 from dispatcher.sending.catalogue import faxes
 from dispatcher.store import open_store
 from dispatcher.store.explain import Context
-from dispatcher.web.summary import needed_seconds
+from dispatcher.web.staff.summary import needed_seconds
 from tests.contract.world import action_data, write_action
 from tests.test_campaign_shapes import supporters
 from tests.test_faxpdf import MISSING

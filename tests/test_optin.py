@@ -27,8 +27,8 @@ from dispatcher.people import fields, tokens
 from dispatcher.people.csv_import import KnownScopes, import_file
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
-from dispatcher.web.optin import text_version
 from dispatcher.web.optin_text import LANGS, TEXT
+from dispatcher.web.public.optin import text_version
 from tests.smtp_server import Received, SmtpServer
 from tests.web_client import web_settings
 

@@ -9,7 +9,7 @@ from dispatcher.cli.context import STATUSES, Context, pass_ctx, table
 from dispatcher.display import deadline_text, time_left, when
 from dispatcher.sending import forecast
 from dispatcher.sending.runtime import utcnow
-from dispatcher.web.summary import action_rows
+from dispatcher.web.staff.summary import action_rows
 
 
 @click.command()

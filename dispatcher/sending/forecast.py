@@ -1,6 +1,6 @@
 """Whether an action's letters are going out at all, before how long they take.
 
-The pacing arithmetic (``web.summary.needed_seconds``) says "on time" only if something sends:
+The pacing arithmetic (``web.staff.summary.needed_seconds``) says "on time" only if something sends:
 a paused action, a held one (its letters cannot all render, as ``Catalogue`` decides) or no
 dispatcher alive (no heartbeat for ``SILENT``) sends nothing, and the forecast says so instead.
 Shared by the dashboard and ``dispatcher actions``.

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
-from dispatcher.actions.files import load_actions
+from dispatcher.actions.files import ActionSet, load_actions
 from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
@@ -16,7 +18,7 @@ from dispatcher.pacing import Limits
 from dispatcher.sending import forecast
 from dispatcher.settings import Settings
 from dispatcher.store import Store
-from dispatcher.store.explain import Context, Explanation
+from dispatcher.store.explain import Context, Explanation, at
 
 
 def explain(
@@ -30,27 +32,45 @@ def explain(
     bare = store.reports.explain(delivery_id, clock(), Context(), redact=redact)
     if bare is None:
         return None
-    action = load_actions(settings.actions_dir).actions.get(bare.action_id)
-    context = _context(store, settings, action, bare, clock)
-    return store.reports.explain(delivery_id, clock(), context, redact=redact)
+    loaded = load_actions(settings.actions_dir)
+    action = loaded.actions.get(bare.action_id)
+    context = _context(store, settings, action, bare, clock) if action else _missing(loaded, bare.action_id)
+    return store.reports.explain(delivery_id, clock(), _with_workers(store, context, clock()), redact=redact)
+
+
+def _missing(loaded: ActionSet, action_id: str) -> Context:
+    """No action file loads with this id: nothing of it is sent until one does."""
+    errors = [str(e) for e in loaded.errors if Path(e.file).stem == action_id]
+    if errors:
+        return Context(status="unknown", held=f"its action file has errors: {'; '.join(errors)}")
+    return Context(status="unknown", held=f"no action file says id {action_id}")
+
+
+def _with_workers(store: Store, context: Context, now: dt.datetime) -> Context:
+    beats = tuple(store.workers())
+    return replace(context, workers=beats, running=tuple(w.worker_id for w in forecast.running(beats, now)))
 
 
 def _context(
     store: Store,
     settings: Settings,
-    action: Action | None,
+    action: Action,
     bare: Explanation,
     clock: Callable[[], dt.datetime],
 ) -> Context:
-    if action is None:  # its file is gone: nothing of it is sent
-        return Context(status="unknown", why="no action file")
     now = clock()
-    view = effective(action, store.action_states().get(action.id), now)
+    state = store.action_states().get(action.id)
+    view = effective(action, state, now)
     held = forecast.hold_reasons(settings, clock, store.action_holds(now)).get(action.id)
     channel = make_channels(settings, store).get(bare.channel)
     keys, line, mid = _channel_facts(channel, action, bare)
     limits = Limits(settings.rate_per_target, settings.burst_per_target, settings.rate_global)
-    return Context(view.status.value, view.reason, held, keys, line, limits, mid)
+    control = (
+        f"set {state.status} by {state.updated_by} at {at(state.updated_at)}"
+        if state and state.status
+        else ""
+    )
+    return Context(view.status.value, view.reason, held, keys, line, limits, mid, control=control)
 
 
 def _channel_facts(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, select
 
 from dispatcher.pacing import GLOBAL, Limits, refilled
 from dispatcher.redaction import person_pattern, redacted
-from dispatcher.store import AttemptRow, Status
+from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat
 from dispatcher.store.reasons import Reason, last_reply
 from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
 
@@ -38,6 +38,8 @@ class State(StrEnum):
     LINE = "waiting for the fax line"
     LEASE = "waiting for its lease to run out"
     HELD = "held"
+    DRAFT = "draft"
+    CONSENT = "stopped by its consent"
     PAUSED = "paused"
     CLOSED = "closed"
     SENDING = "sending"
@@ -59,6 +61,10 @@ class Context:
     line: str | None = None  # a line that carries one letter at a time (a fax number)
     limits: Limits | None = None
     message_id: str | None = None
+    # The dispatchers' last heartbeats, and the ids of those running; None: not looked at.
+    workers: tuple[WorkerBeat, ...] | None = None
+    running: tuple[str, ...] = ()
+    control: str = ""  # staff's last control of the action: "set active by alice at ..."
 
 
 @dataclass(frozen=True)
@@ -151,21 +157,52 @@ def _state(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tu
     if row.status == Status.PENDING:
         return _pending(conn, row, now, context)
     if row.status == Status.SENDING:
-        if row.lease_until is not None and row.lease_until < now:
-            return State.LEASE, (
-                f"{row.lease_owner}'s lease ran out at {at(row.lease_until)}: the next claim logs "
-                "the attempt as interrupted and sends it again, with the same Message-ID"
-            )
-        return State.SENDING, f"{row.lease_owner} is sending it, leased until {at(row.lease_until)}"
+        return _sending(row, now, context)
     if row.status == Status.SUBMITTED:
         return State.SUBMITTED, (
             f"{row.provider} took it as job {row.provider_job} at {at(row.submitted_at)}; "
             "waiting for the provider's word"
         )
-    return _final(row)
+    return _final(row, context)
 
 
-def _final(row: Any) -> tuple[State, str]:
+def _sending(row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
+    again = "the next claim logs the attempt as interrupted and sends it again, with the same Message-ID"
+    if row.lease_until is not None and row.lease_until < now:
+        ran_out = f"{row.lease_owner}'s lease ran out at {at(row.lease_until)}"
+        if _beating(row.lease_owner, now, context):  # no claim takes it from a worker that runs
+            return State.SENDING, (
+                f"{ran_out}, but {row.lease_owner} is still heard from: it renews the lease or "
+                "gives the letter back; should it fall silent, the next claim sends it again"
+            )
+        return State.LEASE, f"{ran_out}: {again}"
+    gone = _gone(row.lease_owner, context)
+    if gone is not None:  # nobody renews the lease: it runs out, then another worker sends it
+        return (
+            State.LEASE,
+            f"{row.lease_owner} {gone}; its lease runs out at {at(row.lease_until)}, then {again}",
+        )
+    return State.SENDING, f"{row.lease_owner} is sending it, leased until {at(row.lease_until)}"
+
+
+def _beating(owner: str, now: dt.datetime, context: Context) -> bool:
+    """The owner beat within ALIVE and has not stopped: what the store's ``recover`` spares."""
+    beats = (w for w in context.workers or () if w.worker_id == owner)
+    return any(w.stopped_at is None and now - w.last_seen <= ALIVE for w in beats)
+
+
+def _gone(owner: str, context: Context) -> str | None:
+    """How the lease's owner stopped being heard from, or None: it runs, or nobody knows (no
+    beat of it kept: forgotten long ago, or its first beat still on its way)."""
+    beat = next((w for w in context.workers or () if w.worker_id == owner), None)
+    if beat is None or owner in context.running:
+        return None
+    if beat.stopped_at is not None:
+        return f"stopped at {at(beat.stopped_at)} without giving it back"
+    return f"has not been heard from since {at(beat.last_seen)}"
+
+
+def _final(row: Any, context: Context) -> tuple[State, str]:
     if row.status == Status.SENT:
         return State.SENT, f"sent at {at(row.sent_at)} after {row.attempts} attempt(s)"
     if row.status == Status.FAILED:
@@ -177,6 +214,8 @@ def _final(row: Any) -> tuple[State, str]:
         return State.EXPIRED, f"the action's deadline passed before it was sent ({at(row.updated_at)})"
     reason = Reason.of(row.last_error)
     why = reason.cancellation() if reason else "cancelled: the action was closed (its file says closed)"
+    if reason is Reason.CLOSED_BY_STAFF and context.status == "closed" and context.why:
+        why = f"{why} ({context.why})"  # who closed it
     return State.CANCELLED, f"{why} ({at(row.updated_at)})"
 
 
@@ -188,6 +227,15 @@ def _failure(text: str | None) -> str:
 
 def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> tuple[State, str]:
     # What staff must change first: a closed action stays closed whatever its templates say.
+    if context.status == "unknown":  # no action file to send it by
+        return State.HELD, f"nothing of this action is sent: {context.held or context.why}"
+    lapsed = _lapsed(row, now)
+    if lapsed is not None:  # nothing staff do sends it now
+        return State.CONSENT, (
+            f"the consent it was planned under {lapsed}: no claim takes it, and the consent sweep cancels it"
+        )
+    if context.status == "draft":
+        return State.DRAFT, "its file says draft: the letter is sent once it says active"
     if context.status not in ("active", "paused"):
         return State.CLOSED, f"the action is {context.status}{_by(context)}: the letter will not be sent"
     if context.status == "paused":
@@ -198,10 +246,34 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return _later(row)
     if context.line and (busy := _line_busy(conn, row)) is not None:
         return State.LINE, f"delivery {busy} to the same fax line is in flight: one call at a time"
-    wait = _pacing(conn, now, context)
-    if wait is not None:
-        return State.PACING, f"the recipient's pacing allows the next letter in {wait:.0f} s"
-    return State.DUE, f"due since {at(row.next_attempt_at)}: a running dispatcher takes it at its next claim"
+    paced = _pacing(conn, now, context)
+    if paced is not None:
+        wait, key = paced
+        whose = "the deployment's pace (rate_global)" if key == GLOBAL else "the recipient's pacing"
+        return State.PACING, f"{whose} allows the next letter in {wait:.0f} s"
+    return State.DUE, f"due since {at(row.next_attempt_at)}: {_taker(context)}"
+
+
+def _taker(context: Context) -> str:
+    if context.workers is None:
+        return "a running dispatcher takes it at its next claim"
+    if context.running:
+        return f"{', '.join(context.running)} takes it at its next claim"
+    last = max(context.workers, key=lambda w: w.last_seen, default=None)
+    heard = f" (the last, {last.worker_id}, was heard from at {at(last.last_seen)})" if last else ""
+    return f"no dispatcher is running to take it{heard}: start `dispatcher run`"
+
+
+def _lapsed(row: Any, now: dt.datetime) -> str | None:
+    """How the letter's consent stopped allowing it, or None: it allows it (or none is left:
+    the letter was planned before retention removed it)."""
+    if row.revoked_at is not None:
+        return f"was withdrawn at {at(row.revoked_at)}"
+    if row.ended_at is not None:
+        return f"ended at {at(row.ended_at)}"
+    if row.expires_at is not None and row.expires_at <= now:
+        return f"expired at {at(row.expires_at)}"
+    return None
 
 
 def _by(context: Context) -> str:
@@ -231,8 +303,9 @@ def _line_busy(conn: Connection, row: Any) -> int | None:
     return None if found is None else int(found)
 
 
-def _pacing(conn: Connection, now: dt.datetime, context: Context) -> float | None:
-    """Seconds until every bucket the letter spends has a token again, or None: it has."""
+def _pacing(conn: Connection, now: dt.datetime, context: Context) -> tuple[float, str] | None:
+    """Seconds until every bucket the letter spends has a token again, and the bucket that takes
+    longest, or None: each has one."""
     if context.limits is None:
         return None
     p = pacing_buckets
@@ -244,7 +317,7 @@ def _pacing(conn: Connection, now: dt.datetime, context: Context) -> float | Non
         rate, burst = context.limits.of(key)
         have = refilled(tokens, updated, now, rate, burst)
         if have < 1 and rate > 0:
-            waits.append((1 - have) / rate)
+            waits.append(((1 - have) / rate, str(key)))
     return max(waits) if waits else None
 
 
@@ -301,4 +374,6 @@ def _facts(row: Any, context: Context) -> list[str]:
         out.append(f"after its last failed attempt it goes by {row.fallback}")
     if context.held is not None:
         out.append(f"its action is held: {context.held}")
+    if context.control:
+        out.append(f"its action was {context.control}")
     return out

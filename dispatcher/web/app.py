@@ -21,22 +21,13 @@ from dispatcher.providers.factory import make_provider
 from dispatcher.sending.backoff import fax_backoff
 from dispatcher.settings import Settings
 from dispatcher.store import Store
-from dispatcher.web import (
-    api,
-    dashboard,
-    login,
-    logs,
-    media,
-    metrics,
-    optin,
-    preview,
-    supporters,
-    users,
-    webhooks,
-)
+from dispatcher.web.bearer import check_tokens
 from dispatcher.web.bodies import BodyLimit
 from dispatcher.web.context import Context
 from dispatcher.web.headers import SecurityHeaders
+from dispatcher.web.machine import api, media, metrics, webhooks
+from dispatcher.web.public import optin
+from dispatcher.web.staff import dashboard, login, logs, preview, supporters, users
 
 
 def create_app(ctx: Context) -> Starlette:
@@ -64,21 +55,6 @@ def create_app(ctx: Context) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.ctx = ctx
     return app
-
-
-# A bearer token is the whole credential of the API (people's details) and of /metrics, and
-# nothing limits the guesses: a short one could be found by trying.
-TOKEN_MIN = 32
-
-
-def check_tokens(settings: Settings) -> None:
-    """ValueError naming a bearer token that is set but too short (never showing it)."""
-    for name, token in (("API", settings.api_token), ("METRICS", settings.metrics_token)):
-        if token and 0 < len(token.get_secret_value()) < TOKEN_MIN:
-            raise ValueError(
-                f"DISPATCHER_{name}_TOKEN is shorter than {TOKEN_MIN} characters; "
-                "make one with `openssl rand -hex 32`"
-            )
 
 
 def app_for(settings: Settings, store: Store) -> Starlette:

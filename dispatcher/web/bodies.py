@@ -17,9 +17,9 @@ import asyncio
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.web.webhooks import MAX_BODY as WEBHOOK_BODY
-
 BODY_IDLE = 10.0
+# A provider's status is a few hundred bytes, but Sinch's callback carries the fax itself (base64).
+WEBHOOK_BODY = 8 * 1024 * 1024
 FORM_BODY = 64 * 1024  # the longest form (the opt-in, with its own words) is a few KiB
 # Route classes by path prefix, longest first; every other path takes forms.
 ROUTES: tuple[tuple[str, str], ...] = (("/webhooks/fax/", "webhook"), ("/api/", "api"))

@@ -16,25 +16,27 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import wraps
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dispatcher.models import SupporterRecord
 from dispatcher.people import fields
 from dispatcher.people.csv_import import COLUMNS, OPTIONAL, RowError, parse_row
 from dispatcher.people.fields import KnownScopes
+from dispatcher.settings import Settings
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web.auth import address
+from dispatcher.web.bearer import refusal
 from dispatcher.web.context import context
 
 log = logging.getLogger("dispatcher.web")
@@ -52,14 +54,12 @@ def _json(body: object, status: int = 200, headers: Mapping[str, str] | None = N
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-def _token(request: Request) -> str | None:
-    token = context(request).settings.api_token
-    return token.get_secret_value() or None if token else None
+def _api_token(settings: Settings) -> SecretStr | None:
+    return settings.api_token
 
 
-def _bearer(request: Request) -> str:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" else ""
+def _unauthorised(challenge: Mapping[str, str]) -> Response:
+    return _json({"error": "a bearer token is needed"}, 401, challenge)
 
 
 def bearer_only(endpoint: Endpoint) -> Endpoint:
@@ -68,12 +68,9 @@ def bearer_only(endpoint: Endpoint) -> Endpoint:
 
     @wraps(endpoint)
     async def checked(request: Request) -> Response:
-        token = _token(request)
-        if token is None:
-            return PlainTextResponse("Not Found", status_code=404)
-        if not hmac.compare_digest(_bearer(request).encode(), token.encode()):
-            challenge = {"WWW-Authenticate": 'Bearer realm="api"'}
-            return _json({"error": "a bearer token is needed"}, 401, challenge)
+        refused = refusal(request, _api_token, "api", _unauthorised)
+        if refused is not None:
+            return refused
         try:
             return await endpoint(request)
         except SQLAlchemyError as exc:

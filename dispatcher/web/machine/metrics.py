@@ -10,14 +10,14 @@ with the token from ``DISPATCHER_METRICS_TOKEN``; without that variable it does 
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,9 +25,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher.sending import forecast
+from dispatcher.settings import Settings
 from dispatcher.web.auth import current_user
+from dispatcher.web.bearer import holds_token, refusal
 from dispatcher.web.context import Context, context
-from dispatcher.web.logs import STALE
 
 log = logging.getLogger("dispatcher.web")
 
@@ -98,25 +99,23 @@ class StoreCollector(Collector):
         )
         up = GaugeMetricFamily(
             "dispatcher_worker_up",
-            f"1 if a dispatcher is running: not stopped, seen in the last {STALE.seconds} s.",
+            f"1 if a dispatcher is running: not stopped, seen in the last {forecast.SILENT.seconds} s.",
             labels=["worker"],
         )
         for w in store.workers():
             seen.add_metric([w.worker_id], w.last_seen.timestamp())
             holding.add_metric([w.worker_id], w.holding)
-            running = w.stopped_at is None and now - w.last_seen <= STALE
+            running = w.stopped_at is None and now - w.last_seen <= forecast.SILENT
             up.add_metric([w.worker_id], 1.0 if running else 0.0)
         yield from (seen, holding, up)
 
 
-def _token(request: Request) -> str | None:
-    token = context(request).settings.metrics_token
-    return token.get_secret_value() or None if token else None
+def _metrics_token(settings: Settings) -> SecretStr | None:
+    return settings.metrics_token
 
 
-def _bearer(request: Request) -> str:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" else ""
+def _unauthorised(challenge: Mapping[str, str]) -> Response:
+    return PlainTextResponse("a bearer token is needed\n", status_code=401, headers=dict(challenge))
 
 
 def _registry(request: Request) -> CollectorRegistry:
@@ -131,15 +130,9 @@ def _registry(request: Request) -> CollectorRegistry:
 
 
 async def metrics(request: Request) -> Response:
-    token = _token(request)
-    if token is None:
-        return PlainTextResponse("Not Found", status_code=404)
-    if not hmac.compare_digest(_bearer(request).encode(), token.encode()):
-        return PlainTextResponse(
-            "a bearer token is needed\n",
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )
+    refused = refusal(request, _metrics_token, "metrics", _unauthorised)
+    if refused is not None:
+        return refused
     try:
         body = await run_in_threadpool(generate_latest, _registry(request))
     except SQLAlchemyError as exc:
@@ -157,10 +150,7 @@ def _silent(ctx: Context) -> list[tuple[str, int]]:
 
 async def _insider(request: Request) -> bool:
     """A logged-in user or the metrics scraper: they may read worker ids (hostname:pid)."""
-    token = _token(request)
-    if token is not None and hmac.compare_digest(_bearer(request).encode(), token.encode()):
-        return True
-    return await current_user(request) is not None
+    return holds_token(request, _metrics_token) or await current_user(request) is not None
 
 
 async def health(request: Request) -> Response:

@@ -15,12 +15,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from dispatcher.providers import Webhook, WebhookRefused
+from dispatcher.web.bodies import WEBHOOK_BODY
 from dispatcher.web.context import context
 
 log = logging.getLogger("dispatcher.web")
-
-# A status is a few hundred bytes, but Sinch's callback carries the fax itself (base64).
-MAX_BODY = 8 * 1024 * 1024
 
 
 async def fax_event(request: Request) -> PlainTextResponse:
@@ -50,10 +48,10 @@ async def fax_event(request: Request) -> PlainTextResponse:
 
 async def _read(request: Request, public_url: str | None) -> Webhook:
     declared = int(request.headers.get("content-length") or 0)
-    if declared > MAX_BODY:
+    if declared > WEBHOOK_BODY:
         raise WebhookRefused("body too large", status=413)
     body = await request.body()
-    if len(body) > MAX_BODY:
+    if len(body) > WEBHOOK_BODY:
         raise WebhookRefused("body too large", status=413)
     content_type = request.headers.get("content-type", "")
     form: dict[str, str] = {}

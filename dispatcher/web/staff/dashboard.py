@@ -23,9 +23,9 @@ from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
 from dispatcher.web.auth import address, current_user, requires
 from dispatcher.web.context import Context, context
-from dispatcher.web.logs import page_id
 from dispatcher.web.pages import forbidden, render
-from dispatcher.web.summary import BAR, ActionRow, action_rows
+from dispatcher.web.staff.logs import page_id
+from dispatcher.web.staff.summary import BAR, ActionRow, action_rows
 
 
 def _overview(

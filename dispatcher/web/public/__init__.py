@@ -1,0 +1,1 @@
+"""The supporters' own pages: opt in, confirm, withdraw."""
