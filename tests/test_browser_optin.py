@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from dispatcher.store import Store, open_store
-from dispatcher.web.optin_text import TEXT
+from dispatcher.web.public.optin import text_for
 from tests.asgi_server import free_port
 from tests.campaign import dispatcher_executable
 from tests.conftest import ROOT, cli_env
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 ACTION = "demo-xinjiang"
 TITLE = "Demo: missing and arbitrarily detained in Xinjiang"  # the action's only title
 LANG = "zh-Hans"
-ZH = TEXT[LANG]
+ZH = text_for(LANG)
 EMAIL = "lin.xiaowen@example.net"
 WORDS = "我们关心伊力哈木·土赫提的安危，请立即释放他，并告知他的家人他的下落。"
 README_SHOT = ROOT / "docs" / "optin.png"

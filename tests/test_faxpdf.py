@@ -73,6 +73,22 @@ def test_text_reads_back_with_the_font_embedded(
     assert all("NotoSansCJK" in row[0] for row in fonts)
 
 
+@pytest.mark.parametrize(
+    ("language", "labels"),
+    [
+        ("zh-TW", ("傳真", "寄件人")),
+        ("zh", ("传真", "发件人")),
+        ("de-CH", ("An", "Datum")),
+        ("pt", ("To", "Date")),
+    ],
+)
+def test_the_labels_are_in_the_letters_language_and_script(
+    tmp_path: Path, language: str, labels: tuple[str, ...]
+) -> None:
+    text = text_of(pdf_for(Letter("s", "b", language)), tmp_path)
+    assert all(label in text for label in labels), text
+
+
 def test_the_regional_face_follows_the_language(tmp_path: Path) -> None:
     simplified = embedded_fonts(pdf_for(Letter("s", "体", "zh-Hans")), tmp_path)[0][0]
     traditional = embedded_fonts(pdf_for(Letter("s", "體", "zh-Hant")), tmp_path)[0][0]

@@ -26,8 +26,8 @@ from dispatcher.actions.model import Action
 from dispatcher.models import SupporterRecord
 from dispatcher.people.csv_import import KnownScopes, RowError, parse_row
 from dispatcher.web.machine.api import consent_of
-from dispatcher.web.optin_text import LANGS
 from dispatcher.web.public import optin
+from dispatcher.web.public.optin import LANGS
 from tests.web_client import web_settings
 
 NOW = dt.datetime(2031, 1, 31, 10, 0, tzinfo=dt.UTC)

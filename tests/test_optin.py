@@ -27,8 +27,7 @@ from dispatcher.people import fields, tokens
 from dispatcher.people.csv_import import KnownScopes, import_file
 from dispatcher.store import Store
 from dispatcher.web import Context, app_for
-from dispatcher.web.optin_text import LANGS, TEXT
-from dispatcher.web.public.optin import text_version
+from dispatcher.web.public.optin import LANGS, text_for, text_version
 from tests.smtp_server import Received, SmtpServer
 from tests.web_client import web_settings
 
@@ -147,7 +146,7 @@ def statuses(store: Store) -> Counter[str]:
 
 # Joining -------------------------------------------------------------------------------------------
 async def test_a_chinese_supporter_joins_confirms_by_button_and_their_terms_are_kept(site: Site) -> None:
-    zh = TEXT["zh-Hans"]
+    zh = text_for("zh-Hans")
     page = await site.web.get(f"/join/{ACTION}?lang=zh-Hans")
     assert page.status_code == 200 and '<html lang="zh-Hans">' in page.text
     assert zh["legend_words"] in page.text and zh["consent_text"].format(org="Letters (demo)") in page.text
@@ -220,7 +219,7 @@ async def test_a_chinese_supporter_joins_confirms_by_button_and_their_terms_are_
 
 
 async def test_the_general_form_offers_campaign_tags_in_the_browsers_language(site: Site) -> None:
-    fr = TEXT["fr"]
+    fr = text_for("fr")
     site.web.headers["Accept-Language"] = "fr-CA,fr;q=0.9,en;q=0.5"
     page = await site.web.get("/join")
     assert '<html lang="fr">' in page.text and fr["title_general"] in page.text
@@ -249,7 +248,7 @@ async def test_the_general_form_offers_campaign_tags_in_the_browsers_language(si
 async def test_the_page_speaks_each_language_of_the_catalogue(site: Site) -> None:
     for lang in LANGS:
         page = await site.web.get(f"/join?lang={lang}")
-        t = TEXT[lang]
+        t = text_for(lang)
         assert page.status_code == 200 and f'<html lang="{lang}">' in page.text, lang
         for key in (
             "title_general",
@@ -274,10 +273,18 @@ async def test_the_page_speaks_each_language_of_the_catalogue(site: Site) -> Non
     assert '<html lang="en">' in fallback.text
 
 
+async def test_readers_of_traditional_characters_get_english_as_in_their_receipts(site: Site) -> None:
+    """Not Simplified characters, a script they did not choose: the next language they accept,
+    else English, as receipts.texts_for does for a zh-TW supporter."""
+    for accepted, shown in (("zh-TW", "en"), ("zh-HK, fr;q=0.5", "fr"), ("zh-Hant-TW, zh;q=0.8", "zh-Hans")):
+        page = await site.web.get("/join", headers={"Accept-Language": accepted})
+        assert f'<html lang="{shown}">' in page.text, accepted
+
+
 async def test_drafts_closed_and_unknown_actions_are_not_found(site: Site) -> None:
     for action_id in ("draft-one", "closed-one", "no-such-action"):
         got = await site.web.get(f"/join/{action_id}")
-        assert got.status_code == 404 and TEXT["en"]["closed_title"] in got.text, action_id
+        assert got.status_code == 404 and text_for("en")["closed_title"] in got.text, action_id
         posted = await site.web.post(f"/join/{action_id}", data={**FORM, "email": "x@example.net"})
         assert posted.status_code == 404
     site.store.set_action_state(ACTION, by="staff", now=NOW, status="closed")  # closed from the dashboard
@@ -285,7 +292,7 @@ async def test_drafts_closed_and_unknown_actions_are_not_found(site: Site) -> No
 
 
 async def test_every_problem_is_shown_by_its_field_and_what_was_typed_is_kept(site: Site) -> None:
-    en = TEXT["en"]
+    en = text_for("en")
     bad = {
         "name": "",
         "city": "<b>Lyon</b>\u202e",
@@ -448,12 +455,14 @@ async def test_forged_misused_expired_and_replayed_links_are_refused(site: Site)
     for why, path in refused.items():
         shown, pressed = await site.web.get(path), await site.web.post(path, data={"form_token": form})
         assert shown.status_code == pressed.status_code == 400, why
-        assert TEXT["en"]["invalid_body"] in shown.text and TEXT["en"]["invalid_body"] in pressed.text, why
+        assert (
+            text_for("en")["invalid_body"] in shown.text and text_for("en")["invalid_body"] in pressed.text
+        ), why
     assert (await site.web.get(f"/revoke/{token}")).status_code == 400  # and a confirm token as revoke
     assert site.store.people.export("eve@example.net") is None
     assert (await press(site.web, confirm)).status_code == 200
     replayed = await press(site.web, confirm)
-    assert replayed.status_code == 410 and TEXT["en"]["used_title"] in replayed.text
+    assert replayed.status_code == 410 and text_for("en")["used_title"] in replayed.text
 
 
 # Abuse -----------------------------------------------------------------------------------------------
@@ -475,7 +484,7 @@ async def test_too_many_forms_from_one_address_are_refused_for_a_while(site: Sit
     for n in range(10):
         assert (await join(site.web, f"s{n}@example.net")).status_code == 200
     limited = await join(site.web, "s10@example.net")
-    assert limited.status_code == 429 and TEXT["en"]["limited_body"] in limited.text
+    assert limited.status_code == 429 and text_for("en")["limited_body"] in limited.text
     assert int(limited.headers["retry-after"]) > 3000
     async with visitor(site.app, "198.51.100.7") as elsewhere:
         assert (await join(elsewhere, "s10@example.net")).status_code == 200
@@ -484,7 +493,7 @@ async def test_too_many_forms_from_one_address_are_refused_for_a_while(site: Sit
 
 async def test_forms_without_a_valid_token_and_cookie_do_nothing(site: Site) -> None:
     no_token = await site.web.post("/join", data={**FORM, "email": "csrf@example.net"})
-    assert no_token.status_code == 403 and TEXT["en"]["err_refresh"] in no_token.text
+    assert no_token.status_code == 403 and text_for("en")["err_refresh"] in no_token.text
     token = await form_token(site.web)
     async with visitor(site.app) as stranger:  # a cross-site post: the token, not the cookie
         other = await stranger.post("/join", data={**FORM, "email": "csrf@example.net", "form_token": token})
@@ -514,11 +523,11 @@ async def test_one_click_revoke_cancels_pending_letters(site: Site) -> None:
     assert statuses(site.store)["pending"] >= 1
     revoke = found["revoke"][0]
     shown = await site.web.get(revoke)  # the page: only a button
-    assert shown.status_code == 200 and TEXT["en"]["revoke_button"] in shown.text
+    assert shown.status_code == 200 and text_for("en")["revoke_button"] in shown.text
     assert statuses(site.store)["pending"] >= 1
     async with visitor(site.app, "203.0.113.5") as mail_client:  # no cookie, no form token: RFC 8058
         done = await mail_client.post(revoke, data={"List-Unsubscribe": "One-Click"})
-        assert done.status_code == 200 and TEXT["en"]["revoked_title"] in done.text
+        assert done.status_code == 200 and text_for("en")["revoked_title"] in done.text
         nobody = f"/revoke/{tokens.sign(site.store.instance_secret(), tokens.REVOKE, 'nobody@example.net')}"
         multipart = await mail_client.post(nobody, files={"List-Unsubscribe": (None, "One-Click")})
         assert multipart.status_code == 200 and multipart.text == done.text  # known or not: the same
@@ -531,7 +540,7 @@ async def test_one_click_revoke_cancels_pending_letters(site: Site) -> None:
 async def test_withdrawing_before_confirming_discards_the_waiting_form(site: Site) -> None:
     found = await confirmation_links(site, "notme@example.net")
     done = await press(site.web, found["revoke"][0])  # "this was not me", from the page's button
-    assert done.status_code == 200 and TEXT["en"]["revoked_title"] in done.text
+    assert done.status_code == 200 and text_for("en")["revoked_title"] in done.text
     late = await press(site.web, found["join/confirm"][0])
     assert late.status_code == 410 and site.store.people.export("notme@example.net") is None
     await join(site.web, "notme@example.net")  # nothing waits any more: a new form is mailed at once
@@ -544,7 +553,7 @@ async def test_a_failed_confirmation_email_is_logged_without_the_address(
     site.smtp.fail(at="rcpt", reply="550", times=1)
     with caplog.at_level(logging.WARNING, logger="dispatcher.web"):
         got = await join(site.web, "bounce.me@example.net")
-    assert got.status_code == 200 and TEXT["en"]["sent_title"] in got.text
+    assert got.status_code == 200 and text_for("en")["sent_title"] in got.text
     assert "bounce.me" not in got.text
     assert "confirmation email was not sent" in caplog.text and "550" in caplog.text
     assert "bounce.me" not in caplog.text

@@ -19,9 +19,17 @@ from dispatcher.actions.files import load_actions
 from dispatcher.models import AttemptResult, ClaimGroup, Outcome, SupporterRecord
 from dispatcher.pacing import Limits
 from dispatcher.people import tokens
-from dispatcher.people.receipts import ReceiptsJob, period_end, send_receipts, texts_for
+from dispatcher.people.receipts import (
+    Digest,
+    ReceiptsJob,
+    compose,
+    period_end,
+    send_receipts,
+    texts_for,
+)
 from dispatcher.settings import Settings
 from dispatcher.store import ClaimRequest, Store, open_store
+from dispatcher.store.privacy import Recipient, SentLetter
 from dispatcher.store.schema import consents, supporters
 from tests.conftest import never_retry
 from tests.smtp_server import Received, SmtpServer
@@ -148,6 +156,14 @@ def test_periods_end_on_monday_and_the_first_of_the_month_after_six_hours() -> N
     assert period_end("monthly", dt.datetime(2026, 12, 1, 5, tzinfo=dt.UTC)).month == 11
     assert texts_for("de-CH")[0] == "de" and texts_for("zh-CN")[0] == "zh-Hans"
     assert texts_for("zh-TW")[0] == "en" and texts_for("pt-BR")[0] == "en" and texts_for("")[0] == "en"
+
+
+def test_the_letters_not_listed_are_counted_in_the_plural_form_of_their_number() -> None:
+    person = Recipient(1, "amelie@example.net", "Amélie", "fr-CA", "weekly", None)
+    letter = SentLetter("no-such-action", "nobody", "email", OCTOBER)
+    for total, more in ((2, "… et 1 autre."), (3, "… et 2 autres.")):
+        body = compose(Digest(person, [letter], total, NOW), {}, "https://x.example/r").body
+        assert more in body.splitlines(), body
 
 
 def test_digests_in_german_and_chinese_list_exactly_the_letters_sent(tmp_path: Path, store: Store) -> None:

@@ -28,7 +28,7 @@ from dispatcher.store import Store
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web import Context, app_for, bodies
 from dispatcher.web.limits import SlidingWindow
-from dispatcher.web.optin_text import TEXT
+from dispatcher.web.public.optin import text_for
 from tests.asgi_server import free_port, serve
 from tests.conftest import ROOT, cli_env, never_retry
 from tests.smtp_server import SmtpServer
@@ -67,7 +67,7 @@ async def test_without_a_public_url_no_form_is_taken_and_no_email_sent(tmp_path:
     with SmtpServer() as smtp:
         async with visitor(optin_app(tmp_path, store, smtp, None)) as web:
             page = await web.get("/join")
-            assert page.status_code == 503 and TEXT["en"]["unavailable_body"] in page.text
+            assert page.status_code == 503 and text_for("en")["unavailable_body"] in page.text
             posted = await web.post("/join", data={**FORM, "email": "victim@example.net"})
             assert posted.status_code == 503
         assert smtp.received() == []
@@ -95,7 +95,7 @@ async def test_the_confirmation_email_says_when_the_officials_would_get_the_addr
     """Anyone can fill in the form with someone else's address and choose that replies go
     straight to them: the person asked to confirm must read that choice, and its risk, before
     confirming 'as you chose', not only the one who filled it in."""
-    t = TEXT[language]
+    t = text_for(language)
     with SmtpServer() as smtp:
         async with visitor(optin_app(tmp_path, store, smtp, PUBLIC)) as web:
             for email, replies in (("direct@example.net", "direct"), ("kept@example.net", "organisation")):

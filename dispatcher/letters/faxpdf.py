@@ -21,6 +21,7 @@ from fpdf import FPDF
 from dispatcher.actions.model import Action, Target
 from dispatcher.language import parse_language
 from dispatcher.letters.render import Letter
+from dispatcher.letters.texts import ENGLISH, FAX, language_for, texts
 from dispatcher.models import Signer
 
 FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/opentype/noto-cjk"))
@@ -29,14 +30,6 @@ FONT_FILE = "NotoSansCJK-Regular.ttc"
 FACES = {"ja": 0, "ko": 1, "zh-Hans": 2, "zh-Hant": 3, "zh-HK": 4}
 LETTER_PAPER = {"US", "CA"}  # North America uses US Letter; everyone else A4
 TOP_MARGIN_MM = 22  # the receiving machine prints its own header line in the top ~10 mm
-LABELS = {
-    "en": ("To", "Fax", "From", "Date", "Reference", "Page {page} of {pages}"),
-    "zh-Hans": ("致", "传真", "发件人", "日期", "编号", "第 {page} 页，共 {pages} 页"),
-    "zh-Hant": ("致", "傳真", "寄件人", "日期", "編號", "第 {page} 頁，共 {pages} 頁"),
-    "de": ("An", "Fax", "Von", "Datum", "Referenz", "Seite {page} von {pages}"),
-    "fr": ("À", "Fax", "De", "Date", "Référence", "Page {page} sur {pages}"),
-    "es": ("Para", "Fax", "De", "Fecha", "Referencia", "Página {page} de {pages}"),
-}
 
 
 class FontMissing(Exception):
@@ -89,7 +82,8 @@ def letterhead(action: Action, target: Target, signer: Signer, language: str, to
 class _Pages(FPDF):
     def __init__(self, head: Letterhead, language: str) -> None:
         super().__init__(format=head.paper, unit="mm")
-        self.labels = LABELS.get(language) or LABELS.get(language.split("-")[0]) or LABELS["en"]
+        # In the letter's language and script (zh-TW: Traditional), else English.
+        self.labels = texts(language_for(language, FAX) or ENGLISH, FAX)
         self.set_margins(20, TOP_MARGIN_MM, 20)
         self.set_auto_page_break(True, margin=18)
         self.set_text_color(0, 0, 0)
@@ -97,7 +91,7 @@ class _Pages(FPDF):
     def footer(self) -> None:
         self.set_y(-12)
         self.set_font(size=9)
-        text = self.labels[5].format(page=self.page_no(), pages="{nb}")
+        text = self.labels["page"].format(page=self.page_no(), pages="{nb}")
         self.cell(0, 5, text, align="R")
 
 
@@ -113,12 +107,12 @@ def letter_pdf(letter: Letter, head: Letterhead, font: Path) -> FaxDocument:
     pdf.add_font("letter", fname=font, collection_font_number=face_for(letter.language))
     pdf.set_font("letter", size=11)
     pdf.add_page()
-    to, fax, sender, date, reference = pdf.labels[:5]
-    for label, value in ((to, head.to_name), (fax, head.to_fax), (sender, head.sender), (date, head.date)):
-        pdf.cell(28, 6, label)
+    lines = (("to", head.to_name), ("fax", head.to_fax), ("from", head.sender), ("date", head.date))
+    for label, value in lines:
+        pdf.cell(28, 6, pdf.labels[label])
         pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
     if head.reference:
-        pdf.cell(28, 6, reference)
+        pdf.cell(28, 6, pdf.labels["reference"])
         pdf.multi_cell(0, 6, head.reference, new_x="LMARGIN", new_y="NEXT")
     pdf.line(20, pdf.get_y() + 2, pdf.w - 20, pdf.get_y() + 2)
     pdf.ln(8)

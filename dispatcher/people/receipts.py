@@ -31,7 +31,8 @@ from babel.dates import format_date
 
 from dispatcher.actions.model import Action
 from dispatcher.channels import SendError, Unavailable
-from dispatcher.language import parse_language, script_of
+from dispatcher.language import parse_language
+from dispatcher.letters.texts import ENGLISH, RECEIPT, Texts, language_for, ngettext, texts
 from dispatcher.people import tokens
 from dispatcher.people.notices import Notice, opened
 from dispatcher.settings import Settings
@@ -63,96 +64,12 @@ async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-@dataclass(frozen=True)
-class Texts:
-    subject: str
-    greeting: str  # {name}
-    period: str  # {start}, {end}: the first and last days reported
-    so_far: str  # {end}: the first digest, which reports everything until then
-    line: str  # {date}, {action}, {target}, {channel}
-    more: str  # {count}: letters not listed
-    revoke: str  # followed by the link on its own line
-    why: str
-    channels: Mapping[str, str]
-
-
-TEXTS: dict[str, Texts] = {
-    "en": Texts(
-        subject="Letters sent in your name",
-        greeting="Hello {name},",
-        period="These letters were sent in your name from {start} to {end}:",
-        so_far="These letters were sent in your name up to {end}:",
-        line="- {date}: {action}, to {target}, by {channel}",
-        more="… and {count} more.",
-        revoke="If you no longer want letters sent in your name, withdraw your consent with this "
-        "link (one click, nothing else to do):",
-        why="You receive this summary because you asked to be told about the letters sent in your name.",
-        channels={"email": "email", "fax": "fax"},
-    ),
-    "fr": Texts(
-        subject="Lettres envoyées en votre nom",
-        greeting="Bonjour {name},",
-        period="Du {start} au {end}, ces lettres ont été envoyées en votre nom :",
-        so_far="Jusqu’au {end}, ces lettres ont été envoyées en votre nom :",
-        line="- {date} : {action}, à {target}, par {channel}",
-        more="… et {count} autres.",
-        revoke="Si vous ne souhaitez plus que des lettres soient envoyées en votre nom, retirez "
-        "votre consentement avec ce lien (un seul clic suffit) :",
-        why="Vous recevez ce récapitulatif parce que vous avez demandé à être informé des lettres "
-        "envoyées en votre nom.",
-        channels={"email": "courriel", "fax": "fax"},
-    ),
-    "es": Texts(
-        subject="Cartas enviadas en su nombre",
-        greeting="Hola, {name}:",
-        period="Del {start} al {end} se enviaron estas cartas en su nombre:",
-        so_far="Hasta el {end} se enviaron estas cartas en su nombre:",
-        line="- {date}: {action}, a {target}, por {channel}",
-        more="… y {count} más.",
-        revoke="Si ya no desea que se envíen cartas en su nombre, retire su consentimiento con "
-        "este enlace (basta un clic):",
-        why="Recibe este resumen porque pidió que le informáramos de las cartas enviadas en su nombre.",
-        channels={"email": "correo electrónico", "fax": "fax"},
-    ),
-    "de": Texts(
-        subject="In Ihrem Namen versandte Briefe",
-        greeting="Hallo {name},",
-        period="vom {start} bis zum {end} wurden diese Briefe in Ihrem Namen versandt:",
-        so_far="bis zum {end} wurden diese Briefe in Ihrem Namen versandt:",
-        line="- {date}: {action}, an {target}, per {channel}",
-        more="… und {count} weitere.",
-        revoke="Wenn keine Briefe mehr in Ihrem Namen versandt werden sollen, widerrufen Sie Ihre "
-        "Einwilligung mit diesem Link (ein Klick genügt):",
-        why="Sie erhalten diese Übersicht, weil Sie um Nachricht über die in Ihrem Namen versandten "
-        "Briefe gebeten haben.",
-        channels={"email": "E-Mail", "fax": "Fax"},
-    ),
-    "zh-Hans": Texts(
-        subject="以您的名义发出的信件",
-        greeting="{name}，您好：",
-        period="{start}至{end}，以下信件以您的名义发出：",
-        so_far="截至{end}，以下信件已以您的名义发出：",
-        line="- {date}：{action}，致{target}，通过{channel}",
-        more="……另有{count}封。",
-        revoke="如果您不再希望以您的名义发送信件，请通过以下链接撤回您的同意（只需点击一次）：",
-        why="您收到这份摘要，是因为您曾要求我们告知以您的名义发出的信件。",
-        channels={"email": "电子邮件", "fax": "传真"},
-    ),
-}
-
-
 def texts_for(tag: str) -> tuple[str, Locale]:
     """The texts' language and the locale dates are written in: the supporter's own (de-CH,
-    es-MX…) when we have texts in its language, else English. Traditional Chinese readers get
-    English rather than a script they did not choose."""
-    try:
-        locale = parse_language(tag)
-    except ValueError:
-        return "en", Locale("en")
-    key = locale.language
-    if key == "zh":
-        key = "zh-Hans" if script_of(tag) == "Hans" else "zh-Hant"
-    return (key, locale) if key in TEXTS else ("en", Locale("en"))
+    es-MX…) when the catalogue has receipts in its language and script, else English (Traditional
+    Chinese readers too: not a script they did not choose)."""
+    language = language_for(tag, RECEIPT)
+    return (language, parse_language(tag)) if language else (ENGLISH, Locale(ENGLISH))
 
 
 def period_end(kind: str, now: dt.datetime) -> dt.datetime:
@@ -187,28 +104,29 @@ def _intro(t: Texts, locale: Locale, start: dt.datetime | None, end: dt.datetime
     """The period reported: its first and last days (``end`` is the midnight after it)."""
     last = format_date((end - dt.timedelta(days=1)).date(), "long", locale=locale)
     if start is None:
-        return t.so_far.format(end=last)
-    return t.period.format(start=format_date(start.date(), "long", locale=locale), end=last)
+        return t["so_far"].format(end=last)
+    return t["period"].format(start=format_date(start.date(), "long", locale=locale), end=last)
 
 
 def _line(t: Texts, locale: Locale, actions: Mapping[str, Action], letter: SentLetter) -> str:
     action, target = _names(actions, letter)
     day = format_date(letter.sent_at.date(), "medium", locale=locale)
-    channel = t.channels.get(letter.channel, letter.channel)
-    return t.line.format(date=day, action=action, target=target, channel=channel)
+    channel = t.get(f"channel_{letter.channel}", letter.channel)
+    return t["line"].format(date=day, action=action, target=target, channel=channel)
 
 
 def compose(digest: Digest, actions: Mapping[str, Action], link: str) -> Notice:
     """The email, as plain text: names and titles are inserted as they are, never as markup."""
     person = digest.person
     key, locale = texts_for(person.language)
-    t = TEXTS[key]
+    t = texts(key, RECEIPT)
     lines = [_line(t, locale, actions, letter) for letter in digest.letters]
-    if digest.total > len(digest.letters):
-        lines.append(t.more.format(count=digest.total - len(digest.letters)))
+    if (more := digest.total - len(digest.letters)) > 0:
+        lines.append(ngettext(key, RECEIPT, "more", more).format(count=more))
     intro = _intro(t, locale, person.through, digest.end)
-    parts = [t.greeting.format(name=person.name), intro, "\n".join(lines), f"{t.revoke}\n{link}", t.why]
-    return Notice(person.name, person.email, key, t.subject, "\n\n".join(parts) + "\n", link)
+    greeting, revoke = t["greeting"].format(name=person.name), f"{t['revoke']}\n{link}"
+    parts = [greeting, intro, "\n".join(lines), revoke, t["why"]]
+    return Notice(person.name, person.email, key, t["subject"], "\n\n".join(parts) + "\n", link)
 
 
 @dataclass(frozen=True)

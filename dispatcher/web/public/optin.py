@@ -8,9 +8,9 @@ no session, so each form carries a signed, expiring token that must match a rand
 cookie (double submit). Withdrawing works from its page, and in one click (RFC 8058) from a
 mail client, with the signed link as the only credential.
 
-Pages and emails speak English, French, Spanish, German and Simplified Chinese, from the small
-catalogue at the end of this module (English fills any gap); ``?lang=`` or Accept-Language picks
-the page's language, the supporter's chosen language the emails'.
+Pages and emails speak the languages of the texts catalogue (dispatcher/letters/texts/, context
+``join``: English, French, Spanish, German and Simplified Chinese); ``?lang=`` or Accept-Language
+picks the page's language by its policy, the supporter's chosen language the emails'.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from starlette.routing import Route
 from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.language import parse_language
+from dispatcher.letters.texts import JOIN, language_for, texts
+from dispatcher.letters.texts import offered as offering
 from dispatcher.models import WORDS_LIMIT, ActionStatus, SupporterRecord, Terms
 from dispatcher.people import fields, notices, tokens
 from dispatcher.people.fields import CHANNELS, REPLIES, TERRITORIES, FieldError, KnownScopes
@@ -47,7 +49,6 @@ from dispatcher.settings import Settings
 from dispatcher.web.auth import address
 from dispatcher.web.context import Context, context
 from dispatcher.web.limits import client_key
-from dispatcher.web.optin_text import LANGS, TEXT
 from dispatcher.web.pages import render
 
 log = logging.getLogger("dispatcher.web")
@@ -61,18 +62,12 @@ MANY = ("tags", "channels", "sign")
 FORM_COOKIE = "dispatcher_form"
 FORM_SALT = "public-form"
 FORM_AGE = dt.timedelta(hours=6)  # long enough to read the consent text and think it over
+LANGS = offering(JOIN)  # the languages these pages and their emails speak
 
 
 # The page's language ---------------------------------------------------------------------------
 def _match(tag: str) -> str | None:
-    wanted = tag.strip().lower()
-    for lang in LANGS:
-        if wanted == lang.lower():
-            return lang
-    primary = wanted.split("-")[0]
-    if primary == "zh":  # a reader of Traditional characters is still better served than by English
-        return "zh-Hans"
-    return primary if primary in LANGS else None
+    return language_for(tag.strip(), JOIN)
 
 
 def _accepted(header: str) -> list[str]:
@@ -98,7 +93,8 @@ def page_language(request: Request, form: FormData | None = None) -> str:
 
 
 def text_for(language: str) -> dict[str, str]:
-    return {**TEXT["en"], **TEXT.get(language, {})}
+    """The page's words as a plain dict, for the checks; templates get the catalogue's view."""
+    return dict(texts(language, JOIN))
 
 
 # Pages and their form tokens -------------------------------------------------------------------
@@ -131,8 +127,8 @@ def _org(settings: Settings) -> str:
 def _page(request: Request, template: str, ui: str, status: int = 200, **values: Any) -> Response:
     """A public page in ``ui``, with a fresh form token bound to the visitor's cookie."""
     ctx, nonce = context(request), _nonce(request)
-    t = text_for(ui)
-    switch = [(lang, TEXT[lang]["lang_name"]) for lang in LANGS]
+    t = texts(ui, JOIN)
+    switch = [(lang, texts(lang, JOIN)["lang_name"]) for lang in LANGS]
     # After a POST (a form sent, a link used) the page in another language is the general form:
     # the same address again would show a used link's button, or a blank form.
     here = request.url.path if request.method == "GET" else "/join"
@@ -228,7 +224,7 @@ def _form_page(
         v=values,
         errors=errors,
         countries=_countries(ui),
-        own=[(lang, TEXT[lang]["lang_name"]) for lang in LANGS],
+        own=[(lang, texts(lang, JOIN)["lang_name"]) for lang in LANGS],
         signs=[(lang, _language_name(lang, ui)) for lang in offer.languages],
         expiries=EXPIRIES,
         receipts=fields.RECEIPTS,
@@ -460,7 +456,7 @@ def confirmation(ctx: Context, base: str, form: dict[str, Any], what: str, opt_i
     confirm = f"{base}/join/confirm/{tokens.sign(secret, tokens.CONFIRM, opt_in)}?lang={lang}"
     revoke = tokens.revoke_link(base, secret, form["email"], lang)
     org = _org(ctx.settings)
-    body = t["mail_body"].format(name=form["name"], org=org, what=what, confirm=confirm, revoke=revoke)
+    body = t["mail_body"].format(name=form["name"], org=org, what=what, confirm=confirm, revoke=revoke) + "\n"
     return notices.Notice(
         form["name"], form["email"], lang, t["mail_subject"], _with_replies(body, form, t, org), revoke
     )
