@@ -19,9 +19,10 @@ def parse_language(tag: str) -> Locale:
 
 def _language(tag: str) -> str:
     parse_language(tag)
-    if tag != bcp47_case(tag):
-        # Consents store tags in this case; "zh-hans" here would match none of them.
-        raise ValueError(f"write {tag!r} as {bcp47_case(tag)!r}")
+    usual = bcp47_case(tag.replace("_", "-"))
+    if tag != usual:
+        # Consents store tags so; "zh-hans" or "en_GB" here would match none of them.
+        raise ValueError(f"write {tag!r} as {usual!r}")
     return tag
 
 
