@@ -19,7 +19,28 @@ def parse_language(tag: str) -> Locale:
 
 def _language(tag: str) -> str:
     parse_language(tag)
+    usual = bcp47_case(tag.replace("_", "-"))
+    if tag != usual:
+        # Consents store tags so; "zh-hans" or "en_GB" here would match none of them.
+        raise ValueError(f"write {tag!r} as {usual!r}")
     return tag
+
+
+def bcp47_case(tag: str) -> str:
+    """A tag in its conventional case (zh-Hans, en-GB): the planner matches a consent's
+    languages to a letter's as text, so every tag stored or configured is written so."""
+    first, *rest = tag.split("-")
+    parts = [first.lower()]
+    for part in rest:
+        alpha = part.isalpha()
+        parts.append(
+            part.title()
+            if alpha and len(part) == 4
+            else part.upper()
+            if alpha and len(part) == 2
+            else part.lower()
+        )
+    return "-".join(parts)
 
 
 def script_of(tag: str) -> str:

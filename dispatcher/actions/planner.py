@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from dispatcher.actions.model import Action
 from dispatcher.models import ActionState, ActionStatus, Progress, Status
-from dispatcher.store import Store
+from dispatcher.store.roles import PlannerStore
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def terminal_status(view: Effective) -> Status | None:
     return Status.EXPIRED if view.reason == "deadline passed" else Status.CANCELLED
 
 
-def finish_action(store: Store, action: Action, status: Status, now: dt.datetime) -> int:
+def finish_action(store: PlannerStore, action: Action, status: Status, now: dt.datetime) -> int:
     """Pending letters of an action that can no longer send become ``status``, if the store's
     action state still agrees (a sweep may run on a view a second old: see ``finish_pending``)."""
     by_file = action.status is ActionStatus.CLOSED
@@ -54,7 +54,7 @@ def finish_action(store: Store, action: Action, status: Status, now: dt.datetime
 
 
 def plan_action(
-    store: Store,
+    store: PlannerStore,
     action: Action,
     channels: tuple[str, ...],
     now: dt.datetime,

@@ -22,7 +22,7 @@ from babel import Locale
 from dispatcher import capabilities
 from dispatcher.actions.model import Action
 from dispatcher.addresses import normalise_email
-from dispatcher.language import parse_language
+from dispatcher.language import bcp47_case, parse_language
 from dispatcher.models import CITY_LIMIT, NAME_LIMIT, WORDS_LIMIT
 
 # The channels a consent may name, in the one order a consent's channels are kept in.
@@ -183,23 +183,6 @@ def channels(items: Iterable[str]) -> tuple[str, ...]:
         raise FieldError("channels", "invalid", problem)
     # One order, so that the same channels listed the other way round are not a changed consent.
     return tuple(c for c in CHANNELS if c in given)
-
-
-def bcp47_case(tag: str) -> str:
-    """A tag in its conventional case (zh-Hans, en-GB), as action files write them: the planner
-    matches a consent's languages to a letter's as text."""
-    first, *rest = tag.split("-")
-    parts = [first.lower()]
-    for part in rest:
-        alpha = part.isalpha()
-        parts.append(
-            part.title()
-            if alpha and len(part) == 4
-            else part.upper()
-            if alpha and len(part) == 2
-            else part.lower()
-        )
-    return "-".join(parts)
 
 
 def languages(items: Iterable[str]) -> tuple[str, ...]:

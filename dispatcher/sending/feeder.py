@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from dispatcher.channels import Channel
 from dispatcher.models import Claim, ClaimGroup, GroupId
 from dispatcher.pacing import Limits
-from dispatcher.store import ClaimRequest, Store
+from dispatcher.store import ClaimRequest
+from dispatcher.store.roles import SenderStore
 from dispatcher.store.thread import StoreThread
 
 START_WITHIN = 1.0  # seconds from claim to the start of the attempt, or the letter goes back
@@ -76,7 +77,7 @@ class ChannelQueue:
 class Feeder:
     def __init__(
         self,
-        store: Store,
+        store: SenderStore,
         db: StoreThread,
         worker_id: str,
         channels: Mapping[str, Channel],

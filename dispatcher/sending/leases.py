@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Collection, Iterator
 
-from dispatcher.store import Store
+from dispatcher.store.roles import SenderStore
 
 log = logging.getLogger("dispatcher")
 
@@ -30,7 +30,7 @@ RENEW_AT_MOST_EVERY = 5.0  # seconds: a long lease is renewed well before it run
 class LeaseKeeper:
     def __init__(
         self,
-        store: Store,
+        store: SenderStore,
         worker_id: str,
         lease: dt.timedelta,
         clock: Callable[[], dt.datetime],

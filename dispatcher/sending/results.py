@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dispatcher.models import AttemptResult, Retry
-from dispatcher.store import Store
+from dispatcher.store.roles import SenderStore
 from dispatcher.store.thread import StoreThread
 
 FLUSH_EVERY = 0.05  # seconds between commits of attempt results
@@ -40,7 +40,7 @@ class Tally:
 class ResultWriter:
     def __init__(
         self,
-        store: Store,
+        store: SenderStore,
         db: StoreThread,
         worker_id: str,
         clock: Callable[[], dt.datetime],

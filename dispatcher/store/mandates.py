@@ -20,14 +20,14 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store import Status, SupporterRecord, Terms
+from dispatcher.store.consent import allows, current
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consent_events, consents, deliveries, personal_words, supporters
 
@@ -44,8 +44,7 @@ COPIED = tuple(c.name for c in consents.columns if c.name not in ("id", "ended_a
 
 def upsert_supporters(conn: Connection, batch: Sequence[SupporterRecord], now: dt.datetime) -> int:
     """Add or update the supporters, then record their consents."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(supporters)
+    upsert = dialect_insert(conn, supporters)
     kept = {k: upsert.excluded[k] for k in ("name", "language", "city", "country", "updated_at")}
     # A record without a receipts choice leaves the supporter's as it is.
     for given in (True, False):
@@ -204,10 +203,10 @@ def successor() -> Select[Any]:
     consent of the same scope, if it allows the letter's channel."""
     d, old, new = deliveries, consents.alias("old"), consents.alias("new")
     scope = select(old.c.scope).where(old.c.id == d.c.consent_id).correlate_except(old).scalar_subquery()
-    allows = or_(new.c.channels == "*", new.c.channels.contains(d.c.channel))
-    live = and_(new.c.revoked_at.is_(None), new.c.ended_at.is_(None))
     mine = and_(new.c.supporter_id == d.c.supporter_id, new.c.scope == scope)
-    return select(new.c.id).where(mine, live, allows).correlate_except(new)
+    # Current, not live: at most one row (the partial unique index), and an expired one is
+    # the sweep's to cancel the letter for, as it would on the letter's own consent.
+    return select(new.c.id).where(mine, current(new), allows(d.c.channel, new)).correlate_except(new)
 
 
 def _move_unsent(conn: Connection, old: int, new: int, channels: Sequence[str], now: dt.datetime) -> None:
@@ -273,8 +272,7 @@ def _event(
 def _words(conn: Connection, person: int, words: Mapping[str, str], now: dt.datetime) -> None:
     if not words:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(personal_words)
+    stmt = dialect_insert(conn, personal_words)
     stmt = stmt.on_conflict_do_update(
         index_elements=["supporter_id", "action_id"],
         set_={"words": stmt.excluded.words, "updated_at": stmt.excluded.updated_at},

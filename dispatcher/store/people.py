@@ -13,9 +13,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
+from dispatcher.store.consent import withdrawn
+from dispatcher.store.engine import one_writer
 from dispatcher.store.privacy import delete_media, redact, wiping
 from dispatcher.store.reading import reading
 from dispatcher.store.reasons import Reason
@@ -62,9 +64,7 @@ class SqlPeople:
                 return None
             mandates.revoke_event(conn, person, source, now)
             c, d = consents, deliveries
-            conn.execute(
-                update(c).where(c.c.supporter_id == person, c.c.revoked_at.is_(None)).values(revoked_at=now)
-            )
+            conn.execute(update(c).where(c.c.supporter_id == person, ~withdrawn()).values(revoked_at=now))
             return mandates.cancel_unsent(conn, d.c.supporter_id == person, mandates.WITHDRAWN, now)
 
     def lapse(self, now: dt.datetime) -> int:
@@ -109,8 +109,7 @@ class SqlPeople:
         """Keep a form until its confirmation link is followed. None: this address already has
         one waiting from the last hour, so no second email goes to it."""
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # one writer per address, so two cannot race
-                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(email))))
+            one_writer(conn, email)  # one writer per address, so two cannot race
             o = opt_ins
             waiting = select(o.c.id).where(
                 o.c.email == email, o.c.created_at > now - OPT_IN_QUIET, o.c.confirmed_at.is_(None)

@@ -38,10 +38,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import Status
+from dispatcher.store.consent import live
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
     attempts,
@@ -97,10 +98,6 @@ def _claim_key(person: int) -> str:
     return f"{CLAIM_PREFIX}{person}"
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
 class SqlPrivacy:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -111,9 +108,8 @@ class SqlPrivacy:
         has ended since their last one, who still hold a live consent, and whose digest nobody
         holds a claim on (a failed send waits out its claim instead of retrying every run)."""
         s, c, m = supporters, consents, meta
-        live = select(c.c.id).where(
-            c.c.supporter_id == s.c.id, c.c.revoked_at.is_(None), c.c.ended_at.is_(None)
-        )
+        # A lapsed consent stands no more than a withdrawn one: no receipt either.
+        held = select(c.c.id).where(c.c.supporter_id == s.c.id, live(now))
         key = literal(CLAIM_PREFIX, String) + cast(s.c.id, String)
         claimed = select(m.c.key).where(m.c.key == key, m.c.value > _stamp(now))
         periods = [
@@ -122,7 +118,7 @@ class SqlPrivacy:
         ]
         query = (
             select(s.c.id, s.c.email, s.c.name, s.c.language, s.c.receipts, s.c.receipts_through)
-            .where(or_(*periods), ~s.c.email.like(FORGOTTEN), live.exists(), ~claimed.exists())
+            .where(or_(*periods), ~s.c.email.like(FORGOTTEN), held.exists(), ~claimed.exists())
             .order_by(s.c.id)
             .limit(limit)
         )
@@ -137,7 +133,12 @@ class SqlPrivacy:
         key, token = _claim_key(person.id), f"{_stamp(now + lease)} {worker}"
         m, s = meta, supporters
         with self.engine.begin() as conn:
-            made = _insert(conn, m).values(key=key, value=token).on_conflict_do_nothing().returning(m.c.key)
+            made = (
+                dialect_insert(conn, m)
+                .values(key=key, value=token)
+                .on_conflict_do_nothing()
+                .returning(m.c.key)
+            )
             if conn.execute(made).first() is None:
                 # Only a claim whose runner died (it expired) may be taken over.
                 stale = update(m).where(m.c.key == key, m.c.value < _stamp(now)).values(value=token)
@@ -207,7 +208,9 @@ class SqlPrivacy:
                     wipe.tables.add("personal_words")
                 done = _scrub_batch(wipe.conn, action_id, limit, wipe.tables)
                 if done:
-                    mark = _insert(wipe.conn, meta).values(key=retained_key(action_id), value="scrubbed")
+                    mark = dialect_insert(wipe.conn, meta).values(
+                        key=retained_key(action_id), value="scrubbed"
+                    )
                     wipe.conn.execute(mark.on_conflict_do_nothing())
             wipe.changed = bool(done or wipe.tables)
         return done

@@ -13,8 +13,8 @@ import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.reasons import Reason
 from dispatcher.store.schema import consents, deliveries, letter_quota
 
@@ -45,8 +45,7 @@ def charge(conn: Connection, ids: Sequence[int], now: dt.datetime) -> list[int]:
     if not capped:
         return list(ids)
     month = month_of(now)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    start = dialect.insert(q).on_conflict_do_nothing()
+    start = dialect_insert(conn, q).on_conflict_do_nothing()
     people = sorted({r.supporter_id for r in capped})
     # One multi-row INSERT, not an executemany (a pipeline, see ``SqlStore._spend``).
     conn.execute(start.values([{"supporter_id": p, "month": month, "used": 0} for p in people]))

@@ -1,4 +1,4 @@
-"""Read-only transactions: on SQLite they take no write lock (see ``sql.engine_for``), so a long
+"""Read-only transactions: on SQLite they take no write lock (see ``engine.engine_for``), so a long
 export or a dashboard page never stalls the senders."""
 
 from __future__ import annotations

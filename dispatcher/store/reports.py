@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, Connection, Engine, Float, Select, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, case, func, or_, select
 
 from dispatcher import capabilities
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
+from dispatcher.store.engine import seconds_between
 from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
 from dispatcher.store.reading import reading
@@ -157,12 +158,7 @@ class SqlReports:
 
     def _seconds(self) -> ColumnElement[float]:
         """An attempt's duration in seconds (finished_at - started_at), computed by the database."""
-        a = attempts
-        if self.engine.dialect.name == "sqlite":  # naive UTC text; julianday keeps milliseconds
-            days = func.julianday(a.c.finished_at) - func.julianday(a.c.started_at)
-            return cast(func.round(days * 86400.0, 3), Float)
-        # date_part gives a float8; extract() a numeric, slower to compare and sum.
-        return cast(func.date_part("epoch", a.c.finished_at - a.c.started_at), Float)
+        return seconds_between(self.engine, attempts.c.started_at, attempts.c.finished_at)
 
     def attempt_latency(self, buckets: Sequence[float]) -> dict[str, Latency]:
         """Per channel, how long the dispatcher's own attempts took (an SMTP conversation, a

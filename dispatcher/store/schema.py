@@ -97,6 +97,7 @@ supporters = Table(
 # One row per scope a supporter agreed to: "all", "tag:<campaign tag>" or an action id, with the
 # terms of that mandate. Rows are only ever added: a change ends the old row (ended_at) and adds
 # a new one, so the planner's watermark on ids sees every widening; revocation keeps the row.
+# The partial unique index's condition, as migration 0006 made it; queries spell it consent.current.
 LIVE_CONSENT = "revoked_at IS NULL AND ended_at IS NULL"
 consents = Table(
     "consents",

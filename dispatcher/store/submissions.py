@@ -14,11 +14,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sqlalchemy import Connection, bindparam, delete, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, delete, literal, select, update
 
 from dispatcher import capabilities
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
+from dispatcher.store.consent import allows, unexpired, withdrawn
+from dispatcher.store.engine import dialect_insert
 from dispatcher.store.failures import Failure
 from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
@@ -199,12 +200,14 @@ def fall_back(conn: Connection, delivery_ids: Sequence[int], now: dt.datetime) -
         d.c.id.in_(delivery_ids),
         d.c.fallback.is_not(None),
         c.c.id == d.c.consent_id,
-        c.c.revoked_at.is_(None),
-        or_(c.c.channels == "*", c.c.channels.contains(d.c.fallback)),
+        # Not live: a consent ended by a change of terms is left to the sweep, which moves the
+        # new letter to its successor if that allows the channel (``people.lapse``).
+        ~withdrawn(),
+        unexpired(now),
+        allows(d.c.fallback),
     )
     columns = [*fields, "channel", "status", "next_attempt_at", "created_at", "updated_at"]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(d).from_select(columns, chosen).on_conflict_do_nothing()
+    insert = dialect_insert(conn, d).from_select(columns, chosen).on_conflict_do_nothing()
     made = conn.execute(insert.returning(d.c.channel)).scalars().all()  # rowcount: -1 on psycopg 3
     return "".join(f"; falling back to {channel}" for channel in made)
 

@@ -77,6 +77,9 @@ def test_deadline_date_means_end_of_that_day_in_the_action_zone(tmp_path: Path) 
         (('fax: "010 6238 1025"', 'fax: "12"'), "targets[0]", "not a"),
         (("timezone: Asia/Taipei", "timezone: Mars/Olympus"), "timezone", "IANA"),
         (("languages: [zh-Hant, en]", "languages: [klingon-xx]"), "languages[0]", "BCP 47"),
+        # Consents store "zh-Hant": a tag cased otherwise would match none of them.
+        (("languages: [zh-Hant, en]", "languages: [zh-hant, en]"), "languages[0]", "as 'zh-Hant'"),
+        (("languages: [zh-Hant, en]", "languages: [zh-Hant, en_GB]"), "languages[1]", "as 'en-GB'"),
         (("deadline: 2030-01-31", "deadline: someday"), "deadline", ""),
         (("channels: [email, fax]", "channels: [email, pigeon]"), "targets[0].channels[1]", ""),
         (("role: to", "role: boss"), "targets[0].role", ""),

@@ -86,6 +86,13 @@ def test_a_language_is_offered_where_it_translates_every_message(context: str) -
         ("zh-Hant", RECEIPT, None),
         ("zh-HK", FAX, "zh-Hant"),
         ("zh-TW", FAX, "zh-Hant"),
+        # A language in a region Babel has no data for, or a tag with extensions: its language
+        # still counts (what macOS sends with the system language and region set apart).
+        ("fr-DE", JOIN, "fr"),
+        ("de-US", RECEIPT, "de"),
+        ("de-DE-x-work", JOIN, "de"),
+        ("es-ES-u-nu-latn", JOIN, "es"),
+        ("zh-TW-x-work", JOIN, None),
         ("pt-BR", JOIN, None),
         ("tlh", JOIN, None),
         ("", RECEIPT, None),

@@ -71,13 +71,21 @@ def offered(context: str) -> tuple[str, ...]:
 
 
 def language_for(tag: str, context: str) -> str | None:
-    """The shipped language that serves ``tag`` in ``context``, if any (see the module's policy)."""
-    try:
-        wanted = parse_language(tag)
-        script = script_of(tag)
-    except ValueError:
-        return None
-    return next((lang for lang, *spoken in _written(context) if spoken == [wanted.language, script]), None)
+    """The shipped language that serves ``tag`` in ``context``, if any (see the module's policy).
+
+    A tag Babel cannot read (a region it has no data for, as in ``fr-DE``, or extensions) is
+    read without its last subtags, as RFC 4647's lookup does; one it reads is taken as it is,
+    so ``zh-TW`` never becomes ``zh``, which is written in another script."""
+    subtags = tag.split("-")
+    while subtags:
+        try:
+            wanted, script = parse_language("-".join(subtags)), script_of("-".join(subtags))
+        except ValueError:
+            subtags.pop()
+            continue
+        spoken = [wanted.language, script]
+        return next((lang for lang, *written in _written(context) if written == spoken), None)
+    return None
 
 
 @functools.cache

@@ -1,0 +1,120 @@
+"""Workers' heartbeats and their leases: renewed, handed back, expired, recovered after a crash."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy.sql import ColumnElement
+
+from dispatcher.store import ALIVE, WORKERS_KEPT, Outcome, Status, WorkerBeat
+from dispatcher.store.engine import SqlPart, clock_before, dialect_insert
+from dispatcher.store.schema import attempts, deliveries, workers
+
+
+def _alive_owner(worker: str, since: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
+    """The lease's owner, another worker, beat within ALIVE and has not stopped: it runs, and
+    its leases ran out only because the store was away; it renews them itself once it answers.
+    A worker's own expired leases are its to take back (a restart under the same id)."""
+    w, d = workers, deliveries
+    return exists().where(
+        w.c.worker_id == d.c.lease_owner,
+        w.c.worker_id != worker,
+        w.c.last_seen > since,
+        w.c.stopped_at.is_(None),
+    )
+
+
+class SqlLeases(SqlPart):
+    def heartbeat(self, beat: WorkerBeat) -> None:
+        values = {k: getattr(beat, k) for k in ("last_seen", "holding", "sent", "stopped_at")}
+        with self.engine.begin() as conn:
+            upsert = dialect_insert(conn, workers).values(
+                worker_id=beat.worker_id, started_at=beat.started_at, **values
+            )
+            conn.execute(upsert.on_conflict_do_update(index_elements=["worker_id"], set_=values))
+            # A worker whose clock runs an hour ahead must not erase every other worker's row.
+            forget_before = clock_before(self.engine, beat.last_seen, WORKERS_KEPT)
+            conn.execute(delete(workers).where(workers.c.last_seen < forget_before))
+
+    def workers(self) -> list[WorkerBeat]:
+        with self._read() as conn:
+            rows = conn.execute(select(workers).order_by(workers.c.last_seen.desc()))
+            return [WorkerBeat(**r._mapping) for r in rows]
+
+    def recover(self, worker: str, now: dt.datetime, others: bool = True) -> int:
+        d = deliveries
+        alive_since = clock_before(self.engine, now, ALIVE)
+        whose = ~_alive_owner(worker, alive_since) if others else d.c.lease_owner == worker
+        with self.engine.begin() as conn:
+            lost = conn.execute(
+                select(d.c.id, d.c.action_id, d.c.target_id, d.c.channel, d.c.lease_owner)
+                .where(d.c.status == Status.SENDING, d.c.lease_until < now, whose)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not lost:
+                return 0
+            conn.execute(
+                attempts.insert(),
+                [
+                    {
+                        "delivery_id": row.id,
+                        "action_id": row.action_id,
+                        "target_id": row.target_id,
+                        "channel": row.channel,
+                        "started_at": now,
+                        "finished_at": now,
+                        "outcome": Outcome.INTERRUPTED.value,
+                        "detail": f"lease of {row.lease_owner} ran out mid-attempt; "
+                        "outcome unknown, sending again with the same Message-ID",
+                        "worker": worker,
+                    }
+                    for row in lost
+                ],
+            )
+            # Its due time stays what it was: claims take the oldest due first, so a letter taken
+            # back goes out next, not behind every letter queued since.
+            conn.execute(
+                update(d)
+                .where(d.c.id.in_([row.id for row in lost]))
+                .values(status=Status.PENDING.value, lease_owner=None, lease_until=None, updated_at=now)
+            )
+        return len(lost)
+
+    def release(self, worker: str, delivery_ids: Sequence[int], now: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(
+                    d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING
+                )
+                .values(
+                    status=Status.PENDING.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=d.c.attempts - 1,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def renew(self, worker: str, delivery_ids: Sequence[int], until: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        d = deliveries
+        # Only a lease still ours: one another worker took back after a freeze stays theirs.
+        mine = and_(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+        with self.engine.begin() as conn:
+            return conn.execute(update(d).where(mine).values(lease_until=until)).rowcount
+
+    def expire_leases_of(self, worker: str, now: dt.datetime) -> int:
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(d.c.lease_owner == worker, d.c.status == Status.SENDING)
+                .values(lease_until=now - dt.timedelta(microseconds=1))
+            ).rowcount
