@@ -36,7 +36,7 @@ def current(c: Consents = consents) -> ColumnElement[bool]:
     AND ended_at IS NULL``), in the same two terms: SQLite uses a partial index only for a query
     whose WHERE contains its terms as written, and PostgreSQL must prove them from the query's.
     Both use it for the successor's lookup, and PostgreSQL may for the claim's consent lookup
-    (tests/test_consent.py explains both). The index keeps one current row per supporter and
+    (tests/store/test_consent.py explains both). The index keeps one current row per supporter and
     scope, which ``mandates.successor`` relies on (a scalar subquery).
 
     Without the expiry: the successor's expiry is the sweep's and the claim's to judge, not a

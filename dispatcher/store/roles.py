@@ -3,7 +3,7 @@
 A signature that takes one of these says which calls it makes, and a fake for a test of it
 needs only those: the planner (actions/planner.py) takes a PlannerStore; the feeder, the lease
 keeper and the results writer (sending/) a SenderStore. ``SqlStore`` satisfies each (mypy
-checks it: tests/test_roles.py).
+checks it: tests/store/test_roles.py).
 """
 
 from __future__ import annotations

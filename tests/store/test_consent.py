@@ -20,8 +20,8 @@ from dispatcher.store.claims import due_queries
 from dispatcher.store.mandates import successor
 from dispatcher.store.schema import consents, deliveries
 from tests.conftest import never_retry
-from tests.test_store_contract import NOW, people
-from tests.test_submissions import fax_letters, plan_fax
+from tests.store.test_store_contract import NOW, people
+from tests.store.test_submissions import fax_letters, plan_fax
 
 LATER = NOW + dt.timedelta(hours=1)
 
