@@ -40,20 +40,28 @@ def _audit(
     store.accounts.audit(AuditEntry(now, by, where, what, action.id, detail))
 
 
-def pause(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> None:
+# Pause and resume are one move between active and paused, each way: from, to, who may make it.
+_SWITCHES = {
+    "pause": (ActionStatus.ACTIVE, ActionStatus.PAUSED, "an active action can be paused"),
+    "resume": (ActionStatus.PAUSED, ActionStatus.ACTIVE, "a paused action can be resumed"),
+}
+
+
+def _switch(store: Store, action: Action, by: str, now: dt.datetime, where: str, verb: str) -> None:
+    source, target, allowed = _SWITCHES[verb]
     status = _current(store, action, now)
-    if status is not ActionStatus.ACTIVE:
-        raise ControlError(f"{action.id} is {status.value}; only an active action can be paused")
-    store.set_action_state(action.id, by=by, now=now, status=ActionStatus.PAUSED.value)
-    _audit(store, "pause", action, by, now, where)
+    if status is not source:
+        raise ControlError(f"{action.id} is {status.value}; only {allowed}")
+    store.set_action_state(action.id, by=by, now=now, status=target.value)
+    _audit(store, verb, action, by, now, where)
+
+
+def pause(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> None:
+    _switch(store, action, by, now, where, "pause")
 
 
 def resume(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> None:
-    status = _current(store, action, now)
-    if status is not ActionStatus.PAUSED:
-        raise ControlError(f"{action.id} is {status.value}; only a paused action can be resumed")
-    store.set_action_state(action.id, by=by, now=now, status=ActionStatus.ACTIVE.value)
-    _audit(store, "resume", action, by, now, where)
+    _switch(store, action, by, now, where, "resume")
 
 
 def close(store: Store, action: Action, by: str, now: dt.datetime, where: str = "cli") -> int:
