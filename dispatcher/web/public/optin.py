@@ -554,12 +554,32 @@ def _token(request: Request, purpose: str) -> str | int | None:
     return tokens.read(context(request).store.instance_secret(), purpose, request.path_params["token"])
 
 
-async def confirm_page(request: Request) -> Response:
-    """Only a button: mail scanners fetch links, and a fetch must not give consent."""
-    ui = page_language(request)
-    if not isinstance(_token(request, tokens.CONFIRM), int):
+def _bad_link(request: Request, ui: str, purpose: str) -> Response:
+    """A link whose signature or age fails; a confirmation's leads to the form again."""
+    if purpose == tokens.CONFIRM:
         return _message(request, ui, "invalid", 400, link=("/join", text_for(ui)["join_again"]))
-    return _page(request, "confirm.html", ui)
+    return _message(request, ui, "invalid_revoke", 400)
+
+
+def _button(request: Request, ui: str, key: str, refused: bool = False) -> Response:
+    """The page of one button (``key``: confirm, revoke); ``refused``: pressed without the page's
+    form token, so shown again with why."""
+    if not refused:
+        return _page(request, "button.html", ui, key=key)
+    return _page(request, "button.html", ui, 403, key=key, problem=text_for(ui)["err_button"])
+
+
+def _button_page(request: Request, purpose: str, signs: type[int | str], key: str) -> Response:
+    """Only a button: mail scanners fetch links, and a fetch must not give or take back consent.
+    ``signs``: what the link's token holds for ``purpose`` (an opt-in id, an address)."""
+    ui = page_language(request)
+    if not isinstance(_token(request, purpose), signs):
+        return _bad_link(request, ui, purpose)
+    return _button(request, ui, key)
+
+
+async def confirm_page(request: Request) -> Response:
+    return _button_page(request, tokens.CONFIRM, int, "confirm")
 
 
 async def confirm(request: Request) -> Response:
@@ -567,9 +587,9 @@ async def confirm(request: Request) -> Response:
     ui = page_language(request, form)
     opt_in = _token(request, tokens.CONFIRM)
     if not isinstance(opt_in, int):
-        return _message(request, ui, "invalid", 400, link=("/join", text_for(ui)["join_again"]))
+        return _bad_link(request, ui, tokens.CONFIRM)
     if not form_ok(request, form):
-        return _page(request, "confirm.html", ui, 403, problem=text_for(ui)["err_button"])
+        return _button(request, ui, "confirm", refused=True)
     now = ctx.clock()
     record = await run_in_threadpool(
         ctx.store.people.confirm_opt_in, opt_in, now, functools.partial(record_of, now=now)
@@ -582,11 +602,7 @@ async def confirm(request: Request) -> Response:
 
 
 async def revoke_page(request: Request) -> Response:
-    """Only a button, for the same reason as the confirmation's."""
-    ui = page_language(request)
-    if not isinstance(_token(request, tokens.REVOKE), str):
-        return _message(request, ui, "invalid_revoke", 400)
-    return _page(request, "revoke.html", ui)
+    return _button_page(request, tokens.REVOKE, str, "revoke")
 
 
 async def revoke(request: Request) -> Response:
@@ -595,12 +611,12 @@ async def revoke(request: Request) -> Response:
     ui = page_language(request, form)
     email = _token(request, tokens.REVOKE)
     if not isinstance(email, str):
-        return _message(request, ui, "invalid_revoke", 400)
+        return _bad_link(request, ui, tokens.REVOKE)
     # RFC 8058: a mail client's one-click POST has no cookie and no form token; the signed link
     # is what shows it comes from the person's own mailbox.
     one_click = form.get("List-Unsubscribe") == "One-Click"
     if not one_click and not form_ok(request, form):
-        return _page(request, "revoke.html", ui, 403, problem=text_for(ui)["err_button"])
+        return _button(request, ui, "revoke", refused=True)
     await run_in_threadpool(ctx.store.people.revoke, email, ctx.clock(), "link")
     return _page(request, "revoke_done.html", ui)
 
