@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.sql import ColumnElement
@@ -24,6 +25,19 @@ def _alive_owner(worker: str, since: ColumnElement[dt.datetime]) -> ColumnElemen
         w.c.last_seen > since,
         w.c.stopped_at.is_(None),
     )
+
+
+def held_by(worker: str) -> ColumnElement[bool]:
+    """Still this worker's lease: a letter another worker took back after a freeze, or one staff
+    ended meanwhile, is no longer its to change."""
+    d = deliveries
+    return and_(d.c.lease_owner == worker, d.c.status == Status.SENDING)
+
+
+def lease_ended(status: Status, now: Any, **values: Any) -> dict[str, Any]:
+    """The columns of a letter that leaves its lease for ``status`` at ``now`` (a time or a bound
+    parameter): owner and expiry go together, or recovery would take it back as a crashed send."""
+    return {"status": status.value, "lease_owner": None, "lease_until": None, "updated_at": now, **values}
 
 
 class SqlLeases(SqlPart):
@@ -76,9 +90,7 @@ class SqlLeases(SqlPart):
             # Its due time stays what it was: claims take the oldest due first, so a letter taken
             # back goes out next, not behind every letter queued since.
             conn.execute(
-                update(d)
-                .where(d.c.id.in_([row.id for row in lost]))
-                .values(status=Status.PENDING.value, lease_owner=None, lease_until=None, updated_at=now)
+                update(d).where(d.c.id.in_([row.id for row in lost])).values(lease_ended(Status.PENDING, now))
             )
         return len(lost)
 
@@ -89,16 +101,8 @@ class SqlLeases(SqlPart):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
-                .where(
-                    d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING
-                )
-                .values(
-                    status=Status.PENDING.value,
-                    lease_owner=None,
-                    lease_until=None,
-                    attempts=d.c.attempts - 1,
-                    updated_at=now,
-                )
+                .where(d.c.id.in_(list(delivery_ids)), held_by(worker))
+                .values(lease_ended(Status.PENDING, now, attempts=d.c.attempts - 1))
             ).rowcount
 
     def renew(self, worker: str, delivery_ids: Sequence[int], until: dt.datetime) -> int:
@@ -106,7 +110,7 @@ class SqlLeases(SqlPart):
             return 0
         d = deliveries
         # Only a lease still ours: one another worker took back after a freeze stays theirs.
-        mine = and_(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+        mine = and_(d.c.id.in_(list(delivery_ids)), held_by(worker))
         with self.engine.begin() as conn:
             return conn.execute(update(d).where(mine).values(lease_until=until)).rowcount
 
@@ -114,7 +118,5 @@ class SqlLeases(SqlPart):
         d = deliveries
         with self.engine.begin() as conn:
             return conn.execute(
-                update(d)
-                .where(d.c.lease_owner == worker, d.c.status == Status.SENDING)
-                .values(lease_until=now - dt.timedelta(microseconds=1))
+                update(d).where(held_by(worker)).values(lease_until=now - dt.timedelta(microseconds=1))
             ).rowcount

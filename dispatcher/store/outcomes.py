@@ -18,6 +18,7 @@ from dispatcher.store import (
     submissions,
 )
 from dispatcher.store.engine import SqlPart, dialect_insert
+from dispatcher.store.leases import held_by, lease_ended
 from dispatcher.store.schema import attempts, deliveries, early_events, fax_media, webhook_messages
 
 
@@ -77,15 +78,7 @@ def _mark_sent(conn: Connection, results: Sequence[AttemptResult]) -> None:
         conn.execute(
             update(d)
             .where(d.c.id.in_([r.delivery_id for r in group]))
-            .values(
-                status=Status.SENT.value,
-                sent_at=finished,
-                last_error=None,
-                language=language,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=finished,
-            )
+            .values(lease_ended(Status.SENT, finished, sent_at=finished, last_error=None, language=language))
         )
 
 
@@ -98,12 +91,12 @@ def _mark_failed(conn: Connection, failed: Sequence[AttemptResult]) -> None:
         update(d)
         .where(d.c.id == bindparam("b_id"))
         .values(
-            status=Status.FAILED.value,
-            last_error=bindparam("b_error"),
-            language=bindparam("b_language"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("b_now"),
+            lease_ended(
+                Status.FAILED,
+                bindparam("b_now"),
+                last_error=bindparam("b_error"),
+                language=bindparam("b_language"),
+            )
         ),
         [
             {"b_id": r.delivery_id, "b_error": r.detail, "b_language": r.language, "b_now": r.finished_at}
@@ -119,14 +112,14 @@ def _mark_retry(conn: Connection, worker: str, again: Sequence[AttemptResult]) -
     d = deliveries
     conn.execute(
         update(d)
-        .where(d.c.id == bindparam("b_id"), d.c.status == Status.SENDING, d.c.lease_owner == worker)
+        .where(d.c.id == bindparam("b_id"), held_by(worker))
         .values(
-            status=Status.PENDING.value,
-            next_attempt_at=bindparam("b_next"),
-            last_error=bindparam("b_error"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("b_now"),
+            lease_ended(
+                Status.PENDING,
+                bindparam("b_now"),
+                next_attempt_at=bindparam("b_next"),
+                last_error=bindparam("b_error"),
+            )
         ),
         [
             {

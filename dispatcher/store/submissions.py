@@ -21,6 +21,7 @@ from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, 
 from dispatcher.store.consent import allows, unexpired, withdrawn
 from dispatcher.store.engine import dialect_insert
 from dispatcher.store.failures import Failure
+from dispatcher.store.leases import held_by, lease_ended
 from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
@@ -32,16 +33,16 @@ def record_submitted(conn: Connection, worker: str, results: Sequence[AttemptRes
         return
     conn.execute(
         update(d)
-        .where(d.c.id == bindparam("b_id"), d.c.status == Status.SENDING, d.c.lease_owner == worker)
+        .where(d.c.id == bindparam("b_id"), held_by(worker))
         .values(
-            status=Status.SUBMITTED.value,
-            provider=bindparam("b_provider"),
-            provider_job=bindparam("b_job"),
-            submitted_at=bindparam("b_at"),
-            language=bindparam("b_language"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("b_at"),
+            lease_ended(
+                Status.SUBMITTED,
+                bindparam("b_at"),
+                provider=bindparam("b_provider"),
+                provider_job=bindparam("b_job"),
+                submitted_at=bindparam("b_at"),
+                language=bindparam("b_language"),
+            )
         ),
         [
             {
