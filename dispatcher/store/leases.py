@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, select, update
 from sqlalchemy.sql import ColumnElement
 
 from dispatcher.store import ALIVE, WORKERS_KEPT, Outcome, Status, WorkerBeat
@@ -38,6 +38,24 @@ def lease_ended(status: Status, now: Any, **values: Any) -> dict[str, Any]:
     """The columns of a letter that leaves its lease for ``status`` at ``now`` (a time or a bound
     parameter): owner and expiry go together, or recovery would take it back as a crashed send."""
     return {"status": status.value, "lease_owner": None, "lease_until": None, "updated_at": now, **values}
+
+
+def end_each(
+    conn: Connection, status: Status, rows: Sequence[Mapping[str, object]], worker: str | None = None
+) -> None:
+    """End one lease per row, each with its own values, in one statement run for every row.
+    A row maps columns to values: ``id`` says which letter, ``updated_at`` when, the other
+    columns (the same in every row) what else it keeps. With ``worker``, a lease no longer that
+    worker's is left as it is."""
+    if not rows:
+        return
+    d = deliveries
+    which = [d.c.id == bindparam("b_id")] + ([held_by(worker)] if worker is not None else [])
+    kept: dict[str, Any] = {n: bindparam(f"b_{n}") for n in rows[0] if n not in ("id", "updated_at")}
+    conn.execute(
+        update(d).where(*which).values(lease_ended(status, bindparam("b_updated_at"), **kept)),
+        [{f"b_{name}": value for name, value in row.items()} for row in rows],
+    )
 
 
 class SqlLeases(SqlPart):
