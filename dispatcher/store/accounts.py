@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import delete, select, update
 
 from dispatcher.accounts import Role, User
-from dispatcher.store.reading import reading
+from dispatcher.store.engine import SqlPart
 from dispatcher.store.schema import audit_log, users, web_sessions
 
 
@@ -60,13 +59,7 @@ class Accounts(abc.ABC):
         """Newest first, in pages."""
 
 
-class SqlAccounts(Accounts):
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def _read(self) -> contextlib.AbstractContextManager[Connection]:
-        return reading(self.engine)
-
+class SqlAccounts(SqlPart, Accounts):
     def _user(self, row: object) -> User:
         return User(int(row.id), str(row.name), Role.named(str(row.role)))  # type: ignore[attr-defined]
 

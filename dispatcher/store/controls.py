@@ -13,6 +13,7 @@ from dispatcher.models import HoldKind
 from dispatcher.store import WORKERS_KEPT, ActionHold, ActionState, Status, mandates, released_before
 from dispatcher.store.consent import letter_live
 from dispatcher.store.engine import SqlPart, dialect_insert
+from dispatcher.store.leases import lease_ended
 from dispatcher.store.schema import (
     UTCDateTime,
     action_holds,
@@ -148,13 +149,7 @@ class SqlControls(SqlPart):
                     ),
                     _still_finished(action_id, status, now, deadline, by_file),
                 )
-                .values(
-                    status=status.value,
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                    **_closed_mark(action_id, status),
-                )
+                .values(lease_ended(status, now, **_closed_mark(action_id, status)))
             ).rowcount
 
     def revive(self, action_id: str, from_status: Status, now: dt.datetime, closed: bool = False) -> int:

@@ -191,9 +191,13 @@ def seconds_between(
 
 
 class SqlPart:
-    """What every part of ``SqlStore`` works with: the engine."""
+    """What every part of ``SqlStore`` works with: the engine. The parts reached as attributes
+    (accounts, people, privacy, reports) are built around the store's; ``SqlStore`` opens its own."""
 
     engine: Engine
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def _read(self) -> contextlib.AbstractContextManager[Connection]:
         return reading(self.engine)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, select, update
 from sqlalchemy.sql import ColumnElement
 
 from dispatcher.store import ALIVE, WORKERS_KEPT, Outcome, Status, WorkerBeat
@@ -23,6 +24,37 @@ def _alive_owner(worker: str, since: ColumnElement[dt.datetime]) -> ColumnElemen
         w.c.worker_id != worker,
         w.c.last_seen > since,
         w.c.stopped_at.is_(None),
+    )
+
+
+def held_by(worker: str) -> ColumnElement[bool]:
+    """Still this worker's lease: a letter another worker took back after a freeze, or one staff
+    ended meanwhile, is no longer its to change."""
+    d = deliveries
+    return and_(d.c.lease_owner == worker, d.c.status == Status.SENDING)
+
+
+def lease_ended(status: Status, now: Any, **values: Any) -> dict[str, Any]:
+    """The columns of a letter that leaves its lease for ``status`` at ``now`` (a time or a bound
+    parameter): owner and expiry go together, or recovery would take it back as a crashed send."""
+    return {"status": status.value, "lease_owner": None, "lease_until": None, "updated_at": now, **values}
+
+
+def end_each(
+    conn: Connection, status: Status, rows: Sequence[Mapping[str, object]], worker: str | None = None
+) -> None:
+    """End one lease per row, each with its own values, in one statement run for every row.
+    A row maps columns to values: ``id`` says which letter, ``updated_at`` when, the other
+    columns (the same in every row) what else it keeps. With ``worker``, a lease no longer that
+    worker's is left as it is."""
+    if not rows:
+        return
+    d = deliveries
+    which = [d.c.id == bindparam("b_id")] + ([held_by(worker)] if worker is not None else [])
+    kept: dict[str, Any] = {n: bindparam(f"b_{n}") for n in rows[0] if n not in ("id", "updated_at")}
+    conn.execute(
+        update(d).where(*which).values(lease_ended(status, bindparam("b_updated_at"), **kept)),
+        [{f"b_{name}": value for name, value in row.items()} for row in rows],
     )
 
 
@@ -76,9 +108,7 @@ class SqlLeases(SqlPart):
             # Its due time stays what it was: claims take the oldest due first, so a letter taken
             # back goes out next, not behind every letter queued since.
             conn.execute(
-                update(d)
-                .where(d.c.id.in_([row.id for row in lost]))
-                .values(status=Status.PENDING.value, lease_owner=None, lease_until=None, updated_at=now)
+                update(d).where(d.c.id.in_([row.id for row in lost])).values(lease_ended(Status.PENDING, now))
             )
         return len(lost)
 
@@ -89,16 +119,8 @@ class SqlLeases(SqlPart):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(d)
-                .where(
-                    d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING
-                )
-                .values(
-                    status=Status.PENDING.value,
-                    lease_owner=None,
-                    lease_until=None,
-                    attempts=d.c.attempts - 1,
-                    updated_at=now,
-                )
+                .where(d.c.id.in_(list(delivery_ids)), held_by(worker))
+                .values(lease_ended(Status.PENDING, now, attempts=d.c.attempts - 1))
             ).rowcount
 
     def renew(self, worker: str, delivery_ids: Sequence[int], until: dt.datetime) -> int:
@@ -106,7 +128,7 @@ class SqlLeases(SqlPart):
             return 0
         d = deliveries
         # Only a lease still ours: one another worker took back after a freeze stays theirs.
-        mine = and_(d.c.id.in_(list(delivery_ids)), d.c.lease_owner == worker, d.c.status == Status.SENDING)
+        mine = and_(d.c.id.in_(list(delivery_ids)), held_by(worker))
         with self.engine.begin() as conn:
             return conn.execute(update(d).where(mine).values(lease_until=until)).rowcount
 
@@ -114,7 +136,5 @@ class SqlLeases(SqlPart):
         d = deliveries
         with self.engine.begin() as conn:
             return conn.execute(
-                update(d)
-                .where(d.c.lease_owner == worker, d.c.status == Status.SENDING)
-                .values(lease_until=now - dt.timedelta(microseconds=1))
+                update(d).where(held_by(worker)).values(lease_until=now - dt.timedelta(microseconds=1))
             ).rowcount

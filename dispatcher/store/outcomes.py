@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, and_, delete, select, update
 
 from dispatcher.store import (
     AttemptResult,
@@ -18,6 +18,7 @@ from dispatcher.store import (
     submissions,
 )
 from dispatcher.store.engine import SqlPart, dialect_insert
+from dispatcher.store.leases import end_each, lease_ended
 from dispatcher.store.schema import attempts, deliveries, early_events, fax_media, webhook_messages
 
 
@@ -77,67 +78,31 @@ def _mark_sent(conn: Connection, results: Sequence[AttemptResult]) -> None:
         conn.execute(
             update(d)
             .where(d.c.id.in_([r.delivery_id for r in group]))
-            .values(
-                status=Status.SENT.value,
-                sent_at=finished,
-                last_error=None,
-                language=language,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=finished,
-            )
+            .values(lease_ended(Status.SENT, finished, sent_at=finished, last_error=None, language=language))
         )
 
 
 def _mark_failed(conn: Connection, failed: Sequence[AttemptResult]) -> None:
-    d = deliveries
     quota.refund(conn, [r.delivery_id for r in failed])
-    if not failed:
-        return
-    conn.execute(
-        update(d)
-        .where(d.c.id == bindparam("b_id"))
-        .values(
-            status=Status.FAILED.value,
-            last_error=bindparam("b_error"),
-            language=bindparam("b_language"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("b_now"),
-        ),
-        [
-            {"b_id": r.delivery_id, "b_error": r.detail, "b_language": r.language, "b_now": r.finished_at}
-            for r in failed
-        ],
-    )
+    rows = [
+        {"id": r.delivery_id, "updated_at": r.finished_at, "last_error": r.detail, "language": r.language}
+        for r in failed
+    ]
+    end_each(conn, Status.FAILED, rows)
 
 
 def _mark_retry(conn: Connection, worker: str, again: Sequence[AttemptResult]) -> None:
     """A retry must not revive a delivery that was cancelled or expired meanwhile."""
-    if not again:
-        return
-    d = deliveries
-    conn.execute(
-        update(d)
-        .where(d.c.id == bindparam("b_id"), d.c.status == Status.SENDING, d.c.lease_owner == worker)
-        .values(
-            status=Status.PENDING.value,
-            next_attempt_at=bindparam("b_next"),
-            last_error=bindparam("b_error"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("b_now"),
-        ),
-        [
-            {
-                "b_id": r.delivery_id,
-                "b_next": r.next_attempt_at or r.finished_at,
-                "b_error": r.detail,
-                "b_now": r.finished_at,
-            }
-            for r in again
-        ],
-    )
+    rows = [
+        {
+            "id": r.delivery_id,
+            "updated_at": r.finished_at,
+            "next_attempt_at": r.next_attempt_at or r.finished_at,
+            "last_error": r.detail,
+        }
+        for r in again
+    ]
+    end_each(conn, Status.PENDING, rows, worker)
 
 
 class SqlOutcomes(SqlPart):

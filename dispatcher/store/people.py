@@ -13,11 +13,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from dispatcher.store import Status, SupporterRecord, mandates
 from dispatcher.store.consent import withdrawn
-from dispatcher.store.engine import one_writer
+from dispatcher.store.engine import SqlPart, one_writer
 from dispatcher.store.privacy import delete_media, redact, wiping
 from dispatcher.store.reading import reading
 from dispatcher.store.reasons import Reason
@@ -41,10 +41,7 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-class SqlPeople:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
+class SqlPeople(SqlPart):
     def _id(self, conn: Connection, email: str, lock: bool = False) -> int | None:
         """The supporter's id; ``lock``: and hold their row, so that a change of their consent
         in another transaction waits (and cannot add a consent this one would miss)."""

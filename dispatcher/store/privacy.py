@@ -42,7 +42,7 @@ from sqlalchemy import (
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import Status
 from dispatcher.store.consent import live
-from dispatcher.store.engine import dialect_insert
+from dispatcher.store.engine import SqlPart, dialect_insert
 from dispatcher.store.reading import reading
 from dispatcher.store.schema import (
     attempts,
@@ -98,10 +98,7 @@ def _claim_key(person: int) -> str:
     return f"{CLAIM_PREFIX}{person}"
 
 
-class SqlPrivacy:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
+class SqlPrivacy(SqlPart):
     # receipts ----------------------------------------------------------------------------
     def receipts_due(self, ends: Mapping[str, dt.datetime], now: dt.datetime, limit: int) -> list[Recipient]:
         """Supporters whose digest period (``ends``: receipts kind → end of the period due now)

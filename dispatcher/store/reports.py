@@ -6,21 +6,19 @@ dashboard must stay fast with a million deliveries.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
 
 from dispatcher import capabilities
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
-from dispatcher.store.engine import seconds_between
+from dispatcher.store.engine import SqlPart, seconds_between
 from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
-from dispatcher.store.reading import reading
 from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, deliveries, supporters
 
@@ -56,13 +54,7 @@ class Latency:
     seconds: float
 
 
-class SqlReports:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def _read(self) -> contextlib.AbstractContextManager[Connection]:
-        return reading(self.engine)
-
+class SqlReports(SqlPart):
     def attempts_page(
         self,
         where: LogFilter,

@@ -14,47 +14,33 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sqlalchemy import Connection, bindparam, delete, literal, select, update
+from sqlalchemy import Connection, delete, literal, select, update
 
 from dispatcher import capabilities
 from dispatcher.store import AttemptResult, Outcome, ProviderEvent, Resolution, Retry, Status, quota
 from dispatcher.store.consent import allows, unexpired, withdrawn
 from dispatcher.store.engine import dialect_insert
 from dispatcher.store.failures import Failure
+from dispatcher.store.leases import end_each
 from dispatcher.store.reasons import gave_up
 from dispatcher.store.schema import attempts, consents, deliveries, early_events
 
 
 def record_submitted(conn: Connection, worker: str, results: Sequence[AttemptResult], retry: Retry) -> None:
-    d = deliveries
     rows = [r for r in results if r.submission is not None]
-    if not rows:
-        return
-    conn.execute(
-        update(d)
-        .where(d.c.id == bindparam("b_id"), d.c.status == Status.SENDING, d.c.lease_owner == worker)
-        .values(
-            status=Status.SUBMITTED.value,
-            provider=bindparam("b_provider"),
-            provider_job=bindparam("b_job"),
-            submitted_at=bindparam("b_at"),
-            language=bindparam("b_language"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("b_at"),
-        ),
-        [
-            {
-                "b_id": r.delivery_id,
-                "b_provider": r.submission.provider,
-                "b_job": r.submission.job_id,
-                "b_at": r.finished_at,
-                "b_language": r.language,
-            }
-            for r in rows
-            if r.submission is not None
-        ],
-    )
+    columns = [
+        {
+            "id": r.delivery_id,
+            "updated_at": r.finished_at,
+            "provider": r.submission.provider,
+            "provider_job": r.submission.job_id,
+            "submitted_at": r.finished_at,
+            "language": r.language,
+        }
+        for r in rows
+        if r.submission is not None
+    ]
+    end_each(conn, Status.SUBMITTED, columns, worker)
     for r in rows:
         assert r.submission is not None
         _apply_early(conn, r.submission.provider, r.submission.job_id, worker, retry)
