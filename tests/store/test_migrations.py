@@ -3,10 +3,12 @@ them, and a rebuild under enforced foreign keys would cascade into the send log.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from dispatcher.store.migrate import upgrade
 from dispatcher.store.sql import engine_for
@@ -23,14 +25,25 @@ ROWS = {
 }
 
 
+@contextlib.contextmanager
+def database_at(
+    revision: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Engine]:
+    """An empty database of the backend, migrated up to the revision only."""
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    engine = engine_for(url)
+    try:
+        upgrade(engine, revision)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_upgrading_from_0005_keeps_the_campaign(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    engine = engine_for(url)
-    try:
-        upgrade(engine, "0005")
+    with database_at("0005", backend, tmp_path, request) as engine:
         with engine.begin() as conn:
             for statement in ROWS.values():
                 conn.execute(text(statement), {"t": "2026-01-01 00:00:00"})
@@ -40,8 +53,6 @@ def test_upgrading_from_0005_keeps_the_campaign(
             linked = conn.execute(text("SELECT supporter_id, consent_id FROM deliveries")).one()
             confirmed = conn.execute(text("SELECT confirmed_at IS NOT NULL FROM consents")).scalar()
             enforced = conn.exec_driver_sql("PRAGMA foreign_keys").scalar() if backend == "sqlite" else 1
-    finally:
-        engine.dispose()
     assert counts == dict.fromkeys(ROWS, 1)
     assert tuple(linked) == (1, 1) and confirmed
     assert enforced == 1
@@ -51,16 +62,11 @@ def test_upgrading_from_0005_keeps_the_campaign(
 def test_upgrading_from_0006_makes_every_consent_held_reply_through_the_organisation(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    engine = engine_for(url)
-    try:
-        upgrade(engine, "0006")
+    with database_at("0006", backend, tmp_path, request) as engine:
         with engine.begin() as conn:
             for table in ("supporters", "consents"):
                 conn.execute(text(ROWS[table]), {"t": "2026-01-01 00:00:00"})
         upgrade(engine)
         with engine.connect() as conn:
             replies = conn.execute(text("SELECT replies FROM consents")).scalars().all()
-    finally:
-        engine.dispose()
     assert replies == ["organisation"]
