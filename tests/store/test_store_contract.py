@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import update
@@ -55,6 +56,15 @@ def result(claim_id: int, outcome: Outcome, **kw: object) -> AttemptResult:
         outcome=outcome,
         **kw,  # type: ignore[arg-type]
     )
+
+
+def run_in_threads(worker: Callable[[int], None], count: int, timeout: float = 60) -> None:
+    """Starts the worker in `count` threads at once (numbered from 0) and waits for them all."""
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
 
 
 def statuses(store: Store) -> dict[str, int]:
@@ -218,17 +228,13 @@ def test_concurrent_claims_from_separate_connections_are_disjoint(store: Store, 
     got: dict[str, list[int]] = {}
     stores = [open_store(db_url, migrate=False) for _ in range(4)]
 
-    def worker(name: str, s: Store) -> None:
+    def worker(n: int) -> None:
         ids: list[int] = []
-        while claims := take(s, name, 7):
+        while claims := take(stores[n], f"w{n}", 7):
             ids += [c.delivery_id for c in claims]
-        got[name] = ids
+        got[f"w{n}"] = ids
 
-    threads = [threading.Thread(target=worker, args=(f"w{i}", s)) for i, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(worker, len(stores))
     for s in stores:
         s.close()
     everything = [i for ids in got.values() for i in ids]
