@@ -45,14 +45,17 @@ def take(
     return store.claim(worker, ClaimRequest([group], {"email": limit}, limits), at, LEASE).claims
 
 
-def result(claim_id: int, outcome: Outcome, **kw: object) -> AttemptResult:
+def result(
+    claim_id: int, outcome: Outcome, channel: str = "email", at: dt.datetime = NOW, **kw: object
+) -> AttemptResult:
+    """An attempt at the letter to act's t1, started and finished at one instant."""
     return AttemptResult(
         delivery_id=claim_id,
         action_id="act",
         target_id="t1",
-        channel="email",
-        started_at=NOW,
-        finished_at=NOW,
+        channel=channel,
+        started_at=at,
+        finished_at=at,
         outcome=outcome,
         **kw,  # type: ignore[arg-type]
     )
