@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dispatcher.channels import make_channels
 from dispatcher.models import SupporterRecord, Terms
@@ -20,6 +19,7 @@ from dispatcher.sending.feeder import START_WITHIN
 from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
+from tests.support.actions import action_data, write_action
 from tests.support.smtp_server import Received, SmtpServer
 
 TEMPLATE = (
@@ -47,15 +47,7 @@ def write_actions(tmp_path: Path, shapes: dict[str, list[str]]) -> None:
                     "channels": ["email"],
                 }
             )
-        data = {
-            "id": action_id,
-            "title": f"Action {action_id}",
-            "deadline": "2035-01-01",
-            "status": "active",
-            "languages": ["en"],
-            "targets": entries,
-        }
-        (tmp_path / "actions" / f"{action_id}.yaml").write_text(yaml.safe_dump(data))
+        write_action(tmp_path / "actions", action_data(action_id, entries))
         folder = tmp_path / "templates" / action_id
         folder.mkdir(parents=True)
         (folder / "en.j2").write_text(TEMPLATE)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dispatcher.channels import make_channels
@@ -32,6 +31,7 @@ from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.campaigns.test_campaign_shapes import TEMPLATE, supporters
 from tests.contract.test_fax_telnyx import API_KEY, CONNECTION, SENDER, settings_for, telnyx_env
+from tests.support.actions import action_data, write_action
 from tests.support.asgi_server import serve
 from tests.support.fax_servers.telnyx import BROKEN, Answer, FakeTelnyx, Fax, Plan, too_many
 from tests.support.processes import free_port
@@ -99,15 +99,7 @@ def write_world(tmp_path: Path, world: Scenario) -> None:
             | {"channels": ["fax"]}
             for i, n in enumerate(numbers)
         ]
-        data: dict[str, object] = {
-            "id": action,
-            "title": action,
-            "deadline": "2035-01-01",
-            "status": "active",
-        }
-        data |= {"languages": ["en"], "targets": targets}
-        (tmp_path / "actions").mkdir(exist_ok=True)
-        (tmp_path / "actions" / f"{action}.yaml").write_text(yaml.safe_dump(data))
+        write_action(tmp_path / "actions", action_data(action, targets, title=action))
         (tmp_path / "templates" / action).mkdir(parents=True, exist_ok=True)
         (tmp_path / "templates" / action / "en.j2").write_text(TEMPLATE)
 

@@ -20,6 +20,7 @@ from dispatcher.store import Store, open_store
 from tests.campaigns.test_campaign_shapes import TEMPLATE, supporters
 from tests.campaigns.test_cli import cli
 from tests.conftest import cli_env
+from tests.support import actions
 from tests.unit.test_faxpdf import MISSING
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
@@ -50,16 +51,9 @@ def write_action(tmp_path: Path, deadline: str = "2035-01-01") -> Settings:
             "channels": ["fax"],
         },
     ]
-    data = {
-        "id": "a",
-        "title": "Fax action",
-        "deadline": deadline,
-        "status": "active",
-        "languages": ["en"],
-        "targets": targets,
-    }
-    (tmp_path / "actions").mkdir()
-    (tmp_path / "actions" / "a.yaml").write_text(yaml.safe_dump(data))
+    actions.write_action(
+        tmp_path / "actions", actions.action_data("a", targets, title="Fax action", deadline=deadline)
+    )
     (tmp_path / "templates" / "a").mkdir(parents=True)
     (tmp_path / "templates" / "a" / "en.j2").write_text(TEMPLATE)
     return Settings.model_validate(

@@ -5,9 +5,10 @@ running dispatcher writes them."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from dispatcher.accounts import Role
 from dispatcher.actions.model import Action
 from dispatcher.letters.render import Renderer, RenderError
-from dispatcher.models import ActionHold, WorkerBeat
+from dispatcher.models import ActionHold, SupporterRecord, WorkerBeat
 from dispatcher.sending import forecast
 from dispatcher.store import Store, open_store
 from tests.campaigns.test_cli import cli
@@ -173,14 +174,30 @@ def world_with_a_template_failing_for(tmp_path: Path, name: str) -> Path:
     return world
 
 
-@pytest.mark.slow
-async def test_a_hold_taken_while_sending_reads_held_everywhere(tmp_path: Path) -> None:
-    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
-    env = cli_env(tmp_path, world)
+BAD_NAME = "Bad Name"
+
+
+def bad_signer() -> SupporterRecord:
+    """A signer of the demo action whose letter the world of ``held_campaign`` cannot render."""
+    return replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name=BAD_NAME)
+
+
+@contextlib.contextmanager
+def held_campaign(tmp_path: Path, **settings: str) -> Iterator[tuple[Path, dict[str, str], Store]]:
+    """A world whose demo template fails for ``bad_signer``, the CLI's settings over it and its store."""
+    world = world_with_a_template_failing_for(tmp_path, BAD_NAME)
+    env = cli_env(tmp_path, world, **settings)
     store = open_store(env["DISPATCHER_DATABASE_URL"])
     try:
-        bad = replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name="Bad Name")
-        store.import_supporters([*people(3, scopes=(ACTION,)), bad], utcnow())
+        yield world, env, store
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+async def test_a_hold_taken_while_sending_reads_held_everywhere(tmp_path: Path) -> None:
+    with held_campaign(tmp_path) as (world, env, store):
+        store.import_supporters([*people(3, scopes=(ACTION,)), bad_signer()], utcnow())
         assert "no problems" in cli(env, "check").output  # only a real signer's letter fails
         assert "holding demo-xinjiang" in await run_once(env)
         beat(store, "w1", seconds_ago=1)
@@ -195,14 +212,12 @@ async def test_a_hold_taken_while_sending_reads_held_everywhere(tmp_path: Path) 
             template = world / "templates" / "ua-61-21-update-1" / "en.j2"
             template.write_text(template.read_text(encoding="utf-8").replace("[30]", ""), encoding="utf-8")
             assert (await forecast_of(web))[0].startswith("on time (")  # fixed: the hold is cleared
-    finally:
-        store.close()
 
 
 async def test_the_forecast_checks_templates_again_only_when_they_change(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
+    world = world_with_a_template_failing_for(tmp_path, BAD_NAME)
     checks: list[str] = []
     original = Renderer.check
 

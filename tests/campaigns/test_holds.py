@@ -21,20 +21,21 @@ from dispatcher.letters.render import RenderError
 from dispatcher.models import ActionHold, Status, WorkerBeat
 from dispatcher.sending.catalogue import stamp
 from dispatcher.sending.runtime import Dispatcher
-from dispatcher.store import Store, open_store
+from dispatcher.store import Store
 from dispatcher.store.accounts import entries
 from tests.campaigns.test_cli import cli
 from tests.campaigns.test_email_smtp import ACTION_ID, WORKER, make_settings
 from tests.campaigns.test_email_smtp import action as action
 from tests.campaigns.test_email_smtp import db as db
 from tests.campaigns.test_forecast import (
+    bad_signer,
     beat,
     forecast_of,
+    held_campaign,
     queue_letters,
     utcnow,
-    world_with_a_template_failing_for,
 )
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT
 from tests.store.test_store_contract import people
 from tests.support.processes import dispatcher_executable, stop, wait_until
 from tests.support.web_client import add_users, client, web_settings
@@ -100,11 +101,8 @@ def pending(store: Store) -> int:
 
 @pytest.mark.slow
 async def test_release_clears_a_hold_and_the_action_sends_again(tmp_path: Path) -> None:
-    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
-    env = cli_env(tmp_path, world)
-    store = open_store(env["DISPATCHER_DATABASE_URL"])
-    try:
-        bad = replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name="Bad Name")
+    with held_campaign(tmp_path) as (_, env, store):
+        bad = bad_signer()
         store.import_supporters([bad, *people(8, scopes=(ACTION,))], utcnow())
         assert "holding demo-xinjiang" in await run_once(env)
         left = pending(store)
@@ -120,8 +118,6 @@ async def test_release_clears_a_hold_and_the_action_sends_again(tmp_path: Path) 
         assert pending(store) == 0
         audit = [e for e in entries(store.accounts) if e.action == "release"]
         assert [(e.subject, e.address) for e in audit] == [(ACTION, "cli")]
-    finally:
-        store.close()
 
 
 async def test_only_staff_release_on_the_web(tmp_path: Path, store: Store) -> None:
@@ -151,29 +147,26 @@ async def test_only_staff_release_on_the_web(tmp_path: Path, store: Store) -> No
 
 @pytest.mark.slow
 def test_a_running_worker_drops_a_released_hold(tmp_path: Path) -> None:
-    world = world_with_a_template_failing_for(tmp_path, "Bad Name")
-    env = cli_env(tmp_path, world, DISPATCHER_PLAN_INTERVAL="1")
-    store = open_store(env["DISPATCHER_DATABASE_URL"])
     worker: subprocess.Popen[bytes] | None = None
-    try:
-        bad = replace(people(1, scopes=(ACTION,))[0], email="bad@example.net", name="Bad Name")
-        store.import_supporters([bad, *people(8, scopes=(ACTION,))], utcnow())
-        with (tmp_path / "run.log").open("wb") as log:
-            command = [dispatcher_executable(), "run"]
-            worker = subprocess.Popen(
-                command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_until(lambda: bool(store.action_holds(utcnow())), 20, "the hold", interval=0.2)
-        store.import_supporters([replace(bad, name="Good Name")], utcnow())  # what failed is fixed
-        time.sleep(3)  # plans every second: the hold stays, nothing says it was fixed
-        assert pending(store) == 9 and store.action_holds(utcnow())
-        cli(env, "release", ACTION)
-        wait_until(lambda: pending(store) == 0, 20, "the letters sent after the release", interval=0.2)
-        assert store.action_holds(utcnow()) == []
-        assert worker.poll() is None, (tmp_path / "run.log").read_text()
-    finally:
-        stop(worker)
-        store.close()
+    with held_campaign(tmp_path, DISPATCHER_PLAN_INTERVAL="1") as (_, env, store):
+        try:
+            bad = bad_signer()
+            store.import_supporters([bad, *people(8, scopes=(ACTION,))], utcnow())
+            with (tmp_path / "run.log").open("wb") as log:
+                command = [dispatcher_executable(), "run"]
+                worker = subprocess.Popen(
+                    command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+                )
+            wait_until(lambda: bool(store.action_holds(utcnow())), 20, "the hold", interval=0.2)
+            store.import_supporters([replace(bad, name="Good Name")], utcnow())  # what failed is fixed
+            time.sleep(3)  # plans every second: the hold stays, nothing says it was fixed
+            assert pending(store) == 9 and store.action_holds(utcnow())
+            cli(env, "release", ACTION)
+            wait_until(lambda: pending(store) == 0, 20, "the letters sent after the release", interval=0.2)
+            assert store.action_holds(utcnow()) == []
+            assert worker.poll() is None, (tmp_path / "run.log").read_text()
+        finally:
+            stop(worker)
 
 
 async def test_a_release_stays_when_a_worker_writes_its_holds_again(store: Store) -> None:

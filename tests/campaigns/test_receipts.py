@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import insert, select, update
 
 from dispatcher.actions.files import load_actions
@@ -32,6 +31,7 @@ from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.privacy import Recipient, SentLetter
 from dispatcher.store.schema import consents, supporters
 from tests.conftest import never_retry
+from tests.support.actions import action_data, write_action
 from tests.support.smtp_server import Received, SmtpServer
 
 NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)  # a Tuesday: last week and October are due
@@ -66,20 +66,12 @@ GONE = SupporterRecord("gone@example.net", "Gone Person", "fr", "", "", ("all",)
 def write_actions(folder: Path) -> Path:
     """The two actions' files (their titles and targets' names are what the digests show)."""
     actions = folder / "actions"
-    actions.mkdir(exist_ok=True)
     for action_id, targets in TARGETS.items():
-        data = {
-            "id": action_id,
-            "title": TITLES[action_id],
-            "deadline": "2035-01-01",
-            "status": "active",
-            "languages": ["en"],
-            "targets": [
-                {"id": t, "name": name, "email": f"{t}@example.org", "channels": ["email"]}
-                for t, name in targets.items()
-            ],
-        }
-        (actions / f"{action_id}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+        entries = [
+            {"id": t, "name": name, "email": f"{t}@example.org", "channels": ["email"]}
+            for t, name in targets.items()
+        ]
+        write_action(actions, action_data(action_id, entries, title=TITLES[action_id]))
     return actions
 
 

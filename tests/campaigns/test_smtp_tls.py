@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
@@ -91,14 +92,25 @@ def serve(
     return controller, handler
 
 
+@contextlib.contextmanager
+def served(
+    ca: trustme.CA, implicit: bool, password: str = PASSWORD, echo: bool = False
+) -> Iterator[tuple[Controller, Keep]]:
+    """``serve`` for the length of a with block: the server is stopped however the block ends."""
+    controller, handler = serve(ca, implicit, password, echo)
+    try:
+        yield controller, handler
+    finally:
+        controller.stop()
+
+
 MAIL = OutgoingMail("letters@example.org", ("to@example.org",), b"Subject: hi\r\n\r\nbody\r\n")
 
 
 @pytest.mark.parametrize("scheme", ["smtps", "smtp+starttls"])
 async def test_tls_and_auth(ca: tuple[trustme.CA, Path], scheme: str) -> None:
     authority, cafile = ca
-    controller, handler = serve(authority, implicit=scheme == "smtps")
-    try:
+    with served(authority, implicit=scheme == "smtps") as (controller, handler):
         secret = quote(PASSWORD, safe="")
         url = f"{scheme}://{USER}:{secret}@localhost:{controller.port}"
         transport = SmtpTransport(url, pool_size=2, timeout=10, cafile=cafile)
@@ -109,35 +121,27 @@ async def test_tls_and_auth(ca: tuple[trustme.CA, Path], scheme: str) -> None:
             ("letters@example.org", ["to@example.org"])
         ] * 3
         assert handler.logins == [USER.encode()]  # three letters, one connection, one login
-    finally:
-        controller.stop()
 
 
 async def test_untrusted_certificate_is_a_transient_failure(ca: tuple[trustme.CA, Path]) -> None:
     authority, _ = ca
-    controller, handler = serve(authority, implicit=True)
-    try:
+    with served(authority, implicit=True) as (controller, handler):
         transport = SmtpTransport(f"smtps://{USER}:x@localhost:{controller.port}", pool_size=1, timeout=5)
         with pytest.raises(SendError) as caught:
             await transport.send(MAIL)
         assert caught.value.transient and "certificate" in caught.value.detail.lower()
         assert handler.received == []
-    finally:
-        controller.stop()
 
 
 async def test_wrong_password_is_permanent(ca: tuple[trustme.CA, Path]) -> None:
     authority, cafile = ca
-    controller, handler = serve(authority, implicit=False)
-    try:
+    with served(authority, implicit=False) as (controller, handler):
         url = f"smtp+starttls://{USER}:wrong@localhost:{controller.port}"
         transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
         with pytest.raises(SendError) as caught:
             await transport.send(MAIL)
         assert caught.value.code == 535 and not caught.value.transient
         assert handler.received == []
-    finally:
-        controller.stop()
 
 
 # The password: unencoded reserved characters work, and it is shown nowhere ---------------------
@@ -165,16 +169,13 @@ async def test_reserved_characters_in_the_password_need_no_encoding(
     ca: tuple[trustme.CA, Path], scheme: str
 ) -> None:
     authority, cafile = ca
-    controller, handler = serve(authority, implicit=scheme == "smtps", password=RAW_PASSWORD)
-    try:
+    with served(authority, implicit=scheme == "smtps", password=RAW_PASSWORD) as (controller, handler):
         url = f"{scheme}://{USER}:{RAW_PASSWORD}@localhost:{controller.port}"
         transport = SmtpTransport(url, pool_size=1, timeout=10, cafile=cafile)
         assert transport.describe() == f"{scheme}://localhost:{controller.port}"
         assert (await transport.send(MAIL)).code == 250
         await transport.close()
         assert handler.logins == [USER.encode()]
-    finally:
-        controller.stop()
 
 
 async def test_a_refused_login_logs_and_raises_no_password(
@@ -182,14 +183,11 @@ async def test_a_refused_login_logs_and_raises_no_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     authority, cafile = ca
-    controller, handler = serve(authority, implicit=False)
-    try:
+    with served(authority, implicit=False) as (controller, handler):
         url = f"smtp+starttls://{USER}:{WRONG}@localhost:{controller.port}"
         transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
         with pytest.raises(SendError) as caught:
             await transport.send(MAIL)
-    finally:
-        controller.stop()
     assert caught.value.code == 535 and handler.logins == []
     errors = [caught.value, caught.value.__cause__, caught.value.__context__]
     shown = [str(e) for e in errors] + [repr(e) for e in errors] + [repr(transport.__dict__)]
@@ -202,23 +200,20 @@ def test_a_refused_login_leaves_no_password_in_the_send_log_or_output(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     authority, cafile = ca
-    controller, _ = serve(authority, implicit=True)
     database = f"sqlite:///{tmp_path / 'd.db'}"
-    env = cli_env(
-        tmp_path,
-        DISPATCHER_SMTP_URL=f"smtps://{USER}:{WRONG}@localhost:{controller.port}",
-        DISPATCHER_SMTP_CAFILE=str(cafile),
-        DISPATCHER_SMTP_TIMEOUT="5",
-    )
     runner = CliRunner()
-    try:
+    with served(authority, implicit=True) as (controller, _):
+        env = cli_env(
+            tmp_path,
+            DISPATCHER_SMTP_URL=f"smtps://{USER}:{WRONG}@localhost:{controller.port}",
+            DISPATCHER_SMTP_CAFILE=str(cafile),
+            DISPATCHER_SMTP_TIMEOUT="5",
+        )
         imported = runner.invoke(
             main, ["supporters", "import", str(ROOT / "config/demo-supporters.csv")], env=env
         )
         assert imported.exit_code == 0, imported.output
         run = runner.invoke(main, ["-v", "run", "--once"], env=env)
-    finally:
-        controller.stop()
     store = open_store(database)
     try:
         details = [(a.outcome, a.code, a.detail) for a in store.attempt_log()]
@@ -231,13 +226,10 @@ def test_a_refused_login_leaves_no_password_in_the_send_log_or_output(
 
 async def test_a_server_that_echoes_the_credentials_gets_them_scrubbed(ca: tuple[trustme.CA, Path]) -> None:
     authority, cafile = ca
-    controller, _ = serve(authority, implicit=True, echo=True)
-    try:
+    with served(authority, implicit=True, echo=True) as (controller, _):
         url = f"smtps://{USER}:{WRONG}@localhost:{controller.port}"
         transport = SmtpTransport(url, pool_size=1, timeout=5, cafile=cafile)
         with pytest.raises(SendError) as caught:
             await transport.send(MAIL)
-    finally:
-        controller.stop()
     assert caught.value.code == 535 and "refused ***" in caught.value.detail
     assert not [form for form in secret_forms(WRONG) if form in caught.value.detail]

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from dispatcher.actions import controls
 from dispatcher.actions.files import load_actions
@@ -30,6 +29,7 @@ from dispatcher.store import Store, open_store
 from dispatcher.store.failures import Failure
 from dispatcher.web import app_for
 from tests.campaigns.test_campaign_shapes import TEMPLATE, supporters
+from tests.support import actions
 from tests.support.asgi_server import serve
 from tests.support.fax_servers import sinch as fake_sinch
 from tests.support.fax_servers.sinch import SinchFake
@@ -70,11 +70,7 @@ def write_action(tmp: Path) -> None:
         "country": "GB",
         "channels": ["fax"],
     }
-    data = {"id": "a", "title": "Fax action", "deadline": "2035-01-01", "status": "active"}
-    (tmp / "actions").mkdir()
-    (tmp / "actions" / "a.yaml").write_text(
-        yaml.safe_dump({**data, "languages": ["en"], "targets": [target]})
-    )
+    actions.write_action(tmp / "actions", actions.action_data("a", [target], title="Fax action"))
     (tmp / "templates" / "a").mkdir(parents=True)
     (tmp / "templates" / "a" / "en.j2").write_text(TEMPLATE)
 

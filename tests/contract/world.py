@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dispatcher.channels import make_channels
 from dispatcher.models import AttemptRow
 from dispatcher.sending.runtime import Dispatcher, utcnow
@@ -23,6 +21,7 @@ from dispatcher.web import app_for
 from tests.campaigns.test_campaign_shapes import TEMPLATE, supporters
 from tests.conftest import cli_env
 from tests.contract.providers import Adapter
+from tests.support import actions
 from tests.support.asgi_server import serve
 from tests.support.fax_servers.control import FakeProvider
 from tests.support.processes import free_port
@@ -79,20 +78,12 @@ def action_data(how: dict[str, dict[str, Any]]) -> dict[str, Any]:
     targets = [
         {"id": t, "name": t.title(), "salutation": {"en": f"Dear {t.title()}"}, **h} for t, h in how.items()
     ]
-    return {
-        "id": ACTION,
-        "title": "Fax action",
-        "deadline": "2035-01-01",
-        "status": "active",
-        "languages": ["en"],
-        "targets": targets,
-    }
+    return actions.action_data(ACTION, targets, title="Fax action")
 
 
 def write_action(tmp_path: Path, how: dict[str, dict[str, Any]]) -> None:
     """The action of ``action_data``, as a file, with its template."""
-    (tmp_path / "actions").mkdir(exist_ok=True)
-    (tmp_path / "actions" / f"{ACTION}.yaml").write_text(yaml.safe_dump(action_data(how)))
+    actions.write_action(tmp_path / "actions", action_data(how))
     (tmp_path / "templates" / ACTION).mkdir(parents=True, exist_ok=True)
     (tmp_path / "templates" / ACTION / "en.j2").write_text(TEMPLATE)
 

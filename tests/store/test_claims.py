@@ -16,7 +16,7 @@ from dispatcher.models import ClaimBatch, ClaimGroup, ProviderEvent
 from dispatcher.pacing import Limits
 from dispatcher.store import ClaimRequest, Store, open_store
 from tests.conftest import never_retry
-from tests.store.test_store_contract import LEASE, NOW, people
+from tests.store.test_store_contract import LEASE, NOW, people, run_in_threads
 
 DEFAULT = Limits(rate=2, burst=10, global_rate=100)
 
@@ -113,11 +113,7 @@ def test_concurrent_workers_never_overspend_a_bucket(store: Store, db_url: str) 
         finally:
             s.close()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(worker, 4)
     assert len(got) == len(set(got)) == 80  # 40 per target, at one instant, from four workers
 
 

@@ -28,6 +28,7 @@ from dispatcher.people.csv_import import KnownScopes, RowError, parse_row
 from dispatcher.web.machine.api import consent_of
 from dispatcher.web.public import optin
 from dispatcher.web.public.optin import LANGS
+from tests.support.actions import action_data
 from tests.support.web_client import web_settings
 
 NOW = dt.datetime(2031, 1, 31, 10, 0, tzinfo=dt.UTC)
@@ -35,15 +36,13 @@ ROUNDS = 150  # values per field; the whole file runs in a few seconds
 SKIP = object()  # a value the medium cannot express at all (the API's cap as text)
 ACTIONS = [
     Action.model_validate(
-        {
-            "id": action_id,
-            "title": action_id,
-            "deadline": "2035-01-01",
-            "status": "active",
-            "languages": languages,
-            "tags": tags,
-            "targets": [{"id": "t1", "name": "T1", "email": "t1@example.org", "fax": "+33142000000"}],
-        }
+        action_data(
+            action_id,
+            [{"id": "t1", "name": "T1", "email": "t1@example.org", "fax": "+33142000000"}],
+            title=action_id,
+            languages=languages,
+            tags=tags,
+        )
     )
     for action_id, languages, tags in (
         ("act", ["en", "zh-Hans"], ["urgent"]),

@@ -24,7 +24,7 @@ from tests.conftest import never_retry
 from tests.store.test_store_contract import LEASE, NOW, people, result, take
 from tests.support.postgres import private_cluster
 from tests.support.processes import wait_until
-from tests.support.sink import once_each, received, smtp_sink
+from tests.support.sink import letters, once_each, smtp_sink
 from tests.support.workers import Workers, outcomes, seed, worker_env
 
 # Seconds the server holds each 250 to DATA: when the store stops, attempts are running, and
@@ -71,7 +71,7 @@ def test_a_store_outage_longer_than_the_lease_sends_no_letter_twice(tmp_path: Pa
                 workers.start(w)
             running = lambda: all("running;" in workers.log(w) for w in ("w1", "w2"))  # noqa: E731
             wait_until(running, 30, "both workers to run")
-            some = lambda: len(received(tmp_path / "received.txt")) >= 5 or not workers.alive()  # noqa: E731
+            some = lambda: letters(tmp_path) >= 5 or not workers.alive()  # noqa: E731
             wait_until(some, 60, "5 letters")
             cluster.stop()  # letters in flight: their outcomes wait in memory
             # Longer than the lease; back just before the workers' calls retry (1, 3, 7, 15 s).

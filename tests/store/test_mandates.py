@@ -18,7 +18,7 @@ from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.mandates import upsert_supporters
 from dispatcher.store.schema import consent_events, consents, deliveries, supporters
 from tests.conftest import never_retry as no_retry
-from tests.store.test_store_contract import LEASE, NOW, UNPACED, result
+from tests.store.test_store_contract import LEASE, NOW, UNPACED, result, run_in_threads
 
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
@@ -187,11 +187,7 @@ def test_the_cap_holds_when_claimers_race(store: Store, db_url: str) -> None:
         finally:
             own.close()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 8)
     assert Counter(got) == {p.email: cap for p in people}
 
 

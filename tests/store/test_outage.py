@@ -27,7 +27,7 @@ from tests.store.test_store_contract import NOW, people, result, take
 from tests.support.disk import SmallDisk, small_disk
 from tests.support.postgres import private_cluster
 from tests.support.processes import dispatcher_executable, wait_until
-from tests.support.sink import all_received, once_each, received
+from tests.support.sink import all_received, letters, once_each
 from tests.support.sink import smtp as smtp  # a fixture
 from tests.support.workers import Workers, outcomes, seed, worker_env
 
@@ -91,9 +91,9 @@ def test_a_worker_waits_out_a_full_disk_and_sends_every_letter_once(tmp_path: Pa
         workers = Workers(tmp_path, worker_env(tmp_path, db_url, smtp, DISPATCHER_RATE_PER_TARGET="30"))
         try:
             workers.start("w1")
-            wait_until(lambda: len(received(tmp_path / "received.txt")) >= 20, 30, "20 letters")
+            wait_until(lambda: letters(tmp_path) >= 20, 30, "20 letters")
             disk.fill()
-            wait_until(lambda: "store unreachable" in workers.log("w1"), 10, "the outage to be logged")
+            workers.wait_for_outage("w1", 10)
             time.sleep(3)  # several retries: the worker must still be there
             assert workers.alive(), workers.log("w1")
             disk.free()
@@ -140,14 +140,10 @@ def test_two_workers_ride_out_a_postgresql_restart_and_a_stop(tmp_path: Path, sm
             time.sleep(1.5)
             assert workers.alive(), workers.logs()
             cluster.start()
-
-            def got() -> int:
-                return len(received(tmp_path / "received.txt"))
-
-            wait_until(lambda: got() >= 60 or not workers.alive(), 60, "60 letters")
+            wait_until(lambda: letters(tmp_path) >= 60 or not workers.alive(), 60, "60 letters")
             cluster.stop()
             cluster.start()  # a restart
-            wait_until(lambda: got() >= 160 or not workers.alive(), 60, "160 letters")
+            wait_until(lambda: letters(tmp_path) >= 160 or not workers.alive(), 60, "160 letters")
             cluster.stop()
             time.sleep(6)  # a stop of several seconds: longer than a retry's first waits
             assert workers.alive(), workers.logs()
@@ -175,7 +171,7 @@ def test_sigterm_while_the_store_is_down_ends_the_worker_within_its_grace(tmp_pa
             workers.start("w1")
             wait_until(lambda: all_received(tmp_path, 5), 30, "5 letters")
             disk.fill()
-            wait_until(lambda: "store unreachable" in workers.log("w1"), 15, "the outage to be logged")
+            workers.wait_for_outage("w1", 15)
             assert workers.terminate("w1", 15) < 10
         finally:
             codes = workers.stop()

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from tests.support.postgres import server_socket
 from tests.support.processes import wait_until
 from tests.support.silent_proxy import silent_proxy
-from tests.support.sink import received
+from tests.support.sink import letters
 from tests.support.sink import smtp as smtp  # a fixture
 from tests.support.workers import Workers, seed, worker_env
 
@@ -28,9 +28,9 @@ def test_a_silent_database_starts_the_outage_logic_and_sigterm_ends_the_worker(
         workers = Workers(tmp_path, worker_env(tmp_path, proxied, smtp, DISPATCHER_RATE_PER_TARGET="5"))
         try:
             workers.start("w1")
-            wait_until(lambda: len(received(tmp_path / "received.txt")) >= 3, 30, "3 letters")
+            wait_until(lambda: letters(tmp_path) >= 3, 30, "3 letters")
             proxy.silence()
-            wait_until(lambda: "store unreachable" in workers.log("w1"), 20, "the outage to be logged")
+            workers.wait_for_outage("w1", 20)
             # The stop's grace, then each store call still waiting gives up after one connect timeout.
             assert workers.terminate("w1", 45) < 35
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import update
@@ -44,17 +45,29 @@ def take(
     return store.claim(worker, ClaimRequest([group], {"email": limit}, limits), at, LEASE).claims
 
 
-def result(claim_id: int, outcome: Outcome, **kw: object) -> AttemptResult:
+def result(
+    claim_id: int, outcome: Outcome, channel: str = "email", at: dt.datetime = NOW, **kw: object
+) -> AttemptResult:
+    """An attempt at the letter to act's t1, started and finished at one instant."""
     return AttemptResult(
         delivery_id=claim_id,
         action_id="act",
         target_id="t1",
-        channel="email",
-        started_at=NOW,
-        finished_at=NOW,
+        channel=channel,
+        started_at=at,
+        finished_at=at,
         outcome=outcome,
         **kw,  # type: ignore[arg-type]
     )
+
+
+def run_in_threads(worker: Callable[[int], None], count: int, timeout: float = 60) -> None:
+    """Starts the worker in `count` threads at once (numbered from 0) and waits for them all."""
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
 
 
 def statuses(store: Store) -> dict[str, int]:
@@ -218,17 +231,13 @@ def test_concurrent_claims_from_separate_connections_are_disjoint(store: Store, 
     got: dict[str, list[int]] = {}
     stores = [open_store(db_url, migrate=False) for _ in range(4)]
 
-    def worker(name: str, s: Store) -> None:
+    def worker(n: int) -> None:
         ids: list[int] = []
-        while claims := take(s, name, 7):
+        while claims := take(stores[n], f"w{n}", 7):
             ids += [c.delivery_id for c in claims]
-        got[name] = ids
+        got[f"w{n}"] = ids
 
-    threads = [threading.Thread(target=worker, args=(f"w{i}", s)) for i, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(worker, len(stores))
     for s in stores:
         s.close()
     everything = [i for ids in got.values() for i in ids]

@@ -10,30 +10,22 @@ import datetime as dt
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from dispatcher.models import AttemptResult, ClaimGroup, Outcome, ProviderEvent, Resolution, Submission
+from dispatcher.models import ClaimGroup, Outcome, ProviderEvent, Resolution, Submission
 from dispatcher.store import ClaimRequest, Store
 from dispatcher.store.failures import Failure
 from dispatcher.store.schema import consents, metadata
 from tests.conftest import never_retry
-from tests.store.test_store_contract import LEASE, NOW, UNPACED, people, statuses, take
+from tests.store.test_store_contract import LEASE, NOW, UNPACED, people, result, statuses, take
 
 FAX = "+861062381025"
 
 
 def submitted(store: Store, delivery_id: int, job: str, at: dt.datetime = NOW) -> None:
-    result = AttemptResult(
-        delivery_id=delivery_id,
-        action_id="act",
-        target_id="t1",
-        channel="fax",
-        started_at=at,
-        finished_at=at,
-        outcome=Outcome.SUBMITTED,
-        detail="queued",
-        language="zh-Hans",
-        submission=Submission("telnyx", job, FAX, 2),
+    submission = Submission("telnyx", job, FAX, 2)
+    attempt = result(
+        delivery_id, Outcome.SUBMITTED, "fax", at, detail="queued", language="zh-Hans", submission=submission
     )
-    store.record("w", [result], twice)
+    store.record("w", [attempt], twice)
 
 
 def twice(attempts: int, now: dt.datetime) -> dt.datetime | None:
@@ -138,7 +130,7 @@ def fax_letters(store: Store) -> list[tuple[str, str]]:
 
 def test_a_fax_refused_for_good_falls_back_to_email_once(store: Store) -> None:
     delivery = plan_fax(store)
-    failed = AttemptResult(delivery, "act", "t1", "fax", NOW, NOW, Outcome.FAILED, detail="bad number: 422")
+    failed = result(delivery, Outcome.FAILED, "fax", detail="bad number: 422")
     store.record("w", [failed], never_retry)
     assert fax_letters(store) == [("email", "pending"), ("fax", "failed")]
     assert [a.detail for a in store.attempt_log()] == ["bad number: 422; falling back to email"]
@@ -160,7 +152,7 @@ def test_a_busy_line_falls_back_only_after_the_last_attempt(store: Store) -> Non
 
 def test_no_fallback_by_a_channel_the_supporter_did_not_consent_to(store: Store) -> None:
     delivery = plan_fax(store, channels="fax")
-    store.record("w", [AttemptResult(delivery, "act", "t1", "fax", NOW, NOW, Outcome.FAILED)], never_retry)
+    store.record("w", [result(delivery, Outcome.FAILED, "fax")], never_retry)
     assert fax_letters(store) == [("fax", "failed")]
 
 

@@ -69,6 +69,11 @@ def received(out: Path) -> list[tuple[str, str]]:
     return [(mid, reply_to) for mid, reply_to in (line.split("\t") for line in lines)]
 
 
+def letters(tmp_path: Path) -> int:
+    """How many messages the sink writing under ``tmp_path`` accepted so far, repeats counted."""
+    return len(received(tmp_path / "received.txt"))
+
+
 def all_received(tmp_path: Path, total: int) -> bool:
     return len({mid for mid, _ in received(tmp_path / "received.txt")}) >= total
 

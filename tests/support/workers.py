@@ -15,7 +15,7 @@ from dispatcher.sending.runtime import utcnow
 from dispatcher.store import open_store
 from tests.campaigns.test_email_smtp import people, write_action
 from tests.conftest import ROOT
-from tests.support.processes import clean_env, dispatcher_executable, stop
+from tests.support.processes import clean_env, dispatcher_executable, stop, wait_until
 
 
 def worker_env(
@@ -89,6 +89,10 @@ class Workers:
 
     def logs(self) -> str:
         return "".join(self.log(name) for name in self.procs)
+
+    def wait_for_outage(self, name: str, timeout: float) -> None:
+        """Until the worker logged that it lost the store."""
+        wait_until(lambda: "store unreachable" in self.log(name), timeout, "the outage to be logged")
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs.values())

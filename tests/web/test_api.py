@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from dispatcher.store import Store
+from tests.support.actions import action_data, write_action
 from tests.support.web_client import client, web_settings
 
 TOKEN = "a-long-random-api-token-for-the-crm-0123456789"
@@ -37,16 +37,8 @@ def write_actions(folder: Path) -> Path:
     """Two actions: "act" tagged urgent, and "other"."""
     folder.mkdir()
     for action_id, tags in (("act", ["urgent"]), ("other", [])):
-        data = {
-            "id": action_id,
-            "title": f"Action {action_id}",
-            "deadline": "2035-01-01",
-            "status": "active",
-            "languages": ["en"],
-            "tags": tags,
-            "targets": [{"id": "t1", "name": "T1", "email": "t1@example.org", "channels": ["email"]}],
-        }
-        (folder / f"{action_id}.yaml").write_text(yaml.safe_dump(data))
+        target = {"id": "t1", "name": "T1", "email": "t1@example.org", "channels": ["email"]}
+        write_action(folder, action_data(action_id, [target], tags=tags))
     return folder
 
 

@@ -58,6 +58,13 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
+def by_labels(samples: Samples, name: str, *keys: str) -> dict[tuple[str, ...], float]:
+    """The metric's samples keyed by the values of the named labels only."""
+    return {
+        tuple(dict(labels)[k] for k in keys): n for (sample, labels), n in samples.items() if sample == name
+    }
+
+
 def claims(store: Store, channel: str, n: int) -> list[int]:
     group = ClaimGroup("act", "t1", channel, (f"{channel}:t1",))
     batch = store.claim("w", ClaimRequest([group], {channel: n}, UNPACED), NOW, LEASE)
@@ -139,12 +146,7 @@ async def test_metrics_report_what_the_store_holds(web: httpx.AsyncClient, store
     assert got.status_code == 200 and got.headers["cache-control"] == "no-store"
     m = parse(got.text)
 
-    attempts = {
-        (dict(labels)["channel"], dict(labels)["outcome"]): n
-        for (name, labels), n in m.items()
-        if name == "dispatcher_attempts_total"
-    }
-    assert attempts == {
+    assert by_labels(m, "dispatcher_attempts_total", "channel", "outcome") == {
         ("email", "sent"): 1,
         ("email", "failed"): 1,
         ("fax", "retry"): 1,
@@ -153,12 +155,7 @@ async def test_metrics_report_what_the_store_holds(web: httpx.AsyncClient, store
     }
     assert value(m, "dispatcher_attempts_total", action="act", channel="email", outcome="sent") == 1
 
-    depth = {
-        (dict(labels)["channel"], dict(labels)["status"]): n
-        for (name, labels), n in m.items()
-        if name == "dispatcher_deliveries"
-    }
-    assert depth == {
+    assert by_labels(m, "dispatcher_deliveries", "channel", "status") == {
         ("email", "sent"): 1,
         ("email", "failed"): 1,
         ("email", "pending"): 2,

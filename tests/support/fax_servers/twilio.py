@@ -75,6 +75,9 @@ def iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+NOT_FOUND = "The requested resource was not found"
+
+
 def error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {
         "code": code,
@@ -263,8 +266,14 @@ class FakeTwilio(Switches):
         if request.headers.get("authorization") != f"Basic {expected}":
             return error(401, 20003, "Authentication Error - invalid username")
         if request.path_params["account"] != self.account:
-            return error(404, 20404, "The requested resource was not found")
+            return error(404, 20404, NOT_FOUND)
         return None
+
+    def _fax(self, request: Request) -> Fax | Response:
+        """The fax the path names, or the refusal Twilio answers instead."""
+        if refused := self._refused(request):
+            return refused
+        return self.faxes.get(request.path_params["sid"]) or error(404, 20404, NOT_FOUND)
 
     async def create(self, request: Request) -> Response:
         if refused := self._refused(request):
@@ -338,19 +347,13 @@ class FakeTwilio(Switches):
         }
 
     async def fetch(self, request: Request) -> Response:
-        if refused := self._refused(request):
-            return refused
-        fax = self.faxes.get(request.path_params["sid"])
-        if fax is None:
-            return error(404, 20404, "The requested resource was not found")
+        if isinstance(fax := self._fax(request), Response):
+            return fax
         return JSONResponse(fax.resource(self.account))
 
     async def update(self, request: Request) -> Response:
-        if refused := self._refused(request):
-            return refused
-        fax = self.faxes.get(request.path_params["sid"])
-        if fax is None:
-            return error(404, 20404, "The requested resource was not found")
+        if isinstance(fax := self._fax(request), Response):
+            return fax
         if (await request.form()).get("Status") != "canceled":
             return error(400, 20001, "Status must be 'canceled'")
         if fax.status != "queued":
