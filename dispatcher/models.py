@@ -106,6 +106,19 @@ Retry = Callable[[int, dt.datetime], dt.datetime | None]
 
 
 @dataclass(frozen=True)
+class Caps:
+    """Most letters each recipient address of a group (its ``keys``) may receive in one clock
+    hour (UTC) and one day (midnight to midnight in ``zone``, the recipient's), and each email
+    domain in one clock hour, across every worker; None: no cap. Officials' filters quarantine
+    volume: these hold what the delivery plan allows."""
+
+    per_hour: int | None = None
+    per_day: int | None = None
+    domain_per_hour: int | None = None
+    zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class ClaimGroup:
     """Deliveries of one action × target × channel, and the pacing buckets a letter spends."""
 
@@ -114,6 +127,7 @@ class ClaimGroup:
     channel: str
     keys: tuple[str, ...]
     line: str | None = None  # carries one letter at a time: none while one is in flight
+    caps: Caps = Caps()
 
     @property
     def ident(self) -> GroupId:
