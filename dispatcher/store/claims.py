@@ -6,9 +6,11 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Float,
     FromClause,
@@ -23,13 +25,12 @@ from sqlalchemy import (
     func,
     select,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ClauseElement, CompoundSelect, Executable, Select
+from sqlalchemy.sql import ClauseElement, Executable, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause
 
@@ -46,7 +47,7 @@ from dispatcher.store import (
     Status,
     quota,
 )
-from dispatcher.store.consent import letter_live, live
+from dispatcher.store.consent import live
 from dispatcher.store.engine import SqlPart, dialect_insert, is_postgres, wait_for_locks
 from dispatcher.store.schema import (
     UTCDateTime,
@@ -68,13 +69,6 @@ _CLAIM_GIVEN_UP = frozenset({"55P03", "25P03"})
 log = logging.getLogger("dispatcher")
 
 
-def _compound(parts: Sequence[Select[Any]]) -> Iterator[Select[Any] | CompoundSelect[Any]]:
-    """UNION ALL of ``parts``: one statement for most rounds (SQLite allows 500 terms in one)."""
-    for chunk in range(0, len(parts), 200):
-        piece = parts[chunk : chunk + 200]
-        yield piece[0] if len(piece) == 1 else union_all(*piece)
-
-
 class DueLetters(Executable, ClauseElement):
     """Up to ``limit`` due letters of each group, oldest due first: rows (g, id, due), g the
     group's index. One statement of the same shape however many groups there are: the groups
@@ -91,68 +85,71 @@ class DueLetters(Executable, ClauseElement):
         self.now = now
 
 
-def _due_where(d: FromClause, action: Any, target: Any, channel: Any, now: dt.datetime) -> list[Any]:
-    return [
-        d.c.action_id == action,
-        d.c.target_id == target,
-        d.c.channel == channel,
-        d.c.status == Status.PENDING,
-        d.c.next_attempt_at <= now,
-    ]
+@dataclass(frozen=True)
+class Asked:
+    """The groups of one statement as rows: the JSON list unpacked by the database."""
+
+    rows: FromClause
+    i: Any  # the group's index in the caller's list
+    action: Any
+    target: Any
+    channel: Any
+
+    def of(self, d: FromClause) -> list[ColumnElement[bool]]:
+        """The letters of the group on this row."""
+        return [d.c.action_id == self.action, d.c.target_id == self.target, d.c.channel == self.channel]
+
+
+def asked(groups: str, postgres: bool) -> Asked:
+    """``groups`` (JSON: [{"i", "a", "t", "c"}]) as rows: jsonb_to_recordset on PostgreSQL,
+    json_each (with json_extract per field) on SQLite."""
+    param = bindparam("groups", groups, type_=Text)
+    if postgres:
+        cols: list[ColumnClause[Any]] = [column(name, Text) for name in ("a", "t", "c")]
+        cols.insert(0, column("i", Integer))
+        rs = func.jsonb_to_recordset(cast(param, JSONB)).table_valued(*cols).render_derived("asked", True)
+        return Asked(rs, rs.c.i, rs.c.a, rs.c.t, rs.c.c)
+    each = func.json_each(param).table_valued("value").alias("asked")
+    a, t, c, i = (func.json_extract(each.c.value, f"$.{name}") for name in ("a", "t", "c", "i"))
+    return Asked(each, i, a, t, c)
 
 
 def _due_lateral(due: DueLetters) -> Select[Any]:
     """PostgreSQL: a LATERAL subquery per group row, locking what it takes or skipping it."""
-    d, c = deliveries, consents
-    cols: list[ColumnClause[Any]] = [
-        column("i", Integer),
-        column("a", Text),
-        column("t", Text),
-        column("c", Text),
-    ]
-    g = (
-        func.jsonb_to_recordset(cast(bindparam("due_groups", due.groups, type_=Text), JSONB))
-        .table_valued(*cols)
-        .render_derived(name="asked", with_types=True)
-    )
+    d, c, g = deliveries, consents, asked(due.groups, postgres=True)
     head = (
         select(d.c.id, d.c.next_attempt_at)
         .join(c, c.c.id == d.c.consent_id)
-        .where(*_due_where(d, g.c.a, g.c.t, g.c.c, due.now), live(due.now))  # live: see due_queries
+        .where(*g.of(d), d.c.status == Status.PENDING, d.c.next_attempt_at <= due.now, live(due.now))
         .order_by(d.c.next_attempt_at)
         .limit(due.limit)
         .with_for_update(skip_locked=True, of=d)
         .lateral("head")
     )
     return (
-        select(g.c.i.label("g"), head.c.id, head.c.next_attempt_at.label("due"))
-        .select_from(g)
+        select(g.i.label("g"), head.c.id, head.c.next_attempt_at.label("due"))
+        .select_from(g.rows)
         .join(head, true())
-        .order_by(g.c.i, head.c.next_attempt_at)
+        .order_by(g.i, head.c.next_attempt_at)
     )
 
 
 def _due_correlated(due: DueLetters) -> Select[Any]:
     """SQLite (no LATERAL, no row locks: its one lock is the transaction's): each group row's
     letters by ``id IN`` a subquery correlated on it, which SQLite runs per group row."""
-    d, c, picked = deliveries, consents, deliveries.alias("picked")
-    g = func.json_each(bindparam("due_groups", due.groups, type_=Text)).table_valued("value").alias("asked")
-
-    def field(name: str) -> Any:
-        return func.json_extract(g.c.value, f"$.{name}")
-
+    d, c, picked, g = deliveries, consents, deliveries.alias("picked"), asked(due.groups, postgres=False)
     head = (
         select(d.c.id)
         .join(c, c.c.id == d.c.consent_id)
-        .where(*_due_where(d, field("a"), field("t"), field("c"), due.now), live(due.now))
+        .where(*g.of(d), d.c.status == Status.PENDING, d.c.next_attempt_at <= due.now, live(due.now))
         .order_by(d.c.next_attempt_at)
         .limit(due.limit)
     )
     return (
-        select(field("i").label("g"), picked.c.id, picked.c.next_attempt_at.label("due"))
-        .select_from(g)
+        select(g.i.label("g"), picked.c.id, picked.c.next_attempt_at.label("due"))
+        .select_from(g.rows)
         .join(picked, picked.c.id.in_(head))
-        .order_by(field("i"), picked.c.next_attempt_at)
+        .order_by(g.i, picked.c.next_attempt_at)
     )
 
 
@@ -349,22 +346,24 @@ class SqlClaims(SqlPart):
         if not groups:
             return None
         d = deliveries
-        # The first letter by due time that may still go (its consent lives): ordered by the
-        # group's index and stopped at the first, rather than a min() over every pending letter.
-        parts = [
-            select(d.c.next_attempt_at.label("due"))
-            .where(d.c.action_id == a, d.c.target_id == t, d.c.channel == c, d.c.status == Status.PENDING)
-            .where(letter_live(now))
-            .order_by(d.c.next_attempt_at)
-            .limit(1)
-            .subquery()
-            for a, t, c in groups
-        ]
-        heads = [select(part.c.due) for part in parts]
-        heads.append(select(func.min(d.c.lease_until).label("due")).where(d.c.status == Status.SENDING))
+        rows = json.dumps([{"i": n, "a": a, "t": t, "c": c} for n, (a, t, c) in enumerate(groups)])
         with self._read() as conn:
-            times = [due for query in _compound(heads) for due in conn.scalars(query) if due is not None]
-        return min(times, default=None)
+            g = asked(rows, is_postgres(conn))
+            # Each group's first letter by due time that may still go (its consent lives), on
+            # the group's index and stopped at the first, rather than a min() over every pending
+            # letter; the groups as one JSON parameter, as in the claim.
+            first = (
+                select(d.c.next_attempt_at)
+                .join(consents, consents.c.id == d.c.consent_id)
+                .where(*g.of(d), d.c.status == Status.PENDING, live(now))
+                .order_by(d.c.next_attempt_at)
+                .limit(1)
+                .scalar_subquery()
+            )
+            heads = select(func.min(first, type_=UTCDateTime())).select_from(g.rows)
+            leases = select(func.min(d.c.lease_until)).where(d.c.status == Status.SENDING)
+            times = [conn.scalar(heads), conn.scalar(leases)]
+        return min((t for t in times if t is not None), default=None)
 
     def backlog(self, now: dt.datetime) -> Backlog:
         d = deliveries
