@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, FromClause, and_, exists, or_, true
+from sqlalchemy import ColumnElement, FromClause, and_, exists, literal, or_, true
 
 from dispatcher.store.schema import consents, deliveries
 
@@ -63,7 +63,8 @@ def confirmed(c: Consents = consents) -> ColumnElement[bool]:
 
 def allows(channel: str | ColumnElement[str], c: Consents = consents) -> ColumnElement[bool]:
     """The consent covers letters by ``channel`` (a name, or a column such as the letter's)."""
-    return or_(c.c.channels == "*", c.c.channels.contains(channel))
+    # Stored as "email,fax": a whole name between commas, not one inside another ("mail").
+    return or_(c.c.channels == "*", ("," + c.c.channels + ",").contains(literal(",") + channel + ","))
 
 
 def signs(language: str | None, c: Consents = consents) -> ColumnElement[bool]:
