@@ -65,19 +65,21 @@ class SqlPeople(SqlPart):
             conn.execute(update(c).where(c.c.supporter_id == person, ~withdrawn()).values(revoked_at=now))
             return mandates.cancel_unsent(conn, d.c.supporter_id == person, mandates.WITHDRAWN, now)
 
-    def lapse(self, now: dt.datetime) -> int:
-        """Letters whose consent ended this past week: moved to the consent that replaced it
-        if that allows their channel (a plan that raced the change), else cancelled, as are
-        those whose consent expired. Returns how many were cancelled. Older ones are never
-        claimed anyway; looking back a week keeps the sweep's cost flat as history grows."""
-        since = now - LAPSE_LOOKBACK
+    def lapse(self, now: dt.datetime, since: dt.datetime | None = None) -> int:
+        """Letters whose consent ended (since ``since``; None: ever): moved to the consent that
+        replaced it if that allows their channel (a plan that raced the change), else cancelled,
+        as are those whose consent expired. Returns how many were cancelled. A running worker
+        looks back ``LAPSE_LOOKBACK`` past its previous sweep, which keeps the cost flat as
+        history grows; its first sweep looks back without bound (no dispatcher may have run)."""
         c, d = consents, deliveries
-        ended = select(c.c.id).where(c.c.ended_at > since)
+        ended_since = c.c.ended_at.is_not(None) if since is None else c.c.ended_at > since
+        expired_since = c.c.expires_at <= now if since is None else c.c.expires_at.between(since, now)
+        ended = select(c.c.id).where(ended_since)
         with self.engine.begin() as conn:
             heir = mandates.successor()
             waiting = and_(d.c.status == Status.PENDING, d.c.consent_id.in_(ended))
             conn.execute(update(d).where(waiting, heir.exists()).values(consent_id=heir.scalar_subquery()))
-            gone = or_(c.c.ended_at > since, and_(c.c.expires_at > since, c.c.expires_at <= now))
+            gone = or_(ended_since, expired_since)
             unsent = update(d).where(
                 d.c.status == Status.PENDING, d.c.consent_id.in_(select(c.c.id).where(gone))
             )
