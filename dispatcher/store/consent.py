@@ -53,6 +53,20 @@ def live(now: dt.datetime, c: Consents = consents) -> ColumnElement[bool]:
     return and_(current(c), unexpired(now, c))
 
 
+def state(
+    revoked_at: dt.datetime | None,
+    ended_at: dt.datetime | None,
+    expires_at: dt.datetime | None,
+    now: dt.datetime,
+) -> str:
+    """A consent read back (an export, a report) in one word, as ``live`` judges it in SQL."""
+    if revoked_at is not None:
+        return "revoked"
+    if ended_at is not None:
+        return "ended"
+    return "expired" if expires_at is not None and expires_at <= now else "live"
+
+
 def withdrawn(c: Consents = consents) -> ColumnElement[bool]:
     return c.c.revoked_at.is_not(None)
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, select
 
 from dispatcher.pacing import GLOBAL, Limits, refilled
 from dispatcher.redaction import person_pattern, redacted
-from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat
+from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat, consent
 from dispatcher.store.reasons import Reason, last_reply
 from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
 
@@ -344,17 +344,7 @@ def _shared_consent(row: Any, now: dt.datetime) -> list[str]:
     cap, channels and times to the second would tie a supporter's letters together."""
     if row.consent_id is None or row.scope is None:
         return ["consent: none left (forgotten, or removed by retention)"]
-    return [f"consent: scope {row.scope}, {_consent_state(row, now)}"]
-
-
-def _consent_state(row: Any, now: dt.datetime) -> str:
-    if row.revoked_at is not None:
-        return "revoked"
-    if row.ended_at is not None and row.ended_at <= now:
-        return "ended"
-    if row.expires_at is not None and row.expires_at <= now:
-        return "expired"
-    return "active"
+    return [f"consent: scope {row.scope}, {consent.state(row.revoked_at, row.ended_at, row.expires_at, now)}"]
 
 
 def _fallback(conn: Connection, row: Any) -> str | None:

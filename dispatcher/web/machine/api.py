@@ -34,6 +34,7 @@ from dispatcher.people import fields
 from dispatcher.people.csv_import import COLUMNS, OPTIONAL, RowError, parse_row
 from dispatcher.people.fields import KnownScopes
 from dispatcher.settings import Settings
+from dispatcher.store import consent
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web.auth import address
 from dispatcher.web.bearer import refusal
@@ -202,12 +203,13 @@ def _address(request: Request) -> str:
         return given
 
 
+TIMES = ("revoked_at", "ended_at", "expires_at")
+
+
 def _state(row: Mapping[str, Any], now: dt.datetime) -> str:
-    """As the store's consent.live reads it: an expired consent sends nothing, like an ended one."""
-    if row["revoked_at"] or row["ended_at"]:
-        return "revoked" if row["revoked_at"] else "ended"
-    expires = row["expires_at"]
-    return "expired" if expires and dt.datetime.fromisoformat(expires) <= now else "live"
+    """An export's consent (times in ISO form) in the store's word for it."""
+    revoked, ended, expires = (row[k] and dt.datetime.fromisoformat(row[k]) for k in TIMES)
+    return consent.state(revoked, ended, expires, now)
 
 
 def _consent(row: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
