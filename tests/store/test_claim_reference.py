@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 
 from dispatcher import pacing
 from dispatcher.models import ClaimGroup, GroupId, SupporterRecord
@@ -122,3 +123,30 @@ def test_the_claim_takes_what_a_query_per_group_would(store: Store, seed: int) -
         request = ClaimRequest(asked, {"email": rng.randint(1, 12)}, limits, rng.randrange(100))
         expected = reference(engine, buckets, request, now)
         assert claimed(store, request, now, f"w{round_ % 2}") == expected, f"seed {seed}, round {round_}"
+
+
+def test_a_round_runs_the_same_statements_for_300_groups_as_for_2(store: Store) -> None:
+    # The claim's cost must not grow with the groups asked: the same statements, with the groups
+    # as parameters (a list of parameters for a bucket IN counts as one). The old claim built a
+    # subquery per group, up to 200 to a statement.
+    engine = store.engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+    one_list = re.compile(r"\((?:\?|%\(\w+\)s(?:::\w+)?)(?:, (?:\?|%\(\w+\)s(?:::\w+)?))*\)")
+
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(one_list.sub("(…)", statement))
+
+    def round_of(n: int) -> list[str]:
+        groups = [ClaimGroup(f"a{i}", "t1", "email", (f"email:a{i}@x.org",)) for i in range(n)]
+        request = ClaimRequest(groups, {"email": 10}, Limits(1e6, 1e6, 1e6))
+        store.claim("w", request, NOW, LEASE)  # the first round adds the buckets
+        seen.clear()
+        store.claim("w", request, NOW, LEASE)
+        return list(seen)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        few, many = round_of(2), round_of(300)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert few == many
