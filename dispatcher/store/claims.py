@@ -77,7 +77,8 @@ class DueLetters(Executable, ClauseElement):
     most of it building and compiling the statement.) Spelled per dialect: see ``_due_lateral``
     and ``_due_correlated``."""
 
-    inherit_cache = False  # not cached: the claim runs the dialect's select, which is
+    # Not cached itself (the claim runs the dialect's select, which SQLAlchemy caches).
+    inherit_cache = False
 
     def __init__(self, groups: str, limit: int, now: dt.datetime) -> None:
         self.groups = groups  # JSON: [{"i": index, "a": action, "t": target, "c": channel}]
@@ -174,8 +175,8 @@ def due_queries(
     for i, (g, n) in enumerate(zip(groups, wanted, strict=True)):
         if n > 0:
             by_limit.setdefault(n, []).append({"i": i, "a": g.action_id, "t": g.target_id, "c": g.channel})
-    for n, asked in sorted(by_limit.items()):
-        yield DueLetters(json.dumps(asked), n, now)
+    for n, rows in sorted(by_limit.items()):
+        yield DueLetters(json.dumps(rows), n, now)
 
 
 class SqlClaims(SqlPart):
