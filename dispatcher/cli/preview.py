@@ -12,6 +12,7 @@ from dispatcher.actions.planner import effective
 from dispatcher.cli.context import Context, pass_ctx
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.letters.variants import FIRST
 from dispatcher.models import Signer
 from dispatcher.sending.runtime import utcnow
 
@@ -20,6 +21,10 @@ from dispatcher.sending.runtime import utcnow
 @click.argument("action_id")
 @click.option("--target", "target_id", required=True, help="Target id.")
 @click.option("--lang", "language", help="Language (default: as the dispatcher would choose).")
+@click.option(
+    "--variant",
+    help="Variant: a (<lang>.j2), b (<lang>.b.j2) … (default: the supporter's with --as, else a).",
+)
 @click.option("--as", "signer_email", help="Render as this imported supporter (default: a sample signer).")
 @click.option("--channel", type=click.Choice(list(capabilities.KINDS)), default="email", show_default=True)
 @click.option(
@@ -33,6 +38,7 @@ def preview(
     action_id: str,
     target_id: str,
     language: str | None,
+    variant: str | None,
     signer_email: str | None,
     channel: str,
     output: Path | None,
@@ -55,10 +61,12 @@ def preview(
         if found is None:
             raise click.ClickException(f"no supporter {signer_email}")
         signer = found
+    elif variant is None:
+        variant = FIRST  # the sample signer's own variant would be an arbitrary one
     now = utcnow()
     in_force = effective(action, ctx.store.action_states().get(action.id), now).deadline
     try:
-        letter = renderer.render(action, target, language, signer, now.date(), in_force)
+        letter = renderer.render(action, target, language, signer, now.date(), in_force, variant)
     except RenderError as exc:
         raise click.ClickException(str(exc)) from exc
     kind = capabilities.of(channel)
@@ -69,7 +77,11 @@ def preview(
     copies = [f"{c.name} <{getattr(c, kind.address)}>" for c in action.copies(channel)] if kind.copies else []
     if copies:
         click.echo(f"Cc: {', '.join(copies)}")
-    click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}\n")
+    named = renderer.variants(action.templates, letter.language)
+    click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}")
+    if len(named) > 1:
+        click.echo(f"Variant: {letter.variant} (of {', '.join(named)})")
+    click.echo()
     click.echo(letter.body)
 
 
