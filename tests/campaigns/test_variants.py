@@ -15,7 +15,7 @@ from dispatcher.letters import variants
 from dispatcher.models import SupporterRecord
 from dispatcher.sending.runtime import utcnow
 from dispatcher.store import open_store
-from tests.campaigns.test_check import letter
+from tests.campaigns.test_check import letter, send_with_words
 from tests.campaigns.test_cli import cli
 from tests.campaigns.test_email_smtp import delivery_rows, expected_ids, later, make_settings, run_once
 from tests.conftest import ROOT, cli_env
@@ -132,6 +132,14 @@ def test_check_warns_of_near_identical_chinese_variants_and_not_of_different_one
     assert len(warnings) == 2 and all("variants a and c share" in w for w in warnings), result.stderr
     assert all("3-character runs" in w for w in warnings)
     assert "ok: ua-61-21 × xi-jinping × email × zh-Hans (variants a, b, c)" in result.stdout
+
+
+def test_a_running_dispatcher_holds_an_action_whose_other_variant_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = letter("{{ target.salutation }},\n{{ supporter.words }}")
+    assert send_with_words(tmp_path, good, b=letter("{{ target.salutaton }} {{ supporter.words }}")) == []
+    assert "holding a" in caplog.text and "en.b.j2 line 1: unknown variable target.salutaton" in caplog.text
 
 
 def test_a_template_file_that_names_no_variant_is_noted(tmp_path: Path) -> None:
