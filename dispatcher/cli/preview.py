@@ -55,13 +55,8 @@ def preview(
     language = language or renderer.language_for(action, target)
     if language is None:
         raise click.ClickException(f"no template for {target_id} in any of its or the action's languages")
-    signer: Signer = SAMPLE_SIGNER
-    if signer_email:
-        found = ctx.store.find_signer(signer_email)
-        if found is None:
-            raise click.ClickException(f"no supporter {signer_email}")
-        signer = found
-    elif variant is None:
+    signer = _signer(ctx, signer_email)
+    if signer is SAMPLE_SIGNER and variant is None:
         variant = FIRST  # the sample signer's own variant would be an arbitrary one
     now = utcnow()
     in_force = effective(action, ctx.store.action_states().get(action.id), now).deadline
@@ -83,6 +78,15 @@ def preview(
         click.echo(f"Variant: {letter.variant} (of {', '.join(named)})")
     click.echo()
     click.echo(letter.body)
+
+
+def _signer(ctx: Context, email: str | None) -> Signer:
+    if not email:
+        return SAMPLE_SIGNER
+    found = ctx.store.find_signer(email)
+    if found is None:
+        raise click.ClickException(f"no supporter {email}")
+    return found
 
 
 def _write_fax(
