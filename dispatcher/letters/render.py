@@ -298,7 +298,8 @@ class Renderer:
         token = CURRENT_BUDGET.set(Budget())
         try:
             in_force = deadline_in_force(action, deadline)
-            subject, body = self._blocks(action, target, (language, variant), signer, today, in_force)
+            template = self._template(action, language, variant)
+            subject, body = self._blocks(template, action, target, language, signer, today, in_force)
         except RenderError:
             raise
         except Exception as exc:  # anything a template does wrong is this letter's problem only
@@ -314,15 +315,14 @@ class Renderer:
 
     def _blocks(
         self,
+        template: Template,
         action: Action,
         target: Target,
-        written: tuple[str, str],  # language, variant
+        language: str,
         signer: Signer,
         today: dt.date,
         deadline: dt.date | dt.datetime,
     ) -> tuple[str, str]:
-        language = written[0]
-        template = self._template(action, *written)
         action_view, target_view = self._views_for(action, target, language, deadline)
         context = template.new_context(
             {
