@@ -19,7 +19,7 @@ from pathlib import Path
 
 FIRST = "a"  # the variant of ``<language>.j2``
 # One lowercase letter after the language: ``en.b.j2``. Language tags have no dots.
-_NAME = re.compile(r"(?P<language>[A-Za-z0-9-]+)(?:\.(?P<variant>[b-z]))?\.j2")
+_NAME = re.compile(r"(?P<language>[A-Za-z0-9_-]+)(?:\.(?P<variant>[b-z]))?\.j2")
 
 
 def parse(file_name: str) -> tuple[str, str] | None:
