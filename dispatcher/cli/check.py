@@ -10,8 +10,8 @@ from dispatcher.actions.files import load_actions
 from dispatcher.actions.model import Action
 from dispatcher.channels import IMPLEMENTED
 from dispatcher.cli.context import Context, pass_ctx
-from dispatcher.letters import faxpdf
-from dispatcher.letters.render import Renderer
+from dispatcher.letters import faxpdf, similarity, variants
+from dispatcher.letters.render import WORDS_SIGNER, Renderer
 from dispatcher.sending.catalogue import faxes
 from dispatcher.sending.runtime import utcnow
 
@@ -19,13 +19,15 @@ from dispatcher.sending.runtime import utcnow
 @click.command()
 @pass_ctx
 def check(ctx: Context) -> None:
-    """Validate every action file and render every action × target × language, sending nothing."""
+    """Validate every action file and render every action × target × language × variant, sending
+    nothing; warn of variants too alike."""
     loaded = load_actions(ctx.settings.actions_dir)
     renderer = Renderer(ctx.settings.templates_dir)
     problems = [str(e) for e in loaded.errors]
     font = _font_problem(ctx.settings.fax_font)
     for action in loaded.actions.values():
         _channel_notes(action)
+        _unused_notes(action, ctx.settings.templates_dir)
         found = [
             f"{loaded.sources[action.id]}: {e}" for e in renderer.check(action, IMPLEMENTED, utcnow().date())
         ]
@@ -37,7 +39,10 @@ def check(ctx: Context) -> None:
             continue
         for target_id, via in action.delivery_pairs(IMPLEMENTED):
             language = renderer.language_for(action, action.target(target_id))
-            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
+            named = renderer.variants(action.templates, language or "")
+            several = f" (variants {', '.join(named)})" if len(named) > 1 else ""
+            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}{several}")
+        _similarity(renderer, action)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -52,6 +57,45 @@ def _channel_notes(action: Action) -> None:
         for channel in target.channels:
             if channel not in IMPLEMENTED:
                 click.echo(f"note: {action.id} × {target.id}: channel {channel} is not available yet")
+
+
+def _unused_notes(action: Action, templates_dir: Path) -> None:
+    for name in variants.unused(templates_dir / action.templates):
+        click.echo(
+            f"note: {action.id}: {action.templates}/{name} is not used: a letter is <language>.j2, "
+            "its variants <language>.b.j2, <language>.c.j2 …"
+        )
+
+
+def _similarity(renderer: Renderer, action: Action) -> None:
+    """Each target's variants' pairwise similarity; a warning (not a hold) for those too alike."""
+    today = utcnow().date()
+    for target_id in dict.fromkeys(t for t, _ in action.delivery_pairs(IMPLEMENTED)):
+        target = action.target(target_id)
+        language = renderer.language_for(action, target)
+        named = renderer.variants(action.templates, language or "")
+        if language is None or len(named) < 2:
+            continue
+        # The signer check() has just rendered every variant with: none of these can fail.
+        letters = {
+            v: renderer.render(action, target, language, WORDS_SIGNER, today, variant=v) for v in named
+        }
+        _report(
+            f"{action.id} × {target_id} × {language}", language, similarity.resemblances(letters, language)
+        )
+
+
+def _report(where: str, language: str, pairs: list[similarity.Resemblance]) -> None:
+    click.echo(f"similarity: {where}: " + ", ".join(f"{r.first}~{r.second} {r.score:.2f}" for r in pairs))
+    runs = f"{similarity.SHINGLE}-{similarity.unit(language)} runs"
+    for r in pairs:
+        if r.too_close:
+            click.echo(
+                f"warning: {where}: variants {r.first} and {r.second} share {r.score:.0%} of their "
+                f"{runs} (over {similarity.WARN_ABOVE:.0%}): officials' filters may take them for "
+                "one copied message; rewrite one in other words",
+                err=True,
+            )
 
 
 def _font_problem(font: Path | None) -> str | None:

@@ -61,9 +61,10 @@ def test_third_party_loggers_stay_at_warning_unless_verbose(tmp_path: Path) -> N
 WORDS = "Ich kenne ihn seit der Schule."
 
 
-def send_with_words(tmp_path: Path, template: str) -> list[str]:
-    """``run --once`` for a supporter who gave their own words for action ``a``: the bodies sent."""
-    make(tmp_path, {"en.j2": template})
+def send_with_words(tmp_path: Path, template: str, **others: str) -> list[str]:
+    """``run --once`` for a supporter who gave their own words for action ``a``: the bodies sent.
+    ``others``: further variants of the letter by name (``b=…`` for ``en.b.j2``)."""
+    make(tmp_path, {"en.j2": template, **{f"en.{name}.j2": text for name, text in others.items()}})
     env = cli_env(tmp_path, tmp_path)
     cli(env, "db", "upgrade")
     store = open_store(env["DISPATCHER_DATABASE_URL"])
