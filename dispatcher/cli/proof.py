@@ -24,9 +24,9 @@ def proof(ctx: Context, action_id: str, to: str) -> None:
     now = utcnow()
     try:
         address = proofs.recipient(to, [action, *ctx.actions().actions.values()])
-        mails = proofs.build(ctx.settings, ctx.store, action, address, now)
-        asyncio.run(proofs.deliver(ctx.settings, mails))
+        sent = asyncio.run(
+            proofs.send(ctx.settings, ctx.store, action, address, getpass.getuser(), "cli", now)
+        )
     except proofs.ProofError as exc:
         raise click.ClickException(str(exc)) from None
-    proofs.audit(ctx.store, action, address, len(mails), getpass.getuser(), "cli", now)
-    click.echo(f"{action_id}: proof of {len(mails)} letters sent to {address}")
+    click.echo(f"{action_id}: proof of {sent} letters sent to {address}")

@@ -92,6 +92,8 @@ def letters(action: Action, renderer: Renderer, today: dt.date, deadline: dt.dat
         found.append(ProofLetter(target, channel, letter))
     if problems:
         raise ProofError("no proof sent; these letters do not render: " + "; ".join(problems))
+    if not found:
+        raise ProofError(f"no proof sent: {action.id} sends no letter (none of its targets has a channel)")
     return found
 
 
@@ -186,8 +188,12 @@ def build(settings: Settings, store: Store, action: Action, to: str, now: dt.dat
     ]
 
 
-async def deliver(settings: Settings, mails: list[OutgoingMail]) -> None:
-    """Through the letters' transport (SMTP when configured, else the local outbox)."""
+async def send(
+    settings: Settings, store: Store, action: Action, to: str, by: str, where: str, now: dt.datetime
+) -> int:
+    """Build the proof and send it through the letters' transport (SMTP when configured, else the
+    local outbox); audited with what went, even when the mail server stopped it halfway."""
+    mails = await asyncio.to_thread(build, settings, store, action, to, now)
     transport = await asyncio.to_thread(transport_for, settings)
     await transport.start()
     sent = 0
@@ -201,7 +207,8 @@ async def deliver(settings: Settings, mails: list[OutgoingMail]) -> None:
         ) from exc
     finally:
         await transport.close()
-
-
-def audit(store: Store, action: Action, to: str, count: int, by: str, where: str, now: dt.datetime) -> None:
-    store.accounts.audit(AuditEntry(now, by, where, "proof", action.id, f"{count} letters to {to}"))
+        if sent:
+            rest = "" if sent == len(mails) else f" (of {len(mails)}: the mail server refused the rest)"
+            entry = AuditEntry(now, by, where, "proof", action.id, f"{sent} letters to {to}{rest}")
+            await asyncio.to_thread(store.accounts.audit, entry)
+    return sent

@@ -20,7 +20,7 @@ from dispatcher.channels.email import EmailChannel, MessageBuilder
 from dispatcher.channels.email.message import encode_body
 from dispatcher.letters.render import Renderer
 from dispatcher.sending.proof import HEADER, PREFIX, PROOF_SIGNER
-from dispatcher.store import Store
+from dispatcher.store import Store, open_store
 from tests.campaigns.test_cli import cli
 from tests.conftest import ROOT, cli_env
 from tests.store.test_store_contract import people as supporters
@@ -142,7 +142,10 @@ def test_a_proof_is_every_letter_marked_to_staff_only_without_supporters(
     add_secret_supporters(store)
     env = cli_env(tmp_path, tmp_path, DISPATCHER_DATABASE_URL=db_url, DISPATCHER_SMTP_URL=smtp.url)
     letters = expected(data, templates)
-    out = cli(env, "proof", "proofed", "--to", STAFF).output
+    out = cli(env, "proof", "proofed", "--to", STAFF, ok=bool(letters)).output
+    if not letters:
+        assert "proofed sends no letter" in out and smtp.transactions == 0
+        return
     assert f"proof of {len(letters)} letters sent to {STAFF}" in out
     received = smtp.wait_for(len(letters))
     got = set()
@@ -220,3 +223,33 @@ def test_an_unknown_action_or_a_bad_address_is_a_clear_error(tmp_path: Path, smt
     assert "no action 'no-such-action'" in unknown and "demo-xinjiang" in unknown
     assert "not a valid email address" in cli(env, "proof", "demo-xinjiang", "--to", "staff", ok=False).output
     assert smtp.transactions == 0
+
+
+def test_nothing_is_sent_when_a_letter_does_not_render(tmp_path: Path, smtp: SmtpServer) -> None:
+    """A proof that left a broken letter out would look complete: all or none."""
+    fine = {"id": "fine", "name": "Fine", "salutation": {"en": "Dear Fine"}, "email": "f@gov.example"}
+    broken = {"id": "broken", "name": "Broken", "email": "b@gov.example"}  # no salutation for en
+    targets = [{**t, "channels": ["email"]} for t in (fine, broken)]
+    write_action(tmp_path / "actions", action_data("proofed", targets, status="draft"))
+    (tmp_path / "templates" / "proofed").mkdir(parents=True)
+    (tmp_path / "templates" / "proofed" / "en.j2").write_text(TEMPLATE, encoding="utf-8")
+    out = cli(
+        cli_env(tmp_path, tmp_path, DISPATCHER_SMTP_URL=smtp.url), "proof", "proofed", "--to", STAFF, ok=False
+    )
+    assert "no proof sent" in out.output and "broken" in out.output and "no salutation for en" in out.output
+    assert smtp.transactions == 0
+
+
+def test_a_mail_server_refusing_halfway_is_said_and_audited_as_it_went(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    smtp.fail(at="data", reply="550", messages={2})
+    env = cli_env(tmp_path, DISPATCHER_SMTP_URL=smtp.url)
+    out = cli(env, "proof", "ua-61-21", "--to", STAFF, ok=False).output
+    assert "the mail server refused the proof after 1 of 4 letters" in out
+    store = open_store(env["DISPATCHER_DATABASE_URL"])
+    try:
+        [(_, entry)] = store.accounts.audit_entries(None, 10)
+        assert entry.detail == f"1 letters to {STAFF} (of 4: the mail server refused the rest)"
+    finally:
+        store.close()

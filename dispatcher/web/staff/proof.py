@@ -33,14 +33,13 @@ async def send_proof(request: Request) -> Response:
     # Counted before sending: a proof the mail server refused halfway still sent some letters.
     ctx.proofs_by_user.hit(user.name)
     ctx.proofs_to_address.hit(to.lower())
-    now = ctx.clock()
     try:
-        mails = await run_in_threadpool(proofs.build, ctx.settings, ctx.store, action, to, now)
-        await proofs.deliver(ctx.settings, mails)
+        sent = await proofs.send(
+            ctx.settings, ctx.store, action, to, user.name, address(request), ctx.clock()
+        )
     except proofs.ProofError as exc:
         return forbidden(request, str(exc), status=409)
-    await run_in_threadpool(proofs.audit, ctx.store, action, to, len(mails), user.name, address(request), now)
-    return render(request, "proof.html", action=action, count=len(mails), to=to)
+    return render(request, "proof.html", action=action, count=sent, to=to)
 
 
 routes = [Route("/actions/{action_id}/proof", send_proof, methods=["POST"])]
