@@ -99,7 +99,7 @@ def explain(
     pattern = _pattern(row) if redact else None
     state, summary = _state(conn, row, now, context)
     tried = tuple(_attempts(conn, delivery_id))
-    details = (*(_shared_consent(row, now) if redact else _consent(row)), *_facts(row, context))
+    details = (*(_shared_consent(row, now) if redact else _consent(row)), *_facts(conn, row, context))
     return Explanation(
         delivery_id,
         row.action_id,
@@ -357,12 +357,28 @@ def _consent_state(row: Any, now: dt.datetime) -> str:
     return "active"
 
 
+def _fallback(conn: Connection, row: Any) -> str | None:
+    """A fax that falls back: still to come while it may fail, what came of it once it failed."""
+    if row.status in (Status.PENDING, Status.SENDING, Status.SUBMITTED):
+        return f"after its last failed attempt it goes by {row.fallback}"
+    if row.status != Status.FAILED:
+        return None
+    d = deliveries
+    same = (d.c.action_id == row.action_id, d.c.target_id == row.target_id, d.c.channel == row.fallback)
+    found = conn.scalar(select(d.c.id).where(d.c.supporter_id == row.supporter_id, *same).limit(1))
+    if found is None:
+        return (
+            f"no letter went on by {row.fallback}: the supporter's consent did not allow it, or they are gone"
+        )
+    return f"it went on by {row.fallback}: letter {found}"
+
+
 def _to_the_day(text: str) -> str:
     """Times to the second are a fingerprint (a supporter's letters are planned together)."""
     return EXACT.sub(r"\1", text)
 
 
-def _facts(row: Any, context: Context) -> list[str]:
+def _facts(conn: Connection, row: Any, context: Context) -> list[str]:
     out = [f"attempts: {row.attempts}"]
     if row.last_error and row.status != Status.FAILED:
         out.append(f"last error: {row.last_error}")
@@ -370,8 +386,8 @@ def _facts(row: Any, context: Context) -> list[str]:
         out.append(f"Message-ID: {context.message_id}")
     if row.provider_job:
         out.append(f"fax job: {row.provider} {row.provider_job}")
-    if row.fallback:
-        out.append(f"after its last failed attempt it goes by {row.fallback}")
+    if row.fallback and (fallback := _fallback(conn, row)):
+        out.append(fallback)
     if context.held is not None:
         out.append(f"its action is held: {context.held}")
     if context.control:

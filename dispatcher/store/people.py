@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
+from dispatcher.addresses import stored_email
 from dispatcher.store import Status, SupporterRecord, mandates
 from dispatcher.store.consent import withdrawn
 from dispatcher.store.engine import SqlPart, one_writer
@@ -45,7 +46,7 @@ class SqlPeople(SqlPart):
     def _id(self, conn: Connection, email: str, lock: bool = False) -> int | None:
         """The supporter's id; ``lock``: and hold their row, so that a change of their consent
         in another transaction waits (and cannot add a consent this one would miss)."""
-        query = select(supporters.c.id).where(supporters.c.email == email.strip().lower())
+        query = select(supporters.c.id).where(supporters.c.email == stored_email(email))
         found = conn.scalar(query.with_for_update() if lock else query)
         return None if found is None else int(found)
 
@@ -168,7 +169,7 @@ class SqlPeople(SqlPart):
     def forget(self, email: str, now: dt.datetime) -> bool:
         with wiping(self.engine) as wipe:
             with wipe.conn.begin():
-                wipe.conn.execute(delete(opt_ins).where(opt_ins.c.email == email.strip().lower()))
+                wipe.conn.execute(delete(opt_ins).where(opt_ins.c.email == stored_email(email)))
                 person = self._id(wipe.conn, email, lock=True)
                 if person is None:
                     return False
@@ -180,7 +181,7 @@ class SqlPeople(SqlPart):
 
 def _discard(conn: Connection, email: str) -> int:
     o = opt_ins
-    waiting = delete(o).where(o.c.email == email.strip().lower(), o.c.confirmed_at.is_(None))
+    waiting = delete(o).where(o.c.email == stored_email(email), o.c.confirmed_at.is_(None))
     return int(conn.execute(waiting).rowcount)
 
 
