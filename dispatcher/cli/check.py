@@ -12,7 +12,8 @@ from dispatcher.channels import IMPLEMENTED
 from dispatcher.cli.context import Context, pass_ctx
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import Renderer
-from dispatcher.sending.catalogue import faxes
+from dispatcher.plans.zones import country_zone
+from dispatcher.sending.catalogue import faxes, plan_problems
 from dispatcher.sending.runtime import utcnow
 
 
@@ -31,6 +32,10 @@ def check(ctx: Context) -> None:
         ]
         if font and faxes(action, IMPLEMENTED):
             found.append(f"{action.id}: {font}")
+        now = utcnow()
+        found += [
+            f"{loaded.sources[action.id]}: {p}" for p in plan_problems(action, IMPLEMENTED, now, ctx.settings)
+        ]
         if found:  # no "ok" line for an action that will not send at all
             click.echo(f"held: {action.id}: {len(found)} problem(s), none of its letters will be sent")
             problems += found
@@ -47,6 +52,11 @@ def check(ctx: Context) -> None:
 
 def _channel_notes(action: Action) -> None:
     for target in action.targets:
+        if target.country and not target.timezone and country_zone(target.country) is None:
+            click.echo(
+                f"note: {action.id} × {target.id}: no timezone, and {target.country} has several: "
+                f"its office hours and days are the action's, {action.timezone}"
+            )
         if not target.channels:
             click.echo(f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target")
         for channel in target.channels:
