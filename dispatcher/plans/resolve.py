@@ -13,7 +13,7 @@ from dispatcher.models import Caps
 from dispatcher.plans.calendar import Calendar
 from dispatcher.plans.hours import ALWAYS, Schedule, parse_hours
 from dispatcher.plans.model import Plan
-from dispatcher.plans.public_holidays import closed_days
+from dispatcher.plans.public_holidays import closed_days, known
 from dispatcher.plans.zones import country_zone
 
 T = TypeVar("T")
@@ -119,7 +119,8 @@ def problems(
         if calendar.next_open(now, deadline - now) is None:
             schedule, where = hours_for(action, target, channel, defaults)
             local = deadline.astimezone(calendar.zone)
-            less = ", less public holidays" if _holidays(action, target, schedule) else ""
+            closes = _holidays(action, target, schedule) and known(target.country)
+            less = ", less public holidays" if closes else ""
             said = f"office hours {schedule} ({calendar.zone.key}{less}) never open before the deadline"
             found.append(PlanProblem(target.id, channel, where, f"{said}, {local:%a %Y-%m-%d %H:%M %Z}"))
     return found
