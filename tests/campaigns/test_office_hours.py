@@ -216,6 +216,9 @@ async def test_a_plan_shut_until_the_deadline_holds_its_action_only(tmp_path: Pa
     store.close()
     holds = worker.catalogue.holds("w", opened)
     assert worker.tally.counts["sent"] == 2 and outbox(tmp_path) == 2
+    # fine's New York office opens at 08:00 there; run --once says so, and ends meanwhile.
+    assert worker.left.due_now == 2 and worker.left.opens == dt.datetime(2030, 1, 7, 13, tzinfo=dt.UTC)
+    assert "the first office shut now opens at 2030-01-07 13:00 UTC" in worker.left.line()
     assert set(holds) == {"shut"}
     assert holds["shut"].reason.startswith(
         "shut × brussels × -: plan: plan.office_hours (target brussels, email)"
