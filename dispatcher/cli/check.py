@@ -12,6 +12,8 @@ from dispatcher.channels import IMPLEMENTED
 from dispatcher.cli.context import Context, pass_ctx
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import Renderer
+from dispatcher.plans import resolve
+from dispatcher.plans.hours import Schedule
 from dispatcher.plans.zones import country_zone
 from dispatcher.sending.catalogue import faxes, plan_problems
 from dispatcher.sending.runtime import utcnow
@@ -27,6 +29,7 @@ def check(ctx: Context) -> None:
     font = _font_problem(ctx.settings.fax_font)
     for action in loaded.actions.values():
         _channel_notes(action)
+        _zone_notes(action, resolve.default_hours(ctx.settings.fax_office_hours))
         found = [
             f"{loaded.sources[action.id]}: {e}" for e in renderer.check(action, IMPLEMENTED, utcnow().date())
         ]
@@ -50,13 +53,22 @@ def check(ctx: Context) -> None:
     click.echo(f"{len(loaded.actions)} actions checked, no problems")
 
 
-def _channel_notes(action: Action) -> None:
+def _zone_notes(action: Action, hours: dict[str, Schedule]) -> None:
+    """A target whose office hours matter, in the action's zone for want of its own."""
+    if action.deadline_at <= utcnow():
+        return
     for target in action.targets:
-        if target.country and not target.timezone and country_zone(target.country) is None:
+        if target.timezone or not target.country or country_zone(target.country) is not None:
+            continue
+        if any(not resolve.hours_for(action, target, via, hours)[0].always for via in target.channels):
             click.echo(
                 f"note: {action.id} × {target.id}: no timezone, and {target.country} has several: "
-                f"its office hours and days are the action's, {action.timezone}"
+                f"its office hours are in the action's, {action.timezone}"
             )
+
+
+def _channel_notes(action: Action) -> None:
+    for target in action.targets:
         if not target.channels:
             click.echo(f"note: {action.id} × {target.id}: no channel, nothing will be sent to this target")
         for channel in target.channels:

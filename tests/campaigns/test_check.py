@@ -109,7 +109,10 @@ def test_a_bad_plan_is_refused_naming_file_target_and_field_and_holds_only_its_a
     }
     files = {
         "shut": action_data("shut", [email], deadline=deadline, plan={"office_hours": f"{day} 10:00-11:00"}),
-        "fine": action_data("fine", [email]),
+        "fine": action_data(
+            "fine",
+            [email, email | {"id": "us", "country": "US", "plan": {"office_hours": "Mon 09:00-10:00"}}],
+        ),
         "mars": action_data("mars", [email | {"timezone": "Mars/Olympus_Mons"}]),
     }
     paths = {name: write_action(tmp_path / "actions", data) for name, data in files.items()}
@@ -121,6 +124,10 @@ def test_a_bad_plan_is_refused_naming_file_target_and_field_and_holds_only_its_a
     assert (
         f"error: {paths['shut']}: plan.office_hours (target t, email): office hours {day} 10:00-11:00 (UTC) "
         "never open before the deadline" in result.stderr
+    )
+    assert (
+        "note: fine × us: no timezone, and US has several: its office hours are in the action's, UTC"
+        in result.stdout
     )
     zone = "targets[0].timezone (target t): 'Mars/Olympus_Mons' is not an IANA time zone"
     assert f"error: {paths['mars']}: {zone}" in result.stderr
