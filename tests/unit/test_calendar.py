@@ -8,7 +8,7 @@ import datetime as dt
 import math
 from zoneinfo import ZoneInfo
 
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.plans.calendar import Calendar
@@ -17,7 +17,14 @@ from dispatcher.plans.public_holidays import closed_days
 
 ZONES = ("Europe/Brussels", "America/New_York", "Asia/Shanghai", "Australia/Sydney", "Asia/Kolkata")
 H = dt.timedelta(hours=1)
-CHECKED = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+# The same examples on every run (no example database); no timing checks on a loaded machine.
+CHECKED = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @st.composite
