@@ -2,7 +2,8 @@
 in Brussels, Shanghai and New York across a DST change and a public holiday, late joiners
 included, sends each letter at the first moment its official's office is open and never outside;
 a worker idle while every office is shut makes no claim and sends as one opens; a plan shut
-until the deadline holds its action only; ``why`` says when the office opens."""
+until the deadline holds its action only; ``why`` says when the office opens; faxes keep office
+hours by default, emails do not."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dispatcher.plans.calendar import Calendar
 from dispatcher.plans.hours import parse_hours
 from dispatcher.plans.public_holidays import closed_days
 from dispatcher.sending import why
+from dispatcher.sending.catalogue import Catalogue
 from dispatcher.sending.runtime import Dispatcher
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
@@ -227,3 +229,29 @@ async def test_a_plan_shut_until_the_deadline_holds_its_action_only(tmp_path: Pa
         "Sat 10:00-12:00 (Europe/Brussels, less public holidays) never open before the deadline"
         in holds["shut"].reason
     )
+
+
+def test_faxes_keep_office_hours_by_default_and_emails_do_not(tmp_path: Path, sqlite_url: str) -> None:
+    """The product's default (the suite's is always): a fax to Brussels goes on weekdays from 08:00
+    to 18:00 there, not on a Saturday nor on New Year's Day; the email to the same official does."""
+    official = target("brussels", fax="+3222222222", channels=["email", "fax"])
+    settings = world(tmp_path, sqlite_url, [action_data("a", [official])]).model_copy(
+        update={"fax_office_hours": "Mon-Fri 08:00-18:00", "fax_outbox": tmp_path / "fax"}
+    )
+    store = open_store(sqlite_url)
+    channels = make_channels(settings, store)
+    store.close()
+    now = [dt.datetime(2030, 1, 5, 12, tzinfo=dt.UTC)]  # a Saturday
+    catalogue = Catalogue(settings, tuple(channels), lambda: now[0])
+    catalogue.reload()
+
+    def offered() -> set[str]:
+        return {g.channel for g in catalogue.groups(tuple(channels), channels)}
+
+    assert offered() == {"email"} and catalogue.opens == dt.datetime(2030, 1, 7, 7, tzinfo=dt.UTC)
+    now[0] = dt.datetime(2030, 1, 7, 7, tzinfo=dt.UTC)  # Monday, 08:00 in Brussels
+    assert offered() == {"email", "fax"} and catalogue.opens is None
+    now[0] = dt.datetime(2030, 1, 7, 17, tzinfo=dt.UTC)  # 18:00: closed
+    assert offered() == {"email"}
+    now[0] = dt.datetime(2030, 1, 1, 10, tzinfo=dt.UTC)  # New Year's Day, a Tuesday
+    assert offered() == {"email"} and catalogue.opens == dt.datetime(2030, 1, 2, 7, tzinfo=dt.UTC)
