@@ -139,6 +139,9 @@ class ClaimBatch:
     claims: list[Claim]
     dry: frozenset[GroupId]  # asked for letters and had fewer due: nothing more there for now
     wait: float | None  # seconds until a group that still has letters may claim again
+    # Groups at one of their caps (``Caps``), and when the last of those caps' windows ends:
+    # not worth asking before then.
+    capped: Mapping[GroupId, dt.datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -203,5 +203,7 @@ class Catalogue:
             for target_id, name in action.claim_pairs(up):
                 target, channel = action.target(target_id), channels[name]
                 keys, line = channel.pacing_keys(action, target), channel.line(action, target)
-                out.append(ClaimGroup(action.id, target_id, name, keys, line))
+                out.append(
+                    ClaimGroup(action.id, target_id, name, keys, line, self.settings.caps(action.timezone))
+                )
         return out
