@@ -70,7 +70,8 @@ def _context(
         if state and state.status
         else ""
     )
-    return Context(view.status.value, view.reason, held, keys, line, limits, mid, control=control)
+    caps = settings.caps(action.timezone)
+    return Context(view.status.value, view.reason, held, keys, line, limits, mid, control=control, caps=caps)
 
 
 def _channel_facts(

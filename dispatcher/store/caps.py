@@ -150,3 +150,30 @@ def charge(conn: Connection, held: Held, claims: Sequence[Claim]) -> None:
 
 def _ident(claim: Claim) -> GroupId:
     return (claim.action_id, claim.target_id, claim.channel)
+
+
+def reached(conn: Connection, keys: Sequence[str], caps: Caps, now: dt.datetime) -> list[Cap]:
+    """The caps a letter reaching ``keys`` waits for now, the one that ends last first."""
+    mine = list(counters(keys, caps, now))
+    if not mine:
+        return []
+    t = cap_counts
+    rows = tuple_(t.c.key, t.c.period).in_([(c.key, c.window.label) for c in mine])
+    used = {
+        (r.key, r.period): r.used for r in conn.execute(select(t.c.key, t.c.period, t.c.used).where(rows))
+    }
+    full = [c for c in mine if used.get((c.key, c.window.label), 0) >= c.limit]
+    return sorted(full, key=lambda c: c.window.ends, reverse=True)
+
+
+def said(cap: Cap, now: dt.datetime) -> str:
+    """ "the hourly cap of 30 for minister@parl.example is reached until 14:00 UTC"."""
+    kind, _, name = cap.key.partition(":")
+    who = f"the domain {name}" if kind == "domain" else name
+    ends = cap.window.ends
+    until = (
+        f"{ends:%H:%M} UTC" if ends.date() == now.astimezone(dt.UTC).date() else f"{ends:%Y-%m-%d %H:%M} UTC"
+    )
+    zone = cap.window.label.rpartition(" ")[2] if cap.window.kind == "day's" else ""
+    local = f" (midnight in {zone})" if zone and zone != "UTC" else ""
+    return f"the {cap.window.kind} cap of {cap.limit} for {who} is reached until {until}{local}"

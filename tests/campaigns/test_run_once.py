@@ -82,6 +82,29 @@ async def test_an_idle_worker_neither_claims_nor_polls_every_second(tmp_path: Pa
     assert calls["submitted"] == 0 and calls["recover"] <= 2, calls
 
 
+async def test_a_worker_whose_every_group_is_capped_sleeps_until_the_window_ends(tmp_path: Path) -> None:
+    write_actions(tmp_path, {"a": ["pres", "minister"], "b": ["judge"]})
+    with SmtpServer() as smtp:
+        capped = {**LIFTED, "max_per_hour": 1}  # pacing lifted: only the hourly cap holds them
+        config = settings(tmp_path, smtp.url, **capped)
+        store = open_store(config.database_url)
+        store.import_supporters(supporters(3), utcnow())
+        calls: Counter[str] = Counter()
+        counted(store, calls, ("claim", "next_due"))
+        worker = Dispatcher(config, store, make_channels(config, store), worker_id="capped")
+        running = asyncio.create_task(worker.run_forever())
+        await until(lambda: len(smtp.received()) == 3, "one letter to each official")
+        await asyncio.sleep(1)  # the claim that finds every group at its cap
+        calls.clear()
+        await asyncio.sleep(IDLE_RECHECK + 1)
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        store.close()
+    assert len(smtp.received()) == 3
+    # The six letters left wait for the next hour: not a claim, not a look at the queue, until then.
+    assert calls["claim"] == 0 and calls["next_due"] == 0, calls
+
+
 async def test_letters_another_worker_planned_reach_an_idle_one(tmp_path: Path) -> None:
     write_actions(tmp_path, {"a": ["pres", "minister"]})
     with SmtpServer() as smtp:

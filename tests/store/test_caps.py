@@ -21,6 +21,7 @@ import pytest
 from dispatcher.models import AttemptResult, Caps, Claim, ClaimBatch, ClaimGroup, GroupId, Outcome
 from dispatcher.pacing import Limits
 from dispatcher.store import ClaimRequest, Store, open_store
+from dispatcher.store.explain import Context, State
 from tests.conftest import never_retry
 from tests.store.test_store_contract import LEASE, NOW, people, run_in_threads, statuses
 
@@ -173,3 +174,30 @@ def test_the_days_cap_counts_midnight_to_midnight_in_the_recipients_zone(store: 
     late = claim(store, "A", [group], local_midnight - dt.timedelta(seconds=1))
     assert late.claims == [] and late.capped == {group.ident: local_midnight}
     assert len(claim(store, "A", [group], local_midnight).claims) == 3
+
+
+@pytest.mark.parametrize(
+    ("caps", "said"),
+    [
+        (Caps(per_hour=2), "the hourly cap of 2 for t1@example.org is reached until 13:00 UTC"),
+        (
+            Caps(per_day=2, zone="Europe/Brussels"),
+            "the day's cap of 2 for t1@example.org is reached until 23:00 UTC (midnight in Europe/Brussels)",
+        ),
+        (
+            Caps(domain_per_hour=2),
+            "the hourly cap of 2 for the domain example.org is reached until 13:00 UTC",
+        ),
+    ],
+)
+def test_why_names_the_cap_a_letter_waits_for(store: Store, caps: Caps, said: str) -> None:
+    store.import_supporters(people(3), NOW)
+    store.plan("act", [("t1", "email")], NOW)
+    group = ClaimGroup("act", "t1", "email", ("email:t1@example.org",), caps=caps)
+    sent = {c.delivery_id for c in claim(store, "A", [group], NOW).claims}
+    waiting = next(i for i in (1, 2, 3) if i not in sent)
+    context = Context(keys=group.keys, limits=LIFTED, caps=caps)
+    answer = store.reports.explain(waiting, NOW + dt.timedelta(minutes=5), context)
+    assert answer is not None and (answer.state, answer.summary) == (State.CAPPED, said)
+    later = store.reports.explain(waiting, NOW + dt.timedelta(days=1), context)
+    assert later is not None and later.state is State.DUE

@@ -17,6 +17,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import open_store
 from tests.campaigns.test_email_smtp import DEMO_ACTION, people, write_action
 from tests.conftest import ROOT
+from tests.support.caps import NO_CAPS
 from tests.support.smtp_server import ScriptedHandler, SmtpServer
 
 pytestmark = pytest.mark.postgres
@@ -40,6 +41,7 @@ async def test_two_workers_share_the_queue_and_send_each_letter_once(tmp_path: P
                 "rate_per_target": 10_000.0,
                 "burst_per_target": 10_000,
                 "rate_global": 10_000.0,
+                **NO_CAPS,
                 "batch_size": 20,
             }
         )
