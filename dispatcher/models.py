@@ -236,7 +236,7 @@ class Backlog:
         if self.later:
             parts.append(f"{self.later} wait for a retry, the first at {self.next_at:%Y-%m-%d %H:%M:%S} UTC")
         if self.due_now:
-            parts.append(f"{self.due_now} due but held, paused or on a channel that is down")
+            parts.append(f"{self.due_now} due but held, paused, over a cap or on a channel that is down")
         return "left pending: " + "; ".join(parts)
 
 

@@ -8,6 +8,8 @@ An idle worker does not claim every second: when a round finds nothing, it asks 
 when the next letter falls due and stays quiet until then, or ``IDLE_RECHECK`` at most (letters
 another worker hands back or plans reach it that late). Anything this worker learns that can make
 letters due — new groups, a plan, a recovered lease, a committed outcome — stirs it at once.
+A group the claim found at one of its caps (store/caps.py) is not asked again, stirred or not,
+until the cap's window ends: a worker whose every group is capped makes no store call for it.
 
 Queued letters spend their pacing tokens when claimed, so a letter must start soon after:
 each channel's queue holds only what its senders start within half of ``START_WITHIN`` at the

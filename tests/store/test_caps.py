@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
@@ -23,7 +22,7 @@ from dispatcher.pacing import Limits
 from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.explain import Context, State
 from tests.conftest import never_retry
-from tests.store.test_store_contract import LEASE, NOW, people, run_in_threads, statuses
+from tests.store.test_store_contract import LEASE, NOW, claims_in_threads, people, statuses
 
 LIFTED = Limits(10_000, 10_000, 100_000)  # pacing out of the way: only the caps bind
 OFFICIALS = [f"{n}@parl.example" for n in ("pres", "speaker", "clerk")] + [
@@ -141,20 +140,7 @@ def test_workers_claiming_at_once_share_one_hourly_cap(store: Store, db_url: str
     store.plan("act", [("t1", "email")], NOW)
     caps = Caps(per_hour=5)
     group = ClaimGroup("act", "t1", "email", ("email:t1@example.org",), caps=caps)
-    got: list[ClaimBatch] = []
-    lock = threading.Lock()
-
-    def worker(n: int) -> None:
-        s = open_store(db_url, migrate=False)
-        try:
-            for _ in range(3):
-                batch = claim(s, f"w{n}", [group], NOW + dt.timedelta(minutes=10))
-                with lock:
-                    got.append(batch)
-        finally:
-            s.close()
-
-    run_in_threads(worker, 4)
+    got = claims_in_threads(db_url, 4, 3, lambda s, w: claim(s, w, [group], NOW + dt.timedelta(minutes=10)))
     assert sum(len(b.claims) for b in got) == 5
     # Whoever saw the cap reached was told until when, and no wait for pacing: nothing to spin on.
     full = [b for b in got if not b.claims]
