@@ -151,7 +151,8 @@ async def test_six_actions_of_one_to_five_targets_with_a_copy(tmp_path: Path, pa
     }
     write_actions(tmp_path, shapes)
     with SmtpServer() as smtp:
-        config = settings(tmp_path, smtp.url, **(LIFTED if pacing == "lifted" else {}))
+        # Default pacing, caps lifted: 60 letters to p1 and to amb3 would meet their hourly cap.
+        config = settings(tmp_path, smtp.url, **(LIFTED if pacing == "lifted" else NO_CAPS))
         store = open_store(config.database_url)
         store.import_supporters(supporters(30), utcnow())
         await run_once(config, store)
