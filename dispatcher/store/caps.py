@@ -17,15 +17,18 @@ the filter, so nothing is given back.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, delete, select, tuple_, update
+from sqlalchemy import Connection, case, delete, select, update
 
+from dispatcher import pacing
 from dispatcher.models import Caps, Claim, ClaimGroup, GroupId
+from dispatcher.store import ClaimRequest
 from dispatcher.store.engine import dialect_insert
 from dispatcher.store.schema import cap_counts
 
@@ -33,7 +36,7 @@ KEEP = dt.timedelta(days=2)  # windows closed longer ago than this are dropped
 
 
 class Window(NamedTuple):
-    label: str  # the ``period`` column
+    label: str  # "hour 2026-12-07T14Z", "day 2026-12-07 Europe/Brussels"
     ends: dt.datetime
     kind: str  # "hourly", "day's": as ``why`` names the cap
 
@@ -46,15 +49,19 @@ class Cap(NamedTuple):
     limit: int
 
     @property
-    def token(self) -> str:
-        return f"cap|{self.window.label}|{self.key}"
+    def counter(self) -> str:
+        """Its row in ``cap_counts``, and its token beside the pacing buckets in the claim."""
+        return f"{self.window.label}|{self.key}"
 
 
+# Cached: a claim asks for the same window once per key of hundreds of groups.
+@functools.lru_cache(maxsize=64)
 def hour(now: dt.datetime) -> Window:
     start = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     return Window(f"hour {start:%Y-%m-%dT%H}Z", start + dt.timedelta(hours=1), "hourly")
 
 
+@functools.lru_cache(maxsize=64)
 def day(now: dt.datetime, zone: str) -> Window:
     """Midnight to midnight in the recipient's zone (23 or 25 hours across a DST change)."""
     tz = ZoneInfo(zone)
@@ -88,64 +95,85 @@ def counters(keys: Sequence[str], caps: Caps, now: dt.datetime) -> Iterator[Cap]
 class Held:
     """The cap counts of a claim's groups, locked for its transaction."""
 
-    paced: list[ClaimGroup]  # the groups, their caps' tokens added to their keys
-    left: dict[str, float]  # token → places left in its window (the strictest cap's)
+    paced: list[ClaimGroup]  # the groups, their caps' counters added to their keys (if due)
+    left: dict[str, float]  # counter → places left in its window (the strictest cap's)
     mine: dict[GroupId, list[Cap]]  # each group's caps
 
     def capped(self, budget: Mapping[str, float]) -> dict[GroupId, dt.datetime]:
         """Groups that have reached a cap, and when all their reached caps' windows end."""
         out = {}
         for ident, caps in self.mine.items():
-            full = [c.window.ends for c in caps if budget[c.token] < 1]
+            full = [c.window.ends for c in caps if budget[c.counter] < 1]
             if full:
                 out[ident] = max(full)
         return out
 
 
-def hold(conn: Connection, groups: Sequence[ClaimGroup], now: dt.datetime) -> Held:
-    """Lock and read the counts of every cap these groups' letters count against."""
-    mine = {g.ident: list(counters(g.keys, g.caps, now)) for g in groups}
+def allocate(
+    conn: Connection,
+    groups: Sequence[ClaimGroup],
+    rows: Sequence[Sequence[int]],
+    tokens: Mapping[str, float],
+    request: ClaimRequest,
+    now: dt.datetime,
+) -> tuple[Held, dict[str, float], list[tuple[int, int]]]:
+    """``pacing.allocate`` within the caps: the counts, the tokens and caps left, the rows chosen.
+
+    Only the caps of the groups pacing alone would serve are locked and read, so a round costs
+    what it claims, not every group with letters due; a capped group among them leaves its share
+    unused this round, and is left out by the feeder until its window ends.
+    """
+    trial = pacing.allocate(groups, rows, dict(tokens), dict(request.room), request.start)
+    served = {i for i, _ in trial}
+    held = hold(conn, groups, [i in served for i in range(len(groups))], now)
+    budget = {**tokens, **held.left}
+    mine = [list(r) if i in served else [] for i, r in enumerate(rows)]
+    return held, budget, pacing.allocate(held.paced, mine, budget, dict(request.room), request.start)
+
+
+def hold(conn: Connection, groups: Sequence[ClaimGroup], due: Sequence[bool], now: dt.datetime) -> Held:
+    """Lock and read the counts of every cap the letters of the groups ``due`` count against."""
+    mine = {g.ident: list(counters(g.keys, g.caps, now)) for g, d in zip(groups, due, strict=True) if d}
     strictest: dict[str, int] = {}
-    where: dict[str, Cap] = {}
+    ends: dict[str, dt.datetime] = {}
     for caps in mine.values():
         for c in caps:
-            strictest[c.token] = min(strictest.get(c.token, c.limit), c.limit)
-            where[c.token] = c
-    if not where:
+            strictest[c.counter] = min(strictest.get(c.counter, c.limit), c.limit)
+            ends[c.counter] = c.window.ends
+    if not ends:
         return Held(list(groups), {}, mine)
-    used = _locked(conn, where.values(), now)
-    left = {token: float(strictest[token] - used[c.key, c.window.label]) for token, c in where.items()}
-    paced = [replace(g, keys=(*g.keys, *(c.token for c in mine[g.ident]))) for g in groups]
+    used = _locked(conn, ends, now)
+    left = {counter: float(limit - used[counter]) for counter, limit in strictest.items()}
+    paced = [
+        replace(g, keys=(*g.keys, *(c.counter for c in mine[g.ident]))) if g.ident in mine else g
+        for g in groups
+    ]
     return Held(paced, left, mine)
 
 
-def _locked(conn: Connection, caps: Iterable[Cap], now: dt.datetime) -> dict[tuple[str, str], int]:
+def _locked(conn: Connection, ends: Mapping[str, dt.datetime], now: dt.datetime) -> dict[str, int]:
     t = cap_counts
-    wanted = sorted({(c.key, c.window.label): c.window.ends for c in caps}.items())
-    rows = tuple_(t.c.key, t.c.period).in_([pair for pair, _ in wanted])
-    read = select(t.c.key, t.c.period, t.c.used).where(rows).order_by(t.c.key, t.c.period).with_for_update()
-    found = {(r.key, r.period): r.used for r in conn.execute(read)}
-    missing = [
-        {"key": k, "period": p, "used": 0, "ends": ends} for (k, p), ends in wanted if (k, p) not in found
-    ]
+    names = sorted(ends)
+    read = select(t.c.counter, t.c.used).where(t.c.counter.in_(names)).order_by(t.c.counter).with_for_update()
+    found = {r.counter: r.used for r in conn.execute(read)}
+    missing = [{"counter": n, "used": 0, "ends": ends[n]} for n in names if n not in found]
     if not missing:
         return found
     # A new window opened: start its counts (another worker may have just done so: then its
     # rows are read and locked below) and drop the counts of windows long closed.
     conn.execute(dialect_insert(conn, t).values(missing).on_conflict_do_nothing())
     conn.execute(delete(t).where(t.c.ends < now - KEEP))
-    return {(r.key, r.period): r.used for r in conn.execute(read)}
+    return {r.counter: r.used for r in conn.execute(read)}
 
 
 def charge(conn: Connection, held: Held, claims: Sequence[Claim]) -> None:
     """Count the leased letters against every cap they reach: one statement."""
-    counts = Counter((c.key, c.window.label) for claim in claims for c in held.mine.get(_ident(claim), ()))
+    counts = Counter(c.counter for claim in claims for c in held.mine.get(_ident(claim), ()))
     if not counts:
         return
     t = cap_counts
-    whens = [(and_(t.c.key == k, t.c.period == p), n) for (k, p), n in sorted(counts.items())]
-    rows = tuple_(t.c.key, t.c.period).in_(sorted(counts))
-    conn.execute(update(t).where(rows).values(used=t.c.used + case(*whens, else_=0)))
+    more = case(dict(counts), value=t.c.counter, else_=0)
+    conn.execute(update(t).where(t.c.counter.in_(sorted(counts))).values(used=t.c.used + more))
 
 
 def _ident(claim: Claim) -> GroupId:
@@ -158,11 +186,9 @@ def reached(conn: Connection, keys: Sequence[str], caps: Caps, now: dt.datetime)
     if not mine:
         return []
     t = cap_counts
-    rows = tuple_(t.c.key, t.c.period).in_([(c.key, c.window.label) for c in mine])
-    used = {
-        (r.key, r.period): r.used for r in conn.execute(select(t.c.key, t.c.period, t.c.used).where(rows))
-    }
-    full = [c for c in mine if used.get((c.key, c.window.label), 0) >= c.limit]
+    query = select(t.c.counter, t.c.used).where(t.c.counter.in_([c.counter for c in mine]))
+    used = {r.counter: r.used for r in conn.execute(query)}
+    full = [c for c in mine if used.get(c.counter, 0) >= c.limit]
     return sorted(full, key=lambda c: c.window.ends, reverse=True)
 
 

@@ -111,12 +111,10 @@ class SqlClaims(SqlPart):
             wait_for_locks(conn, CLAIM_LOCK_WAIT)
             tokens = self._buckets(conn, groups, request.limits, now)
             tokens |= self._lines(conn, groups)
-            # Caps are spent like buckets: ``budget`` holds both, only the buckets are written back.
-            held = caps.hold(conn, groups, now)
-            budget = tokens | held.left
-            wanted = pacing.asks(held.paced, budget, request.room)
+            wanted = pacing.asks(groups, tokens, request.room)
             rows = self._due(conn, groups, wanted, now)
-            chosen = pacing.allocate(held.paced, rows, budget, dict(request.room), request.start)
+            # Caps are spent like buckets: ``budget`` holds both, only the buckets are written back.
+            held, budget, chosen = caps.allocate(conn, groups, rows, tokens, request, now)
             claims = self._lease(conn, worker, [row for _, row in chosen], now, lease)
             caps.charge(conn, held, claims)
             self._spend(conn, {k: budget[k] for k in tokens}, now)

@@ -257,8 +257,9 @@ pacing_buckets = Table(
 cap_counts = Table(
     "cap_counts",
     metadata,
-    Column("key", String(400), primary_key=True),  # "email:x@parl.example", "domain:parl.example"
-    Column("period", String(80), primary_key=True),  # "hour 2026-12-07T14Z", "day 2026-12-07 Europe/Brussels"
+    # A window and a key: "hour 2026-12-07T14Z|email:x@parl.example", "day 2026-12-07
+    # Europe/Brussels|domain:parl.example" (store/caps.py: Cap.counter).
+    Column("counter", String(500), primary_key=True),
     Column("used", Integer, nullable=False),
     Column("ends", UTCDateTime(), nullable=False),  # when the window closes: old rows are dropped
 )

@@ -19,11 +19,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "cap_counts",
-        sa.Column("key", sa.String(length=400), nullable=False),
-        sa.Column("period", sa.String(length=80), nullable=False),
+        sa.Column("counter", sa.String(length=500), nullable=False),
         sa.Column("used", sa.Integer(), nullable=False),
         sa.Column("ends", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("key", "period", name=op.f("pk_cap_counts")),
+        sa.PrimaryKeyConstraint("counter", name=op.f("pk_cap_counts")),
     )
 
 
