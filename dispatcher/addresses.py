@@ -19,6 +19,15 @@ def normalise_email(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid email address: {exc}") from exc
 
 
+def stored_email(email: str) -> str:
+    """The address as supporters' addresses are stored (the importer's ``normalise_email``,
+    lower case), so staff find a person however they type it; as given if it is no address."""
+    try:
+        return normalise_email(email.strip()).lower()
+    except ValueError:
+        return email.strip().lower()
+
+
 def normalise_fax(value: str, region: str | None) -> str:
     """A fax number in E.164 (``+861062381025``); national forms need the target's country."""
     try:

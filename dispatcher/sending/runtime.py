@@ -42,6 +42,7 @@ from dispatcher.sending.sender import Sender
 from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.faults import cause
+from dispatcher.store.people import LAPSE_LOOKBACK
 from dispatcher.store.thread import StoreThread
 
 log = logging.getLogger("dispatcher")
@@ -98,6 +99,7 @@ class Dispatcher:
         self.sender = Sender(settings, self.catalogue, channels, self.results, clock)
         self.results.committed = self._committed
         self._busy = 0
+        self._swept: dt.datetime | None = None  # this worker's last consent sweep
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         # Set once the senders are done: until then results are committed and beats go on.
@@ -204,7 +206,10 @@ class Dispatcher:
         Faxes still queued at their provider for a paused or closed action are withdrawn."""
         await self.jobs.withdraw(self.catalogue.stopped())
         await self.jobs.prune()
-        lapsed = await self.db(self.store.people.lapse, self.clock())
+        now = self.clock()
+        since = self._swept - LAPSE_LOOKBACK if self._swept else None
+        lapsed = await self.db(self.store.people.lapse, now, since)
+        self._swept = now
         if lapsed:
             log.info("%d letters cancelled: the consent they relied on ended or expired", lapsed)
         # Opt-in forms whose link has expired: nothing of a person waits longer than that.

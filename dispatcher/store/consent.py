@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, FromClause, and_, exists, or_, true
+from sqlalchemy import ColumnElement, FromClause, and_, exists, literal, or_, true
 
 from dispatcher.store.schema import consents, deliveries
 
@@ -53,6 +53,20 @@ def live(now: dt.datetime, c: Consents = consents) -> ColumnElement[bool]:
     return and_(current(c), unexpired(now, c))
 
 
+def state(
+    revoked_at: dt.datetime | None,
+    ended_at: dt.datetime | None,
+    expires_at: dt.datetime | None,
+    now: dt.datetime,
+) -> str:
+    """A consent read back (an export, a report) in one word, as ``live`` judges it in SQL."""
+    if revoked_at is not None:
+        return "revoked"
+    if ended_at is not None:
+        return "ended"
+    return "expired" if expires_at is not None and expires_at <= now else "live"
+
+
 def withdrawn(c: Consents = consents) -> ColumnElement[bool]:
     return c.c.revoked_at.is_not(None)
 
@@ -63,7 +77,8 @@ def confirmed(c: Consents = consents) -> ColumnElement[bool]:
 
 def allows(channel: str | ColumnElement[str], c: Consents = consents) -> ColumnElement[bool]:
     """The consent covers letters by ``channel`` (a name, or a column such as the letter's)."""
-    return or_(c.c.channels == "*", c.c.channels.contains(channel))
+    # Stored as "email,fax": a whole name between commas, not one inside another ("mail").
+    return or_(c.c.channels == "*", ("," + c.c.channels + ",").contains(literal(",") + channel + ","))
 
 
 def signs(language: str | None, c: Consents = consents) -> ColumnElement[bool]:

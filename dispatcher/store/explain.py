@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, select
 from dispatcher.models import Caps
 from dispatcher.pacing import GLOBAL, Limits, refilled
 from dispatcher.redaction import person_pattern, redacted
-from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat, caps
+from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat, caps, consent
 from dispatcher.store.reasons import Reason, last_reply
 from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
 
@@ -102,7 +102,7 @@ def explain(
     pattern = _pattern(row) if redact else None
     state, summary = _state(conn, row, now, context)
     tried = tuple(_attempts(conn, delivery_id))
-    details = (*(_shared_consent(row, now) if redact else _consent(row)), *_facts(row, context))
+    details = (*(_shared_consent(row, now) if redact else _consent(row)), *_facts(conn, row, context))
     return Explanation(
         delivery_id,
         row.action_id,
@@ -350,17 +350,23 @@ def _shared_consent(row: Any, now: dt.datetime) -> list[str]:
     cap, channels and times to the second would tie a supporter's letters together."""
     if row.consent_id is None or row.scope is None:
         return ["consent: none left (forgotten, or removed by retention)"]
-    return [f"consent: scope {row.scope}, {_consent_state(row, now)}"]
+    return [f"consent: scope {row.scope}, {consent.state(row.revoked_at, row.ended_at, row.expires_at, now)}"]
 
 
-def _consent_state(row: Any, now: dt.datetime) -> str:
-    if row.revoked_at is not None:
-        return "revoked"
-    if row.ended_at is not None and row.ended_at <= now:
-        return "ended"
-    if row.expires_at is not None and row.expires_at <= now:
-        return "expired"
-    return "active"
+def _fallback(conn: Connection, row: Any) -> str | None:
+    """A fax that falls back: still to come while it may fail, what came of it once it failed."""
+    if row.status in (Status.PENDING, Status.SENDING, Status.SUBMITTED):
+        return f"after its last failed attempt it goes by {row.fallback}"
+    if row.status != Status.FAILED:
+        return None
+    d = deliveries
+    same = (d.c.action_id == row.action_id, d.c.target_id == row.target_id, d.c.channel == row.fallback)
+    found = conn.scalar(select(d.c.id).where(d.c.supporter_id == row.supporter_id, *same).limit(1))
+    if found is None:
+        return (
+            f"no letter went on by {row.fallback}: the supporter's consent did not allow it, or they are gone"
+        )
+    return f"it went on by {row.fallback}: letter {found}"
 
 
 def _to_the_day(text: str) -> str:
@@ -368,7 +374,7 @@ def _to_the_day(text: str) -> str:
     return EXACT.sub(r"\1", text)
 
 
-def _facts(row: Any, context: Context) -> list[str]:
+def _facts(conn: Connection, row: Any, context: Context) -> list[str]:
     out = [f"attempts: {row.attempts}"]
     if row.last_error and row.status != Status.FAILED:
         out.append(f"last error: {row.last_error}")
@@ -376,8 +382,8 @@ def _facts(row: Any, context: Context) -> list[str]:
         out.append(f"Message-ID: {context.message_id}")
     if row.provider_job:
         out.append(f"fax job: {row.provider} {row.provider_job}")
-    if row.fallback:
-        out.append(f"after its last failed attempt it goes by {row.fallback}")
+    if row.fallback and (fallback := _fallback(conn, row)):
+        out.append(fallback)
     if context.held is not None:
         out.append(f"its action is held: {context.held}")
     if context.control:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
+from dispatcher.addresses import stored_email
 from dispatcher.store import Status, SupporterRecord, mandates
 from dispatcher.store.consent import withdrawn
 from dispatcher.store.engine import SqlPart, one_writer
@@ -45,7 +46,7 @@ class SqlPeople(SqlPart):
     def _id(self, conn: Connection, email: str, lock: bool = False) -> int | None:
         """The supporter's id; ``lock``: and hold their row, so that a change of their consent
         in another transaction waits (and cannot add a consent this one would miss)."""
-        query = select(supporters.c.id).where(supporters.c.email == email.strip().lower())
+        query = select(supporters.c.id).where(supporters.c.email == stored_email(email))
         found = conn.scalar(query.with_for_update() if lock else query)
         return None if found is None else int(found)
 
@@ -64,19 +65,21 @@ class SqlPeople(SqlPart):
             conn.execute(update(c).where(c.c.supporter_id == person, ~withdrawn()).values(revoked_at=now))
             return mandates.cancel_unsent(conn, d.c.supporter_id == person, mandates.WITHDRAWN, now)
 
-    def lapse(self, now: dt.datetime) -> int:
-        """Letters whose consent ended this past week: moved to the consent that replaced it
-        if that allows their channel (a plan that raced the change), else cancelled, as are
-        those whose consent expired. Returns how many were cancelled. Older ones are never
-        claimed anyway; looking back a week keeps the sweep's cost flat as history grows."""
-        since = now - LAPSE_LOOKBACK
+    def lapse(self, now: dt.datetime, since: dt.datetime | None = None) -> int:
+        """Letters whose consent ended (since ``since``; None: ever): moved to the consent that
+        replaced it if that allows their channel (a plan that raced the change), else cancelled,
+        as are those whose consent expired. Returns how many were cancelled. A running worker
+        looks back ``LAPSE_LOOKBACK`` past its previous sweep, which keeps the cost flat as
+        history grows; its first sweep looks back without bound (no dispatcher may have run)."""
         c, d = consents, deliveries
-        ended = select(c.c.id).where(c.c.ended_at > since)
+        ended_since = c.c.ended_at.is_not(None) if since is None else c.c.ended_at > since
+        expired_since = c.c.expires_at <= now if since is None else c.c.expires_at.between(since, now)
+        ended = select(c.c.id).where(ended_since)
         with self.engine.begin() as conn:
             heir = mandates.successor()
             waiting = and_(d.c.status == Status.PENDING, d.c.consent_id.in_(ended))
             conn.execute(update(d).where(waiting, heir.exists()).values(consent_id=heir.scalar_subquery()))
-            gone = or_(c.c.ended_at > since, and_(c.c.expires_at > since, c.c.expires_at <= now))
+            gone = or_(ended_since, expired_since)
             unsent = update(d).where(
                 d.c.status == Status.PENDING, d.c.consent_id.in_(select(c.c.id).where(gone))
             )
@@ -168,7 +171,7 @@ class SqlPeople(SqlPart):
     def forget(self, email: str, now: dt.datetime) -> bool:
         with wiping(self.engine) as wipe:
             with wipe.conn.begin():
-                wipe.conn.execute(delete(opt_ins).where(opt_ins.c.email == email.strip().lower()))
+                wipe.conn.execute(delete(opt_ins).where(opt_ins.c.email == stored_email(email)))
                 person = self._id(wipe.conn, email, lock=True)
                 if person is None:
                     return False
@@ -180,7 +183,7 @@ class SqlPeople(SqlPart):
 
 def _discard(conn: Connection, email: str) -> int:
     o = opt_ins
-    waiting = delete(o).where(o.c.email == email.strip().lower(), o.c.confirmed_at.is_(None))
+    waiting = delete(o).where(o.c.email == stored_email(email), o.c.confirmed_at.is_(None))
     return int(conn.execute(waiting).rowcount)
 
 

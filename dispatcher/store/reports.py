@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
 
 from dispatcher import capabilities
+from dispatcher.addresses import stored_email
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
 from dispatcher.store.engine import SqlPart, seconds_between
@@ -196,7 +197,7 @@ class SqlReports(SqlPart):
         query = (
             select(d.c.id)
             .join(s, s.c.id == d.c.supporter_id)
-            .where(d.c.action_id == action_id, d.c.target_id == target_id, s.c.email == email.strip().lower())
+            .where(d.c.action_id == action_id, d.c.target_id == target_id, s.c.email == stored_email(email))
             .order_by(d.c.id)
         )
         with self._read() as conn:

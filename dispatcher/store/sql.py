@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import case, func, select
 
+from dispatcher.addresses import stored_email
 from dispatcher.store import (
     AttemptRow,
     Outcome,
@@ -111,7 +112,7 @@ class SqlStore(SqlClaims, SqlLeases, SqlOutcomes, SqlPlanning, SqlControls, Stor
         with self._read() as conn:
             row = conn.execute(
                 select(s.c.name, s.c.email, s.c.city, s.c.country, s.c.language).where(
-                    s.c.email == email.strip().lower()
+                    s.c.email == stored_email(email)
                 )
             ).first()
         return Signer(*row) if row else None

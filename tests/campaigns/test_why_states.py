@@ -206,6 +206,10 @@ def _fax(w: World) -> tuple[int, int]:
     """s0's and s1's faxes to the same line: one a provider took, and the other."""
     w.edit(target={"channels": ["fax"], "fax": FAX})
     w.plan(channel="fax")
+    return _taken_fax(w)
+
+
+def _taken_fax(w: World) -> tuple[int, int]:
     group = ClaimGroup("a", "pres", "fax", (f"fax:{FAX}",), line=FAX)
     (claim,) = w.take(group=group)
     w.record(claim, Outcome.SUBMITTED, submission=Submission("file", "job-7", FAX, 1))
@@ -227,6 +231,22 @@ def fax_busy(w: World) -> int:
     event = ProviderEvent("file", "job-7", False, utcnow(), reason="the line was engaged", failure="busy")
     w.store.resolve(event, "test", lambda attempts, now: now + dt.timedelta(hours=1))
     return fax
+
+
+def fax_fallback(gives_up: bool) -> Drive:
+    """s0's fax, which falls back to email: tried once and waiting, or given up for good."""
+
+    def drive(w: World) -> int:
+        w.edit(target={"channels": ["fax"], "fax": FAX, "fallback": "email"})
+        plan_action(w.store, w.action(), ("fax", "email"), utcnow())
+        fax, _ = _taken_fax(w)
+        event = ProviderEvent("file", "job-7", False, utcnow(), reason="the line was engaged", failure="busy")
+        w.store.resolve(
+            event, "test", lambda attempts, now: None if gives_up else now + dt.timedelta(hours=1)
+        )
+        return fax
+
+    return drive
 
 
 def interrupted(w: World) -> int:
@@ -377,6 +397,16 @@ CASES: dict[str, tuple[Drive, tuple[str, ...], dict[str, str]]] = {
     "fax busy": (
         fax_busy,
         ("waiting for a retry: attempt 1 failed (busy: the line was engaged)",),
+        {},
+    ),
+    "fax, falls back later": (
+        fax_fallback(gives_up=False),
+        ("waiting for a retry", "after its last failed attempt it goes by email"),
+        {},
+    ),
+    "fax, fell back": (
+        fax_fallback(gives_up=True),
+        ("failed: failed at", "it went on by email: letter "),
         {},
     ),
     "interrupted": (interrupted, ("due now", ": interrupted lease of w1 ran out"), {}),

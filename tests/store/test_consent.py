@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import Connection, Engine, event, func, literal, select
 from sqlalchemy.sql import Executable
 
+from dispatcher.models import Terms
 from dispatcher.store import AttemptResult, ClaimGroup, Outcome, Store
 from dispatcher.store.claims import due_queries
+from dispatcher.store.consent import allows
 from dispatcher.store.mandates import successor
 from dispatcher.store.schema import consents, deliveries
 from tests.conftest import never_retry
@@ -107,3 +109,27 @@ def test_current_consents_are_found_by_the_partial_index_of_migration_0006(store
     with explaining(engine, *(f"DROP INDEX {name}" for name in others)) as conn:
         plan = plan_of(conn, select(deliveries.c.id).where(successor().exists()))
     assert "uq_consents_live_scope" in plan, plan
+
+
+def test_a_consent_allows_a_channel_by_its_whole_name(store: Store) -> None:
+    # Channels are stored as "email,fax": a name inside another ("mail", "ax") is not one of them.
+    one, two = people(2)
+    store.import_supporters(
+        [
+            replace(one, terms=Terms(channels=("email",))),
+            replace(two, terms=Terms(channels=("email", "fax"))),
+        ],
+        NOW,
+    )
+    engine = store.engine  # type: ignore[attr-defined]
+
+    def allowing(channel: str) -> int:
+        with engine.connect() as conn:
+            by_name = conn.scalar(select(func.count()).select_from(consents).where(allows(channel)))
+            by_column = conn.scalar(
+                select(func.count()).select_from(consents).where(allows(literal(channel)))
+            )
+        assert by_name == by_column, channel
+        return int(by_name or 0)
+
+    assert [allowing(c) for c in ("email", "fax", "mail", "ax", "")] == [2, 1, 0, 0, 0]

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, make_url, text
 from sqlalchemy import select as sql_select
 
 from dispatcher import pacing
@@ -169,7 +169,8 @@ def test_postgres_sessions_bound_idle_transactions_and_lock_waits(pg_url: str) -
     finally:
         engine.dispose()
     # The database URL's own libpq options win over ours.
-    engine = engine_for(pg_url + "?options=-c%20idle_in_transaction_session_timeout%3D2s")
+    own = {"options": "-c idle_in_transaction_session_timeout=2s"}
+    engine = engine_for(make_url(pg_url).update_query_dict(own).render_as_string(hide_password=False))
     try:
         assert_session_setting(engine, "idle_in_transaction_session_timeout", "2s")
         assert_session_setting(engine, "lock_timeout", "30s")

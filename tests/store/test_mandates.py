@@ -339,3 +339,15 @@ def test_a_new_tag_or_a_new_letter_language_is_planned_afresh(store: Store) -> N
     waiting = {(email, target) for email, _, target, _ in planned(store)}
     assert ("m1@example.net", "t1") not in waiting and ("m1@example.net", "t2") in waiting
     assert {("m0@example.net", "t1"), ("m2@example.net", "t1")} <= waiting
+
+
+def test_the_first_sweep_reaches_consents_that_lapsed_long_ago(store: Store) -> None:
+    # No dispatcher ran for weeks: letters whose consent lapsed then were never claimed and never
+    # cancelled. A sweep not bounded to the past week (a worker's first) shows the truth.
+    gone = Terms(expires_at=NOW + dt.timedelta(hours=1))
+    store.import_supporters([person(0, ("a1",), gone), person(1, ("a1",))], NOW)
+    plan(store, "a1")
+    later = NOW + dt.timedelta(days=30)
+    assert store.people.lapse(later, since=later - dt.timedelta(days=7)) == 0
+    assert store.people.lapse(later) == 3
+    assert {e for e, *_ in planned(store)} == {"m1@example.net"}

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from dispatcher.channels import make_channels
 from dispatcher.cli import main
 from dispatcher.models import Outcome, SupporterRecord, Terms
+from dispatcher.people import fields
 from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.store import Store, open_store
 from tests.campaigns.test_campaign_shapes import settings, supporters, write_actions
@@ -107,3 +108,16 @@ def test_forget_leaves_no_bytes_of_the_person_in_the_database_files(tmp_path: Pa
                 assert secret.encode() not in f.read_bytes(), f"{secret!r} still in {f.name}"
     assert runner.invoke(main, ["log", "--summary"], env=env).output == summary
     assert runner.invoke(main, ["supporters", "export", PERSON.email], env=env).exit_code != 0
+
+
+def test_a_person_at_an_internationalised_domain_is_found_as_they_write_it(store: Store) -> None:
+    # The importer keeps the domain's ASCII form (xn--…); staff type it as the person does.
+    [record] = people(1)
+    store.import_supporters([replace(record, email=fields.email("Zoe.Ng@Bücher.example"))], NOW)
+    for written in ("zoe.ng@bücher.example", "Zoe.Ng@BÜCHER.example", "zoe.ng@xn--bcher-kva.example"):
+        held = store.people.export(written)
+        assert held is not None and held["email"] == "zoe.ng@xn--bcher-kva.example", written
+        assert store.find_signer(written) is not None, written
+    assert store.people.revoke("Zoe.Ng@Bücher.example", NOW, "cli") is not None
+    assert store.people.forget(" zoe.ng@bücher.example ", NOW)
+    assert store.people.export("zoe.ng@xn--bcher-kva.example") is None

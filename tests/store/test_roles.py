@@ -24,6 +24,7 @@ def members(role: type) -> list[str]:
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.__name__)
 def test_each_role_is_a_part_of_the_store_interface(role: type) -> None:
+    assert role in Store.__mro__
     assert members(role)
     for name in members(role):
         mine, theirs = inspect.getattr_static(role, name), inspect.getattr_static(Store, name)

@@ -277,3 +277,14 @@ async def test_the_token_is_never_logged(api: httpx.AsyncClient, caplog: pytest.
     await api.get("/api/consents/ann.lee@example.net", headers={"Authorization": "Bearer wrong"})
     assert caplog.records  # the HTTP client logs every request: something was captured
     assert not [r for r in caplog.records if TOKEN in r.getMessage()]
+
+
+async def test_a_consent_past_its_expiry_is_shown_expired_not_live(api: httpx.AsyncClient) -> None:
+    # No letter goes on it (store.consent.live): the CRM must not read it as one that does.
+    created = await post(api, scope=["act"], expires_at="2026-06-01T00:00:00+00:00")
+    assert created.status_code == 201 and created.json()["consents"] == []
+    shown = (await api.get("/api/consents/ann.lee@example.net")).json()
+    assert [c["state"] for c in shown["consents"]] == ["expired"]
+    assert (await post(api, scope=["other"], expires_at="2099-01-01T00:00:00+00:00")).status_code == 201
+    shown = (await api.get("/api/consents/ann.lee@example.net")).json()
+    assert sorted(c["state"] for c in shown["consents"]) == ["expired", "live"]

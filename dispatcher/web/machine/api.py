@@ -34,6 +34,7 @@ from dispatcher.people import fields
 from dispatcher.people.csv_import import COLUMNS, OPTIONAL, RowError, parse_row
 from dispatcher.people.fields import KnownScopes
 from dispatcher.settings import Settings
+from dispatcher.store import consent
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.web.auth import address
 from dispatcher.web.bearer import refusal
@@ -163,8 +164,8 @@ def consent_of(body: Mapping[str, object], known: KnownScopes, now: dt.datetime)
     return dataclasses.replace(record, source=ACTOR, words=words)
 
 
-def _scopes_held(held: Mapping[str, Any]) -> list[str]:
-    return sorted({c["scope"] for c in held["consents"] if c["revoked_at"] is None and c["ended_at"] is None})
+def _scopes_held(held: Mapping[str, Any], now: dt.datetime) -> list[str]:
+    return sorted({c["scope"] for c in held["consents"] if _state(c, now) == "live"})
 
 
 @bearer_only
@@ -188,7 +189,9 @@ async def create(request: Request) -> Response:
     held = await run_in_threadpool(ctx.store.people.export, record.email)
     # The scopes the person's live consents cover now: one given before their last revocation
     # is not recorded (the store's rule), and the CRM sees that here.
-    return _json({"email": record.email, "consents": _scopes_held(held or {"consents": []})}, 201)
+    return _json(
+        {"email": record.email, "consents": _scopes_held(held or {"consents": []}, ctx.clock())}, 201
+    )
 
 
 def _address(request: Request) -> str:
@@ -200,11 +203,20 @@ def _address(request: Request) -> str:
         return given
 
 
-def _consent(row: Mapping[str, Any]) -> dict[str, Any]:
+TIMES = ("revoked_at", "ended_at", "expires_at")
+
+
+def _state(row: Mapping[str, Any], now: dt.datetime) -> str:
+    """An export's consent (times in ISO form) in the store's word for it."""
+    revoked, ended, expires = (row[k] and dt.datetime.fromisoformat(row[k]) for k in TIMES)
+    return consent.state(revoked, ended, expires, now)
+
+
+def _consent(row: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
     def listed(value: str, sep: str) -> list[str] | None:
         return None if value == "*" else value.split(sep)  # None: not restricted
 
-    state = "revoked" if row["revoked_at"] else "ended" if row["ended_at"] else "live"
+    state = _state(row, now)
     return {
         "scope": row["scope"],
         "state": state,
@@ -230,7 +242,7 @@ async def show(request: Request) -> Response:
         {
             "email": held["email"],
             "receipts": held["receipts"],
-            "consents": [_consent(c) for c in held["consents"]],
+            "consents": [_consent(c, ctx.clock()) for c in held["consents"]],
             "events": events,
         }
     )

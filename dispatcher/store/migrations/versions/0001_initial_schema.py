@@ -1,19 +1,10 @@
-"""initial schema
-
-Revision ID: 0001
-Revises: (none)
-Create Date: 2026-11-23
-"""
-
-from __future__ import annotations
+"""initial schema"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""shared pacing buckets; index of in-flight leases
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-23
-"""
-
-from __future__ import annotations
+"""shared pacing buckets; index of in-flight leases"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

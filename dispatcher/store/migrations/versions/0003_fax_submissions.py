@@ -1,19 +1,10 @@
-"""fax submissions: provider job per delivery, fax details per attempt, early provider events
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-23
-"""
-
-from __future__ import annotations
+"""fax submissions: provider job per delivery, fax details per attempt, early provider events"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -1,19 +1,10 @@
-"""fax providers: applied webhook messages, fax media served to providers, email fallback
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-23
-"""
-
-from __future__ import annotations
+"""fax providers: applied webhook messages, fax media served to providers, email fallback"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

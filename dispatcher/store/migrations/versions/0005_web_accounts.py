@@ -1,19 +1,10 @@
-"""web app: users, sessions, the audit log, worker heartbeats
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-23
-"""
-
-from __future__ import annotations
+"""web app: users, sessions, the audit log, worker heartbeats"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 When = sa.DateTime(timezone=True)

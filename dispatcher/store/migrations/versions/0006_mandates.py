@@ -1,20 +1,12 @@
 """supporters' mandates: consent terms and events, opt-ins, personal words, monthly caps,
 receipts, and deliveries that outlive their supporter's details (retention)
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-24
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 When = sa.DateTime(timezone=True)

@@ -1,19 +1,10 @@
-"""consent term ``replies``: whether a target's reply may reach the supporter directly
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-07
-"""
-
-from __future__ import annotations
+"""consent term ``replies``: whether a target's reply may reach the supporter directly"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,20 +1,12 @@
 """action holds: what a running dispatcher holds, for the dashboard and ``dispatcher actions``;
 hold releases: when staff last released each action
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-07
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 When = sa.DateTime(timezone=True)
 

@@ -1,19 +1,10 @@
-"""cap counts: letters each recipient address and email domain received per hour and per day
-
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-12-07
-"""
-
-from __future__ import annotations
+"""cap counts: letters each recipient address and email domain received per hour and per day"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
 down_revision = "0008"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
