@@ -19,7 +19,7 @@ import pytest
 
 from dispatcher.models import AttemptResult, Caps, Claim, ClaimBatch, ClaimGroup, GroupId, Outcome
 from dispatcher.pacing import Limits
-from dispatcher.store import ClaimRequest, Store, open_store
+from dispatcher.store import ClaimRequest, Store, caps, open_store
 from dispatcher.store.explain import Context, State
 from tests.conftest import never_retry
 from tests.store.test_store_contract import LEASE, NOW, claims_in_threads, people, statuses
@@ -187,3 +187,13 @@ def test_why_names_the_cap_a_letter_waits_for(store: Store, caps: Caps, said: st
     assert answer is not None and (answer.state, answer.summary) == (State.CAPPED, said)
     later = store.reports.explain(waiting, NOW + dt.timedelta(days=1), context)
     assert later is not None and later.state is State.DUE
+
+
+def test_a_day_across_a_dst_change_is_the_recipients_day() -> None:
+    # Brussels springs forward on 29 March 2026: that day runs 23 hours, 23:00 to 22:00 UTC.
+    at = dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.UTC)
+    window = caps.day(at, "Europe/Brussels")
+    assert window.label == "day 2026-03-29 Europe/Brussels"
+    assert window.ends == dt.datetime(2026, 3, 29, 22, 0, tzinfo=dt.UTC)
+    day_before = caps.day(dt.datetime(2026, 3, 28, 22, 59, tzinfo=dt.UTC), "Europe/Brussels")
+    assert day_before.ends == dt.datetime(2026, 3, 28, 23, 0, tzinfo=dt.UTC)
