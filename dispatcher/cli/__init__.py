@@ -10,7 +10,20 @@ import sys
 
 import click
 
-from dispatcher.cli import check, controls, db, log, overview, preview, run, supporters, users, web, why
+from dispatcher.cli import (
+    check,
+    controls,
+    db,
+    log,
+    overview,
+    preview,
+    proof,
+    run,
+    supporters,
+    users,
+    web,
+    why,
+)
 
 
 @click.group()
@@ -34,6 +47,7 @@ for command in (
     why.why_command,
     log.send_log,
     preview.preview,
+    proof.proof,
     *controls.COMMANDS,
     supporters.supporters,
     web.web,

@@ -10,39 +10,66 @@ from dispatcher.actions.files import load_actions
 from dispatcher.actions.model import Action
 from dispatcher.channels import IMPLEMENTED
 from dispatcher.cli.context import Context, pass_ctx
-from dispatcher.letters import faxpdf
-from dispatcher.letters.render import Renderer
-from dispatcher.sending.catalogue import faxes
+from dispatcher.letters import faxpdf, similarity, variants
+from dispatcher.letters.render import WORDS_SIGNER, Renderer
+from dispatcher.plans import resolve
+from dispatcher.plans.hours import Schedule
+from dispatcher.plans.zones import country_zone
+from dispatcher.sending.catalogue import faxes, plan_problems
 from dispatcher.sending.runtime import utcnow
 
 
 @click.command()
 @pass_ctx
 def check(ctx: Context) -> None:
-    """Validate every action file and render every action × target × language, sending nothing."""
+    """Validate every action file and render every action × target × language × variant, sending
+    nothing; warn of variants too alike."""
     loaded = load_actions(ctx.settings.actions_dir)
     renderer = Renderer(ctx.settings.templates_dir)
     problems = [str(e) for e in loaded.errors]
     font = _font_problem(ctx.settings.fax_font)
     for action in loaded.actions.values():
         _channel_notes(action)
+        _unused_notes(action, ctx.settings.templates_dir)
+        _zone_notes(action, resolve.default_hours(ctx.settings.fax_office_hours))
         found = [
             f"{loaded.sources[action.id]}: {e}" for e in renderer.check(action, IMPLEMENTED, utcnow().date())
         ]
         if font and faxes(action, IMPLEMENTED):
             found.append(f"{action.id}: {font}")
+        now = utcnow()
+        found += [
+            f"{loaded.sources[action.id]}: {p}" for p in plan_problems(action, IMPLEMENTED, now, ctx.settings)
+        ]
         if found:  # no "ok" line for an action that will not send at all
             click.echo(f"held: {action.id}: {len(found)} problem(s), none of its letters will be sent")
             problems += found
             continue
         for target_id, via in action.delivery_pairs(IMPLEMENTED):
             language = renderer.language_for(action, action.target(target_id))
-            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}")
+            named = renderer.variants(action.templates, language or "")
+            several = f" (variants {', '.join(named)})" if len(named) > 1 else ""
+            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}{several}")
+        _similarity(renderer, action)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s); affected actions will not send")
     click.echo(f"{len(loaded.actions)} actions checked, no problems")
+
+
+def _zone_notes(action: Action, hours: dict[str, Schedule]) -> None:
+    """A target whose office hours matter, in the action's zone for want of its own."""
+    if action.deadline_at <= utcnow():
+        return
+    for target in action.targets:
+        if target.timezone or not target.country or country_zone(target.country) is not None:
+            continue
+        if any(not resolve.hours_for(action, target, via, hours)[0].always for via in target.channels):
+            click.echo(
+                f"note: {action.id} × {target.id}: no timezone, and {target.country} has several: "
+                f"its office hours are in the action's, {action.timezone}"
+            )
 
 
 def _channel_notes(action: Action) -> None:
@@ -52,6 +79,45 @@ def _channel_notes(action: Action) -> None:
         for channel in target.channels:
             if channel not in IMPLEMENTED:
                 click.echo(f"note: {action.id} × {target.id}: channel {channel} is not available yet")
+
+
+def _unused_notes(action: Action, templates_dir: Path) -> None:
+    for name in variants.unused(templates_dir / action.templates):
+        click.echo(
+            f"note: {action.id}: {action.templates}/{name} is not used: a letter is <language>.j2, "
+            "its variants <language>.b.j2, <language>.c.j2 …"
+        )
+
+
+def _similarity(renderer: Renderer, action: Action) -> None:
+    """Each target's variants' pairwise similarity; a warning (not a hold) for those too alike."""
+    today = utcnow().date()
+    for target_id in dict.fromkeys(t for t, _ in action.delivery_pairs(IMPLEMENTED)):
+        target = action.target(target_id)
+        language = renderer.language_for(action, target)
+        named = renderer.variants(action.templates, language or "")
+        if language is None or len(named) < 2:
+            continue
+        # The signer check() has just rendered every variant with: none of these can fail.
+        letters = {
+            v: renderer.render(action, target, language, WORDS_SIGNER, today, variant=v) for v in named
+        }
+        _report(
+            f"{action.id} × {target_id} × {language}", language, similarity.resemblances(letters, language)
+        )
+
+
+def _report(where: str, language: str, pairs: list[similarity.Resemblance]) -> None:
+    click.echo(f"similarity: {where}: " + ", ".join(f"{r.first}~{r.second} {r.score:.2f}" for r in pairs))
+    runs = f"{similarity.SHINGLE}-{similarity.unit(language)} runs"
+    for r in pairs:
+        if r.too_close:
+            click.echo(
+                f"warning: {where}: variants {r.first} and {r.second} share {r.score:.0%} of their "
+                f"{runs} (over {similarity.WARN_ABOVE:.0%}): officials' filters may take them for "
+                "one copied message; rewrite one in other words",
+                err=True,
+            )
 
 
 def _font_problem(font: Path | None) -> str | None:

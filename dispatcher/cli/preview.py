@@ -12,6 +12,7 @@ from dispatcher.actions.planner import effective
 from dispatcher.cli.context import Context, pass_ctx
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.letters.variants import FIRST
 from dispatcher.models import Signer
 from dispatcher.sending.runtime import utcnow
 
@@ -20,6 +21,10 @@ from dispatcher.sending.runtime import utcnow
 @click.argument("action_id")
 @click.option("--target", "target_id", required=True, help="Target id.")
 @click.option("--lang", "language", help="Language (default: as the dispatcher would choose).")
+@click.option(
+    "--variant",
+    help="Variant: a (<lang>.j2), b (<lang>.b.j2) … (default: the supporter's with --as, else a).",
+)
 @click.option("--as", "signer_email", help="Render as this imported supporter (default: a sample signer).")
 @click.option("--channel", type=click.Choice(list(capabilities.KINDS)), default="email", show_default=True)
 @click.option(
@@ -33,6 +38,7 @@ def preview(
     action_id: str,
     target_id: str,
     language: str | None,
+    variant: str | None,
     signer_email: str | None,
     channel: str,
     output: Path | None,
@@ -49,16 +55,13 @@ def preview(
     language = language or renderer.language_for(action, target)
     if language is None:
         raise click.ClickException(f"no template for {target_id} in any of its or the action's languages")
-    signer: Signer = SAMPLE_SIGNER
-    if signer_email:
-        found = ctx.store.find_signer(signer_email)
-        if found is None:
-            raise click.ClickException(f"no supporter {signer_email}")
-        signer = found
+    signer = _signer(ctx, signer_email)
+    if signer is SAMPLE_SIGNER and variant is None:
+        variant = FIRST  # the sample signer's own variant would be an arbitrary one
     now = utcnow()
     in_force = effective(action, ctx.store.action_states().get(action.id), now).deadline
     try:
-        letter = renderer.render(action, target, language, signer, now.date(), in_force)
+        letter = renderer.render(action, target, language, signer, now.date(), in_force, variant)
     except RenderError as exc:
         raise click.ClickException(str(exc)) from exc
     kind = capabilities.of(channel)
@@ -69,8 +72,21 @@ def preview(
     copies = [f"{c.name} <{getattr(c, kind.address)}>" for c in action.copies(channel)] if kind.copies else []
     if copies:
         click.echo(f"Cc: {', '.join(copies)}")
-    click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}\n")
+    named = renderer.variants(action.templates, letter.language)
+    click.echo(f"Subject: {letter.subject}\nLanguage: {letter.language}")
+    if len(named) > 1:
+        click.echo(f"Variant: {letter.variant} (of {', '.join(named)})")
+    click.echo()
     click.echo(letter.body)
+
+
+def _signer(ctx: Context, email: str | None) -> Signer:
+    if not email:
+        return SAMPLE_SIGNER
+    found = ctx.store.find_signer(email)
+    if found is None:
+        raise click.ClickException(f"no supporter {email}")
+    return found
 
 
 def _write_fax(

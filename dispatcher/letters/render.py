@@ -1,4 +1,5 @@
-"""Letters from templates: ``templates/<set>/<language>.j2`` in a sandboxed Jinja2 environment.
+"""Letters from templates: ``templates/<set>/<language>.j2`` (and its variants, ``<language>.b.j2``
+…: ``dispatcher.letters.variants``) in a sandboxed Jinja2 environment.
 
 A template defines a ``subject`` block and a ``body`` block. Templates are trusted less than code
 (staff edit them), hence the bounded sandbox of ``dispatcher.sandbox``, and StrictUndefined so
@@ -27,6 +28,7 @@ from jinja2.utils import missing
 
 from dispatcher.actions.model import Action, Target, deadline_instant
 from dispatcher.language import parse_language
+from dispatcher.letters import variants
 from dispatcher.letters.sandbox import (
     CURRENT_BUDGET,
     MAX_LETTER,
@@ -68,6 +70,11 @@ def _places_words(letter: Letter) -> bool:
     return " ".join(WORDS_SIGNER.words.split()) in text
 
 
+def _in(language: str, variant: str) -> str:
+    """For a problem that names no file: the variant's, when it is not the language's first."""
+    return "" if variant == variants.FIRST else f"{variants.file_name(language, variant)}: "
+
+
 class RenderError(Exception):
     def __init__(self, action_id: str, target_id: str, language: str | None, problem: str) -> None:
         super().__init__(f"{action_id} × {target_id} × {language or '-'}: {problem}")
@@ -82,6 +89,7 @@ class Letter:
     subject: str
     body: str
     language: str
+    variant: str = variants.FIRST
 
 
 @template_view
@@ -219,28 +227,37 @@ class Renderer:
         )
         self._views: dict[tuple[str, str, str, dt.date], tuple[ActionView, TargetView]] = {}
         self._templates: dict[str, Template] = {}
-        self._languages: dict[str, set[str]] = {}
+        self._variants: dict[str, dict[str, list[str]]] = {}
+
+    def _scan(self, template_set: str) -> dict[str, list[str]]:
+        # Cached for the renderer's life: the dispatcher makes a new renderer when it reloads.
+        found = self._variants.get(template_set)
+        if found is None:
+            found = self._variants[template_set] = variants.scan(self.templates_dir / template_set)
+        return found
 
     def languages(self, template_set: str) -> set[str]:
-        # Cached for the renderer's life: the dispatcher makes a new renderer when it reloads.
-        found = self._languages.get(template_set)
-        if found is None:
-            folder = self.templates_dir / template_set
-            found = {p.stem for p in folder.glob("*.j2")} if folder.is_dir() else set()
-            self._languages[template_set] = found
-        return found
+        return set(self._scan(template_set))
+
+    def variants(self, template_set: str, language: str) -> list[str]:
+        """The variants of the set's letter in ``language``, ``a`` first."""
+        return self._scan(template_set).get(language, [])
+
+    def variant_for(self, action: Action, language: str, signer: Signer) -> str:
+        """The variant this supporter's letters for this action use, to every target."""
+        return variants.choose(self.variants(action.templates, language), action.id, signer.email)
 
     def language_for(self, action: Action, target: Target) -> str | None:
         """The target's first language with a template, else the action's first that has one."""
-        have = self.languages(action.templates)
+        have = self._scan(action.templates)
         for language in (*target.languages, *action.languages):
             if language in have:
                 return language
         return None
 
-    def _template(self, action: Action, language: str) -> Template:
+    def _template(self, action: Action, language: str, variant: str) -> Template:
         # Cached here as well as in Jinja: its lookup (loader, cache key, globals) is ~1 µs a letter.
-        name = f"{action.templates}/{language}.j2"
+        name = f"{action.templates}/{variants.file_name(language, variant)}"
         template = self._templates.get(name)
         if template is None:
             template = self._templates[name] = self.env.get_template(name)
@@ -270,16 +287,23 @@ class Renderer:
         signer: Signer,
         today: dt.date,
         deadline: dt.datetime | None = None,
+        variant: str | None = None,
     ) -> Letter:
-        """``deadline``: the one in force (after ``extend``); None: the action file's."""
+        """``deadline``: the one in force (after ``extend``); None: the action file's.
+        ``variant``: None for the one this signer gets (``variant_for``)."""
+        variant = variant or self.variant_for(action, language, signer)
+        if variant not in self.variants(action.templates, language):
+            have = ", ".join(self.variants(action.templates, language)) or "none"
+            raise RenderError(action.id, target.id, language, f"no variant {variant} (variants: {have})")
         token = CURRENT_BUDGET.set(Budget())
         try:
             in_force = deadline_in_force(action, deadline)
-            subject, body = self._blocks(action, target, language, signer, today, in_force)
+            template = self._template(action, language, variant)
+            subject, body = self._blocks(template, action, target, language, signer, today, in_force)
         except RenderError:
             raise
         except Exception as exc:  # anything a template does wrong is this letter's problem only
-            fallback = str(self.templates_dir / action.templates / f"{language}.j2")
+            fallback = str(self.templates_dir / action.templates / variants.file_name(language, variant))
             raise RenderError(action.id, target.id, language, _describe(exc, fallback)) from exc
         finally:
             CURRENT_BUDGET.reset(token)
@@ -287,10 +311,11 @@ class Renderer:
             raise RenderError(action.id, target.id, language, "the subject is empty")
         if action.subject_prefix:
             subject = f"{action.subject_prefix} {subject}"
-        return Letter(subject=subject, body=body, language=language)
+        return Letter(subject=subject, body=body, language=language, variant=variant)
 
     def _blocks(
         self,
+        template: Template,
         action: Action,
         target: Target,
         language: str,
@@ -298,7 +323,6 @@ class Renderer:
         today: dt.date,
         deadline: dt.date | dt.datetime,
     ) -> tuple[str, str]:
-        template = self._template(action, language)
         action_view, target_view = self._views_for(action, target, language, deadline)
         context = template.new_context(
             {
@@ -326,32 +350,40 @@ class Renderer:
         return " ".join(subject.split()), body.strip("\n") + "\n"
 
     def check(self, action: Action, channels: tuple[str, ...], today: dt.date) -> list[RenderError]:
-        """Every target × language of this action that would fail to render, before any send."""
+        """Every target × language × variant of this action that would fail to render, before any
+        send."""
         targets = {target_id for target_id, _ in action.delivery_pairs(channels)}
         problems = []
-        # A plain loop: a generator's frame would move where a recursive template hits the limit,
+        # Plain loops: a generator's frame would move where a recursive template hits the limit,
         # and so the line reported.
         for target in action.targets:
-            problem = self._check_one(action, target, today) if target.id in targets else None
-            if problem is not None:
-                problems.append(problem)
+            if target.id in targets:
+                problems += self._check_one(action, target, today)
         return problems
 
-    def _check_one(self, action: Action, target: Target, today: dt.date) -> RenderError | None:
+    def _check_one(self, action: Action, target: Target, today: dt.date) -> list[RenderError]:
         language = self.language_for(action, target)
         if language is None:
             tried = ", ".join((*target.languages, *action.languages))
             where = self.templates_dir / action.templates
-            return RenderError(action.id, target.id, None, f"no template in {where} for any of {tried}")
-        try:
-            letter = self.render(action, target, language, WORDS_SIGNER, today)
-        except RenderError as exc:
-            return exc
-        try:
-            self.render(action, target, language, LONGEST_SIGNER, today)
-        except RenderError as exc:
-            longest = f"with a {NAME_LIMIT}-character signer name and city: {exc.problem}"
-            return RenderError(action.id, target.id, language, longest)
-        if not _places_words(letter):
-            return RenderError(action.id, target.id, language, WORDS_MISSING)
-        return None
+            return [RenderError(action.id, target.id, None, f"no template in {where} for any of {tried}")]
+        problems = []
+        # Rendered here, not in a helper per variant: a frame more would move where a recursive
+        # template hits the limit, and so the line reported.
+        for variant in self.variants(action.templates, language):
+            try:
+                letter = self.render(action, target, language, WORDS_SIGNER, today, variant=variant)
+            except RenderError as exc:
+                problems.append(exc)
+                continue
+            try:
+                self.render(action, target, language, LONGEST_SIGNER, today, variant=variant)
+            except RenderError as exc:
+                longest = f"with a {NAME_LIMIT}-character signer name and city: {exc.problem}"
+                problems.append(RenderError(action.id, target.id, language, longest))
+                continue
+            if not _places_words(letter):
+                problems.append(
+                    RenderError(action.id, target.id, language, _in(language, variant) + WORDS_MISSING)
+                )
+        return problems

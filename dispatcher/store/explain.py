@@ -38,6 +38,7 @@ class State(StrEnum):
     PACING = "waiting for pacing"
     CAPPED = "waiting for a cap"  # its recipient's or domain's hourly or daily cap
     LINE = "waiting for the fax line"
+    OFFICE = "outside office hours"
     LEASE = "waiting for its lease to run out"
     HELD = "held"
     DRAFT = "draft"
@@ -68,6 +69,7 @@ class Context:
     running: tuple[str, ...] = ()
     control: str = ""  # staff's last control of the action: "set active by alice at ..."
     caps: Caps = field(default_factory=Caps)  # its recipients' caps (store/caps.py); none by default
+    opens: str | None = None  # outside the target's office hours: when they open, local time
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,8 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return State.HELD, f"nothing of this action is sent: {context.held}"
     if row.next_attempt_at > now:
         return _later(row)
+    if context.opens is not None:
+        return State.OFFICE, f"outside office hours until {context.opens}"
     if context.line and (busy := _line_busy(conn, row)) is not None:
         return State.LINE, f"delivery {busy} to the same fax line is in flight: one call at a time"
     full = caps.reached(conn, context.keys, context.caps, now)

@@ -27,7 +27,7 @@ from dispatcher.web.context import Context
 from dispatcher.web.headers import SecurityHeaders
 from dispatcher.web.machine import api, media, metrics, webhooks
 from dispatcher.web.public import optin
-from dispatcher.web.staff import dashboard, login, logs, preview, supporters, users
+from dispatcher.web.staff import dashboard, login, logs, preview, proof, supporters, users
 
 
 def create_app(ctx: Context) -> Starlette:
@@ -45,6 +45,7 @@ def create_app(ctx: Context) -> Starlette:
         *dashboard.routes,
         *logs.routes,
         *preview.routes,
+        *proof.routes,
         *users.routes,
         *supporters.routes,
         *optin.routes,

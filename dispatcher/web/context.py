@@ -31,6 +31,10 @@ class Context:
     # Opt-in forms accepted per client address and per email address, per hour (see optin.py).
     joins_by_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(10, 3600))
     joins_by_email: SlidingWindow = field(default_factory=lambda: SlidingWindow(3, 3600))
+    # Proofs sent per staff user and per address they go to, per hour (see staff/proof.py): a
+    # proof is one email per letter of the action, so a few are plenty.
+    proofs_by_user: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 3600))
+    proofs_to_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 3600))
     # The action files as last read, and the names, times and sizes they were read at.
     loaded: tuple[tuple[tuple[str, int, int], ...], dict[str, Action]] | None = None
 

@@ -152,6 +152,16 @@ async def test_the_letter_is_previewed_as_each_target_receives_it(web: httpx.Asy
     assert fax.status_code == 200 and fax.content.startswith(b"%PDF")
 
 
+async def test_the_preview_offers_each_variant_of_the_letter(web: httpx.AsyncClient) -> None:
+    await as_role(web, Role.VIEWER)
+    page = "/actions/ua-61-21/preview?target=xi-jinping&lang=zh-Hans"
+    first, second = (await web.get(page)), (await web.get(f"{page}&variant=b"))
+    assert "请释放在新疆被任意拘押的人士" in first.text and "variant=b" in first.text
+    assert second.status_code == 200 and "恳请让新疆被拘押者回到家人身边" in second.text
+    assert "variant=a" in second.text and "variant b" in second.text
+    assert (await web.get(f"{page}&variant=z")).status_code == 404
+
+
 async def test_only_admins_manage_users_and_it_is_audited(web: httpx.AsyncClient, store: Store) -> None:
     csrf = await as_role(web, Role.STAFF)
     assert (await web.get("/users")).status_code == 403

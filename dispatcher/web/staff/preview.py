@@ -14,13 +14,14 @@ from dispatcher.actions.model import Action, Target
 from dispatcher.actions.planner import effective
 from dispatcher.letters import faxpdf
 from dispatcher.letters.render import SAMPLE_SIGNER, Letter, Renderer, RenderError
+from dispatcher.letters.variants import FIRST, variants
 from dispatcher.web.auth import requires
 from dispatcher.web.context import Context, context
 from dispatcher.web.pages import forbidden, render
 
 
 def _letter(
-    ctx: Context, action_id: str, target_id: str, language: str | None
+    ctx: Context, action_id: str, target_id: str, language: str | None, variant: str
 ) -> tuple[Action, Target, Letter]:
     action = ctx.actions().get(action_id)
     if action is None:
@@ -34,7 +35,8 @@ def _letter(
         raise LookupError("no template in that language")
     now = ctx.clock()
     in_force = effective(action, ctx.store.action_states().get(action.id), now).deadline
-    return action, target, renderer.render(action, target, language, SAMPLE_SIGNER, now.date(), in_force)
+    letter = renderer.render(action, target, language, SAMPLE_SIGNER, now.date(), in_force, variant)
+    return action, target, letter
 
 
 def _fax(ctx: Context, action: Action, target: Target, letter: Letter) -> bytes:
@@ -47,7 +49,12 @@ async def preview(request: Request) -> Response:
     ctx, q = context(request), request.query_params
     try:
         action, target, letter = await run_in_threadpool(
-            _letter, ctx, request.path_params["action_id"], q.get("target", ""), q.get("lang") or None
+            _letter,
+            ctx,
+            request.path_params["action_id"],
+            q.get("target", ""),
+            q.get("lang") or None,
+            q.get("variant") or FIRST,
         )
         if (kind := capabilities.KINDS.get(q.get("channel", ""))) and kind.pdf:
             if not getattr(target, kind.address):
@@ -56,7 +63,8 @@ async def preview(request: Request) -> Response:
             return Response(pdf, media_type="application/pdf", headers={"Cache-Control": "no-store"})
     except (LookupError, RenderError, faxpdf.FontMissing) as exc:
         return forbidden(request, str(exc), status=404)
-    return render(request, "preview.html", action=action, target=target, letter=letter)
+    named = variants(ctx.settings.templates_dir, action.templates, letter.language)
+    return render(request, "preview.html", action=action, target=target, letter=letter, variants=named)
 
 
 routes = [Route("/actions/{action_id}/preview", preview)]
