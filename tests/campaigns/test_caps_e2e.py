@@ -1,7 +1,8 @@
-"""Caps end to end: two real ``dispatcher run`` workers sharing PostgreSQL send to aiosmtpd
-with small caps (3 letters an hour per address, 5 per domain), pacing lifted. What the server
-receives holds the caps exactly, the other letters wait, ``dispatcher why`` says for which cap,
-and the workers sleep rather than spin until the hour ends."""
+"""Caps end to end: the catalogue gives each group its plan's caps; two real ``dispatcher run``
+workers sharing PostgreSQL send to aiosmtpd with small caps (3 letters an hour per address, 5 per
+domain), pacing lifted. What the server receives holds the caps exactly, the other letters wait,
+``dispatcher why`` says for which cap, and the workers sleep rather than spin until the hour
+ends."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from dispatcher.store import Status
+from dispatcher.channels import make_channels
+from dispatcher.models import Caps
+from dispatcher.sending.catalogue import Catalogue
+from dispatcher.store import Status, open_store
 from dispatcher.store.schema import deliveries
 from tests.campaigns.test_email_smtp import DEMO_ACTION, write_action
+from tests.campaigns.test_office_hours import target as office_target
+from tests.campaigns.test_office_hours import world
 from tests.campaigns.test_run_once import cpu_seconds
+from tests.support.actions import action_data
 from tests.support.processes import dispatcher_executable, wait_until
 from tests.support.smtp_server import SmtpServer
 from tests.support.workers import Workers, seed, worker_env
@@ -105,3 +112,21 @@ def test_two_workers_hold_the_caps_on_what_the_server_receives(tmp_path: Path, p
     assert "waiting for a cap: the hourly cap of" in answer and f"{next_hour} UTC" in answer, answer
     # Asleep until the hour ends: a worker claiming in a loop would use far more than this.
     assert max(used.values()) < 0.3, used
+
+
+def test_each_group_is_claimed_under_its_plans_caps_in_its_zone(tmp_path: Path, sqlite_url: str) -> None:
+    """The caps the claim holds come from the target's plan over the action's over the settings'
+    (here lifted), with the day in the target's zone."""
+    newyork = office_target("newyork", timezone="America/New_York", plan={"max_per_hour": 5})
+    action = action_data("a", [office_target("brussels"), newyork], plan={"max_per_day": 50})
+    settings = world(tmp_path, sqlite_url, [action]).model_copy(update={"domain_max_per_hour": 9})
+    store = open_store(sqlite_url)
+    channels = make_channels(settings, store)
+    store.close()
+    catalogue = Catalogue(settings, tuple(channels), lambda: dt.datetime(2030, 1, 7, 12, tzinfo=dt.UTC))
+    catalogue.reload()
+    caps = {g.target_id: g.caps for g in catalogue.groups(tuple(channels), channels)}
+    assert caps == {
+        "brussels": Caps(None, 50, 9, "Europe/Brussels"),
+        "newyork": Caps(5, 50, 9, "America/New_York"),
+    }
