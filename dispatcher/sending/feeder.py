@@ -109,6 +109,10 @@ class Feeder:
         if time.monotonic() >= self._quiet_until:
             self.stir()
 
+    def quiet(self) -> bool:
+        """The store said nothing of these groups is due before ``_quiet_until``, not yet past."""
+        return time.monotonic() < self._quiet_until
+
     def stir(self) -> None:
         """Something may have made letters due: ask every group at the next round."""
         self.dry.clear()

@@ -37,7 +37,7 @@ from dispatcher.people.retention import RetentionJob
 from dispatcher.sending.backoff import fax_backoff
 from dispatcher.sending.catalogue import Catalogue
 from dispatcher.sending.faxjobs import ProviderJobs
-from dispatcher.sending.feeder import Feeder, Queued
+from dispatcher.sending.feeder import IDLE_RECHECK, Feeder, Queued
 from dispatcher.sending.results import ResultWriter, Tally
 from dispatcher.sending.sender import Sender
 from dispatcher.settings import Settings
@@ -138,6 +138,15 @@ class Dispatcher:
         self.feeder.settle()
         self._refreshed = time.monotonic()
         self._wake.set()
+
+    def _refresh_due(self) -> bool:
+        """Staff controls and deadlines reach the loop within a second while it sends or is about
+        to claim; a worker quiet until its next letter is due (feeder.quiet) reads them every
+        IDLE_RECHECK only, and again before it claims: each read costs an idle process CPU."""
+        since = time.monotonic() - self._refreshed
+        if since < REFRESH_EVERY:
+            return False
+        return since >= IDLE_RECHECK or not self.feeder.quiet() or bool(self._busy or self.feeder.held())
 
     async def _recover(self, now: dt.datetime) -> None:
         """Leases that ran out go back to the queue: looked for a few times per lease period,
@@ -339,8 +348,7 @@ class Dispatcher:
         ]
         try:
             while not self._stop.is_set():
-                # Staff controls and deadlines reach the loop within a second, whatever else runs.
-                if time.monotonic() - self._refreshed >= REFRESH_EVERY:
+                if self._refresh_due():
                     await self.jobs.poll(only_due=True)
                     await self.refresh()
                 else:
