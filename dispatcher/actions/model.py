@@ -112,6 +112,18 @@ class Action(_Strict):
     # The delivery plan of every target (caps, office hours, holidays); a target's own overrides.
     plan: Plan = Plan()
 
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _day(cls, value: object) -> object:
+        # Quoted in YAML ("2030-01-31") a day arrives as text, which pydantic would read as that
+        # day's first midnight: it means the end of the day, as the unquoted date does.
+        if isinstance(value, str) and len(value.strip()) == 10:
+            try:
+                return dt.date.fromisoformat(value.strip())
+            except ValueError:
+                return value
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:

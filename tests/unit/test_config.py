@@ -60,8 +60,10 @@ def test_the_shipped_actions_load_and_the_seeds_are_closed() -> None:
     assert all(t.email and t.email.endswith("@example.org") and t.fax is None for t in demo.targets)
 
 
-def test_deadline_date_means_end_of_that_day_in_the_action_zone(tmp_path: Path) -> None:
-    action = load_action_file(write(tmp_path, GOOD))
+@pytest.mark.parametrize("written", ["2030-01-31", '"2030-01-31"', "'2030-01-31'"])
+def test_deadline_date_means_end_of_that_day_in_the_action_zone(tmp_path: Path, written: str) -> None:
+    # Quoted, YAML gives a string, not a date: still a day, not its first midnight.
+    action = load_action_file(write(tmp_path, GOOD.replace("deadline: 2030-01-31", f"deadline: {written}")))
     assert not isinstance(action, list)
     assert action.deadline_at == dt.datetime(2030, 1, 31, 16, 0, tzinfo=dt.UTC)  # midnight in Taipei
     assert action.status is ActionStatus.ACTIVE
