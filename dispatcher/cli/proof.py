@@ -29,4 +29,4 @@ def proof(ctx: Context, action_id: str, to: str) -> None:
         )
     except proofs.ProofError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{action_id}: proof of {sent} letters sent to {address}")
+    click.echo(f"{action_id}: proof of {proofs.counted(sent)} sent to {address}")

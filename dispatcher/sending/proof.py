@@ -47,6 +47,10 @@ PROOF_SIGNER = dataclasses.replace(
 )
 
 
+def counted(letters: int) -> str:
+    return f"{letters} letter" if letters == 1 else f"{letters} letters"
+
+
 class ProofError(Exception):
     """Why no proof was sent: said to staff as it is (no supporter data in it)."""
 
@@ -204,12 +208,12 @@ async def send(
             sent += 1
     except (SendError, Unavailable) as exc:
         raise ProofError(
-            f"the mail server refused the proof after {sent} of {len(mails)} letters: {exc}"
+            f"the mail server refused the proof after {sent} of {counted(len(mails))}: {exc}"
         ) from exc
     finally:
         await transport.close()
         if sent:
             rest = "" if sent == len(mails) else f" (of {len(mails)}: the mail server refused the rest)"
-            entry = AuditEntry(now, by, where, "proof", action.id, f"{sent} letters to {to}{rest}")
+            entry = AuditEntry(now, by, where, "proof", action.id, f"{counted(sent)} to {to}{rest}")
             await asyncio.to_thread(store.accounts.audit, entry)
     return sent

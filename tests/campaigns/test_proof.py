@@ -19,7 +19,7 @@ from dispatcher.channels.base import Envelope
 from dispatcher.channels.email import EmailChannel, MessageBuilder
 from dispatcher.channels.email.message import encode_body
 from dispatcher.letters.render import Renderer
-from dispatcher.sending.proof import HEADER, PREFIX, PROOF_SIGNER
+from dispatcher.sending.proof import HEADER, PREFIX, PROOF_SIGNER, counted
 from dispatcher.store import Store, open_store
 from tests.campaigns.test_cli import cli
 from tests.conftest import ROOT, cli_env
@@ -152,7 +152,7 @@ def test_a_proof_is_every_letter_marked_to_staff_only_without_supporters(
     if not letters:
         assert "proofed sends no letter" in out and smtp.transactions == 0
         return
-    assert f"proof of {len(letters)} letters sent to {STAFF}" in out
+    assert f"proof of {counted(len(letters))} sent to {STAFF}" in out
     received = smtp.wait_for(len(letters))
     got = set()
     for mail in received:
@@ -170,7 +170,7 @@ def test_a_proof_is_every_letter_marked_to_staff_only_without_supporters(
     assert store.action_counts() == {}
     entry = store.accounts.audit_entries(None, 1)[0][1]
     assert (entry.action, entry.subject, entry.address) == ("proof", "proofed", "cli")
-    assert entry.detail == f"{len(letters)} letters to {STAFF}"
+    assert entry.detail == f"{counted(len(letters))} to {STAFF}"
 
 
 def test_an_email_proof_is_the_targets_letter_only_readdressed(tmp_path: Path, smtp: SmtpServer) -> None:
@@ -262,6 +262,6 @@ def test_a_mail_server_refusing_halfway_is_said_and_audited_as_it_went(
     store = open_store(env["DISPATCHER_DATABASE_URL"])
     try:
         [(_, entry)] = store.accounts.audit_entries(None, 10)
-        assert entry.detail == f"1 letters to {STAFF} (of 8: the mail server refused the rest)"
+        assert entry.detail == f"1 letter to {STAFF} (of 8: the mail server refused the rest)"
     finally:
         store.close()
