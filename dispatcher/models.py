@@ -225,6 +225,7 @@ class Backlog:
     due_now: int
     later: int
     next_at: dt.datetime | None
+    opens: dt.datetime | None = None  # when the first target office shut now opens
 
     def line(self) -> str:
         if not self.due_now and not self.later:
@@ -233,7 +234,11 @@ class Backlog:
         if self.later:
             parts.append(f"{self.later} wait for a retry, the first at {self.next_at:%Y-%m-%d %H:%M:%S} UTC")
         if self.due_now:
-            parts.append(f"{self.due_now} due but held, paused or on a channel that is down")
+            parts.append(
+                f"{self.due_now} due but held, paused, outside office hours or on a channel that is down"
+            )
+        if self.due_now and self.opens:
+            parts.append(f"the first office shut now opens at {self.opens:%Y-%m-%d %H:%M} UTC")
         return "left pending: " + "; ".join(parts)
 
 

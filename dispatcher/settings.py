@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dispatcher.addresses import normalise_email
+from dispatcher.plans.hours import parse_hours
 
 # The SMTP URL ---------------------------------------------------------------------------------------
 SMTP_DEFAULT_PORTS: dict[str, int] = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
@@ -136,6 +137,9 @@ class Settings(BaseModel):
     fax_max_attempts: int = Field(default=6, ge=1)
     fax_retry_initial: float = Field(default=20 * 60.0, gt=0)
     fax_retry_max: float = Field(default=4 * 3600.0, gt=0)
+    # When faxes may arrive, in each target's zone, unless its action file's plan says: a fax at
+    # 3 a.m. rings in an empty office. "always" for none (emails are always sent).
+    fax_office_hours: str = "Mon-Fri 08:00-18:00"
     # The bearer token Prometheus presents to /metrics; unset: there is no /metrics.
     metrics_token: SecretStr | None = None
     # Reverse proxies whose X-Forwarded-For/-Proto the web app believes (comma-separated
@@ -188,6 +192,11 @@ class Settings(BaseModel):
                 "DISPATCHER_SMTP_ALLOW_PLAIN_AUTH=true"
             )
         return url
+
+    @field_validator("fax_office_hours")
+    @classmethod
+    def _office_hours(cls, value: str) -> str:
+        return str(parse_hours(value))
 
     @field_validator("sender")
     @classmethod

@@ -12,9 +12,17 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
+from tests.support.processes import ANY_HOUR
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Clock-independent faxes (see ANY_HOUR): for the commands tests start with this environment, and
+# for the settings they build in-process, by hand or from the environment.
+os.environ.update(ANY_HOUR)
+Settings.model_fields["fax_office_hours"].default = ANY_HOUR["DISPATCHER_FAX_OFFICE_HOURS"]
+Settings.model_rebuild(force=True)
 PG_ADMIN_URL = os.environ.get("DISPATCHER_TEST_PG_URL", "postgresql+psycopg:///postgres")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,6 +14,8 @@ from dispatcher.addresses import normalise_email, normalise_fax
 from dispatcher.capabilities import Channel
 from dispatcher.language import Language, script_of
 from dispatcher.models import ActionStatus
+from dispatcher.plans.model import Plan
+from dispatcher.plans.zones import check_zone
 
 
 class _Strict(BaseModel):
@@ -34,6 +36,15 @@ class Target(_Strict):
     channels: list[Channel] = Field(default_factory=list)
     # After the last failed attempt by fax, send the letter by email instead (off by default).
     fallback: Literal["email"] | None = None
+    # The target's IANA zone, for its office hours and its day's cap; unset: its country's
+    # when the country has one zone, else the action's.
+    timezone: str | None = None
+    plan: Plan = Plan()  # overrides the action's plan, field by field
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_zone(value)
 
     @field_validator("email")
     @classmethod
@@ -98,15 +109,13 @@ class Action(_Strict):
     # Campaign tags: a supporter may consent to every action with a tag ("tag:<tag>").
     tags: tuple[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], ...] = ()
     targets: list[Target] = Field(min_length=1)
+    # The delivery plan of every target (caps, office hours, holidays); a target's own overrides.
+    plan: Plan = Plan()
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA time zone") from exc
-        return value
+        return check_zone(value)
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Action:

@@ -12,7 +12,10 @@ from dispatcher.channels import IMPLEMENTED
 from dispatcher.cli.context import Context, pass_ctx
 from dispatcher.letters import faxpdf, similarity, variants
 from dispatcher.letters.render import WORDS_SIGNER, Renderer
-from dispatcher.sending.catalogue import faxes
+from dispatcher.plans import resolve
+from dispatcher.plans.hours import Schedule
+from dispatcher.plans.zones import country_zone
+from dispatcher.sending.catalogue import faxes, plan_problems
 from dispatcher.sending.runtime import utcnow
 
 
@@ -28,11 +31,16 @@ def check(ctx: Context) -> None:
     for action in loaded.actions.values():
         _channel_notes(action)
         _unused_notes(action, ctx.settings.templates_dir)
+        _zone_notes(action, resolve.default_hours(ctx.settings.fax_office_hours))
         found = [
             f"{loaded.sources[action.id]}: {e}" for e in renderer.check(action, IMPLEMENTED, utcnow().date())
         ]
         if font and faxes(action, IMPLEMENTED):
             found.append(f"{action.id}: {font}")
+        now = utcnow()
+        found += [
+            f"{loaded.sources[action.id]}: {p}" for p in plan_problems(action, IMPLEMENTED, now, ctx.settings)
+        ]
         if found:  # no "ok" line for an action that will not send at all
             click.echo(f"held: {action.id}: {len(found)} problem(s), none of its letters will be sent")
             problems += found
@@ -48,6 +56,20 @@ def check(ctx: Context) -> None:
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s); affected actions will not send")
     click.echo(f"{len(loaded.actions)} actions checked, no problems")
+
+
+def _zone_notes(action: Action, hours: dict[str, Schedule]) -> None:
+    """A target whose office hours matter, in the action's zone for want of its own."""
+    if action.deadline_at <= utcnow():
+        return
+    for target in action.targets:
+        if target.timezone or not target.country or country_zone(target.country) is not None:
+            continue
+        if any(not resolve.hours_for(action, target, via, hours)[0].always for via in target.channels):
+            click.echo(
+                f"note: {action.id} × {target.id}: no timezone, and {target.country} has several: "
+                f"its office hours are in the action's, {action.timezone}"
+            )
 
 
 def _channel_notes(action: Action) -> None:

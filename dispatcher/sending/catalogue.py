@@ -2,7 +2,9 @@
 the staff controls in the store into what may send now.
 
 An action whose letters cannot all render is held, whole, rather than half sent. A letter that
-fails to render while sending holds its action until its templates change.
+fails to render while sending holds its action until its templates change. So is an action whose
+plan leaves a target's office shut until the deadline. Outside a target's office hours its groups
+are not offered, and ``opens`` says when the first of them opens.
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ from dispatcher.actions.planner import effective, sendable, terminal_status
 from dispatcher.channels import Channel
 from dispatcher.letters.faxpdf import FontMissing, find_font
 from dispatcher.letters.render import Renderer, RenderError
-from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, HoldKind, Status
+from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, GroupId, HoldKind, Status
+from dispatcher.plans import resolve
+from dispatcher.plans.calendar import Calendar
 from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher")
+
+
+def plan_problems(
+    action: Action, channels: tuple[str, ...], now: dt.datetime, settings: Settings
+) -> list[resolve.PlanProblem]:
+    """What in the action's plan can never send: office hours shut from now to the deadline."""
+    pairs = [(action.target(t), via) for t, via in action.claim_pairs(channels)]
+    hours = resolve.default_hours(settings.fax_office_hours)
+    return resolve.problems(action, pairs, now, action.deadline_at, hours)
 
 
 def faxes(action: Action, channels: tuple[str, ...]) -> bool:
@@ -88,6 +101,10 @@ class Catalogue:
         self._failed: dict[str, tuple[str, RenderError, dt.datetime]] = {}
         self.open: dict[str, tuple[Action, dt.datetime]] = {}
         self.renderer = Renderer(settings.templates_dir)
+        self.hours = resolve.default_hours(settings.fax_office_hours)
+        self._calendars: dict[GroupId, Calendar] = {}
+        # When the first group now outside its office hours opens; None: none waits for that.
+        self.opens: dt.datetime | None = None
 
     def reload(self) -> None:
         """Re-read action files and check every letter each action would send."""
@@ -101,6 +118,10 @@ class Catalogue:
         font_problem = self._font_problem(loaded)
         for action in loaded.actions.values():
             problems = renderer.check(action, self.channels, self.clock().date())
+            problems += [
+                RenderError(action.id, p.target_id, None, f"plan: {p}")
+                for p in plan_problems(action, self.channels, self.clock(), self.settings)
+            ]
             if font_problem and faxes(action, self.channels):
                 problems = [*problems, RenderError(action.id, "-", None, font_problem)]
             failed = self._failed.get(action.id)
@@ -115,6 +136,7 @@ class Catalogue:
                 log.info("%s: checked again, no problems; sending resumes", action.id)
         self._failed = {a: f for a, f in self._failed.items() if a in held}
         self.loaded, self.held, self.renderer = loaded, held, renderer
+        self._calendars = {}
         self.reloaded = True
         self.recompute()
 
@@ -196,12 +218,27 @@ class Catalogue:
             if effective(action, self.states.get(action_id), now).status in stopped
         ]
 
+    def calendar(self, action: Action, target_id: str, channel: str) -> Calendar:
+        """The office hours of the action's target by this channel (kept until the next reload)."""
+        ident = (action.id, target_id, channel)
+        calendar = self._calendars.get(ident)
+        if calendar is None:
+            calendar = resolve.calendar_for(action, action.target(target_id), channel, self.hours)
+            self._calendars[ident] = calendar
+        return calendar
+
     def groups(self, up: tuple[str, ...], channels: Mapping[str, Channel]) -> list[ClaimGroup]:
-        """Every action × target × channel that may send now, on the channels that are up."""
-        out = []
+        """Every action × target × channel that may send now, on the channels that are up and in
+        the target's office hours; ``opens`` is set to when the next one shut now opens."""
+        now, out, opens = self.clock(), [], []
         for action, _deadline in self.open.values():
             for target_id, name in action.claim_pairs(up):
+                calendar = self.calendar(action, target_id, name)
+                if not calendar.is_open(now):
+                    opens.append(calendar.next_open(now))
+                    continue
                 target, channel = action.target(target_id), channels[name]
                 keys, line = channel.pacing_keys(action, target), channel.line(action, target)
                 out.append(ClaimGroup(action.id, target_id, name, keys, line))
+        self.opens = min((t for t in opens if t is not None), default=None)
         return out

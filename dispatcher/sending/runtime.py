@@ -21,6 +21,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -436,7 +437,8 @@ class Dispatcher:
             await self.results.flush()
             await self.jobs.poll()
             await self.sweep()
-            self.left = await self.db(self.store.backlog, self.clock())
+            left = await self.db(self.store.backlog, self.clock())
+            self.left = replace(left, opens=self.catalogue.opens)
         finally:
             await self._finish(tasks)
         return self.tally

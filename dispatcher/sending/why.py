@@ -14,7 +14,9 @@ from dispatcher.actions.files import ActionSet, load_actions
 from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
+from dispatcher.display import when
 from dispatcher.pacing import Limits
+from dispatcher.plans import resolve
 from dispatcher.sending import forecast
 from dispatcher.settings import Settings
 from dispatcher.store import Store
@@ -70,7 +72,22 @@ def _context(
         if state and state.status
         else ""
     )
-    return Context(view.status.value, view.reason, held, keys, line, limits, mid, control=control)
+    opens = _opens(settings, action, bare, now)
+    return Context(
+        view.status.value, view.reason, held, keys, line, limits, mid, control=control, opens=opens
+    )
+
+
+def _opens(settings: Settings, action: Action, bare: Explanation, now: dt.datetime) -> str | None:
+    """When the target's office hours open, in its zone, if they are shut now."""
+    if bare.target_id not in {t.id for t in action.targets}:
+        return None
+    hours = resolve.default_hours(settings.fax_office_hours)
+    calendar = resolve.calendar_for(action, action.target(bare.target_id), bare.channel, hours)
+    if calendar.is_open(now):
+        return None
+    opens = calendar.next_open(now)
+    return f"{when(opens, calendar.zone)} ({calendar.zone.key})" if opens else "after the deadline"
 
 
 def _channel_facts(

@@ -36,6 +36,7 @@ class State(StrEnum):
     CAP = "waiting for the monthly cap"
     PACING = "waiting for pacing"
     LINE = "waiting for the fax line"
+    OFFICE = "outside office hours"
     LEASE = "waiting for its lease to run out"
     HELD = "held"
     DRAFT = "draft"
@@ -65,6 +66,7 @@ class Context:
     workers: tuple[WorkerBeat, ...] | None = None
     running: tuple[str, ...] = ()
     control: str = ""  # staff's last control of the action: "set active by alice at ..."
+    opens: str | None = None  # outside the target's office hours: when they open, local time
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return State.HELD, f"nothing of this action is sent: {context.held}"
     if row.next_attempt_at > now:
         return _later(row)
+    if context.opens is not None:
+        return State.OFFICE, f"outside office hours until {context.opens}"
     if context.line and (busy := _line_busy(conn, row)) is not None:
         return State.LINE, f"delivery {busy} to the same fax line is in flight: one call at a time"
     paced = _pacing(conn, now, context)

@@ -14,8 +14,10 @@ import pytest
 
 from dispatcher.models import SupporterRecord
 from dispatcher.store import open_store
+from tests.campaigns.test_campaign_shapes import TEMPLATE
 from tests.campaigns.test_cli import cli
 from tests.conftest import cli_env
+from tests.support.actions import action_data, write_action
 from tests.unit.test_render import make
 from tests.web.test_controls import outbox
 
@@ -91,3 +93,42 @@ def test_a_running_dispatcher_sends_no_letter_that_would_drop_the_words(
 def test_the_words_a_supporter_gave_reach_their_letter(tmp_path: Path) -> None:
     bodies = send_with_words(tmp_path, letter("{{ target.salutation }},\n{{ supporter.words }}"))
     assert len(bodies) == 1 and WORDS in bodies[0]
+
+
+def test_a_bad_plan_is_refused_naming_file_target_and_field_and_holds_only_its_action(tmp_path: Path) -> None:
+    """Office hours on a day after the deadline (whatever day the test runs), and a zone that
+    does not exist: ``check`` fails naming each; the other action still gets its ok line."""
+    now = dt.datetime.now(dt.UTC)
+    day = f"{now + dt.timedelta(days=3):%a}"
+    deadline = f"{now + dt.timedelta(days=2):%Y-%m-%dT%H:%M:%S+00:00}"
+    email = {
+        "id": "t",
+        "name": "T",
+        "salutation": {"en": "Dear T"},
+        "email": "t@example.org",
+        "channels": ["email"],
+    }
+    files = {
+        "shut": action_data("shut", [email], deadline=deadline, plan={"office_hours": f"{day} 10:00-11:00"}),
+        "fine": action_data(
+            "fine",
+            [email, email | {"id": "us", "country": "US", "plan": {"office_hours": "Mon 09:00-10:00"}}],
+        ),
+        "mars": action_data("mars", [email | {"timezone": "Mars/Olympus_Mons"}]),
+    }
+    paths = {name: write_action(tmp_path / "actions", data) for name, data in files.items()}
+    for name in files:
+        (tmp_path / "templates" / name).mkdir(parents=True)
+        (tmp_path / "templates" / name / "en.j2").write_text(TEMPLATE)
+    result = cli(cli_env(tmp_path, tmp_path), "check", ok=False)
+    assert "held: shut" in result.stdout and "ok: fine × t × email × en" in result.stdout, result.stderr
+    assert (
+        f"error: {paths['shut']}: plan.office_hours (target t, email): office hours {day} 10:00-11:00 (UTC) "
+        "never open before the deadline" in result.stderr
+    )
+    assert (
+        "note: fine × us: no timezone, and US has several: its office hours are in the action's, UTC"
+        in result.stdout
+    )
+    zone = "targets[0].timezone (target t): 'Mars/Olympus_Mons' is not an IANA time zone"
+    assert f"error: {paths['mars']}: {zone}" in result.stderr

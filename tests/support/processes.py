@@ -34,11 +34,17 @@ def dispatcher_executable() -> str:
     return found
 
 
+# The suite runs at any hour of any day: faxes go whenever a test runs, unless the test is about
+# office hours and says its own (this setting, or its action file's plan). tests/conftest.py
+# makes it the default of the settings tests build and of the commands they start.
+ANY_HOUR = {"DISPATCHER_FAX_OFFICE_HOURS": "always"}
+
+
 def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without any ``DISPATCHER_`` setting of its own, plus ``settings``:
-    a child sees only what the test gives it."""
+    a child sees only what the test gives it (and ``ANY_HOUR`` unless it says otherwise)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    return inherited | settings
+    return inherited | ANY_HOUR | settings
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:
