@@ -556,6 +556,10 @@ class Bench:
                 "DISPATCHER_RATE_PER_TARGET": "1000000000",
                 "DISPATCHER_BURST_PER_TARGET": "1000000000",
                 "DISPATCHER_RATE_GLOBAL": "1000000000",
+                # Caps per recipient and domain lifted with pacing (older snapshots ignore them).
+                "DISPATCHER_MAX_PER_HOUR": "none",
+                "DISPATCHER_MAX_PER_DAY": "none",
+                "DISPATCHER_DOMAIN_MAX_PER_HOUR": "none",
                 "DISPATCHER_FROM": SENDER,
             }
         )

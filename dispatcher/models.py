@@ -139,6 +139,9 @@ class ClaimBatch:
     claims: list[Claim]
     dry: frozenset[GroupId]  # asked for letters and had fewer due: nothing more there for now
     wait: float | None  # seconds until a group that still has letters may claim again
+    # Groups at one of their caps (``Caps``), and when the last of those caps' windows ends:
+    # not worth asking before then.
+    capped: Mapping[GroupId, dt.datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,8 @@ class Backlog:
             parts.append(f"{self.later} wait for a retry, the first at {self.next_at:%Y-%m-%d %H:%M:%S} UTC")
         if self.due_now:
             parts.append(
-                f"{self.due_now} due but held, paused, outside office hours or on a channel that is down"
+                f"{self.due_now} due but held, paused, over a cap, outside office hours or on a channel"
+                " that is down"
             )
         if self.due_now and self.opens:
             parts.append(f"the first office shut now opens at {self.opens:%Y-%m-%d %H:%M} UTC")

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dispatcher.addresses import normalise_email
+from dispatcher.models import Caps
 from dispatcher.plans.hours import parse_hours
 
 # The SMTP URL ---------------------------------------------------------------------------------------
@@ -174,6 +175,11 @@ class Settings(BaseModel):
     rate_per_target: float = Field(default=2.0, gt=0)
     burst_per_target: int = Field(default=10, ge=1)
     rate_global: float = Field(default=100.0, gt=0)
+    # Caps on what one recipient address, and one email domain, receives (README: Caps): officials'
+    # filters quarantine volume. "none" (or empty) lifts a cap.
+    max_per_hour: int | None = Field(default=30, ge=1)
+    max_per_day: int | None = Field(default=300, ge=1)
+    domain_max_per_hour: int | None = Field(default=120, ge=1)
     max_attempts: int = Field(default=8, ge=1)
     retry_initial: float = Field(default=60.0, gt=0)
     retry_max: float = Field(default=6 * 3600.0, gt=0)
@@ -192,6 +198,15 @@ class Settings(BaseModel):
                 "DISPATCHER_SMTP_ALLOW_PLAIN_AUTH=true"
             )
         return url
+
+    @field_validator("max_per_hour", "max_per_day", "domain_max_per_hour", mode="before")
+    @classmethod
+    def _lifted(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+
+    def caps(self, zone: str = "UTC") -> Caps:
+        """The caps every recipient gets from these settings; ``zone``: the recipient's."""
+        return Caps(self.max_per_hour, self.max_per_day, self.domain_max_per_hour, zone)
 
     @field_validator("fax_office_hours")
     @classmethod

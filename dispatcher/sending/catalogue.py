@@ -239,6 +239,7 @@ class Catalogue:
                     continue
                 target, channel = action.target(target_id), channels[name]
                 keys, line = channel.pacing_keys(action, target), channel.line(action, target)
-                out.append(ClaimGroup(action.id, target_id, name, keys, line))
+                caps = resolve.caps_for(action, target, name, self.settings.caps())
+                out.append(ClaimGroup(action.id, target_id, name, keys, line, caps))
         self.opens = min((t for t in opens if t is not None), default=None)
         return out

@@ -8,6 +8,8 @@ An idle worker does not claim every second: when a round finds nothing, it asks 
 when the next letter falls due and stays quiet until then, or ``IDLE_RECHECK`` at most (letters
 another worker hands back or plans reach it that late). Anything this worker learns that can make
 letters due — new groups, a plan, a recovered lease, a committed outcome — stirs it at once.
+A group the claim found at one of its caps (store/caps.py) is not asked again, stirred or not,
+until the cap's window ends: a worker whose every group is capped makes no store call for it.
 
 Queued letters spend their pacing tokens when claimed, so a letter must start soon after:
 each channel's queue holds only what its senders start within half of ``START_WITHIN`` at the
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dispatcher.channels import Channel
@@ -97,7 +99,10 @@ class Feeder:
         self.wait: float | None = None  # until a group with letters has pacing tokens again
         self._round = 0
         self._quiet_until = 0.0  # time.monotonic() before which nothing of these groups is due
-        self._groups: tuple[GroupId, ...] = ()  # the groups the quiet was read for
+        self._groups: tuple[ClaimGroup, ...] = ()  # the groups the quiet was read for
+        # Groups at a cap (store/caps.py), until its window ends: a cap reached stays reached
+        # whatever else happens, so not even a stir asks them again before then.
+        self.capped: dict[GroupId, dt.datetime] = {}
 
     def settle(self) -> None:
         """At a refresh: the dry groups are asked again, unless the store said nothing is due."""
@@ -112,10 +117,13 @@ class Feeder:
     async def fill(self, groups: list[ClaimGroup]) -> int:
         """One claim round; returns how many letters were queued."""
         idents = tuple(g.ident for g in groups)
-        if idents != self._groups:  # an action resumed, a channel came up, …
-            self._groups = idents
+        if tuple(groups) != self._groups:  # an action resumed, a channel came up, caps changed…
+            self._groups = tuple(groups)
+            self.capped.clear()
             self.stir()
-        asked = [g for g in groups if g.ident not in self.dry]
+        now_at = self.clock()
+        self.capped = {g: until for g, until in self.capped.items() if until > now_at}
+        asked = [g for g in groups if g.ident not in self.dry and g.ident not in self.capped]
         room = {name: queue.room() for name, queue in self.queues.items()}
         if not any(room.get(g.channel, 0) for g in asked):
             self.wait = None
@@ -124,18 +132,24 @@ class Feeder:
         self._round += 1
         batch = await self.db(self.store.claim, self.worker_id, request, self.clock(), self.lease)
         self.dry |= batch.dry
+        self.capped |= batch.capped
         self.wait = batch.wait
         now = time.monotonic()
         for claim in batch.claims:
             self.queues[claim.channel].items.put_nowait(Queued(claim, now))
-        if not batch.claims and batch.wait is None and self.dry.issuperset(idents):
-            await self._quiet(idents)
+        if not batch.claims and batch.wait is None and self.dry.union(self.capped).issuperset(idents):
+            await self._quiet(self.uncapped(idents))
         return len(batch.claims)
 
-    async def _quiet(self, idents: tuple[GroupId, ...]) -> None:
+    def uncapped(self, idents: Iterable[GroupId]) -> list[GroupId]:
+        """The groups whose letters may be due now: not at a cap."""
+        return [g for g in idents if g not in self.capped]
+
+    async def _quiet(self, idents: list[GroupId]) -> None:
         now = self.clock()
-        due = await self.db(self.store.next_due, list(idents), now)
-        until = IDLE_RECHECK if due is None else (due - now).total_seconds()
+        due = await self.db(self.store.next_due, idents, now) if idents else None
+        times = [t for t in (due, min(self.capped.values(), default=None)) if t is not None]
+        until = min(((t - now).total_seconds() for t in times), default=IDLE_RECHECK)
         self._quiet_until = time.monotonic() + min(IDLE_RECHECK, until)
 
     def full(self) -> bool:

@@ -320,7 +320,7 @@ class Dispatcher:
         up = self._up()
         for name in set(self.channels) - set(up):
             log.warning("%s channel unavailable; its letters stay queued for a later run", name)
-        groups = [g.ident for g in self.catalogue.groups(up, self.channels)]
+        groups = self.feeder.uncapped(g.ident for g in self.catalogue.groups(up, self.channels))
         now = self.clock()
         due = await self.db(self.store.next_due, groups, now)
         return due is None or due > now

@@ -15,6 +15,7 @@ from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
 from dispatcher.display import when
+from dispatcher.models import Caps
 from dispatcher.pacing import Limits
 from dispatcher.plans import resolve
 from dispatcher.sending import forecast
@@ -73,9 +74,17 @@ def _context(
         else ""
     )
     opens = _opens(settings, action, bare, now)
+    caps = _caps(settings, action, bare)
     return Context(
-        view.status.value, view.reason, held, keys, line, limits, mid, control=control, opens=opens
+        view.status.value, view.reason, held, keys, line, limits, mid, control=control, opens=opens, caps=caps
     )
+
+
+def _caps(settings: Settings, action: Action, bare: Explanation) -> Caps:
+    """The caps the target's letters have by this channel: its plan's, else the settings'."""
+    if bare.target_id not in {t.id for t in action.targets}:
+        return Caps()
+    return resolve.caps_for(action, action.target(bare.target_id), bare.channel, settings.caps())
 
 
 def _opens(settings: Settings, action: Action, bare: Explanation, now: dt.datetime) -> str | None:

@@ -22,6 +22,7 @@ from dispatcher.store import (
     GroupId,
     Signer,
     Status,
+    caps,
     quota,
 )
 from dispatcher.store.consent import letter_live, live
@@ -112,12 +113,15 @@ class SqlClaims(SqlPart):
             tokens |= self._lines(conn, groups)
             wanted = pacing.asks(groups, tokens, request.room)
             rows = self._due(conn, groups, wanted, now)
-            chosen = pacing.allocate(groups, rows, tokens, dict(request.room), request.start)
+            # Caps are spent like buckets: ``budget`` holds both, only the buckets are written back.
+            held, budget, chosen = caps.allocate(conn, groups, rows, tokens, request, now)
             claims = self._lease(conn, worker, [row for _, row in chosen], now, lease)
-            self._spend(conn, tokens, now)
+            caps.charge(conn, held, claims)
+            self._spend(conn, {k: budget[k] for k in tokens}, now)
         dry = frozenset(g.ident for g, n, got in zip(groups, wanted, rows, strict=True) if n and len(got) < n)
-        waiting = [g for g in groups if g.ident not in dry]
-        return ClaimBatch(claims, dry, pacing.wait(waiting, tokens, request.limits))
+        capped = held.capped(budget)
+        waiting = [g for g in groups if g.ident not in dry and g.ident not in capped]
+        return ClaimBatch(claims, dry, pacing.wait(waiting, budget, request.limits), capped)
 
     def _buckets(
         self, conn: Connection, groups: Sequence[ClaimGroup], limits: Limits, now: dt.datetime

@@ -1,24 +1,25 @@
 """One explanation of a letter's state: why it went out, or has not yet, or never will.
 
-The store knows the letter, its consent, its attempts, its lease, the pacing buckets and the
-fax line; what only the layers above know (the action's effective status, whether the catalogue
-holds it, the letter's pacing keys and Message-ID) comes in a ``Context``. ``dispatcher why``
-and the dashboard's delivery page both print what ``explain`` returns.
+The store knows the letter, its consent, its attempts, its lease, the pacing buckets, the caps'
+counts and the fax line; what only the layers above know (the action's effective status, whether
+the catalogue holds it, the letter's pacing keys, caps and Message-ID) comes in a ``Context``.
+``dispatcher why`` and the dashboard's delivery page both print what ``explain`` returns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
+from dispatcher.models import Caps
 from dispatcher.pacing import GLOBAL, Limits, refilled
 from dispatcher.redaction import person_pattern, redacted
-from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat, consent
+from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat, caps, consent
 from dispatcher.store.reasons import Reason, last_reply
 from dispatcher.store.schema import attempts, consents, deliveries, pacing_buckets, supporters
 
@@ -35,6 +36,7 @@ class State(StrEnum):
     RETRY = "waiting for a retry"
     CAP = "waiting for the monthly cap"
     PACING = "waiting for pacing"
+    CAPPED = "waiting for a cap"  # its recipient's or domain's hourly or daily cap
     LINE = "waiting for the fax line"
     OFFICE = "outside office hours"
     LEASE = "waiting for its lease to run out"
@@ -66,6 +68,7 @@ class Context:
     workers: tuple[WorkerBeat, ...] | None = None
     running: tuple[str, ...] = ()
     control: str = ""  # staff's last control of the action: "set active by alice at ..."
+    caps: Caps = field(default_factory=Caps)  # its recipients' caps (store/caps.py); none by default
     opens: str | None = None  # outside the target's office hours: when they open, local time
 
 
@@ -250,6 +253,9 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return State.OFFICE, f"outside office hours until {context.opens}"
     if context.line and (busy := _line_busy(conn, row)) is not None:
         return State.LINE, f"delivery {busy} to the same fax line is in flight: one call at a time"
+    full = caps.reached(conn, context.keys, context.caps, now)
+    if full:
+        return State.CAPPED, caps.said(full[0], now)
     paced = _pacing(conn, now, context)
     if paced is not None:
         wait, key = paced

@@ -252,6 +252,18 @@ pacing_buckets = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+# Letters each recipient address or email domain received in one window (store/caps.py): a claim
+# counts them in its own transaction, so the caps hold for the deployment, not per process.
+cap_counts = Table(
+    "cap_counts",
+    metadata,
+    # A window and a key: "hour 2026-12-07T14Z|email:x@parl.example", "day 2026-12-07
+    # Europe/Brussels|domain:parl.example" (store/caps.py: Cap.counter).
+    Column("counter", String(500), primary_key=True),
+    Column("used", Integer, nullable=False),
+    Column("ends", UTCDateTime(), nullable=False),  # when the window closes: old rows are dropped
+)
+
 # How far planning got: per action × target × channel, the highest consent id already expanded.
 plan_marks = Table(
     "plan_marks",

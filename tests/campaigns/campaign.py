@@ -69,6 +69,7 @@ from sqlalchemy import create_engine, text
 from dispatcher.channels.email import message_id
 from dispatcher.models import AttemptRow, QueueCount
 from dispatcher.store import open_store
+from tests.support.caps import NO_CAPS_ENV
 from tests.support.smtp_server import Event, Received, ReplyKind, ScriptedHandler, SmtpServer, Stage
 
 # A claimed letter starts within this long of its claim (or is handed back unsent), so a window of
@@ -95,7 +96,7 @@ class Pacing:
     rate: float  # per recipient address, letters/s
     burst: float
     rate_global: float
-    env: tuple[tuple[str, str], ...]  # DISPATCHER_* overrides; () = the defaults
+    env: tuple[tuple[str, str], ...]  # DISPATCHER_* overrides of the defaults
     max_per_address: int  # scenario size limits, so a run stays short
     max_letters: int
 
@@ -118,7 +119,10 @@ class Pacing:
         return max(slowest, max(0.0, letters - self.global_burst) / self.rate_global)
 
 
-DEFAULT = Pacing("default", 2.0, 10, 100.0, (), max_per_address=30, max_letters=400)
+# Caps lifted at every pacing: a campaign checks pacing, at sizes beyond a default cap (up to 400
+# letters to one domain in a run); caps have their own tests (tests/support/caps.py).
+UNCAPPED = tuple(NO_CAPS_ENV.items())
+DEFAULT = Pacing("default", 2.0, 10, 100.0, UNCAPPED, max_per_address=30, max_letters=400)
 LIFTED = Pacing(
     "lifted",
     10_000.0,
@@ -128,6 +132,7 @@ LIFTED = Pacing(
         ("DISPATCHER_RATE_PER_TARGET", "10000"),
         ("DISPATCHER_BURST_PER_TARGET", "10000"),
         ("DISPATCHER_RATE_GLOBAL", "100000"),
+        *UNCAPPED,
     ),
     max_per_address=10**6,
     max_letters=1500,
@@ -141,6 +146,7 @@ TIGHT = Pacing(
         ("DISPATCHER_RATE_PER_TARGET", "5"),
         ("DISPATCHER_BURST_PER_TARGET", "5"),
         ("DISPATCHER_RATE_GLOBAL", "15"),
+        *UNCAPPED,
     ),
     max_per_address=50,
     max_letters=180,

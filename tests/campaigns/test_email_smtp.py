@@ -32,6 +32,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from dispatcher.store.schema import deliveries, supporters
 from dispatcher.store.sql import SqlStore
+from tests.support.caps import NO_CAPS
 from tests.support.processes import until
 from tests.support.smtp_server import Received, ScriptedHandler, SmtpServer
 
@@ -67,6 +68,7 @@ def make_settings(tmp_path: Path, smtp_url: str, **overrides: Any) -> Settings:
         "rate_per_target": 1000.0,
         "burst_per_target": 1000,
         "rate_global": 1000.0,
+        **NO_CAPS,
         # Retries wait half a minute or more: a run never retries by itself; tests let time pass
         # with a clock running ahead (``later``), so every run sees exactly what is due.
         "retry_initial": 30.0,

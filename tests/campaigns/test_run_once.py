@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from dispatcher.actions.planner import plan_action
 from dispatcher.channels import make_channels
 from dispatcher.sending.feeder import IDLE_RECHECK
 from dispatcher.sending.runtime import Dispatcher, utcnow
+from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from tests.campaigns.test_campaign_shapes import LIFTED, run_once, settings, supporters, write_actions
 from tests.conftest import cli_env
@@ -59,6 +61,23 @@ def counted(store: Store, calls: Counter[str], names: tuple[str, ...]) -> None:
         setattr(store, name, call)
 
 
+async def calls_when_idle(
+    config: Settings, store: Store, names: tuple[str, ...], settled: Callable[[], Awaitable[object]]
+) -> Counter[str]:
+    """A worker running on ``store``: its calls of these store methods over IDLE_RECHECK + 1 s,
+    counted once ``settled`` returns (start-up and what it sends are not idle)."""
+    calls: Counter[str] = Counter()
+    counted(store, calls, names)
+    worker = Dispatcher(config, store, make_channels(config, store), worker_id="idle")
+    running = asyncio.create_task(worker.run_forever())
+    await settled()
+    calls.clear()
+    await asyncio.sleep(IDLE_RECHECK + 1)
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    return calls
+
+
 async def test_an_idle_worker_neither_claims_nor_polls_every_second(tmp_path: Path) -> None:
     write_actions(tmp_path, {"a": ["pres", "minister"], "b": ["judge"]})
     with SmtpServer() as smtp:
@@ -66,20 +85,33 @@ async def test_an_idle_worker_neither_claims_nor_polls_every_second(tmp_path: Pa
         store = open_store(config.database_url)
         store.import_supporters(supporters(3), utcnow())
         await run_once(config, store)
-        calls: Counter[str] = Counter()
-        counted(store, calls, ("claim", "next_due", "submitted", "recover"))
-        worker = Dispatcher(config, store, make_channels(config, store), worker_id="idle")
-        running = asyncio.create_task(worker.run_forever())
-        await asyncio.sleep(3)  # start-up: the first claim finds nothing
-        calls.clear()
-        await asyncio.sleep(IDLE_RECHECK + 1)
-        worker.stop()
-        await asyncio.wait_for(running, 30)
+        # Start-up: the first claim finds nothing.
+        names = ("claim", "next_due", "submitted", "recover")
+        calls = await calls_when_idle(config, store, names, lambda: asyncio.sleep(3))
         store.close()
     assert len(smtp.received()) == 9
     # One look at when the next letter is due per IDLE_RECHECK, instead of a claim every second.
     assert calls["claim"] <= 2 and calls["next_due"] <= 2, calls
     assert calls["submitted"] == 0 and calls["recover"] <= 2, calls
+
+
+async def test_a_worker_whose_every_group_is_capped_sleeps_until_the_window_ends(tmp_path: Path) -> None:
+    write_actions(tmp_path, {"a": ["pres", "minister"], "b": ["judge"]})
+    with SmtpServer() as smtp:
+        capped = {**LIFTED, "max_per_hour": 1}  # pacing lifted: only the hourly cap holds them
+        config = settings(tmp_path, smtp.url, **capped)
+        store = open_store(config.database_url)
+        store.import_supporters(supporters(3), utcnow())
+
+        async def sent_each_one() -> None:
+            await until(lambda: len(smtp.received()) == 3, "one letter to each official")
+            await asyncio.sleep(1)  # the claim that finds every group at its cap
+
+        calls = await calls_when_idle(config, store, ("claim", "next_due"), sent_each_one)
+        store.close()
+    assert len(smtp.received()) == 3
+    # The six letters left wait for the next hour: not a claim, not a look at the queue, until then.
+    assert calls["claim"] == 0 and calls["next_due"] == 0, calls
 
 
 async def test_letters_another_worker_planned_reach_an_idle_one(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ Run over a SQLite file and a real PostgreSQL, with separate connections standing
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ from dispatcher.models import ClaimBatch, ClaimGroup, ProviderEvent
 from dispatcher.pacing import Limits
 from dispatcher.store import ClaimRequest, Store, open_store
 from tests.conftest import never_retry
-from tests.store.test_store_contract import LEASE, NOW, people, run_in_threads
+from tests.store.test_store_contract import LEASE, NOW, claims_in_threads, people
 
 DEFAULT = Limits(rate=2, burst=10, global_rate=100)
 
@@ -100,20 +99,10 @@ def test_concurrent_workers_never_overspend_a_bucket(store: Store, db_url: str) 
     store.import_supporters(people(300), NOW)
     store.plan("act", [("t1", "email"), ("t2", "email")], NOW)
     limits = Limits(rate=1, burst=40, global_rate=1000)
-    got: list[int] = []
-    lock = threading.Lock()
-
-    def worker(n: int) -> None:
-        s = open_store(db_url, migrate=False)
-        try:
-            for _ in range(10):
-                batch = claim(s, f"w{n}", [group("t1"), group("t2")], 7, limits)
-                with lock:
-                    got.extend(c.delivery_id for c in batch.claims)
-        finally:
-            s.close()
-
-    run_in_threads(worker, 4)
+    batches = claims_in_threads(
+        db_url, 4, 10, lambda s, w: claim(s, w, [group("t1"), group("t2")], 7, limits)
+    )
+    got = [c.delivery_id for b in batches for c in b.claims]
     assert len(got) == len(set(got)) == 80  # 40 per target, at one instant, from four workers
 
 

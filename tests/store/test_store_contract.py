@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import update
 
-from dispatcher.models import AttemptResult, Claim, ClaimGroup, Outcome, Status, SupporterRecord
+from dispatcher.models import AttemptResult, Claim, ClaimBatch, ClaimGroup, Outcome, Status, SupporterRecord
 from dispatcher.pacing import Limits
 from dispatcher.store import ClaimRequest, Store, open_store
 from dispatcher.store.schema import consents
@@ -68,6 +68,27 @@ def run_in_threads(worker: Callable[[int], None], count: int, timeout: float = 6
         t.start()
     for t in threads:
         t.join(timeout=timeout)
+
+
+def claims_in_threads(
+    db_url: str, count: int, rounds: int, claim: Callable[[Store, str], ClaimBatch]
+) -> list[ClaimBatch]:
+    """``count`` workers at once, each with its own store, each claiming ``rounds`` times."""
+    got: list[ClaimBatch] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        s = open_store(db_url, migrate=False)
+        try:
+            for _ in range(rounds):
+                batch = claim(s, f"w{n}")
+                with lock:
+                    got.append(batch)
+        finally:
+            s.close()
+
+    run_in_threads(worker, count)
+    return got
 
 
 def statuses(store: Store) -> dict[str, int]:

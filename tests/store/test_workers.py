@@ -17,6 +17,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import open_store
 from tests.campaigns.test_email_smtp import DEMO_ACTION, people, write_action
 from tests.conftest import ROOT
+from tests.support.caps import NO_CAPS
 from tests.support.smtp_server import ScriptedHandler, SmtpServer
 
 pytestmark = pytest.mark.postgres
@@ -40,6 +41,7 @@ async def test_two_workers_share_the_queue_and_send_each_letter_once(tmp_path: P
                 "rate_per_target": 10_000.0,
                 "burst_per_target": 10_000,
                 "rate_global": 10_000.0,
+                **NO_CAPS,
                 "batch_size": 20,
             }
         )
@@ -87,6 +89,8 @@ async def test_two_workers_keep_each_supporters_monthly_cap(tmp_path: Path, pg_u
                 "templates_dir": ROOT / "templates",
                 "smtp_url": smtp.url,
                 "batch_size": 4,
+                # 33 letters to the demo's officials in a minute: over their hourly cap of 30.
+                **NO_CAPS,
             }
         )
         stores = [open_store(pg_url, migrate=False) for _ in range(2)]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from dispatcher.actions.files import load_action_file, load_actions
 from dispatcher.language import script_of
-from dispatcher.models import ActionStatus
+from dispatcher.models import ActionStatus, Caps
 from dispatcher.settings import Settings, load_settings
 from tests.conftest import ROOT
 
@@ -138,6 +138,20 @@ def test_settings_from_env_and_file(tmp_path: Path) -> None:
         load_settings({}, file)
     with pytest.raises(ValueError, match="scheme"):
         load_settings({"DISPATCHER_SMTP_URL": "http://x"}, tmp_path / "none.toml")
+
+
+def test_caps_default_to_proca_s_pace_and_none_lifts_one(tmp_path: Path) -> None:
+    none = tmp_path / "none.toml"
+    assert load_settings({}, none).caps("Europe/Brussels") == Caps(30, 300, 120, "Europe/Brussels")
+    lifted = load_settings({"DISPATCHER_MAX_PER_HOUR": "none", "DISPATCHER_DOMAIN_MAX_PER_HOUR": ""}, none)
+    assert lifted.caps() == Caps(None, 300, None)
+    file = tmp_path / "dispatcher.toml"
+    file.write_text("max_per_day = 50\n")
+    assert load_settings({}, file).max_per_day == 50
+    with pytest.raises(
+        ValueError, match="DISPATCHER_MAX_PER_HOUR: Input should be greater than or equal to 1"
+    ):
+        load_settings({"DISPATCHER_MAX_PER_HOUR": "0"}, none)
 
 
 # DISPATCHER_SMTP_URL: parsed once, the password never shown --------------------------------------

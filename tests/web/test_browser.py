@@ -34,6 +34,7 @@ from tests.campaigns.campaign import dispatcher_executable
 from tests.campaigns.test_campaign_shapes import supporters, write_actions
 from tests.conftest import ROOT, cli_env
 from tests.support import processes
+from tests.support.caps import NO_CAPS_ENV
 from tests.support.processes import free_port, stop
 from tests.support.smtp_server import SmtpServer
 
@@ -118,6 +119,7 @@ class World:
             # Slow on purpose: 2 letters a second per official, so the appeal lasts ~100 s.
             DISPATCHER_RATE_PER_TARGET="2",
             DISPATCHER_BURST_PER_TARGET="1",
+            **NO_CAPS_ENV,  # 200 letters to each official: a steady flow, not an hour's cap
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -57,9 +57,18 @@ def needed_seconds(queues: list[QueueCount], settings: Settings) -> float | None
     pending = [q for q in queues if q.status == "pending" and q.count]
     if not pending:
         return None
-    per_group = (q.count * _seconds_each(q.channel, settings) for q in pending)
+    per_group = (
+        max(q.count * _seconds_each(q.channel, settings), _capped(q.count, settings)) for q in pending
+    )
     overall = sum(q.count for q in pending) / settings.rate_global
     return max(max(per_group), overall)
+
+
+def _capped(letters: int, settings: Settings) -> float:
+    """The windows a recipient's hourly and daily caps make this many letters wait out."""
+    hours = (letters - 1) // settings.max_per_hour * 3600.0 if settings.max_per_hour else 0.0
+    days = (letters - 1) // settings.max_per_day * 86400.0 if settings.max_per_day else 0.0
+    return max(hours, days)
 
 
 def _seconds_each(channel: str, settings: Settings) -> float:
