@@ -17,7 +17,7 @@ from dispatcher.sending.runtime import utcnow
 @click.option("--to", "to", required=True, help="The staff address the proof goes to.")
 @pass_ctx
 def proof(ctx: Context, action_id: str, to: str) -> None:
-    """Send every letter ACTION_ID would send (each target, channel and language, faxes as PDF
+    """Send every letter ACTION_ID would send (each target, channel, language and variant, faxes as PDF
     attachments), signed by a sample supporter, to the address --to instead, marked [PROOF].
     Nothing goes to a target, nothing is recorded as sent; drafts too."""
     action = ctx.action(action_id)
@@ -29,4 +29,4 @@ def proof(ctx: Context, action_id: str, to: str) -> None:
         )
     except proofs.ProofError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{action_id}: proof of {sent} letters sent to {address}")
+    click.echo(f"{action_id}: proof of {proofs.counted(sent)} sent to {address}")

@@ -1,12 +1,13 @@
 """A proof before launch: every letter an action would send, to a staff address instead.
 
 Each target's letter on each of its channels, in the language the dispatcher would choose for
-it, rendered and built by the same code as a real send (an email's bytes come from the email
-channel's ``MessageBuilder``; a fax is its PDF, attached to an email), signed by a fictional
-sample supporter. What changes is only what routes it: the SMTP recipients are the staff address
-alone, the target's To and Cc move to ``X-Proof-To``/``X-Proof-Cc`` (a reply-all from a staff
-mailbox must not reach an official), the Message-ID is new, and the subject starts with
-``[PROOF]`` beside an ``X-Dispatcher-Proof`` header. Nothing is recorded as a delivery.
+it, in each of that language's variants, rendered and built by the same code as a real send (an
+email's bytes come from the email channel's ``MessageBuilder``; a fax is its PDF, attached to an
+email), signed by a fictional sample supporter. What changes is only what routes it: the SMTP
+recipients are the staff address alone, the target's To and Cc move to ``X-Proof-To`` and
+``X-Proof-Cc`` (a reply-all from a staff mailbox must not reach an official), the Message-ID is
+new, and the subject starts with ``[PROOF]`` beside an ``X-Dispatcher-Proof`` header. Nothing
+is recorded as a delivery.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ PROOF_SIGNER = dataclasses.replace(
     SAMPLE_SIGNER,
     words="[Sample: a supporter's own words for this action, when they give some, appear here.]",
 )
-VARIANT = "a"  # the one model letter per language until variants land
+
+
+def counted(letters: int) -> str:
+    return f"{letters} letter" if letters == 1 else f"{letters} letters"
 
 
 class ProofError(Exception):
@@ -55,8 +59,7 @@ class ProofError(Exception):
 class ProofLetter:
     target: Target
     channel: str
-    letter: Letter
-    variant: str = VARIANT
+    letter: Letter  # its variant too
 
 
 def recipient(to: str, actions: Iterable[Action]) -> str:
@@ -76,20 +79,22 @@ def recipient(to: str, actions: Iterable[Action]) -> str:
 
 
 def letters(action: Action, renderer: Renderer, today: dt.date, deadline: dt.datetime) -> list[ProofLetter]:
-    """Every letter of the action, each as its target gets it; all or none (a proof that left out
-    a letter that fails would look complete)."""
+    """Every letter of the action, each as its target gets it, in each variant; all or none (a
+    proof that left out a letter that fails would look complete)."""
     found, problems = [], []
     for target_id, channel in action.claim_pairs(IMPLEMENTED):
         target = action.target(target_id)
         language = renderer.language_for(action, target)
-        try:
-            if language is None:
-                raise RenderError(action.id, target.id, None, "no template in any of its languages")
-            letter = renderer.render(action, target, language, PROOF_SIGNER, today, deadline)
-        except RenderError as exc:
-            problems.append(str(exc))
+        if language is None:
+            problems.append(f"{action.id} × {target.id}: no template in any of its languages")
             continue
-        found.append(ProofLetter(target, channel, letter))
+        for variant in renderer.variants(action.templates, language):
+            try:
+                letter = renderer.render(action, target, language, PROOF_SIGNER, today, deadline, variant)
+            except RenderError as exc:
+                problems.append(f"{exc} (variant {variant})")
+                continue
+            found.append(ProofLetter(target, channel, letter))
     if problems:
         raise ProofError("no proof sent; these letters do not render: " + "; ".join(problems))
     if not found:
@@ -100,7 +105,7 @@ def letters(action: Action, renderer: Renderer, today: dt.date, deadline: dt.dat
 def _label(action: Action, proof: ProofLetter) -> str:
     return (
         f"action={action.id}; target={proof.target.id}; channel={proof.channel}; "
-        f"language={proof.letter.language}; variant={proof.variant}"
+        f"language={proof.letter.language}; variant={proof.letter.variant}"
     )
 
 
@@ -164,7 +169,7 @@ def fax_proof(
         f"{letter.language}, attached as the target's fax machine would print it.\n"
         "Nothing was sent to the target.\n"
     )
-    name = f"proof-{action.id}-{target.id}-{letter.language}-{proof.variant}.pdf"
+    name = f"proof-{action.id}-{target.id}-{letter.language}-{proof.letter.variant}.pdf"
     message.add_attachment(document.data, maintype="application", subtype="pdf", filename=name)
     return OutgoingMail(sender=org_address, recipients=(to,), data=message.as_bytes(policy=SMTP))
 
@@ -203,12 +208,12 @@ async def send(
             sent += 1
     except (SendError, Unavailable) as exc:
         raise ProofError(
-            f"the mail server refused the proof after {sent} of {len(mails)} letters: {exc}"
+            f"the mail server refused the proof after {sent} of {counted(len(mails))}: {exc}"
         ) from exc
     finally:
         await transport.close()
         if sent:
             rest = "" if sent == len(mails) else f" (of {len(mails)}: the mail server refused the rest)"
-            entry = AuditEntry(now, by, where, "proof", action.id, f"{sent} letters to {to}{rest}")
+            entry = AuditEntry(now, by, where, "proof", action.id, f"{counted(sent)} to {to}{rest}")
             await asyncio.to_thread(store.accounts.audit, entry)
     return sent

@@ -19,7 +19,7 @@ from dispatcher.channels.base import Envelope
 from dispatcher.channels.email import EmailChannel, MessageBuilder
 from dispatcher.channels.email.message import encode_body
 from dispatcher.letters.render import Renderer
-from dispatcher.sending.proof import HEADER, PREFIX, PROOF_SIGNER
+from dispatcher.sending.proof import HEADER, PREFIX, PROOF_SIGNER, counted
 from dispatcher.store import Store, open_store
 from tests.campaigns.test_cli import cli
 from tests.conftest import ROOT, cli_env
@@ -68,26 +68,32 @@ def random_action(rng: random.Random) -> dict[str, Any]:
     return action_data("proofed", targets, status=status, languages=rng.sample(LANGUAGES, rng.randint(1, 3)))
 
 
-def expected(data: dict[str, Any], templates: set[str]) -> set[tuple[str, str, str]]:
-    """(target, channel, language) of every letter the action sends: an email to a ``to`` target
-    (a ``cc`` is copied on those), a fax to any target, an email where a fax falls back; in the
-    target's first language with a template, else the action's."""
+def expected(data: dict[str, Any], templates: dict[str, list[str]]) -> set[tuple[str, str, str, str]]:
+    """(target, channel, language, variant) of every letter the action sends: an email to a ``to``
+    target (a ``cc`` is copied on those), a fax to any target, an email where a fax falls back; in
+    the target's first language with a template, else the action's; in each of its variants."""
     letters = set()
     for t in data["targets"]:
         language = next(x for x in (*t["languages"], *data["languages"]) if x in templates)
         channels = [c for c in t["channels"] if c == "fax" or t["role"] == "to"]
         channels += ["email"] if t.get("fallback") else []
-        letters |= {(t["id"], channel, language) for channel in channels}
+        letters |= {(t["id"], c, language, v) for c in channels for v in templates[language]}
     return letters
 
 
-def world(tmp_path: Path, rng: random.Random) -> tuple[dict[str, Any], set[str]]:
+def world(tmp_path: Path, rng: random.Random) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A random action, and its templates: each language's variants (``a``, maybe ``b`` and ``c``)."""
     data = random_action(rng)
-    templates = {data["languages"][0], *rng.sample(LANGUAGES, rng.randint(0, 3))}
-    for language in templates:
-        path = tmp_path / "templates" / "proofed" / f"{language}.j2"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(TEMPLATE, encoding="utf-8")
+    languages = {data["languages"][0], *rng.sample(LANGUAGES, rng.randint(0, 3))}
+    templates = {language: ["a", "b", "c"][: rng.randint(1, 3)] for language in languages}
+    folder = tmp_path / "templates" / "proofed"
+    folder.mkdir(parents=True)
+    for language, variants in templates.items():
+        for variant in variants:
+            name = f"{language}.j2" if variant == "a" else f"{language}.{variant}.j2"
+            (folder / name).write_text(
+                TEMPLATE.replace("Release them.", f"Variant {variant}."), encoding="utf-8"
+            )
     write_action(tmp_path / "actions", data)
     return data, templates
 
@@ -129,7 +135,7 @@ def check_marked_and_staff_only(got: Received, data: dict[str, Any]) -> EmailMes
     assert [a.addr_spec for a in message["To"].addresses] == [STAFF] and message["Cc"] is None
     assert not officials & set(got.rcpt_tos)
     assert str(message["Subject"]).startswith(f"{PREFIX} ")
-    assert label(message)["action"] == "proofed" and label(message)["variant"] == "a"
+    assert label(message)["action"] == "proofed"
     return message
 
 
@@ -146,25 +152,25 @@ def test_a_proof_is_every_letter_marked_to_staff_only_without_supporters(
     if not letters:
         assert "proofed sends no letter" in out and smtp.transactions == 0
         return
-    assert f"proof of {len(letters)} letters sent to {STAFF}" in out
+    assert f"proof of {counted(len(letters))} sent to {STAFF}" in out
     received = smtp.wait_for(len(letters))
     got = set()
     for mail in received:
         message = check_marked_and_staff_only(mail, data)
         tag = label(message)
-        got.add((tag["target"], tag["channel"], tag["language"]))
+        got.add((tag["target"], tag["channel"], tag["language"], tag["variant"]))
         attachments = [p for p in message.walk() if p.get_content_type() == "application/pdf"]
         assert len(attachments) == (tag["channel"] == "fax")
         seen = readable(message, tmp_path)
         assert not [s for s in SECRETS if s in seen or s.encode() in mail.data], seen
         if tag["channel"] == "email" or not MISSING:
-            assert " ".join(PROOF_SIGNER.words.split()) in seen
+            assert " ".join(PROOF_SIGNER.words.split()) in seen and f"Variant {tag['variant']}." in seen
     assert got == letters and len(received) == len(letters)
     # Nothing recorded as a delivery; the audit log says who sent a proof of what, to whom.
     assert store.action_counts() == {}
     entry = store.accounts.audit_entries(None, 1)[0][1]
     assert (entry.action, entry.subject, entry.address) == ("proof", "proofed", "cli")
-    assert entry.detail == f"{len(letters)} letters to {STAFF}"
+    assert entry.detail == f"{counted(len(letters))} to {STAFF}"
 
 
 def test_an_email_proof_is_the_targets_letter_only_readdressed(tmp_path: Path, smtp: SmtpServer) -> None:
@@ -195,13 +201,16 @@ def test_an_email_proof_is_the_targets_letter_only_readdressed(tmp_path: Path, s
 
 
 def test_the_proof_of_a_fax_carries_its_pdf(tmp_path: Path, smtp: SmtpServer) -> None:
+    """ua-61-21: two targets by email and fax, its Chinese letter in two variants."""
     env = cli_env(tmp_path, DISPATCHER_SMTP_URL=smtp.url)
     cli(env, "proof", "ua-61-21", "--to", STAFF)
-    faxes = [m.message() for m in smtp.wait_for(4) if label(m.message())["channel"] == "fax"]
-    assert sorted(label(m)["target"] for m in faxes) == ["cui-tiankai", "xi-jinping"]
+    faxes = [m.message() for m in smtp.wait_for(8) if label(m.message())["channel"] == "fax"]
+    tags = sorted((label(m)["target"], label(m)["variant"]) for m in faxes)
+    assert tags == [("cui-tiankai", "a"), ("cui-tiankai", "b"), ("xi-jinping", "a"), ("xi-jinping", "b")]
     for message in faxes:
         [pdf] = [p for p in message.walk() if p.get_content_type() == "application/pdf"]
-        assert pdf.get_filename() == f"proof-ua-61-21-{label(message)['target']}-zh-Hans-a.pdf"
+        tag = label(message)
+        assert pdf.get_filename() == f"proof-ua-61-21-{tag['target']}-zh-Hans-{tag['variant']}.pdf"
         assert "+86 10 6238 1025" in str(message["X-Proof-Fax-To"]) or "+1 202" in str(
             message["X-Proof-Fax-To"]
         )
@@ -233,10 +242,13 @@ def test_nothing_is_sent_when_a_letter_does_not_render(tmp_path: Path, smtp: Smt
     write_action(tmp_path / "actions", action_data("proofed", targets, status="draft"))
     (tmp_path / "templates" / "proofed").mkdir(parents=True)
     (tmp_path / "templates" / "proofed" / "en.j2").write_text(TEMPLATE, encoding="utf-8")
+    typo = TEMPLATE.replace("supporter.city", "supporter.cty")  # a second variant with a typo
+    (tmp_path / "templates" / "proofed" / "en.b.j2").write_text(typo, encoding="utf-8")
     out = cli(
         cli_env(tmp_path, tmp_path, DISPATCHER_SMTP_URL=smtp.url), "proof", "proofed", "--to", STAFF, ok=False
     )
     assert "no proof sent" in out.output and "broken" in out.output and "no salutation for en" in out.output
+    assert "unknown variable supporter.cty" in out.output and "(variant b)" in out.output
     assert smtp.transactions == 0
 
 
@@ -246,10 +258,10 @@ def test_a_mail_server_refusing_halfway_is_said_and_audited_as_it_went(
     smtp.fail(at="data", reply="550", messages={2})
     env = cli_env(tmp_path, DISPATCHER_SMTP_URL=smtp.url)
     out = cli(env, "proof", "ua-61-21", "--to", STAFF, ok=False).output
-    assert "the mail server refused the proof after 1 of 4 letters" in out
+    assert "the mail server refused the proof after 1 of 8 letters" in out
     store = open_store(env["DISPATCHER_DATABASE_URL"])
     try:
         [(_, entry)] = store.accounts.audit_entries(None, 10)
-        assert entry.detail == f"1 letters to {STAFF} (of 4: the mail server refused the rest)"
+        assert entry.detail == f"1 letter to {STAFF} (of 8: the mail server refused the rest)"
     finally:
         store.close()

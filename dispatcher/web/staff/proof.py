@@ -39,7 +39,7 @@ async def send_proof(request: Request) -> Response:
         )
     except proofs.ProofError as exc:
         return forbidden(request, str(exc), status=409)
-    return render(request, "proof.html", action=action, count=sent, to=to)
+    return render(request, "proof.html", action=action, count=proofs.counted(sent), to=to)
 
 
 routes = [Route("/actions/{action_id}/proof", send_proof, methods=["POST"])]
