@@ -47,6 +47,7 @@ def cli_env(tmp_path: Path, world: Path | None = None, **extra: str) -> dict[str
         "DISPATCHER_TEMPLATES_DIR": str(world / "templates" if world else ROOT / "templates"),
         "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
         "DISPATCHER_FAX_OUTBOX": str(tmp_path / "fax-outbox"),
+        **ANY_HOUR,  # callers that drop the inherited DISPATCHER_* variables keep it
         **extra,
     }
 
