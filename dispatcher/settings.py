@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -180,6 +181,14 @@ class Settings(BaseModel):
     max_per_hour: int | None = Field(default=30, ge=1)
     max_per_day: int | None = Field(default=300, ge=1)
     domain_max_per_hour: int | None = Field(default=120, ge=1)
+    # How each target's letters are paced to the deadline unless a plan says (README: Delivery
+    # plans): "even" spreads them over the sending time left, "asap" sends as the caps allow.
+    spread: Literal["even", "asap"] = "even"
+    # The spread aims this long before the deadline, so late letters and retries still fit.
+    spread_margin_hours: float = Field(default=24.0, ge=0)
+    # When a digest target's daily message goes, in its zone (the first open moment from then).
+    digest_at: dt.time = dt.time(10, 0)
+    fax_digest_pages: int = Field(default=20, ge=2)  # at most this many pages in one digest fax
     max_attempts: int = Field(default=8, ge=1)
     retry_initial: float = Field(default=60.0, gt=0)
     retry_max: float = Field(default=6 * 3600.0, gt=0)

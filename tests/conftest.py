@@ -14,14 +14,15 @@ from sqlalchemy.engine import make_url
 
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
-from tests.support.processes import ANY_HOUR
+from tests.support.processes import CLOCK_FREE
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Clock-independent faxes (see ANY_HOUR): for the commands tests start with this environment, and
+# Clock-independent faxes and pace (see CLOCK_FREE): for the commands tests start with this environment, and
 # for the settings they build in-process, by hand or from the environment.
-os.environ.update(ANY_HOUR)
-Settings.model_fields["fax_office_hours"].default = ANY_HOUR["DISPATCHER_FAX_OFFICE_HOURS"]
+os.environ.update(CLOCK_FREE)
+Settings.model_fields["fax_office_hours"].default = CLOCK_FREE["DISPATCHER_FAX_OFFICE_HOURS"]
+Settings.model_fields["spread"].default = CLOCK_FREE["DISPATCHER_SPREAD"]
 Settings.model_rebuild(force=True)
 PG_ADMIN_URL = os.environ.get("DISPATCHER_TEST_PG_URL", "postgresql+psycopg:///postgres")
 
@@ -47,7 +48,7 @@ def cli_env(tmp_path: Path, world: Path | None = None, **extra: str) -> dict[str
         "DISPATCHER_TEMPLATES_DIR": str(world / "templates" if world else ROOT / "templates"),
         "DISPATCHER_OUTBOX": str(tmp_path / "outbox"),
         "DISPATCHER_FAX_OUTBOX": str(tmp_path / "fax-outbox"),
-        **ANY_HOUR,  # callers that drop the inherited DISPATCHER_* variables keep it
+        **CLOCK_FREE,  # callers that drop the inherited DISPATCHER_* variables keep it
         **extra,
     }
 

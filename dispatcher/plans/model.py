@@ -4,8 +4,9 @@ the deployment's default); ``null`` for a cap means no cap."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
@@ -51,8 +52,23 @@ def _shown(hours: OfficeHours) -> Any:
     return {k: str(v) for k, v in hours.channels.items()} if hours.channels else str(hours.every)
 
 
+def clock_time(value: object) -> dt.time:
+    """``"10:00"``: a wall-clock time of day (YAML would read an unquoted 10:00 as 600 minutes)."""
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.time.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError('a time of day is written "HH:MM", quoted, e.g. "10:00"')
+
+
 OfficeHoursField = Annotated[OfficeHours, PlainValidator(_office_hours), PlainSerializer(_shown)]
+ClockTime = Annotated[dt.time, PlainValidator(clock_time), PlainSerializer(lambda t: t.strftime("%H:%M"))]
 Cap = Annotated[int | None, Field(ge=1)]
+Spread = Literal["even", "asap"]
+Delivery = Literal["each", "digest"]
 
 
 class Plan(BaseModel):
@@ -63,6 +79,12 @@ class Plan(BaseModel):
     domain_max_per_hour: Cap = None
     office_hours: OfficeHoursField | None = None
     holidays: bool = True
+    # "even": each target's letters spread over the sending time left before the deadline;
+    # "asap": as fast as the caps and pacing allow (an imminent execution).
+    spread: Spread = "even"
+    # "each": one letter per supporter; "digest": one message a day per target with them all.
+    delivery: Delivery = "each"
+    digest_at: ClockTime = dt.time(10, 0)  # in the target's zone, on its office days
 
     def given(self, name: str) -> bool:
         """Whether the file says this field (else it is inherited)."""

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from dispatcher.models import Caps
 from dispatcher.plans.calendar import Calendar
 from dispatcher.plans.hours import ALWAYS, Schedule, parse_hours
-from dispatcher.plans.model import Plan
+from dispatcher.plans.model import Delivery, Plan, Spread
 from dispatcher.plans.public_holidays import closed_days, known
 from dispatcher.plans.zones import country_zone
 
@@ -66,6 +66,21 @@ def caps_for(action: PlannedAction, target: PlannedTarget, channel: str, default
         domain_per_hour=_pick(action, target, "domain_max_per_hour", default.domain_per_hour),
         zone=zone_of(action, target),
     )
+
+
+def spread_for(action: PlannedAction, target: PlannedTarget, default: Spread) -> Spread:
+    """``even`` or ``asap``: the target's plan, the action's, else the deployment's."""
+    return _pick(action, target, "spread", default)
+
+
+def delivery_for(action: PlannedAction, target: PlannedTarget) -> Delivery:
+    """``each`` (a letter per supporter, the default) or ``digest`` (one message a day)."""
+    return _pick(action, target, "delivery", "each")
+
+
+def digest_at_for(action: PlannedAction, target: PlannedTarget, default: dt.time) -> dt.time:
+    """When the target's daily digest goes, in its zone (its office hours permitting)."""
+    return _pick(action, target, "digest_at", default)
 
 
 def hours_for(

@@ -70,7 +70,7 @@ from dispatcher.channels.email import message_id
 from dispatcher.models import AttemptRow, QueueCount
 from dispatcher.store import open_store
 from tests.support.caps import NO_CAPS_ENV
-from tests.support.processes import ANY_HOUR
+from tests.support.processes import CLOCK_FREE
 from tests.support.smtp_server import Event, Received, ReplyKind, ScriptedHandler, SmtpServer, Stage
 
 # A claimed letter starts within this long of its claim (or is handed back unsent), so a window of
@@ -877,7 +877,7 @@ class Runner:
                 "DISPATCHER_SMTP_URL": smtp.url,
                 "DISPATCHER_SETTINGS": "/nonexistent",
                 "DISPATCHER_RETRY_INITIAL": "1",
-                **ANY_HOUR,
+                **CLOCK_FREE,
                 **dict(scenario.pacing.env),
             }
         )

@@ -34,17 +34,19 @@ def dispatcher_executable() -> str:
     return found
 
 
-# The suite runs at any hour of any day: faxes go whenever a test runs, unless the test is about
-# office hours and says its own (this setting, or its action file's plan). tests/conftest.py
-# makes it the default of the settings tests build and of the commands they start.
-ANY_HOUR = {"DISPATCHER_FAX_OFFICE_HOURS": "always"}
+# The suite runs at any hour of any day and sees its letters within seconds: faxes go whenever a
+# test runs, and letters go as the caps allow rather than spread to deadlines years away, unless
+# the test is about office hours or the spread and says its own (these settings, or its action
+# file's plan). tests/conftest.py makes them the defaults of the settings tests build and of the
+# commands they start.
+CLOCK_FREE = {"DISPATCHER_FAX_OFFICE_HOURS": "always", "DISPATCHER_SPREAD": "asap"}
 
 
 def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without any ``DISPATCHER_`` setting of its own, plus ``settings``:
-    a child sees only what the test gives it (and ``ANY_HOUR`` unless it says otherwise)."""
+    a child sees only what the test gives it (and ``CLOCK_FREE`` unless it says otherwise)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    return inherited | ANY_HOUR | settings
+    return inherited | CLOCK_FREE | settings
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:

@@ -133,3 +133,26 @@ def test_the_fax_default_is_office_hours_outside_tests() -> None:
     code = "from dispatcher.settings import Settings; print(Settings().fax_office_hours)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "Mon-Fri 08:00-18:00"
+
+
+def test_spread_delivery_and_digest_hour_resolve_target_over_action_over_default() -> None:
+    from dispatcher.plans.resolve import delivery_for, digest_at_for, spread_for
+
+    chosen = action({"spread": "asap", "digest_at": "09:30"}, plan={"delivery": "digest"})
+    target = chosen.targets[0]
+    assert spread_for(chosen, target, "even") == "asap"
+    assert delivery_for(chosen, target) == "digest"
+    assert digest_at_for(chosen, target, dt.time(10)) == dt.time(9, 30)
+    plain = action()
+    assert spread_for(plain, plain.targets[0], "even") == "even"
+    assert delivery_for(plain, plain.targets[0]) == "each"
+    assert digest_at_for(plain, plain.targets[0], dt.time(10)) == dt.time(10)
+
+
+@pytest.mark.parametrize(
+    ("plan", "field"),
+    [({"spread": "slow"}, "spread"), ({"delivery": "weekly"}, "delivery"), ({"digest_at": 600}, "digest_at")],
+)
+def test_bad_spread_delivery_or_digest_hour_is_refused(plan: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        action(plan)
