@@ -15,9 +15,9 @@ from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
 from dispatcher.display import when
-from dispatcher.models import Caps
+from dispatcher.models import Caps, ClaimGroup
 from dispatcher.pacing import Limits
-from dispatcher.plans import resolve
+from dispatcher.plans import resolve, spread
 from dispatcher.sending import forecast
 from dispatcher.settings import Settings
 from dispatcher.store import Store
@@ -75,9 +75,45 @@ def _context(
     )
     opens = _opens(settings, action, bare, now)
     caps = _caps(settings, action, bare)
+    aim = _aim(store, settings, action, bare, now, view.deadline)
     return Context(
-        view.status.value, view.reason, held, keys, line, limits, mid, control=control, opens=opens, caps=caps
+        view.status.value,
+        view.reason,
+        held,
+        keys,
+        line,
+        limits,
+        mid,
+        control=control,
+        opens=opens,
+        caps=caps,
+        spread=aim,
     )
+
+
+def _aim(
+    store: Store,
+    settings: Settings,
+    action: Action,
+    bare: Explanation,
+    now: dt.datetime,
+    deadline: dt.datetime,
+) -> spread.Aim | None:
+    """The target's spread to the deadline, as a running dispatcher works it out; None: none."""
+    if bare.target_id not in {t.id for t in action.targets}:
+        return None
+    target = action.target(bare.target_id)
+    if resolve.spread_for(action, target, settings.spread) != "even":
+        return None
+    hours = resolve.default_hours(settings.fax_office_hours)
+    calendar = resolve.calendar_for(action, target, bare.channel, hours)
+    margin = dt.timedelta(hours=settings.spread_margin_hours)
+    group = ClaimGroup(action.id, target.id, bare.channel, ())
+    pending = store.pending_counts().get(group.ident, 0)
+    pace = spread.pace(pending, calendar, now, deadline - margin)
+    if pace is None:
+        return None
+    return spread.Aim(str(replace(group, pace=pace).spread), pace, deadline, margin)
 
 
 def _caps(settings: Settings, action: Action, bare: Explanation) -> Caps:
