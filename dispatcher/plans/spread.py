@@ -72,7 +72,9 @@ def _clock(t: dt.datetime) -> str:
 
 
 def rate(per_second: float) -> str:
-    """A pace as people say it: "12 a day", "3 an hour", "4 a minute"."""
+    """A pace as people say it: "one every 3 days", "12 a day", "3 an hour", "4 a minute"."""
+    if per_second * 86400 < 1:
+        return f"one every {1 / (per_second * 86400):.3g} days"
     for unit, seconds, article in (("day", 86400, "a"), ("hour", 3600, "an"), ("minute", 60, "a")):
         n = per_second * seconds
         if n < 60 or unit == "minute":

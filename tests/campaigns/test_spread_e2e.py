@@ -1,0 +1,75 @@
+"""Spread to the deadline end to end: a real ``dispatcher run`` with aiosmtpd, an action due in
+under a minute, no margin: its letters to one official arrive spread over that time, none close
+on another's heels, the last before the deadline, and the worker sleeps between them. And
+``dispatcher why`` says when a letter waiting for the spread goes, and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.campaigns.test_caps_e2e import letters, targets, why
+from tests.campaigns.test_email_smtp import write_action
+from tests.campaigns.test_run_once import cpu_seconds
+from tests.support.processes import dispatcher_executable, wait_until
+from tests.support.smtp_server import SmtpServer
+from tests.support.workers import Workers, seed, worker_env
+
+LETTERS = 8
+EVEN = {"DISPATCHER_SPREAD": "even", "DISPATCHER_SPREAD_MARGIN_HOURS": "0"}
+
+
+def due_in(tmp_path: Path, seconds: float) -> dt.datetime:
+    """The demo action, to its president alone, due ``seconds`` from now, its plan the default
+    (the demo's says ``spread: asap``)."""
+    deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).replace(microsecond=0)
+    write_action(tmp_path / "actions", targets=targets()[:1], deadline=deadline, plan={})
+    return deadline
+
+
+@pytest.mark.slow
+def test_letters_arrive_spread_over_the_time_left(tmp_path: Path, db_url: str) -> None:
+    seed(db_url, tmp_path, LETTERS)
+    deadline = due_in(tmp_path, 45)
+    with SmtpServer() as smtp:
+        workers = Workers(tmp_path, worker_env(tmp_path, db_url, smtp.url, **EVEN))
+        try:
+            proc = workers.start("w1")
+            wait_until(lambda: len(smtp.received()) >= 2, 30, "the first letters")
+            before = cpu_seconds(proc.pid)
+            time.sleep(2)
+            used = cpu_seconds(proc.pid) - before
+            wait_until(lambda: len(smtp.received()) >= LETTERS, 50, "every letter", interval=0.2)
+            arrivals = [r.at for r in smtp.received()]
+        finally:
+            codes = workers.stop()
+    assert codes == {"w1": 0}, workers.logs()
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    # Spread: no two letters within a couple of seconds, over most of the time, all in time.
+    assert min(gaps) > 2.0, gaps
+    assert arrivals[-1] - arrivals[0] > 25, gaps
+    assert arrivals[-1] <= deadline.timestamp(), (arrivals[-1], deadline)
+    # Between letters the worker sleeps until the next token: no claim every round.
+    assert used < 0.3, used
+
+
+def test_why_names_the_spread_for_a_waiting_letter(tmp_path: Path, sqlite_url: str) -> None:
+    seed(sqlite_url, tmp_path, 3)
+    write_action(tmp_path / "actions", targets=targets()[:1], deadline="2030-01-30", plan={})
+    env = worker_env(tmp_path, sqlite_url, "", **EVEN)  # no SMTP URL: the outbox folder
+    run = subprocess.run(
+        [dispatcher_executable(), "run", "--once"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    counts, waiting = letters(sqlite_url)
+    # One letter went; --once does not wait days for the next token.
+    assert counts == {"sent": 1, "pending": 2}, (counts, run.stderr)
+    answer = why(env, waiting)
+    assert "waiting for the spread: spread to the deadline: this target's next letter about" in answer, answer
+    # The end of the deadline day in the action's zone (London), and a letter every year or so.
+    assert "(one every " in answer and "days to reach 2030-01-31 00:00 UTC with no margin)" in answer, answer
