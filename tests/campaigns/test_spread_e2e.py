@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.channels import Channel, make_channels
+from dispatcher.models import ActionState
+from dispatcher.sending.catalogue import Catalogue
+from dispatcher.settings import Settings
+from dispatcher.store import open_store
 from tests.campaigns.test_caps_e2e import letters, targets, why
 from tests.campaigns.test_email_smtp import write_action
+from tests.campaigns.test_office_hours import target as office_target
+from tests.campaigns.test_office_hours import world
 from tests.campaigns.test_run_once import cpu_seconds
+from tests.support.actions import action_data
 from tests.support.processes import dispatcher_executable, wait_until
 from tests.support.smtp_server import SmtpServer
 from tests.support.workers import Workers, seed, worker_env
@@ -73,3 +81,37 @@ def test_why_names_the_spread_for_a_waiting_letter(tmp_path: Path, sqlite_url: s
     assert "waiting for the spread: spread to the deadline: this target's next letter about" in answer, answer
     # The end of the deadline day in the action's zone (London), and a letter every year or so.
     assert "(one every " in answer and "days to reach 2030-01-31 00:00 UTC with no margin)" in answer, answer
+
+
+def test_the_catalogue_paces_each_group_from_its_pending_letters(tmp_path: Path, sqlite_url: str) -> None:
+    """Even: pending (plus one) over the open time left less the margin, in the target's office
+    hours; kept while it barely moves; raised by late joiners, lowered by an extension; none for
+    a target whose plan says asap."""
+    brussels = office_target("brussels", plan={"office_hours": "Mon-Fri 09:00-17:00"})
+    action = action_data("a", [brussels, office_target("newyork", plan={"spread": "asap"})])
+    action["deadline"] = "2030-01-14T09:00:00+01:00"  # Monday 09:00 in Brussels: two office weeks
+    settings = world(tmp_path, sqlite_url, [action]).model_copy(update={"spread": "even"})
+    monday = dt.datetime(2030, 1, 7, 8, tzinfo=dt.UTC)  # 09:00 in Brussels
+    catalogue = Catalogue(settings, ("email",), lambda: monday)
+    catalogue.reload()
+    catalogue.pace({("a", "brussels", "email"): 39})
+    paces = {g.target_id: g.pace for g in catalogue.groups(("email",), channels(settings))}
+    # Aimed at Sunday 09:00 (a day's margin): five office days of eight hours.
+    assert paces == {"brussels": pytest.approx(40 / (5 * 8 * 3600)), "newyork": None}
+    first = paces["brussels"]
+    catalogue.pace({("a", "brussels", "email"): 41})  # within a tenth: kept as it was
+    assert catalogue.paces[("a", "brussels", "email")] == first
+    catalogue.pace({("a", "brussels", "email"): 79})  # late joiners
+    assert catalogue.paces[("a", "brussels", "email")] == pytest.approx(2 * first)
+    extended = ActionState("a", None, dt.datetime(2030, 1, 21, 8, tzinfo=dt.UTC), monday, "staff")
+    catalogue.set_states({"a": extended})
+    catalogue.pace({("a", "brussels", "email"): 79}, fresh=False)  # a deadline moved: paced again
+    assert catalogue.paces[("a", "brussels", "email")] == pytest.approx(first)
+
+
+def channels(settings: Settings) -> dict[str, Channel]:
+    store = open_store(str(settings.database_url))
+    try:
+        return make_channels(settings, store)
+    finally:
+        store.close()
