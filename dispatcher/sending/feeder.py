@@ -10,6 +10,7 @@ another worker hands back or plans reach it that late). Anything this worker lea
 letters due — new groups, a plan, a recovered lease, a committed outcome — stirs it at once.
 A group the claim found at one of its caps (store/caps.py) is not asked again, stirred or not,
 until the cap's window ends: a worker whose every group is capped makes no store call for it.
+So is a group waiting for its spread's next token (plans/spread.py), until that token comes.
 
 Queued letters spend their pacing tokens when claimed, so a letter must start soon after:
 each channel's queue holds only what its senders start within half of ``START_WITHIN`` at the
@@ -130,20 +131,26 @@ class Feeder:
         asked = [g for g in groups if g.ident not in self.dry and g.ident not in self.capped]
         room = {name: queue.room() for name, queue in self.queues.items()}
         if not any(room.get(g.channel, 0) for g in asked):
-            self.wait = None
+            self.wait = self._uncapped_in(now_at)
             return 0
         request = ClaimRequest(asked, room, self.limits, self._round)
         self._round += 1
         batch = await self.db(self.store.claim, self.worker_id, request, self.clock(), self.lease)
         self.dry |= batch.dry
         self.capped |= batch.capped
-        self.wait = batch.wait
+        self.wait = min((w for w in (batch.wait, self._uncapped_in(now_at)) if w is not None), default=None)
         now = time.monotonic()
         for claim in batch.claims:
             self.queues[claim.channel].items.put_nowait(Queued(claim, now))
         if not batch.claims and batch.wait is None and self.dry.union(self.capped).issuperset(idents):
             await self._quiet(self.uncapped(idents))
         return len(batch.claims)
+
+    def _uncapped_in(self, now: dt.datetime) -> float | None:
+        """Seconds until the first group left out for a cap or its spread may be asked again:
+        the worker wakes then, not at its next whole second (a spread's jitter stays visible)."""
+        until = min(self.capped.values(), default=None)
+        return None if until is None else max(0.001, (until - now).total_seconds())
 
     def uncapped(self, idents: Iterable[GroupId]) -> list[GroupId]:
         """The groups whose letters may be due now: not at a cap."""
