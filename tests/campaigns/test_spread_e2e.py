@@ -16,10 +16,11 @@ import pytest
 from dispatcher.channels import Channel, make_channels
 from dispatcher.models import ActionState
 from dispatcher.sending.catalogue import Catalogue
+from dispatcher.sending.runtime import Dispatcher, utcnow
 from dispatcher.settings import Settings
 from dispatcher.store import open_store
 from tests.campaigns.test_caps_e2e import letters, targets, why
-from tests.campaigns.test_email_smtp import write_action
+from tests.campaigns.test_email_smtp import make_settings, people, write_action
 from tests.campaigns.test_office_hours import target as office_target
 from tests.campaigns.test_office_hours import world
 from tests.campaigns.test_run_once import cpu_seconds
@@ -118,3 +119,23 @@ def channels(settings: Settings) -> dict[str, Channel]:
         return make_channels(settings, store)
     finally:
         store.close()
+
+
+async def test_late_joiners_raise_the_pace_at_the_plan_that_finds_them(tmp_path: Path) -> None:
+    """A plan that writes letters counts the pending ones again at once (not COUNT_EVERY later)."""
+    write_action(tmp_path / "actions", targets=targets()[:1], deadline="2030-01-30", plan={})
+    settings = make_settings(tmp_path, "", spread="even", spread_margin_hours=0)
+    store = open_store(settings.database_url)
+    ident = ("demo-xinjiang", "president-demo", "email")
+    try:
+        dispatcher = Dispatcher(settings, store, make_channels(settings, store), worker_id="w")
+        store.import_supporters(people(3), utcnow())
+        await dispatcher.plan()
+        first = dispatcher.catalogue.paces[ident]
+        store.import_supporters(people(6, start=3), utcnow())
+        await dispatcher.plan()
+        dispatcher.db.shutdown()
+    finally:
+        store.close()
+    # Three letters (plus one) over the time left, then nine (plus one).
+    assert dispatcher.catalogue.paces[ident] == pytest.approx(first * 10 / 4, rel=0.01)
