@@ -28,6 +28,13 @@ def test_the_pace_divides_the_letters_by_the_open_time_left() -> None:
     assert spread.pace(5, ALWAYS, MONDAY, MONDAY - dt.timedelta(seconds=1)) is None
 
 
+def test_open_time_beyond_eight_weeks_is_estimated_from_them() -> None:
+    for weeks in (7, 30, 400):
+        aim = MONDAY + dt.timedelta(weeks=weeks, hours=5)
+        exact = OFFICE.open_seconds(MONDAY, aim)
+        assert spread.open_seconds(OFFICE, MONDAY, aim) == pytest.approx(exact, rel=0.01)
+
+
 def test_a_pace_is_kept_within_a_tenth_and_replaced_beyond() -> None:
     assert spread.steady(1.0, 1.09) == 1.0 and spread.steady(1.0, 0.91) == 1.0
     assert spread.steady(1.0, 1.2) == 1.2 and spread.steady(None, 0.5) == 0.5
