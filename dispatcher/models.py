@@ -249,8 +249,8 @@ class Backlog:
             parts.append(f"{self.later} wait for a retry, the first at {self.next_at:%Y-%m-%d %H:%M:%S} UTC")
         if self.due_now:
             parts.append(
-                f"{self.due_now} due but held, paused, over a cap, outside office hours or on a channel"
-                " that is down"
+                f"{self.due_now} due but held, paused, over a cap, waiting for the spread to the deadline,"
+                " outside office hours or on a channel that is down"
             )
         if self.due_now and self.opens:
             parts.append(f"the first office shut now opens at {self.opens:%Y-%m-%d %H:%M} UTC")

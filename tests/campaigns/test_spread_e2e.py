@@ -79,8 +79,9 @@ def test_why_names_the_spread_for_a_waiting_letter(tmp_path: Path, sqlite_url: s
     )
     assert run.returncode == 0, run.stderr
     counts, waiting = letters(sqlite_url)
-    # One letter went; --once does not wait days for the next token.
+    # One letter went; --once does not wait days for the next token, and says why it left two.
     assert counts == {"sent": 1, "pending": 2}, (counts, run.stderr)
+    assert "2 due but held, paused, over a cap, waiting for the spread" in run.stderr + run.stdout, run
     answer = why(env, waiting)
     assert "waiting for the spread: spread to the deadline: this target's next letter about" in answer, answer
     # The end of the deadline day in the action's zone (London), and a letter every year or so.
