@@ -129,6 +129,8 @@ def env_for(root: Path, db: Path) -> dict[str, str]:
             "DISPATCHER_RATE_PER_TARGET": LIFTED,
             "DISPATCHER_BURST_PER_TARGET": LIFTED,
             "DISPATCHER_RATE_GLOBAL": LIFTED,
+            # Not spread to the actions' deadlines (the default): as fast as it goes.
+            "DISPATCHER_SPREAD": "asap",
         }
     )
     return env
