@@ -109,7 +109,7 @@ def test_caps_hold_across_a_postgresql_restart_under_two_workers(tmp_path: Path)
     with private_cluster() as cluster:
         seed(cluster.url, tmp_path, 4)  # 4 supporters × 18 officials: 72 letters, 30 allowed
         write_action(tmp_path / "actions", targets=officials(domains))
-        clear_of_the_hour(60)
+        clear_of_the_hour(45)  # each run takes 15-30 s
         with SmtpServer(ScriptedHandler(delay=0.3)) as smtp:
             workers = Workers(tmp_path, worker_env(tmp_path, cluster.url, smtp.url, **LIFTED, **CAPS))
             try:
@@ -138,7 +138,7 @@ def test_caps_hold_and_count_once_when_a_worker_freezes_inside_its_claim(tmp_pat
     domains = 20  # 100 letters allowed this hour: the other worker still has some to send
     seed(pg_url, tmp_path, 3)
     write_action(tmp_path / "actions", targets=officials(domains))
-    clear_of_the_hour(60)
+    clear_of_the_hour(45)  # each run takes 15-30 s
     watcher, running = engine_for(pg_url), Workers(tmp_path)
     try:
         with SmtpServer(ScriptedHandler(delay=frozen.SERVER_DELAY)) as smtp:
