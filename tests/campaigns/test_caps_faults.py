@@ -162,6 +162,8 @@ def test_caps_hold_and_count_once_when_a_worker_freezes_inside_its_claim(tmp_pat
         running.stop(signal.SIGKILL)
         watcher.dispose()
     assert codes == {"frozen": 0, "other": 0}, running.logs()
+    # Its claim was the one the server ended: the thawed worker gave it up and asked afresh.
+    assert "claim given up, asking again" in running.log("frozen"), running.log("frozen")
     assert during > 0, "the other worker sent nothing while the first was frozen"
     within_caps(received)
     counted_as_leased(pg_url)
