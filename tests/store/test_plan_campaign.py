@@ -31,7 +31,7 @@ import pytest
 
 from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import Channel, make_channels
-from dispatcher.models import AttemptResult, Claim, Outcome, SupporterRecord
+from dispatcher.models import AttemptResult, Claim, ClaimBatch, Outcome, SupporterRecord
 from dispatcher.pacing import Limits
 from dispatcher.plans.calendar import Calendar
 from dispatcher.plans.hours import parse_hours
@@ -89,6 +89,8 @@ LIFTED = Limits(10_000, 10_000, 100_000)  # pacing out of the way: the plans bin
 LEASE = dt.timedelta(minutes=5)
 ROOM = {"email": 20, "fax": 5}
 RETRY = 0.15  # the share of attempts that fail and go again later
+CRASH = 0.05  # the chance, at each step, that a third worker claims and dies holding its letters
+# (and it does at the first step with letters to claim, whatever the draw)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ class Campaign:
         self.joined = {p.email: at for at, people in draw.joins for p in people}
         self.attempts: list[Attempt] = []
         self.round = 0
+        self.crashed = 0  # letters a worker died holding
 
     def play(self, steps: int) -> int:
         """Until every letter is done (sent, or expired at its deadline); the steps it took."""
@@ -246,19 +249,30 @@ class Campaign:
             finish_action(self.first(), self.catalogue.loaded.actions[action_id], final, self.now)
 
     def claim_rounds(self) -> tuple[int, list[dt.datetime]]:
-        """Each worker claims once, in a drawn order; letters claimed, caps' window ends."""
+        """Each worker claims once, in a drawn order; letters claimed, caps' window ends. Now
+        and then a third worker claims and dies holding its letters: the others take them back
+        when their leases run out (a letter's fate unknown: it may have reached the filter)."""
         claimed, ends = 0, list[dt.datetime]()
         for name in self.rng.sample(sorted(self.stores), len(self.stores)):
-            groups = self.catalogue.groups(tuple(self.channels), self.channels)
             store = self.stores[name]
-            batch = store.claim(name, ClaimRequest(groups, ROOM, LIFTED, self.round), self.now, LEASE)
-            self.round += 1
-            store.record(name, [self.attempt(c) for c in batch.claims], never_retry)
+            batch = self.claim(store, name)
+            store.record(
+                name, [self.attempt(c, self.rng.random() >= RETRY) for c in batch.claims], never_retry
+            )
             claimed, ends = claimed + len(batch.claims), ends + list(batch.capped.values())
+        if self.rng.random() < CRASH or not self.crashed:
+            for c in self.claim(self.first(), "crashed").claims:
+                self.attempt(c, sent=False)
+                self.crashed += 1
+        self.first().recover("A", self.now)
         return claimed, ends
 
-    def attempt(self, claim: Claim) -> AttemptResult:
-        sent = self.rng.random() >= RETRY
+    def claim(self, store: Store, name: str) -> ClaimBatch:
+        groups = self.catalogue.groups(tuple(self.channels), self.channels)
+        self.round += 1
+        return store.claim(name, ClaimRequest(groups, ROOM, LIFTED, self.round), self.now, LEASE)
+
+    def attempt(self, claim: Claim, sent: bool) -> AttemptResult:
         official = OFFICIALS[claim.target_id]
         joined = self.joined[claim.signer.email]
         self.attempts.append(
@@ -386,6 +400,7 @@ def test_a_two_week_campaign_keeps_every_plan(
         campaign.play(steps=4000)
         ended = statuses(stores["A"])
         expired = {r.action_id for r in stores["A"].queue_counts() if r.status != "sent"}
+        taken_back = sum(r.outcome == "interrupted" for r in stores["A"].attempt_log())
     finally:
         for store in stores.values():
             store.close()
@@ -397,6 +412,7 @@ def test_a_two_week_campaign_keeps_every_plan(
     assert all(a.at < deadlines[a.action_id] for a in attempts)
     sent = Counter(a.delivery_id for a in attempts if a.sent)
     assert set(sent.values()) == {1} and ended.get("sent") == len(sent), (ended, len(sent))
+    assert taken_back == campaign.crashed > 0, (taken_back, campaign.crashed)
     # Letters the plans left room for all went; the others expired at their deadline.
     roomy = {a for a in deadlines if fits(draw, attempts, deadlines, a)}
     assert "a0" in roomy, "the draw left no action room to check the deadline bound with"
