@@ -165,7 +165,8 @@ class Draw:
         draw = cls(rng, season, rng.choice([10, 14]))
         for action in ACTIONS:
             draw.targets[action] = sorted(rng.sample(sorted(OFFICIALS), rng.randint(2, 3)))
-        # Both mailboxes of the parliament in one action at least: its domain's cap is shared.
+        # Both mailboxes of the parliament in one action at least (its domain's cap is shared),
+        # and the office the season's holiday closes.
         draw.targets["a0"] = sorted({*draw.targets["a0"], "president", "speaker", season.closed[0]})
         draw.per_hour = {o: PER_HOUR for o in OFFICIALS} | {rng.choice(sorted(OFFICIALS)): 2}
         at, n = season.start, 0
@@ -224,8 +225,8 @@ class Campaign:
     def play(self, steps: int) -> int:
         """Until every letter is done (sent, or expired at its deadline); the steps it took."""
         for step in range(steps):
+            self.catalogue.recompute()  # the actions open now: deadlines pass
             self.join()
-            self.catalogue.recompute()
             self.finish()
             if not self.joins and set(statuses(self.first())) <= {"sent", "expired"}:
                 return step
