@@ -17,11 +17,11 @@ DELIVERY_ID = re.compile(r"^<[0-9a-f]+\.(\d+)@")  # message_id(): <digest.delive
 
 def in_text(mail: Received, addresses: Iterable[str], body: str | None = None) -> list[str]:
     """The ``addresses`` found in the message's header (its Reply-To aside: see ``strangers``)
-    or its text (``body``: already decoded, else read from the message)."""
+    or its text (``body``: already decoded, else every text part of the message, decoded)."""
     head = REPLY_TO.sub("", mail.data.partition(b"\r\n\r\n")[0].decode("ascii", "replace"))
     if body is None:
-        message = mail.message()
-        body = str(message.get_content()) if message.get_content_type() == "text/plain" else ""
+        parts = mail.message().walk()
+        body = "\n".join(str(p.get_content()) for p in parts if p.get_content_maintype() == "text")
     text = (head + "\n" + body).lower()
     return [a for a in addresses if a.lower() in text]
 
