@@ -8,15 +8,19 @@ recorded sent with the digest's Message-ID; late joiners go in the next day's.
 from __future__ import annotations
 
 import datetime as dt
+import signal
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
-from dispatcher.store import Store
+from dispatcher.store import Store, open_store
 from dispatcher.store.schema import digest_letters, digests
 from dispatcher.store.sql import SqlStore
 from tests.campaigns.test_email_smtp import (
+    ACTION_ID,
     TO,
     delivery_rows,
     make_settings,
@@ -30,9 +34,31 @@ from tests.campaigns.test_email_smtp import (
 from tests.campaigns.test_email_smtp import (
     smtp as smtp,
 )
+from tests.support.processes import wait_until
+from tests.support.sink import received, smtp_sink
 from tests.support.smtp_server import SmtpServer
+from tests.support.workers import Workers, seed, worker_env
 
+LONDON = ZoneInfo("Europe/London")
 DIGEST = {"delivery": "digest", "digest_at": "09:00"}
+TOTAL = 12
+HOLD_250 = 3.0  # seconds the kill test's server holds its answer to the digest
+
+
+def digest_rows_at(db_url: str) -> list[tuple[str, str, str, int]]:
+    store = open_store(db_url, migrate=False)
+    try:
+        return digest_rows(store)
+    finally:
+        store.close()
+
+
+def statuses(db_url: str) -> set[str]:
+    store = open_store(db_url, migrate=False)
+    try:
+        return {row.status for row in delivery_rows(store)}
+    finally:
+        store.close()
 
 
 def digest_rows(store: Store) -> list[tuple[str, str, str, int]]:
@@ -49,10 +75,12 @@ def digest_rows(store: Store) -> list[tuple[str, str, str, int]]:
 
 def at(day: dt.date, hour: int, minute: int = 0) -> Callable[[], dt.datetime]:
     """A clock stopped at this London wall time (the demo action's zone)."""
-    from zoneinfo import ZoneInfo
-
-    fixed = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo("Europe/London"))
+    fixed = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=LONDON)
     return lambda: fixed
+
+
+def london_today() -> dt.date:
+    return dt.datetime.now(LONDON).date()
 
 
 async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
@@ -61,7 +89,7 @@ async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
     write_action(tmp_path / "actions", plan=DIGEST)
     settings = make_settings(tmp_path, smtp.url)
     db.import_supporters(people(5), dt.datetime.now(dt.UTC))
-    today = dt.datetime.now(dt.UTC).date()
+    today = london_today()
 
     # Before 09:00 London: planned, nothing sent.
     await run_once(settings, db, at(today, 8, 59))
@@ -102,3 +130,47 @@ async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
         (today.isoformat(), "sent", 5),
         (tomorrow.isoformat(), "sent", 3),
     ]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_digest_then_another_worker_sends_the_same_digest_and_every_letter_once(
+    tmp_path: Path,
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'dispatcher.db'}"
+    seed(db_url, tmp_path, TOTAL)
+    write_action(tmp_path / "actions", plan={"delivery": "digest", "digest_at": "00:00"})
+    # Planned before today's 00:00 London (a digest carries the letters planned by its moment).
+    store = open_store(db_url, migrate=False)
+    try:
+        store.plan(
+            ACTION_ID, [("president-demo", "email")], at(london_today(), 0, 0)() - dt.timedelta(hours=1)
+        )
+    finally:
+        store.close()
+    out = tmp_path / "received.txt"
+    # The server logs the digest, then holds its 250 long enough for the kill to land first.
+    with smtp_sink(tmp_path, delay=HOLD_250) as smtp_url:
+        env = worker_env(tmp_path, db_url, smtp_url, DISPATCHER_LEASE_SECONDS="2")
+        workers = Workers(tmp_path, env)
+        try:
+            first = workers.start("first")
+            wait_until(lambda: len(received(out)) == 1 or first.poll() is not None, 30, "the digest")
+            assert first.poll() is None, workers.log("first")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+            second = workers.start("second")
+            wait_until(lambda: len(received(out)) == 2 or second.poll() is not None, 30, "the digest again")
+            wait_until(lambda: set(statuses(db_url)) == {"sent"}, 30, "every letter recorded sent")
+            assert workers.stop()["second"] == 0, workers.log("second")
+        finally:
+            workers.stop(signal.SIGKILL)
+    got = received(out)
+    [(_, status, mid, count)] = digest_rows_at(db_url)
+    assert [m for m, _ in got] == [mid, mid] and count == TOTAL and status == "sent"
+    store = open_store(db_url, migrate=False)
+    try:
+        sent = [a for a in store.attempt_log() if a.outcome == "sent"]
+    finally:
+        store.close()
+    assert sorted(a.delivery_id for a in sent) == list(range(1, TOTAL + 1))  # each letter once
+    assert all(mid in a.detail for a in sent)
