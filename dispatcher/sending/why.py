@@ -19,6 +19,7 @@ from dispatcher.models import Caps
 from dispatcher.pacing import Limits
 from dispatcher.plans import resolve
 from dispatcher.sending import forecast
+from dispatcher.sending.digest import digest_facts
 from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.explain import Context, Explanation, at
@@ -75,8 +76,19 @@ def _context(
     )
     opens = _opens(settings, action, bare, now)
     caps = _caps(settings, action, bare)
+    digest, mid = digest_facts(store, settings, action, bare, now, mid)
     return Context(
-        view.status.value, view.reason, held, keys, line, limits, mid, control=control, opens=opens, caps=caps
+        view.status.value,
+        view.reason,
+        held,
+        keys,
+        line,
+        limits,
+        mid,
+        control=control,
+        opens=opens,
+        caps=caps,
+        digest=digest,
     )
 
 

@@ -255,15 +255,34 @@ class SqlDigests(SqlPart):
             ).first()
         return None if row is None else (row.day, row.status, row.message_id)
 
-    def digests_for(self, action_id: str) -> list[tuple[str, str, str, int]]:
-        """(target, day, status, letters) of an action's digests, oldest first."""
-        g, m = digests, digest_letters
+    def waiting(self, delivery_id: int, day: str, planned_by: dt.datetime) -> tuple[bool, int] | None:
+        """For ``dispatcher why``: whether the letter's group has its digest of ``day`` already,
+        and how many of its letters in no digest yet were planned by ``planned_by``; None if
+        this letter was not (it goes in a later one)."""
+        d, g, m = deliveries, digests, digest_letters
         with self._read() as conn:
-            rows = conn.execute(
-                select(g.c.target_id, g.c.day, g.c.status, func.count(m.c.delivery_id))
-                .join(m, m.c.digest_id == g.c.id)
-                .where(g.c.action_id == action_id)
-                .group_by(g.c.id, g.c.target_id, g.c.day, g.c.status)
-                .order_by(g.c.id)
+            row = conn.execute(
+                select(d.c.action_id, d.c.target_id, d.c.channel).where(d.c.id == delivery_id)
+            ).one()
+            same = [
+                d.c.action_id == row.action_id,
+                d.c.target_id == row.target_id,
+                d.c.channel == row.channel,
+            ]
+            mine = [
+                g.c.action_id == row.action_id,
+                g.c.target_id == row.target_id,
+                g.c.channel == row.channel,
+            ]
+            made = conn.execute(select(g.c.id).where(*mine, g.c.day == day)).first() is not None
+            count = conn.scalar(
+                select(func.count())
+                .select_from(d)
+                .where(
+                    *same,
+                    d.c.status == Status.PENDING,
+                    d.c.next_attempt_at <= planned_by,
+                    ~exists().where(m.c.delivery_id == d.c.id),
+                )
             )
-            return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+        return made, int(count or 0)

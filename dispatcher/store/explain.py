@@ -39,6 +39,7 @@ class State(StrEnum):
     CAPPED = "waiting for a cap"  # its recipient's or domain's hourly or daily cap
     LINE = "waiting for the fax line"
     OFFICE = "outside office hours"
+    DIGEST = "waiting for the digest"  # its target takes one message a day (delivery: digest)
     LEASE = "waiting for its lease to run out"
     HELD = "held"
     DRAFT = "draft"
@@ -70,6 +71,7 @@ class Context:
     control: str = ""  # staff's last control of the action: "set active by alice at ..."
     caps: Caps = field(default_factory=Caps)  # its recipients' caps (store/caps.py); none by default
     opens: str | None = None  # outside the target's office hours: when they open, local time
+    digest: str | None = None  # its target's letters go as a daily digest: which, and when
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,8 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return State.PAUSED, f"the action is paused{_by(context)}: nothing of it is sent"
     if context.held is not None:
         return State.HELD, f"nothing of this action is sent: {context.held}"
+    if context.digest is not None:
+        return State.DIGEST, context.digest
     if row.next_attempt_at > now:
         return _later(row)
     if context.opens is not None:

@@ -16,9 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from dispatcher.sending.why import explain
 from dispatcher.store import Store, open_store
+from dispatcher.store.explain import State
 from dispatcher.store.schema import digest_letters, digests
 from dispatcher.store.sql import SqlStore
+from tests.campaigns.test_cli import cli
 from tests.campaigns.test_email_smtp import (
     ACTION_ID,
     TO,
@@ -34,6 +37,9 @@ from tests.campaigns.test_email_smtp import (
 from tests.campaigns.test_email_smtp import (
     smtp as smtp,
 )
+from tests.conftest import cli_env
+from tests.support.actions import action_data
+from tests.support.actions import write_action as write_data
 from tests.support.processes import wait_until
 from tests.support.sink import received, smtp_sink
 from tests.support.smtp_server import SmtpServer
@@ -73,9 +79,9 @@ def digest_rows(store: Store) -> list[tuple[str, str, str, int]]:
     return [(r.day, r.status, r.message_id, count[r.id]) for r in rows]
 
 
-def at(day: dt.date, hour: int, minute: int = 0) -> Callable[[], dt.datetime]:
+def at(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> Callable[[], dt.datetime]:
     """A clock stopped at this London wall time (the demo action's zone)."""
-    fixed = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=LONDON)
+    fixed = dt.datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=LONDON)
     return lambda: fixed
 
 
@@ -95,6 +101,10 @@ async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
     await run_once(settings, db, at(today, 8, 59))
     assert smtp.received() == []
     assert {r.status for r in delivery_rows(db)} == {"pending"}
+    first = delivery_rows(db)[0].id
+    waiting = explain(db, settings, first, at(today, 8, 59))
+    assert waiting is not None and waiting.state is State.DIGEST
+    assert waiting.summary == f"next digest: {today} 09:00 GMT, with 4 others"
 
     # At 09:00: one message carrying the five letters; again later that day: nothing more.
     await run_once(settings, db, at(today, 9, 0))
@@ -115,6 +125,11 @@ async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
     assert (day, status, mid, count) == (today.isoformat(), "sent", mail.message_id, 5)
     rows = delivery_rows(db)
     assert {r.status for r in rows} == {"sent"} and all(r.attempts == 1 for r in rows)
+    # Counted for the target as five letters: the reports' counts and the dashboard's progress.
+    assert [(c.target_id, c.letters) for c in db.sent_counts(ACTION_ID)] == [("president-demo", 5)]
+    assert db.reports.progress()[ACTION_ID]["sent"] == 5
+    told = explain(db, settings, first, at(today, 15, 0))
+    assert told is not None and told.state is State.SENT and f"Message-ID: {mid}" in told.details
     log = list(db.attempt_log())
     assert len(log) == 5 and all(a.outcome == "sent" and mid in a.detail for a in log)
 
@@ -174,3 +189,47 @@ def test_kill_9_mid_digest_then_another_worker_sends_the_same_digest_and_every_l
         store.close()
     assert sorted(a.delivery_id for a in sent) == list(range(1, TOTAL + 1))  # each letter once
     assert all(mid in a.detail for a in sent)
+
+
+async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_letters(
+    tmp_path: Path, smtp: SmtpServer, db: Store
+) -> None:
+    write_action(tmp_path / "actions", plan=DIGEST)
+    settings = make_settings(tmp_path, smtp.url)
+    db.import_supporters(people(3), dt.datetime.now(dt.UTC))
+    today = london_today()
+    smtp.fail(at="data", reply="451", times=1)
+    await run_once(settings, db, at(today, 9, 0))
+    assert smtp.received() == [] and {r.status for r in delivery_rows(db)} == {"pending"}
+    [(_, status, mid, count)] = digest_rows(db)
+    assert (status, count) == ("pending", 3)
+    # Not before its backoff (retry_initial 30 s, jittered up to 30 s more), then the same digest.
+    await run_once(settings, db, at(today, 9, 0, 20))
+    assert smtp.received() == []
+    await run_once(settings, db, at(today, 9, 2))
+    [mail] = smtp.received()
+    assert mail.message_id == mid and mail.message()["Subject"].startswith("3 supporters")
+    assert {r.status for r in delivery_rows(db)} == {"sent"}
+    outcomes = sorted(a.outcome for a in db.attempt_log())
+    assert outcomes == ["retry"] * 3 + ["sent"] * 3
+
+
+def test_check_refuses_a_fax_digest_with_the_file_and_field(tmp_path: Path) -> None:
+    official = {
+        "id": "minister",
+        "name": "Minister",
+        "salutation": {"en": "Dear Minister"},
+        "fax": "+3222222222",
+        "channels": ["fax"],
+        "plan": {"delivery": "digest"},
+    }
+    path = write_data(tmp_path / "world" / "actions", action_data("faxed", [official], template_set="a"))
+    (tmp_path / "world" / "templates" / "a").mkdir(parents=True)
+    (tmp_path / "world" / "templates" / "a" / "en.j2").write_text(
+        "{% block subject %}Hello{% endblock %}{% block body %}Free them. {{ supporter.words }}{% endblock %}"
+    )
+    result = cli(cli_env(tmp_path, tmp_path / "world"), "check", ok=False)
+    assert "held: faxed" in result.stdout
+    assert f"{path}: plan.delivery (target minister, fax): delivery: digest is not available by fax" in (
+        result.stdout + result.stderr
+    )
