@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.sending.why import explain
+from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
 from dispatcher.store.explain import State
 from dispatcher.store.schema import digest_letters, digests
@@ -89,13 +90,17 @@ def london_today() -> dt.date:
     return dt.datetime.now(LONDON).date()
 
 
+def digest_world(tmp_path: Path, smtp: SmtpServer, db: Store, supporters: int) -> tuple[Settings, dt.date]:
+    """The demo action with a 09:00 London digest, these supporters; the settings and today."""
+    write_action(tmp_path / "actions", plan=DIGEST)
+    db.import_supporters(people(supporters), dt.datetime.now(dt.UTC))
+    return make_settings(tmp_path, smtp.url), london_today()
+
+
 async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
     tmp_path: Path, smtp: SmtpServer, db: Store
 ) -> None:
-    write_action(tmp_path / "actions", plan=DIGEST)
-    settings = make_settings(tmp_path, smtp.url)
-    db.import_supporters(people(5), dt.datetime.now(dt.UTC))
-    today = london_today()
+    settings, today = digest_world(tmp_path, smtp, db, 5)
 
     # Before 09:00 London: planned, nothing sent.
     await run_once(settings, db, at(today, 8, 59))
@@ -194,10 +199,7 @@ def test_kill_9_mid_digest_then_another_worker_sends_the_same_digest_and_every_l
 async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_letters(
     tmp_path: Path, smtp: SmtpServer, db: Store
 ) -> None:
-    write_action(tmp_path / "actions", plan=DIGEST)
-    settings = make_settings(tmp_path, smtp.url)
-    db.import_supporters(people(3), dt.datetime.now(dt.UTC))
-    today = london_today()
+    settings, today = digest_world(tmp_path, smtp, db, 3)
     smtp.fail(at="data", reply="451", times=1)
     await run_once(settings, db, at(today, 9, 0))
     assert smtp.received() == [] and {r.status for r in delivery_rows(db)} == {"pending"}
@@ -215,14 +217,8 @@ async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_lett
 
 
 def test_check_refuses_a_fax_digest_with_the_file_and_field(tmp_path: Path) -> None:
-    official = {
-        "id": "minister",
-        "name": "Minister",
-        "salutation": {"en": "Dear Minister"},
-        "fax": "+3222222222",
-        "channels": ["fax"],
-        "plan": {"delivery": "digest"},
-    }
+    fax = {"fax": "+3222222222", "channels": ["fax"], "plan": {"delivery": "digest"}}
+    official = {"id": "minister", "name": "Minister", "salutation": {"en": "Dear Minister"}} | fax
     path = write_data(tmp_path / "world" / "actions", action_data("faxed", [official], template_set="a"))
     (tmp_path / "world" / "templates" / "a").mkdir(parents=True)
     (tmp_path / "world" / "templates" / "a" / "en.j2").write_text(
