@@ -229,3 +229,24 @@ def test_check_refuses_a_fax_digest_with_the_file_and_field(tmp_path: Path) -> N
     assert f"{path}: plan.delivery (target minister, fax): delivery: digest is not available by fax" in (
         result.stdout + result.stderr
     )
+
+
+async def test_a_letter_that_fails_to_render_holds_its_action_and_the_digest_waits_untouched(
+    tmp_path: Path, smtp: SmtpServer, db: Store
+) -> None:
+    settings, today = digest_world(tmp_path, smtp, db, 4)
+    # Checked with a sample supporter, this template renders; for supporter 2 it does not.
+    body = "{{ target.salutation }}\n{% if supporter.name.startswith('Supporter 2 ') %}{{ supporter.nope }}{% endif %}"
+    letter = f"{{% block subject %}}Free them{{% endblock %}}{{% block body %}}{body}\n{{{{ supporter.words }}}}{{% endblock %}}"
+    folder = tmp_path / "templates" / "ua-61-21-update-1"
+    folder.mkdir(parents=True)
+    (folder / "en.j2").write_text(letter, encoding="utf-8")
+    settings = settings.model_copy(update={"templates_dir": tmp_path / "templates"})
+    await run_once(settings, db, at(today, 9, 0))
+    assert smtp.received() == []
+    holds = db.action_holds(at(today, 9, 0)())
+    assert [h.action_id for h in holds] == [ACTION_ID] and "supporter.nope" in holds[0].reason
+    [(_, status, _, count)] = digest_rows(db)
+    assert (status, count) == ("pending", 4)
+    rows = delivery_rows(db)
+    assert {r.status for r in rows} == {"pending"} and all(r.attempts == 0 for r in rows)
