@@ -236,8 +236,11 @@ async def test_a_letter_that_fails_to_render_holds_its_action_and_the_digest_wai
 ) -> None:
     settings, today = digest_world(tmp_path, smtp, db, 4)
     # Checked with a sample supporter, this template renders; for supporter 2 it does not.
-    body = "{{ target.salutation }}\n{% if supporter.name.startswith('Supporter 2 ') %}{{ supporter.nope }}{% endif %}"
-    letter = f"{{% block subject %}}Free them{{% endblock %}}{{% block body %}}{body}\n{{{{ supporter.words }}}}{{% endblock %}}"
+    letter = (
+        "{% block subject %}Free them{% endblock %}{% block body %}{{ target.salutation }}\n"
+        "{% if supporter.name.startswith('Supporter 2 ') %}{{ supporter.nope }}{% endif %}\n"
+        "{{ supporter.words }}{% endblock %}"
+    )
     folder = tmp_path / "templates" / "ua-61-21-update-1"
     folder.mkdir(parents=True)
     (folder / "en.j2").write_text(letter, encoding="utf-8")
