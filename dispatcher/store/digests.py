@@ -191,7 +191,9 @@ class SqlDigests(SqlPart):
         with self.engine.begin() as conn:
             row = _unfinished(conn, group, day)
             if row is None and create and not _exists(conn, group, day):
-                row = _create(conn, group, day, planned_by, now, domain)
+                # Another worker may create it meanwhile (PostgreSQL): then it is theirs to send,
+                # and ours to take over should their lease run out.
+                row = _create(conn, group, day, planned_by, now, domain) or _unfinished(conn, group, day)
             if row is None:
                 return None
             again = _again(row, worker, now)

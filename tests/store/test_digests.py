@@ -28,7 +28,7 @@ from dispatcher.store.digests import PENDING, SENT, Digest
 from dispatcher.store.schema import cap_counts, deliveries, digests
 from dispatcher.store.sql import SqlStore
 from tests.conftest import never_retry
-from tests.store.test_store_contract import LEASE, people, statuses
+from tests.store.test_store_contract import LEASE, people, run_in_threads, statuses
 
 GROUP = ClaimGroup("act", "t1", "email", ("email:t1@parl.example",))
 # (zone, the Sunday its clocks change in the fortnight from START)
@@ -210,3 +210,27 @@ def test_a_shut_office_sends_at_its_opening_that_day_and_never_on_its_closed_day
     assert found is not None and found.at.astimezone(calendar.zone).time() == dt.time(11)
     assert schedule.moment(calendar, dt.time(9), saturday) is None
     assert schedule.moment(calendar, dt.time(16), monday) is None  # after closing: none that day
+
+
+def test_workers_racing_for_a_new_digest_one_takes_it_the_others_are_told_when_to_ask_again(
+    store: Store, db_url: str
+) -> None:
+    ten = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+    store.import_supporters(people(5), ten)
+    store.plan("act", [("t1", "email")], ten)
+    got: list[Digest | dt.datetime | None] = []
+
+    def take(n: int) -> None:
+        other = open_store(db_url, migrate=False)
+        try:
+            got.append(
+                other.digests.take_digest(f"w{n}", GROUP, "2026-11-23", ten, ten, LEASE, "example.org")
+            )
+        finally:
+            other.close()
+
+    run_in_threads(take, 4)
+    taken = [t for t in got if isinstance(t, Digest)]
+    assert len(taken) == 1 and len(taken[0].letters) == 5
+    # The others may ask again once the taker's lease could have run out: a kill is taken over.
+    assert sorted(t for t in got if not isinstance(t, Digest)) == [ten + LEASE] * 3  # type: ignore[type-var]
