@@ -41,6 +41,7 @@ from dispatcher.store.thread import StoreThread
 log = logging.getLogger("dispatcher")
 
 LOOK_EVERY = 1.0  # seconds between looks for digests due (clock arithmetic only, no store call)
+KNOWN_MOST = 10_000  # (target, day) answers kept; forgotten past that, then asked once again
 
 
 def _asking_again(again: dt.datetime | None, now: dt.datetime) -> bool:
@@ -96,6 +97,21 @@ class DigestTarget:
         return (self.action.id, self.target.id, self.channel)
 
 
+@dataclass(frozen=True)
+class _Moments:
+    """A target's last digest moment, as worked out at ``since``, good until ``until``."""
+
+    calendar: Calendar
+    at: dt.time
+    since: dt.datetime
+    until: dt.datetime | None
+    moment: schedule.Moment | None
+
+    def good(self, calendar: Calendar, at: dt.time, now: dt.datetime) -> bool:
+        same = self.calendar is calendar and self.at == at
+        return same and self.since <= now and (self.until is None or now < self.until)
+
+
 class DigestJob:
     def __init__(self, settings: Settings, store: Store, db: StoreThread, sender: Sender) -> None:
         """What a digest needs is what a single letter needs: the sender's catalogue, channels,
@@ -108,6 +124,7 @@ class DigestJob:
         # (group, day) → None: nothing more that day; a time: ask the store again then.
         self._known: dict[tuple[GroupId, dt.date], dt.datetime | None] = {}
         self._looked = -LOOK_EVERY
+        self._moments: dict[GroupId, _Moments] = {}
 
     def targets(self, up: tuple[str, ...]) -> Iterator[DigestTarget]:
         """Targets × channels (that are up) of the open actions whose letters go as a digest."""
@@ -124,8 +141,7 @@ class DigestJob:
         self._looked = time.monotonic()
         for each in list(self.targets(up)):
             now = self.clock()
-            at = resolve.digest_at_for(each.action, each.target, self.settings.digest_at)
-            moment = schedule.latest(each.calendar, at, now)
+            moment = self._latest(each, now)
             if moment is None:
                 continue
             key = (each.ident, moment.day)
@@ -133,6 +149,21 @@ class DigestJob:
                 continue
             today = moment.day == now.astimezone(each.calendar.zone).date()
             self._known[key] = await self._take(each, moment, today)
+
+    def _latest(self, each: DigestTarget, now: dt.datetime) -> schedule.Moment | None:
+        """The target's last digest moment, worked out again only once the next one has come
+        (or its calendar or digest_at changed): hundreds of digest targets are looked at each
+        second."""
+        at = resolve.digest_at_for(each.action, each.target, self.settings.digest_at)
+        known = self._moments.get(each.ident)
+        if known is not None and known.good(each.calendar, at, now):
+            return known.moment
+        if len(self._known) > KNOWN_MOST:  # a long-running worker forgets days long past
+            self._known.clear()
+        coming = schedule.upcoming(each.calendar, at, now)
+        found = schedule.latest(each.calendar, at, now)
+        self._moments[each.ident] = _Moments(each.calendar, at, now, coming.at if coming else None, found)
+        return found
 
     async def _take(self, each: DigestTarget, moment: schedule.Moment, create: bool) -> dt.datetime | None:
         channel = self.channels[each.channel]

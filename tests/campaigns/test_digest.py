@@ -7,6 +7,7 @@ recorded sent with the digest's Message-ID; late joiners go in the next day's.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import signal
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from dispatcher.channels import make_channels
+from dispatcher.sending.runtime import Dispatcher
 from dispatcher.sending.why import explain
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
@@ -41,7 +44,7 @@ from tests.campaigns.test_email_smtp import (
 from tests.conftest import cli_env
 from tests.support.actions import action_data
 from tests.support.actions import write_action as write_data
-from tests.support.processes import wait_until
+from tests.support.processes import until, wait_until
 from tests.support.sink import received, smtp_sink
 from tests.support.smtp_server import SmtpServer
 from tests.support.workers import Workers, seed, worker_env
@@ -253,3 +256,31 @@ async def test_a_letter_that_fails_to_render_holds_its_action_and_the_digest_wai
     assert (status, count) == ("pending", 4)
     rows = delivery_rows(db)
     assert {r.status for r in rows} == {"pending"} and all(r.attempts == 0 for r in rows)
+
+
+@pytest.mark.slow
+async def test_a_running_worker_sends_each_days_digest_as_its_moment_comes(
+    tmp_path: Path, smtp: SmtpServer, db: Store
+) -> None:
+    settings, today = digest_world(tmp_path, smtp, db, 2)
+    clock = [at(today, 8, 59)()]
+    worker = Dispatcher(settings, db, make_channels(settings, db), worker_id="w", clock=lambda: clock[0])
+    running = asyncio.create_task(worker.run_forever())
+    try:
+        await asyncio.sleep(1.5)
+        assert smtp.received() == []
+        clock[0] = at(today, 9, 0)()
+        await until(lambda: len(smtp.received()) == 1, 5, "today's digest")
+        db.import_supporters(people(3, start=2), clock[0])
+        clock[0] = at(today, 23, 59)()
+        await worker.plan()  # the plan job's timer runs on the real clock, hours behind this one
+        await asyncio.sleep(2)
+        assert len(smtp.received()) == 1  # the late joiners wait for tomorrow's
+        clock[0] = at(today + dt.timedelta(days=1), 9, 0)()
+        await until(lambda: len(smtp.received()) == 2, 5, "tomorrow's digest")
+        await asyncio.sleep(1.5)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+    subjects = [r.message()["Subject"] for r in smtp.received()]
+    assert [s.split(" wrote")[0] for s in subjects] == ["2 supporters", "3 supporters"]
