@@ -199,16 +199,17 @@ class DigestJob:
             for _, signer in digest.letters
         ]
 
-    async def _send(self, each: DigestTarget, channel: EmailChannel, digest: Digest) -> None:
+    async def _prepared(self, each: DigestTarget, digest: Digest) -> list[tuple[Letter, Signer]] | None:
+        """Every letter rendered, or None: the digest given back untouched (the action stopped
+        meanwhile, or a letter failed to render: that holds the action, as for a single letter)."""
         now = self.clock()
         opened = self.catalogue.open.get(each.action.id)
         try:
             if opened is None or now >= opened[1]:
                 raise Unavailable("the action stopped meanwhile")
-            letters = self._render(each, digest, now)
+            return self._render(each, digest, now)
         except Unavailable:
-            await self.db(self.store.digests.release_digest, self.worker_id, digest, now)
-            return
+            pass
         except Exception as exc:
             # Whatever a template does, it holds its own action and never stops the others.
             problem = (
@@ -217,12 +218,18 @@ class DigestJob:
                 else RenderError(each.action.id, each.target.id, None, repr(exc))
             )
             self.catalogue.hold(each.action.id, problem)
-            await self.db(self.store.digests.release_digest, self.worker_id, digest, now)
+        await self.db(self.store.digests.release_digest, self.worker_id, digest, now)
+        return None
+
+    async def _send(self, each: DigestTarget, channel: EmailChannel, digest: Digest) -> None:
+        letters = await self._prepared(each, digest)
+        if letters is None:
             return
+        now, deadline = self.clock(), self.catalogue.open[each.action.id][1]
         text = compose(each.action.title, letters[0][0].language, letters)
         copies = EmailChannel.copies(each.action, each.target)
         message = mail.build(channel.builder, each.target, copies, digest.message_id, text, now)
-        deadline_by = time.monotonic() + (opened[1] - now).total_seconds()
+        deadline_by = time.monotonic() + (deadline - now).total_seconds()
         async with self._renewed(digest):
             try:
                 reply = await channel.transport.send(message, deadline_by)
