@@ -67,11 +67,17 @@ def _exists(conn: Connection, group: ClaimGroup, day: str) -> bool:
     return conn.execute(select(g.c.id).where(*_of(group), g.c.day == day)).first() is not None
 
 
+def _open_digests() -> Select[Any]:
+    """Digests not yet sent nor given up: their letters are theirs. A letter of a digest sent
+    that is pending again (its fax is to be tried again) goes in the next day's."""
+    return select(digests.c.id).where(digests.c.status.in_([SENDING, PENDING]))
+
+
 def _create(
     conn: Connection, group: ClaimGroup, day: str, planned_by: dt.datetime, now: dt.datetime, domain: str
 ) -> Row[Any] | None:
     """The day's digest with every pending letter of the group planned by ``planned_by`` and in
-    no digest yet; None when there is none, or another worker created it first."""
+    no open digest; None when there is none, or another worker created it first."""
     d, m = deliveries, digest_letters
     ids = list(
         conn.scalars(
@@ -84,7 +90,7 @@ def _create(
                 d.c.status == Status.PENDING,
                 d.c.next_attempt_at <= planned_by,
                 live(now),
-                ~exists().where(m.c.delivery_id == d.c.id),
+                ~exists().where(m.c.delivery_id == d.c.id, m.c.digest_id.in_(_open_digests())),
             )
             .order_by(d.c.id)
         )
@@ -191,9 +197,10 @@ class SqlDigests(SqlPart):
         with self.engine.begin() as conn:
             row = _unfinished(conn, group, day)
             if row is None and create and not _exists(conn, group, day):
-                # Another worker may create it meanwhile (PostgreSQL): then it is theirs to send,
-                # and ours to take over should their lease run out.
-                row = _create(conn, group, day, planned_by, now, domain) or _unfinished(conn, group, day)
+                row = _create(conn, group, day, planned_by, now, domain)
+            # Another worker may have created it meanwhile (PostgreSQL): then it is theirs to
+            # send, and ours to take over should their lease run out.
+            row = row or _unfinished(conn, group, day)
             if row is None:
                 return None
             again = _again(row, worker, now)
