@@ -5,14 +5,12 @@ first moment its office opens after that on the same day (a day whose office nev
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from dispatcher.plans.calendar import Calendar
-from dispatcher.plans.resolve import PlannedTarget, PlanProblem
 
-# Channels whose letters can go as a digest (the fax digest is not built yet).
-DIGEST_CHANNELS = frozenset({"email"})
+# Channels whose letters can go as a digest: every channel there is.
+DIGEST_CHANNELS = frozenset({"email", "fax"})
 LOOKAHEAD_DAYS = 14  # how far ahead the next digest is looked for (a fortnight of closed days)
 
 
@@ -48,21 +46,6 @@ def upcoming(calendar: Calendar, at: dt.time, now: dt.datetime) -> Moment | None
         if found is not None and found.at > now:
             return found
     return None
-
-
-def unsupported(pairs: Iterable[tuple[PlannedTarget, str, str]]) -> list[PlanProblem]:
-    """``delivery: digest`` where no digest is built (fax): refused, not silently sent one by
-    one. ``pairs``: (target, channel, its delivery)."""
-    return [
-        PlanProblem(
-            target.id,
-            channel,
-            "plan.delivery",
-            f"delivery: digest is not available by {channel} yet (email only); use delivery: each",
-        )
-        for target, channel, delivery in pairs
-        if delivery == "digest" and channel not in DIGEST_CHANNELS
-    ]
 
 
 def latest(calendar: Calendar, at: dt.time, now: dt.datetime) -> Moment | None:

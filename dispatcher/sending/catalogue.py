@@ -23,7 +23,7 @@ from dispatcher.channels import Channel
 from dispatcher.letters.faxpdf import FontMissing, find_font
 from dispatcher.letters.render import Renderer, RenderError
 from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, GroupId, HoldKind, Status
-from dispatcher.plans import digests, resolve
+from dispatcher.plans import resolve
 from dispatcher.plans.calendar import Calendar
 from dispatcher.settings import Settings
 
@@ -33,12 +33,10 @@ log = logging.getLogger("dispatcher")
 def plan_problems(
     action: Action, channels: tuple[str, ...], now: dt.datetime, settings: Settings
 ) -> list[resolve.PlanProblem]:
-    """What in the action's plan can never send: office hours shut from now to the deadline, a
-    digest by a channel that has none."""
+    """What in the action's plan can never send: office hours shut from now to the deadline."""
     pairs = [(action.target(t), via) for t, via in action.claim_pairs(channels)]
     hours = resolve.default_hours(settings.fax_office_hours)
-    digest = digests.unsupported((t, via, resolve.delivery_for(action, t)) for t, via in pairs)
-    return resolve.problems(action, pairs, now, action.deadline_at, hours) + digest
+    return resolve.problems(action, pairs, now, action.deadline_at, hours)
 
 
 def faxes(action: Action, channels: tuple[str, ...]) -> bool:

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from functools import partial
 
 from dispatcher.actions.model import Action, Target
-from dispatcher.channels import SendError, Unavailable
+from dispatcher.channels import Channel, SendError, Unavailable
 from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.email import digest as mail
+from dispatcher.channels.fax import FaxChannel, digest_reference
 from dispatcher.display import when
 from dispatcher.letters.digest import compose
+from dispatcher.letters.faxdigest import faxes
+from dispatcher.letters.faxpdf import find_font, letterhead
 from dispatcher.letters.render import Letter, RenderError
-from dispatcher.models import AttemptResult, ClaimGroup, GroupId, Outcome, Signer, Status
+from dispatcher.models import AttemptResult, ClaimGroup, GroupId, Outcome, Signer, Status, Submission
 from dispatcher.plans import digests as schedule
 from dispatcher.plans import resolve
 from dispatcher.plans.calendar import Calendar
@@ -42,6 +45,14 @@ log = logging.getLogger("dispatcher")
 
 LOOK_EVERY = 1.0  # seconds between looks for digests due (clock arithmetic only, no store call)
 KNOWN_MOST = 10_000  # (target, day) answers kept; forgotten past that, then asked once again
+
+
+def _send_error(digest: Digest, exc: Exception) -> SendError:
+    """What a send raised, as a SendError: a bug or an unforeseen error costs one attempt."""
+    if isinstance(exc, SendError):
+        return exc
+    log.error("digest %d: unexpected error", digest.id, exc_info=exc)
+    return SendError(f"{type(exc).__name__}: {exc}", transient=True)
 
 
 def _asking_again(again: dt.datetime | None, now: dt.datetime) -> bool:
@@ -167,11 +178,11 @@ class DigestJob:
 
     async def _take(self, each: DigestTarget, moment: schedule.Moment, create: bool) -> dt.datetime | None:
         channel = self.channels[each.channel]
-        assert isinstance(channel, EmailChannel)
         caps = resolve.caps_for(each.action, each.target, each.channel, self.settings.caps())
         group = ClaimGroup(*each.ident, channel.pacing_keys(each.action, each.target), caps=caps)
         day, now = moment.day.isoformat(), self.clock()
-        domain = channel.builder.domain
+        # A fax digest has no Message-ID; the column holds one all the same.
+        domain = channel.builder.domain if isinstance(channel, EmailChannel) else "fax.invalid"
         taken = await self.db(
             self.store.digests.take_digest,
             self.worker_id,
@@ -221,36 +232,82 @@ class DigestJob:
         await self.db(self.store.digests.release_digest, self.worker_id, digest, now)
         return None
 
-    async def _send(self, each: DigestTarget, channel: EmailChannel, digest: Digest) -> None:
+    async def _send(self, each: DigestTarget, channel: Channel, digest: Digest) -> None:
         letters = await self._prepared(each, digest)
         if letters is None:
             return
+        async with self._renewed(digest):
+            if isinstance(channel, FaxChannel):
+                done = await self._fax(each, channel, digest, letters)
+            else:
+                assert isinstance(channel, EmailChannel)
+                done = await self._email(each, channel, digest, letters)
+        if done:
+            log.info("%s → %s: digest of %d letters sent", each.action.id, each.target.id, len(letters))
+
+    async def _email(
+        self, each: DigestTarget, channel: EmailChannel, digest: Digest, letters: list[tuple[Letter, Signer]]
+    ) -> bool:
         now, deadline = self.clock(), self.catalogue.open[each.action.id][1]
-        text = compose(each.action.title, letters[0][0].language, letters)
+        language = letters[0][0].language
+        text = compose(each.action.title, language, letters)
         copies = EmailChannel.copies(each.action, each.target)
         message = mail.build(channel.builder, each.target, copies, digest.message_id, text, now)
-        deadline_by = time.monotonic() + (deadline - now).total_seconds()
-        async with self._renewed(digest):
+        try:
+            reply = await channel.transport.send(message, time.monotonic() + (deadline - now).total_seconds())
+        except Unavailable:
+            await self.db(self.store.digests.release_digest, self.worker_id, digest, self.clock())
+            return False
+        except Exception as exc:
+            await self._failed(each, digest, digest.delivery_ids, now, language, _send_error(digest, exc))
+            return False
+        detail = f"in digest {digest.message_id} of {len(letters)} letters: {reply.detail}"
+        ids = digest.delivery_ids
+        await self._record(each, ids, now, language, Outcome.SENT, detail, reply.code)
+        await self.db(self.store.digests.end_digest, self.worker_id, digest.id, SENT, self.clock())
+        return True
+
+    async def _fax(
+        self, each: DigestTarget, channel: FaxChannel, digest: Digest, letters: list[tuple[Letter, Signer]]
+    ) -> bool:
+        """Each fax of the digest submitted in turn, its letters recorded with its job id; a
+        failure leaves those already submitted with their provider, the rest to try again."""
+        now, language, number = self.clock(), letters[0][0].language, each.target.fax
+        assert number is not None
+        text = compose(each.action.title, language, letters)
+        heads = [
+            letterhead(each.action, each.target, s, letter.language, now.date()) for letter, s in letters
+        ]
+        font, most = find_font(channel.font), self.settings.fax_digest_pages
+        parts = await asyncio.to_thread(faxes, text, heads, heads[0], font, most)
+        ids = digest.delivery_ids
+        for part in parts:
+            members = [ids[i] for i in part.letters]
+            reference = digest_reference(channel.secret, digest.id, members[0])
             try:
-                reply = await channel.transport.send(message, deadline_by)
+                reply = await channel.submit(part.document, number, reference, now, again=digest.attempt > 1)
             except Unavailable:
                 await self.db(self.store.digests.release_digest, self.worker_id, digest, self.clock())
-                return
-            except SendError as exc:
-                await self._failed(each, digest, now, letters[0][0].language, exc)
-                return
-            except Exception as exc:  # a bug or an unforeseen error costs one attempt, not the loop
-                log.exception("digest %s: unexpected error", digest.message_id)
-                failure = SendError(f"{type(exc).__name__}: {exc}", transient=True)
-                await self._failed(each, digest, now, letters[0][0].language, failure)
-                return
-            detail = f"in digest {digest.message_id} of {len(letters)} letters: {reply.detail}"
-            await self._record(each, digest, now, letters[0][0].language, Outcome.SENT, detail, reply.code)
-            await self.db(self.store.digests.end_digest, self.worker_id, digest.id, SENT, self.clock())
-        log.info("%s → %s: digest of %d letters sent", each.action.id, each.target.id, len(letters))
+                return False
+            except Exception as exc:
+                rest = ids[part.letters.start :]
+                await self._failed(each, digest, rest, now, language, _send_error(digest, exc))
+                return False
+            sub = reply.submission
+            await self._record(
+                each, members, now, language, Outcome.SUBMITTED, reply.detail, None, submission=sub
+            )
+        await self.db(self.store.digests.end_digest, self.worker_id, digest.id, SENT, self.clock())
+        return True
 
     async def _failed(
-        self, each: DigestTarget, digest: Digest, now: dt.datetime, language: str, exc: SendError
+        self,
+        each: DigestTarget,
+        digest: Digest,
+        ids: list[int],
+        now: dt.datetime,
+        language: str,
+        exc: SendError,
     ) -> None:
         finished = self.clock()
         later = self.backoff.after(digest.attempt, finished) if exc.transient else None
@@ -259,22 +316,23 @@ class DigestJob:
         detail = f"digest {digest.message_id}: {exc.detail}"
         if later is None:
             why = gave_up(digest.attempt, detail) if exc.transient else detail
-            await self._record(each, digest, now, language, Outcome.FAILED, why, exc.code)
+            await self._record(each, ids, now, language, Outcome.FAILED, why, exc.code)
             await self.db(self.store.digests.end_digest, self.worker_id, digest.id, FAILED, finished)
             return
-        await self._record(each, digest, now, language, Outcome.RETRY, detail, exc.code, later)
+        await self._record(each, ids, now, language, Outcome.RETRY, detail, exc.code, later)
         await self.db(self.store.digests.end_digest, self.worker_id, digest.id, PENDING, finished, later)
 
     async def _record(
         self,
         each: DigestTarget,
-        digest: Digest,
+        ids: list[int],
         started: dt.datetime,
         language: str,
         outcome: Outcome,
         detail: str,
         code: int | None,
         later: dt.datetime | None = None,
+        submission: Submission | None = None,
     ) -> None:
         """One attempt row per letter, as each would have had alone."""
         result = partial(
@@ -289,8 +347,9 @@ class DigestJob:
             detail=detail,
             language=language,
             next_attempt_at=later,
+            submission=submission,
         )
-        results = [result(delivery_id=i) for i in digest.delivery_ids]
+        results = [result(delivery_id=i) for i in ids]
         await self.db(self.store.record, self.worker_id, results, self.results.retry)
         self.results.tally.counts[outcome.value] += len(results)
 

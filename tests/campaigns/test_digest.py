@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,7 +27,6 @@ from dispatcher.store import Store, open_store
 from dispatcher.store.explain import State
 from dispatcher.store.schema import digest_letters, digests
 from dispatcher.store.sql import SqlStore
-from tests.campaigns.test_cli import cli
 from tests.campaigns.test_email_smtp import (
     ACTION_ID,
     TO,
@@ -41,9 +42,6 @@ from tests.campaigns.test_email_smtp import (
 from tests.campaigns.test_email_smtp import (
     smtp as smtp,
 )
-from tests.conftest import cli_env
-from tests.support.actions import action_data
-from tests.support.actions import write_action as write_data
 from tests.support.processes import until, wait_until
 from tests.support.sink import received, smtp_sink
 from tests.support.smtp_server import SmtpServer
@@ -219,21 +217,6 @@ async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_lett
     assert outcomes == ["retry"] * 3 + ["sent"] * 3
 
 
-def test_check_refuses_a_fax_digest_with_the_file_and_field(tmp_path: Path) -> None:
-    fax = {"fax": "+3222222222", "channels": ["fax"], "plan": {"delivery": "digest"}}
-    official = {"id": "minister", "name": "Minister", "salutation": {"en": "Dear Minister"}} | fax
-    path = write_data(tmp_path / "world" / "actions", action_data("faxed", [official], template_set="a"))
-    (tmp_path / "world" / "templates" / "a").mkdir(parents=True)
-    (tmp_path / "world" / "templates" / "a" / "en.j2").write_text(
-        "{% block subject %}Hello{% endblock %}{% block body %}Free them. {{ supporter.words }}{% endblock %}"
-    )
-    result = cli(cli_env(tmp_path, tmp_path / "world"), "check", ok=False)
-    assert "held: faxed" in result.stdout
-    assert f"{path}: plan.delivery (target minister, fax): delivery: digest is not available by fax" in (
-        result.stdout + result.stderr
-    )
-
-
 async def test_a_letter_that_fails_to_render_holds_its_action_and_the_digest_waits_untouched(
     tmp_path: Path, smtp: SmtpServer, db: Store
 ) -> None:
@@ -284,3 +267,46 @@ async def test_a_running_worker_sends_each_days_digest_as_its_moment_comes(
         await asyncio.wait_for(running, 30)
     subjects = [r.message()["Subject"] for r in smtp.received()]
     assert [s.split(" wrote")[0] for s in subjects] == ["2 supporters", "3 supporters"]
+
+
+def pdf_text(path: Path) -> list[str]:
+    """The text of each page of a PDF (poppler's pdftotext)."""
+    done = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.split("\f")[:-1]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is not installed")
+async def test_a_fax_digest_is_split_into_faxes_of_at_most_n_pages_each_letter_with_its_job(
+    tmp_path: Path, db: Store
+) -> None:
+    minister = {
+        "id": "minister",
+        "name": "Minister (demo)",
+        "role": "to",
+        "languages": ["en"],
+        "salutation": {"en": "Dear Minister"},
+        "fax": "+442079460123",
+        "channels": ["fax"],
+    }
+    write_action(tmp_path / "actions", plan=DIGEST, targets=[minister])
+    db.import_supporters(people(7), dt.datetime.now(dt.UTC))
+    outbox = tmp_path / "fax"
+    settings = make_settings(tmp_path, "smtp://127.0.0.1:9", fax_outbox=outbox, fax_digest_pages=3)
+    await run_once(settings, db, at(london_today(), 9, 0))
+    faxes = sorted(outbox.glob("*.pdf"), key=lambda p: int(p.stem.split("-")[1]))
+    pages = {path.stem: pdf_text(path) for path in faxes}
+    assert len(faxes) >= 3 and all(len(p) <= 3 for p in pages.values())
+    covers = [p[0] for p in pages.values()]
+    assert all("7 supporters wrote to you: Demo" in cover for cover in covers)
+    assert all(f"Fax {i} of {len(faxes)}: letters" in cover for i, cover in enumerate(covers, 1))
+    # Every letter once, in the fax its attempt rows name, and recorded sent once the provider said so.
+    log = [a for a in db.attempt_log() if a.outcome == "sent"]
+    assert sorted(a.delivery_id for a in log) == list(range(1, 8))
+    signed = {a.delivery_id: pages[a.job_id or ""] for a in log}
+    for delivery_id, text in signed.items():
+        assert sum(f"Supporter {delivery_id - 1} " in page for page in text) >= 1
+    assert {r.status for r in delivery_rows(db)} == {"sent"}
+    [(_, status, _, count)] = digest_rows(db)
+    assert (status, count) == ("sent", 7)
