@@ -4,8 +4,10 @@ Looked for about once a second: a target's digest is due once its moment of the 
 (plans/digests.py). The store decides what it carries and its Message-ID, and leases it to one
 worker (store/digests.py); this worker renders every letter as it would send it alone, composes
 the digest (letters/digest.py), sends it as one email, and records each letter SENT with one
-attempt row, or to be tried again with the usual backoff. A letter that fails to render holds
-its action, as it does when sent alone, and the digest goes back untouched.
+attempt row, or to be tried again with the usual backoff. By fax it goes as one or more faxes
+(letters/faxdigest.py), each letter recorded submitted with its fax's job id; the provider's
+word on that job comes later, for all of them (store/submissions.py). A letter that fails to
+render holds its action, as it does when sent alone, and the digest goes back untouched.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from dispatcher.channels import Channel, SendError, Unavailable
 from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.email import digest as mail
 from dispatcher.channels.fax import FaxChannel, digest_reference
-from dispatcher.display import when
 from dispatcher.letters.digest import compose
 from dispatcher.letters.faxdigest import faxes
 from dispatcher.letters.faxpdf import find_font, letterhead
 from dispatcher.letters.render import Letter, RenderError
-from dispatcher.models import AttemptResult, ClaimGroup, GroupId, Outcome, Signer, Status, Submission
+from dispatcher.models import AttemptResult, ClaimGroup, GroupId, Outcome, Signer, Submission
 from dispatcher.plans import digests as schedule
 from dispatcher.plans import resolve
 from dispatcher.plans.calendar import Calendar
@@ -37,7 +38,6 @@ from dispatcher.sending.sender import Sender
 from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.digests import FAILED, PENDING, SENT, Digest
-from dispatcher.store.explain import Explanation
 from dispatcher.store.reasons import gave_up
 from dispatcher.store.thread import StoreThread
 
@@ -58,38 +58,6 @@ def _send_error(digest: Digest, exc: Exception) -> SendError:
 def _asking_again(again: dt.datetime | None, now: dt.datetime) -> bool:
     """None: nothing more that day; else whether the time to ask the store again has come."""
     return again is not None and again <= now
-
-
-def digest_facts(
-    store: Store, settings: Settings, action: Action, bare: Explanation, now: dt.datetime, mid: str | None
-) -> tuple[str | None, str | None]:
-    """For ``dispatcher why``: the digest a waiting letter goes in ("next digest: 2030-01-08
-    10:00 CET, with 41 others"), and the Message-ID it carries (its digest's, once decided)."""
-    carried = store.digests.digest_of(bare.delivery_id)
-    if carried is not None:
-        mid = carried[2]
-    if bare.target_id not in {t.id for t in action.targets} or bare.status != Status.PENDING:
-        return None, mid
-    target = action.target(bare.target_id)
-    if bare.channel not in schedule.DIGEST_CHANNELS or not is_digest(action, target):
-        return None, mid
-    if carried is not None:
-        return f"in the digest of {carried[0]}, to be sent again ({carried[1]})", mid
-    hours = resolve.default_hours(settings.fax_office_hours)
-    calendar = resolve.calendar_for(action, target, bare.channel, hours)
-    at = resolve.digest_at_for(action, target, settings.digest_at)
-    last, coming = schedule.latest(calendar, at, now), schedule.upcoming(calendar, at, now)
-    today = now.astimezone(calendar.zone).date()
-    # Today's, if its moment has come but no worker has taken it yet; else the next one, which
-    # takes every letter planned until then.
-    for moment, planned_by in ((last, None), (coming, now)):
-        if moment is None or (planned_by is None and moment.day != today):
-            continue
-        found = store.digests.waiting(bare.delivery_id, moment.day.isoformat(), planned_by or moment.at)
-        if found is not None and not found[0]:
-            others = "alone" if found[1] <= 1 else f"with {found[1] - 1} others"
-            return f"next digest: {when(moment.at, calendar.zone)}, {others}", mid
-    return "next digest: none within two weeks (office hours)", mid
 
 
 def is_digest(action: Action, target: Target) -> bool:
