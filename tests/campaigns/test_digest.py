@@ -20,10 +20,13 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.channels import make_channels
+from dispatcher.channels.fax import digest_reference
+from dispatcher.models import ClaimGroup
 from dispatcher.sending.runtime import Dispatcher
 from dispatcher.sending.why import explain
 from dispatcher.settings import Settings
 from dispatcher.store import Store, open_store
+from dispatcher.store.digests import Digest
 from dispatcher.store.explain import State
 from dispatcher.store.schema import digest_letters, digests
 from dispatcher.store.sql import SqlStore
@@ -269,6 +272,26 @@ async def test_a_running_worker_sends_each_days_digest_as_its_moment_comes(
     assert [s.split(" wrote")[0] for s in subjects] == ["2 supporters", "3 supporters"]
 
 
+MINISTER = {
+    "id": "minister",
+    "name": "Minister (demo)",
+    "role": "to",
+    "languages": ["en"],
+    "salutation": {"en": "Dear Minister"},
+    "fax": "+442079460123",
+    "channels": ["fax"],
+}
+
+
+def fax_world(tmp_path: Path, db: Store) -> tuple[Settings, Path]:
+    """The demo action to one fax target, its digest at 09:00 London, at most 3 pages a fax
+    (a cover and two one-page letters), 7 supporters; the settings and the file provider's folder."""
+    write_action(tmp_path / "actions", plan=DIGEST, targets=[MINISTER])
+    db.import_supporters(people(7), dt.datetime.now(dt.UTC))
+    outbox = tmp_path / "fax"
+    return make_settings(tmp_path, "smtp://127.0.0.1:9", fax_outbox=outbox, fax_digest_pages=3), outbox
+
+
 def pdf_text(path: Path) -> list[str]:
     """The text of each page of a PDF (poppler's pdftotext)."""
     done = subprocess.run(
@@ -281,19 +304,7 @@ def pdf_text(path: Path) -> list[str]:
 async def test_a_fax_digest_is_split_into_faxes_of_at_most_n_pages_each_letter_with_its_job(
     tmp_path: Path, db: Store
 ) -> None:
-    minister = {
-        "id": "minister",
-        "name": "Minister (demo)",
-        "role": "to",
-        "languages": ["en"],
-        "salutation": {"en": "Dear Minister"},
-        "fax": "+442079460123",
-        "channels": ["fax"],
-    }
-    write_action(tmp_path / "actions", plan=DIGEST, targets=[minister])
-    db.import_supporters(people(7), dt.datetime.now(dt.UTC))
-    outbox = tmp_path / "fax"
-    settings = make_settings(tmp_path, "smtp://127.0.0.1:9", fax_outbox=outbox, fax_digest_pages=3)
+    settings, outbox = fax_world(tmp_path, db)
     await run_once(settings, db, at(london_today(), 9, 0))
     faxes = sorted(outbox.glob("*.pdf"), key=lambda p: int(p.stem.split("-")[1]))
     pages = {path.stem: pdf_text(path) for path in faxes}
@@ -310,3 +321,23 @@ async def test_a_fax_digest_is_split_into_faxes_of_at_most_n_pages_each_letter_w
     assert {r.status for r in delivery_rows(db)} == {"sent"}
     [(_, status, _, count)] = digest_rows(db)
     assert (status, count) == ("sent", 7)
+
+
+async def test_a_fax_digest_taken_over_after_a_crash_submits_no_fax_twice(tmp_path: Path, db: Store) -> None:
+    settings, outbox = fax_world(tmp_path, db)
+    nine = at(london_today(), 9, 0)()
+    await run_once(settings, db, lambda: nine - dt.timedelta(minutes=1))  # planned, nothing sent
+    # A worker took the digest and got its first fax to the provider, then was killed.
+    group = ClaimGroup(ACTION_ID, "minister", "fax", ("fax:+442079460123",))
+    lease = dt.timedelta(seconds=settings.lease_seconds)
+    ghost = db.digests.take_digest("ghost", group, f"{nine:%Y-%m-%d}", nine, nine, lease, "fax.invalid")
+    assert isinstance(ghost, Digest)
+    first = digest_reference(db.instance_secret(), ghost.id, ghost.delivery_ids[0])
+    outbox.mkdir()
+    (outbox / f"{first}.pdf").write_bytes(b"the fax the killed worker submitted")
+    await run_once(settings, db, lambda: nine + 2 * lease)
+    assert (outbox / f"{first}.pdf").read_bytes() == b"the fax the killed worker submitted"
+    log = [a for a in db.attempt_log() if a.outcome == "sent"]
+    assert sorted(a.delivery_id for a in log) == ghost.delivery_ids
+    assert {a.job_id for a in log if a.delivery_id in ghost.delivery_ids[:2]} == {first}
+    assert len(list(outbox.glob("*.pdf"))) == 4  # 7 letters, two a fax: no part twice
