@@ -12,6 +12,7 @@ import datetime as dt
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -156,21 +157,48 @@ async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
     ]
 
 
+def planned_for_workers(tmp_path: Path) -> str:
+    """TOTAL letters for ``dispatcher run`` workers, planned before today's 00:00 London, the
+    digest's moment (a digest carries the letters planned by then); the database URL."""
+    db_url = f"sqlite:///{tmp_path / 'dispatcher.db'}"
+    seed(db_url, tmp_path, TOTAL)
+    write_action(tmp_path / "actions", plan={"delivery": "digest", "digest_at": "00:00"})
+    store = open_store(db_url, migrate=False)
+    try:
+        before = at(london_today(), 0, 0)() - dt.timedelta(hours=1)
+        store.plan(ACTION_ID, [("president-demo", "email")], before)
+    finally:
+        store.close()
+    return db_url
+
+
+@pytest.mark.slow
+def test_two_workers_send_the_digest_once_however_long_the_server_takes(tmp_path: Path) -> None:
+    """The server holds its answer longer than a lease: the worker sending renews it, so the
+    other never takes the digest over."""
+    db_url = planned_for_workers(tmp_path)
+    out = tmp_path / "received.txt"
+    with smtp_sink(tmp_path, delay=HOLD_250) as smtp_url:
+        env = worker_env(tmp_path, db_url, smtp_url, DISPATCHER_LEASE_SECONDS="1")
+        workers = Workers(tmp_path, env)
+        try:
+            workers.start("one")
+            workers.start("two")
+            wait_until(lambda: set(statuses(db_url)) == {"sent"}, 30, "every letter recorded sent")
+            time.sleep(2)  # a second send would have begun by now
+            assert set(workers.stop().values()) == {0}, workers.logs()
+        finally:
+            workers.stop(signal.SIGKILL)
+    assert len(received(out)) == 1
+    [(_, status, mid, count)] = digest_rows_at(db_url)
+    assert (status, count, received(out)[0][0]) == ("sent", TOTAL, mid)
+
+
 @pytest.mark.slow
 def test_kill_9_mid_digest_then_another_worker_sends_the_same_digest_and_every_letter_once(
     tmp_path: Path,
 ) -> None:
-    db_url = f"sqlite:///{tmp_path / 'dispatcher.db'}"
-    seed(db_url, tmp_path, TOTAL)
-    write_action(tmp_path / "actions", plan={"delivery": "digest", "digest_at": "00:00"})
-    # Planned before today's 00:00 London (a digest carries the letters planned by its moment).
-    store = open_store(db_url, migrate=False)
-    try:
-        store.plan(
-            ACTION_ID, [("president-demo", "email")], at(london_today(), 0, 0)() - dt.timedelta(hours=1)
-        )
-    finally:
-        store.close()
+    db_url = planned_for_workers(tmp_path)
     out = tmp_path / "received.txt"
     # The server logs the digest, then holds its 250 long enough for the kill to land first.
     with smtp_sink(tmp_path, delay=HOLD_250) as smtp_url:
