@@ -8,12 +8,13 @@ recorded sent with the digest's Message-ID; late joiners go in the next day's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -172,23 +173,29 @@ def planned_for_workers(tmp_path: Path) -> str:
     return db_url
 
 
+@contextlib.contextmanager
+def slow_server_workers(tmp_path: Path, db_url: str, lease: str) -> Iterator[Workers]:
+    """Workers (started by the caller) with leases of ``lease`` seconds, and a server that
+    holds its answer to each message HOLD_250 seconds; every worker killed at the end."""
+    with smtp_sink(tmp_path, delay=HOLD_250) as smtp_url:
+        workers = Workers(tmp_path, worker_env(tmp_path, db_url, smtp_url, DISPATCHER_LEASE_SECONDS=lease))
+        try:
+            yield workers
+        finally:
+            workers.stop(signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_two_workers_send_the_digest_once_however_long_the_server_takes(tmp_path: Path) -> None:
     """The server holds its answer longer than a lease: the worker sending renews it, so the
     other never takes the digest over."""
-    db_url = planned_for_workers(tmp_path)
-    out = tmp_path / "received.txt"
-    with smtp_sink(tmp_path, delay=HOLD_250) as smtp_url:
-        env = worker_env(tmp_path, db_url, smtp_url, DISPATCHER_LEASE_SECONDS="1")
-        workers = Workers(tmp_path, env)
-        try:
-            workers.start("one")
-            workers.start("two")
-            wait_until(lambda: set(statuses(db_url)) == {"sent"}, 30, "every letter recorded sent")
-            time.sleep(2)  # a second send would have begun by now
-            assert set(workers.stop().values()) == {0}, workers.logs()
-        finally:
-            workers.stop(signal.SIGKILL)
+    db_url, out = planned_for_workers(tmp_path), tmp_path / "received.txt"
+    with slow_server_workers(tmp_path, db_url, lease="1") as workers:
+        workers.start("one")
+        workers.start("two")
+        wait_until(lambda: set(statuses(db_url)) == {"sent"}, 30, "every letter recorded sent")
+        time.sleep(2)  # a second send would have begun by now
+        assert set(workers.stop().values()) == {0}, workers.logs()
     assert len(received(out)) == 1
     [(_, status, mid, count)] = digest_rows_at(db_url)
     assert (status, count, received(out)[0][0]) == ("sent", TOTAL, mid)
@@ -198,24 +205,18 @@ def test_two_workers_send_the_digest_once_however_long_the_server_takes(tmp_path
 def test_kill_9_mid_digest_then_another_worker_sends_the_same_digest_and_every_letter_once(
     tmp_path: Path,
 ) -> None:
-    db_url = planned_for_workers(tmp_path)
-    out = tmp_path / "received.txt"
+    db_url, out = planned_for_workers(tmp_path), tmp_path / "received.txt"
     # The server logs the digest, then holds its 250 long enough for the kill to land first.
-    with smtp_sink(tmp_path, delay=HOLD_250) as smtp_url:
-        env = worker_env(tmp_path, db_url, smtp_url, DISPATCHER_LEASE_SECONDS="2")
-        workers = Workers(tmp_path, env)
-        try:
-            first = workers.start("first")
-            wait_until(lambda: len(received(out)) == 1 or first.poll() is not None, 30, "the digest")
-            assert first.poll() is None, workers.log("first")
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-            second = workers.start("second")
-            wait_until(lambda: len(received(out)) == 2 or second.poll() is not None, 30, "the digest again")
-            wait_until(lambda: set(statuses(db_url)) == {"sent"}, 30, "every letter recorded sent")
-            assert workers.stop()["second"] == 0, workers.log("second")
-        finally:
-            workers.stop(signal.SIGKILL)
+    with slow_server_workers(tmp_path, db_url, lease="2") as workers:
+        first = workers.start("first")
+        wait_until(lambda: len(received(out)) == 1 or first.poll() is not None, 30, "the digest")
+        assert first.poll() is None, workers.log("first")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = workers.start("second")
+        wait_until(lambda: len(received(out)) == 2 or second.poll() is not None, 30, "the digest again")
+        wait_until(lambda: set(statuses(db_url)) == {"sent"}, 30, "every letter recorded sent")
+        assert workers.stop()["second"] == 0, workers.log("second")
     got = received(out)
     [(_, status, mid, count)] = digest_rows_at(db_url)
     assert [m for m, _ in got] == [mid, mid] and count == TOTAL and status == "sent"
