@@ -32,6 +32,7 @@ from dispatcher.store.digests import Digest
 from dispatcher.store.explain import State
 from dispatcher.store.schema import digest_letters, digests
 from dispatcher.store.sql import SqlStore
+from tests.campaigns.test_cli import cli
 from tests.campaigns.test_email_smtp import (
     ACTION_ID,
     TO,
@@ -47,6 +48,9 @@ from tests.campaigns.test_email_smtp import (
 from tests.campaigns.test_email_smtp import (
     smtp as smtp,
 )
+from tests.conftest import cli_env
+from tests.support.actions import action_data
+from tests.support.actions import write_action as write_data
 from tests.support.processes import until, wait_until
 from tests.support.sink import received, smtp_sink
 from tests.support.smtp_server import SmtpServer
@@ -247,6 +251,22 @@ async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_lett
     assert {r.status for r in delivery_rows(db)} == {"sent"}
     outcomes = sorted(a.outcome for a in db.attempt_log())
     assert outcomes == ["retry"] * 3 + ["sent"] * 3
+
+
+def test_check_says_when_a_digest_target_gets_its_digest(tmp_path: Path) -> None:
+    fax = {"fax": "+3222222222", "channels": ["email", "fax"], "timezone": "Europe/Brussels"}
+    official = {"id": "minister", "name": "Minister", "email": "m@example.org", "salutation": {"en": "Dear"}}
+    plan = {"delivery": "digest", "digest_at": "11:30"}
+    write_data(
+        tmp_path / "world" / "actions", action_data("both", [official | fax], plan=plan, template_set="a")
+    )
+    (tmp_path / "world" / "templates" / "a").mkdir(parents=True)
+    (tmp_path / "world" / "templates" / "a" / "en.j2").write_text(
+        "{% block subject %}Hello{% endblock %}{% block body %}Free them. {{ supporter.words }}{% endblock %}"
+    )
+    result = cli(cli_env(tmp_path, tmp_path / "world"), "check")
+    for via in ("email", "fax"):
+        assert f"ok: both × minister × {via} × en, one digest a day at 11:30 Europe/Brussels" in result.stdout
 
 
 async def test_a_letter_that_fails_to_render_holds_its_action_and_the_digest_waits_untouched(
