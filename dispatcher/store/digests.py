@@ -125,9 +125,10 @@ def _again(row: Row[Any], worker: str, now: dt.datetime) -> dt.datetime | None:
     return None if row.next_attempt_at <= now else row.next_attempt_at
 
 
-def _members(conn: Connection, digest_id: int) -> list[tuple[int, Signer]]:
-    """The digest's letters still to send, signed by name and city only (as a letter whose
-    supporter chose "name" is signed by the name alone)."""
+def _members(conn: Connection, digest_id: int, now: dt.datetime) -> list[tuple[int, Signer]]:
+    """The digest's letters still to send whose consent still allows it (one withdrawn since
+    the last attempt is left out, as a claim leaves it), signed by name and city only (as a
+    letter whose supporter chose "name" is signed by the name alone)."""
     d, s, c, m = deliveries, supporters, consents, digest_letters
     full = c.c.name_display != "name"
     rows = conn.execute(
@@ -135,7 +136,7 @@ def _members(conn: Connection, digest_id: int) -> list[tuple[int, Signer]]:
         .join(m, m.c.delivery_id == d.c.id)
         .join(s, s.c.id == d.c.supporter_id)
         .join(c, c.c.id == d.c.consent_id)
-        .where(m.c.digest_id == digest_id, d.c.status.in_([Status.PENDING, Status.SENDING]))
+        .where(m.c.digest_id == digest_id, d.c.status.in_([Status.PENDING, Status.SENDING]), live(now))
         .order_by(d.c.id)
     )
     return [
@@ -156,7 +157,7 @@ def _charge_caps(conn: Connection, group: ClaimGroup, now: dt.datetime) -> None:
 def _lease(
     conn: Connection, worker: str, group: ClaimGroup, row: Row[Any], until: dt.datetime, now: dt.datetime
 ) -> Digest | None:
-    letters = _members(conn, row.id)
+    letters = _members(conn, row.id, now)
     g, d = digests, deliveries
     if not letters:  # every letter recorded but not the digest (a crash between), or withdrawn
         conn.execute(

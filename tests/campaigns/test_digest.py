@@ -233,7 +233,7 @@ def test_kill_9_mid_digest_then_another_worker_sends_the_same_digest_and_every_l
     assert all(mid in a.detail for a in sent)
 
 
-async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_letters(
+async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_letters_still_allowed(
     tmp_path: Path, smtp: SmtpServer, db: Store
 ) -> None:
     settings, today = digest_world(tmp_path, smtp, db, 3)
@@ -245,12 +245,15 @@ async def test_a_refused_digest_is_tried_again_with_the_same_message_id_and_lett
     # Not before its backoff (retry_initial 30 s, jittered up to 30 s more), then the same digest.
     await run_once(settings, db, at(today, 9, 0, 20))
     assert smtp.received() == []
+    # Meanwhile a supporter withdraws: the digest goes again without their letter.
+    db.people.revoke("supporter0001@example.net", at(today, 9, 1)(), "test")
     await run_once(settings, db, at(today, 9, 2))
     [mail] = smtp.received()
-    assert mail.message_id == mid and mail.message()["Subject"].startswith("3 supporters")
-    assert {r.status for r in delivery_rows(db)} == {"sent"}
+    assert mail.message_id == mid and mail.message()["Subject"].startswith("2 supporters")
+    assert b"Supporter 1 " not in mail.data
+    assert sorted(r.status for r in delivery_rows(db)) == ["cancelled", "sent", "sent"]
     outcomes = sorted(a.outcome for a in db.attempt_log())
-    assert outcomes == ["retry"] * 3 + ["sent"] * 3
+    assert outcomes == ["retry"] * 3 + ["sent"] * 2
 
 
 def test_check_says_when_a_digest_target_gets_its_digest(tmp_path: Path) -> None:
