@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from dispatcher.models import AttemptResult, Caps, ClaimGroup, Outcome
+from dispatcher.models import AttemptResult, Caps, ClaimGroup, Outcome, Terms
 from dispatcher.plans import digests as schedule
 from dispatcher.plans.calendar import Calendar
 from dispatcher.plans.hours import parse_hours
@@ -234,3 +234,27 @@ def test_workers_racing_for_a_new_digest_one_takes_it_the_others_are_told_when_t
     assert len(taken) == 1 and len(taken[0].letters) == 5
     # The others may ask again once the taker's lease could have run out: a kill is taken over.
     assert sorted(t for t in got if not isinstance(t, Digest)) == [ten + LEASE] * 3  # type: ignore[type-var]
+
+
+def test_a_digest_taken_again_leaves_out_letters_whose_consent_expired_and_names_by_choice(
+    store: Store,
+) -> None:
+    ten = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+    expiring = Terms(expires_at=ten + dt.timedelta(minutes=30))
+    named = Terms(name_display="name")
+    records = people(3)
+    records = [records[0], replace(records[1], terms=expiring), replace(records[2], terms=named)]
+    store.import_supporters(records, ten)
+    store.plan("act", [("t1", "email")], ten)
+    first = store.digests.take_digest("A", GROUP, "2026-11-23", ten, ten, LEASE, "example.org")
+    assert isinstance(first, Digest)
+    assert [(s.name, s.city, s.email) for _, s in first.letters] == [
+        ("Person 0", "Town", ""),
+        ("Person 1", "Town", ""),
+        ("Person 2", "", ""),  # their choice: the name alone
+    ]
+    # A is killed; by the time B takes it over, person 1's consent has expired.
+    later = ten + dt.timedelta(hours=1)
+    again = store.digests.take_digest("B", GROUP, "2026-11-23", ten, later, LEASE, "example.org")
+    assert isinstance(again, Digest) and again.message_id == first.message_id
+    assert [s.name for _, s in again.letters] == ["Person 0", "Person 2"]
