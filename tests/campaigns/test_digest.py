@@ -108,8 +108,9 @@ def digest_world(tmp_path: Path, smtp: SmtpServer, db: Store, supporters: int) -
 
 
 async def test_one_digest_a_day_with_every_letter_and_no_supporter_address(
-    tmp_path: Path, smtp: SmtpServer, db: Store
+    tmp_path: Path, smtp: SmtpServer, store: Store
 ) -> None:
+    db = store  # SQLite and PostgreSQL
     settings, today = digest_world(tmp_path, smtp, db, 5)
 
     # Before 09:00 London: planned, nothing sent.
