@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
@@ -49,13 +50,23 @@ def check(ctx: Context) -> None:
             language = renderer.language_for(action, action.target(target_id))
             named = renderer.variants(action.templates, language or "")
             several = f" (variants {', '.join(named)})" if len(named) > 1 else ""
-            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}{several}")
+            digest = _digest_note(action, target_id, ctx.settings.digest_at)
+            click.echo(f"ok: {action.id} × {target_id} × {via} × {language}{several}{digest}")
         _similarity(renderer, action)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s); affected actions will not send")
     click.echo(f"{len(loaded.actions)} actions checked, no problems")
+
+
+def _digest_note(action: Action, target_id: str, default: dt.time) -> str:
+    """ ", one digest a day at 10:00 Europe/Brussels" for a target whose plan says so."""
+    target = action.target(target_id)
+    if resolve.delivery_for(action, target) != "digest":
+        return ""
+    at = resolve.digest_at_for(action, target, default)
+    return f", one digest a day at {at:%H:%M} {resolve.zone_of(action, target)}"
 
 
 def _zone_notes(action: Action, hours: dict[str, Schedule]) -> None:

@@ -238,6 +238,8 @@ class Catalogue:
         now, out, opens = self.clock(), [], []
         for action, _deadline in self.open.values():
             for target_id, name in action.claim_pairs(up):
+                if resolve.delivery_for(action, action.target(target_id)) == "digest":
+                    continue  # one message a day (sending/digest.py), never letter by letter
                 calendar = self.calendar(action, target_id, name)
                 if not calendar.is_open(now):
                     opens.append(calendar.next_open(now))

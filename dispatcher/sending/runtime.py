@@ -36,6 +36,7 @@ from dispatcher.people.retention import EVERY as RETENTION_EVERY
 from dispatcher.people.retention import RetentionJob
 from dispatcher.sending.backoff import fax_backoff
 from dispatcher.sending.catalogue import Catalogue
+from dispatcher.sending.digest import DigestJob
 from dispatcher.sending.faxjobs import ProviderJobs
 from dispatcher.sending.feeder import IDLE_RECHECK, Feeder, Queued
 from dispatcher.sending.results import ResultWriter, Tally
@@ -102,6 +103,7 @@ class Dispatcher:
         )
         self.sender = Sender(settings, self.catalogue, channels, self.results, clock)
         self.results.committed = self._committed
+        self.digests = DigestJob(settings, store, self.db, self.sender)
         self._busy = 0
         self._swept: dt.datetime | None = None  # this worker's last consent sweep
         self._wake = asyncio.Event()
@@ -370,6 +372,7 @@ class Dispatcher:
                     await self.refresh()
                 else:
                     self.catalogue.recompute()
+                await self.digests.tick(self._up())
                 groups = self.catalogue.groups(self._up(), self.channels)
                 if await self.feeder.fill(groups):
                     continue

@@ -41,6 +41,7 @@ class State(StrEnum):
     SPREAD = "waiting for the spread"  # its target's letters spread to the deadline
     LINE = "waiting for the fax line"
     OFFICE = "outside office hours"
+    DIGEST = "waiting for the digest"  # its target takes one message a day (delivery: digest)
     LEASE = "waiting for its lease to run out"
     HELD = "held"
     DRAFT = "draft"
@@ -73,6 +74,7 @@ class Context:
     caps: Caps = field(default_factory=Caps)  # its recipients' caps (store/caps.py); none by default
     opens: str | None = None  # outside the target's office hours: when they open, local time
     spread: Aim | None = None  # its target's letters spread to the deadline; None: as caps allow
+    digest: str | None = None  # its target's letters go as a daily digest: which, and when
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,8 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return State.PAUSED, f"the action is paused{_by(context)}: nothing of it is sent"
     if context.held is not None:
         return State.HELD, f"nothing of this action is sent: {context.held}"
+    if context.digest is not None:
+        return State.DIGEST, context.digest
     if row.next_attempt_at > now:
         return _later(row)
     if context.opens is not None:
