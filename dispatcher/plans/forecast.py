@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -171,34 +172,50 @@ class _Walk:
         return max(track.spans[track.at][0], hour) if track.at < len(track.spans) else None
 
     def _hour(self, active: list[_Track], hour: dt.datetime) -> None:
-        end = hour + HOUR
-        wants: dict[int, int] = {}
-        pieces: dict[int, list[tuple[Span, dt.date]]] = {}
-        for i, track in enumerate(active):
-            pieces[i] = self._pieces(track, max(hour, self.now), end)
-            wants[i] = self._own(track, pieces[i])
+        """One clock hour (the hourly caps' window), in steps between every opening, closing and
+        local midnight in it: the letters of a step go before those of the next, as they would."""
+        pieces = {i: self._pieces(t, max(hour, self.now), hour + HOUR) for i, t in enumerate(active)}
+        cuts = sorted({edge for found in pieces.values() for (a, b), _ in found for edge in (a, b)})
+        used: Counter[str] = Counter()  # this hour's letters per address and domain
+        for a, b in itertools.pairwise(cuts):
+            step = {i: [(s, d) for s, d in found if s[0] < b and s[1] > a] for i, found in pieces.items()}
+            self._step(active, step, used, (b - a).total_seconds())
+
+    def _step(
+        self,
+        active: list[_Track],
+        pieces: dict[int, list[tuple[Span, dt.date]]],
+        used: Counter[str],
+        seconds: float,
+    ) -> None:
+        wants = {i: self._own(track, pieces[i]) for i, track in enumerate(active)}
         shared: defaultdict[str, list[int]] = defaultdict(list)
-        limits: dict[str, int] = {}
+        limits: dict[str, int] = {"*": math.floor(self.rate_global * seconds) or 1}
         for i, track in enumerate(active):
             lane = track.lane
             for key in lane.keys:
                 shared[key].append(i)
                 limits[key] = min(limits.get(key, _NO), _left_today(lane, key, pieces[i], self.day_used))
                 if lane.caps.per_hour is not None:
-                    limits[key] = min(limits[key], lane.caps.per_hour)
+                    limits[key] = min(limits[key], max(0, lane.caps.per_hour - used[key]))
             for domain in lane.domains if lane.caps.domain_per_hour is not None else ():
                 shared[domain].append(i)
-                limits[domain] = min(limits.get(domain, _NO), lane.caps.domain_per_hour or _NO)
+                cap = max(0, (lane.caps.domain_per_hour or _NO) - used[domain])
+                limits[domain] = min(limits.get(domain, _NO), cap)
             if lane.line is not None:
                 shared[lane.line].append(i)
                 limits[lane.line] = max(limits.get(lane.line, 0), wants[i])
-        limits["*"] = math.floor(self.rate_global * 3600)
         shared["*"] = list(range(len(active)))
-        for name, members in shared.items():
-            _share(wants, members, limits[name])
+        # The addresses' caps first: a lane its own cap holds back leaves its share of the
+        # domain, the line and the deployment to the others.
+        for name in sorted(shared, key=_order):
+            _share(wants, shared[name], limits[name])
         for i, track in enumerate(active):
             if wants[i]:
+                before = track.left
                 self._send(track, pieces[i], wants[i])
+                for name in (*track.lane.keys, *track.lane.domains):
+                    used[name] += before - track.left
 
     def _pieces(self, track: _Track, a: dt.datetime, b: dt.datetime) -> list[tuple[Span, dt.date]]:
         """Its open spans within [a, b), cut at its local midnight (the day's cap changes there)."""
@@ -247,6 +264,10 @@ class _Walk:
 _NO = 10**12  # no cap
 
 
+def _order(name: str) -> int:
+    return 3 if name == "*" else 2 if name.startswith("line:") else 1 if name.startswith("domain:") else 0
+
+
 def _left_today(
     lane: Lane, key: str, pieces: list[tuple[Span, dt.date]], used: dict[tuple[str, dt.date], int]
 ) -> int:
@@ -257,18 +278,20 @@ def _left_today(
 
 
 def _share(wants: dict[int, int], members: list[int], limit: int) -> None:
-    """Cut the members' wants to ``limit`` in all, evenly (water-filling: the small ones whole)."""
+    """Cut the members' wants to ``limit`` in all, evenly (water-filling: the small ones whole),
+    the remainder of the division one each in the claim's turn (its order)."""
     if sum(wants[i] for i in members) <= limit:
         return
-    asked = {i: wants[i] for i in members}
-    left, order = limit, sorted(members, key=lambda i: asked[i])
-    for n, i in enumerate(order):
-        wants[i] = min(asked[i], left // (len(order) - n))
-        left -= wants[i]
-    for i in order:  # the remainder of the division, one each
-        if left > 0 and wants[i] < asked[i]:
-            wants[i] += 1
-            left -= 1
+    rest, left = sorted(members), limit
+    while True:
+        fair = left // len(rest)
+        small = [i for i in rest if wants[i] <= fair]
+        if not small:
+            break
+        left -= sum(wants[i] for i in small)
+        rest = [i for i in rest if i not in small]
+    for n, i in enumerate(rest):
+        wants[i] = fair + (1 if n < left - fair * len(rest) else 0)
 
 
 def with_changes(lanes: Sequence[Lane], lane: Lane, **changes: object) -> list[Lane]:
@@ -370,22 +393,29 @@ def _raised(lanes: Sequence[Lane], lane: Lane, name: str, now: dt.datetime, rate
     if current is None or (attr == "domain_per_hour" and not lane.domains):
         return None
     days, seconds = office(lane, now)
-    mates = [x for x in lanes if attr != "domain_per_hour" or set(x.domains) & set(lane.domains)]
+    mates = [x for x in lanes if set(x.domains) & set(lane.domains)]
     letters = sum(x.letters for x in mates) if attr == "domain_per_hour" else lane.letters
     span = days if attr == "per_day" else math.floor(seconds / 3600)
     value = max(current + 1, math.ceil(letters / max(span, 1)))
     for _ in range(4):
-        raised: dict[str, Any] = {attr: value}
-        changed = [
-            dataclasses.replace(x, caps=dataclasses.replace(x.caps, **raised))
-            if x is lane or (attr == "domain_per_hour" and x in mates)
-            else x
-            for x in lanes
-        ]
-        if _fits(changed, lane, now, rate_global):
+        if _fits(raise_cap(lanes, lane, name, value), lane, now, rate_global):
             return value
         value = math.ceil(value * 1.25)
     return None
+
+
+def raise_cap(lanes: Sequence[Lane], lane: Lane, name: str, value: int) -> list[Lane]:
+    """The lanes with the cap ``name`` (a plan's field) at ``value`` for ``lane``, and for a
+    domain's cap for every lane reaching its domain (the strictest holds for all)."""
+    attr = CAPS[name]
+    raised: dict[str, Any] = {attr: value}
+    domain = attr == "domain_per_hour"
+    return [
+        dataclasses.replace(x, caps=dataclasses.replace(x.caps, **raised))
+        if x is lane or (domain and set(x.domains) & set(lane.domains))
+        else x
+        for x in lanes
+    ]
 
 
 def _extend(lanes: Sequence[Lane], lane: Lane, now: dt.datetime, rate_global: float) -> dt.datetime | None:

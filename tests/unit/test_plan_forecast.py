@@ -1,0 +1,147 @@
+"""The plan's forecast against a simulation of the same plan, letter by letter: seeded random
+campaigns (caps per address, per day in the target's zone and per shared domain, office hours
+with lunch breaks, holidays, zones with DST changes and half-hour offsets, fax lines) must agree
+on whether every letter goes before the deadline, and on when the last one goes. Where a lane
+misses, each remedy the forecast names must make the simulated letters fit."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import heapq
+import random
+from collections import Counter
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dispatcher.models import Caps
+from dispatcher.plans.calendar import Calendar
+from dispatcher.plans.forecast import Lane, forecast, raise_cap, remedies, with_changes
+from dispatcher.plans.hours import parse_hours
+
+ZONES = ("Europe/Brussels", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "UTC")
+HOURS = ("always", "Mon-Fri 08:00-18:00", "Mon-Fri 09:00-12:30, 13:30-17:00", "daily 22:00-06:00")
+# Around the spring and autumn changes of both hemispheres.
+STARTS = (dt.datetime(2030, 3, 29, tzinfo=dt.UTC), dt.datetime(2030, 10, 24, tzinfo=dt.UTC))
+RATE_GLOBAL = 100.0
+
+
+def simulate(lanes: Sequence[Lane], now: dt.datetime, until: dt.datetime) -> dict[str, dt.datetime | None]:
+    """Each letter at the first moment its lane's pacing, office and caps allow, lanes taking
+    turns at equal times (as the claim's round-robin does); the last letter's time per lane."""
+    left = {lane.target_id: lane.letters for lane in lanes}
+    last: dict[str, dt.datetime | None] = {lane.target_id: None for lane in lanes}
+    used: Counter[tuple[str, str]] = Counter()
+    queue = [(now, i) for i, lane in enumerate(lanes) if lane.letters]
+    while queue:
+        t, i = heapq.heappop(queue)
+        lane = lanes[i]
+        if t >= until:
+            continue
+        wait = _wait(lane, t, used)
+        if wait is not None:
+            heapq.heappush(queue, (wait, i))
+            continue
+        for counter in _counters(lane, t):
+            used[counter] += 1
+        last[lane.target_id], left[lane.target_id] = t, left[lane.target_id] - 1
+        if left[lane.target_id]:
+            heapq.heappush(queue, (t + dt.timedelta(seconds=lane.seconds_each), i))
+    return {k: (v if not left[k] else None) for k, v in last.items()}
+
+
+def _counters(lane: Lane, t: dt.datetime) -> list[tuple[str, str]]:
+    hour, day = f"{t:%Y%m%d%H}", str(t.astimezone(lane.calendar.zone).date())
+    return [("h", hour + lane.keys[0]), ("d", day + lane.keys[0])] + [("h", hour + d) for d in lane.domains]
+
+
+def _wait(lane: Lane, t: dt.datetime, used: Counter[tuple[str, str]]) -> dt.datetime | None:
+    """None: the letter may go at ``t``; else when to try again."""
+    if not lane.calendar.is_open(t):
+        return lane.calendar.next_open(t) or t + dt.timedelta(days=400)
+    hour_end = t.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    hourly, daily, domain = _counters(lane, t)[0], _counters(lane, t)[1], _counters(lane, t)[2:]
+    caps = lane.caps
+    if caps.per_hour is not None and used[hourly] >= caps.per_hour:
+        return hour_end
+    if any(caps.domain_per_hour is not None and used[d] >= caps.domain_per_hour for d in domain):
+        return hour_end
+    if caps.per_day is not None and used[daily] >= caps.per_day:
+        zone = lane.calendar.zone
+        tomorrow = t.astimezone(zone).date() + dt.timedelta(days=1)
+        return dt.datetime.combine(tomorrow, dt.time(), zone).astimezone(dt.UTC)
+    return None
+
+
+def scenario(seed: int) -> tuple[list[Lane], dt.datetime]:
+    rng = random.Random(seed)
+    now = rng.choice(STARTS) + dt.timedelta(minutes=rng.randrange(4 * 24 * 60))
+    deadline = now + dt.timedelta(hours=rng.randrange(6, 12 * 24))
+    lanes, shared = [], rng.choice(("parl.example", None))
+    for n in range(rng.randrange(1, 5)):
+        fax, hours, zone = rng.random() < 0.3, rng.choice(HOURS), rng.choice(ZONES)
+        closed = {(now + dt.timedelta(days=rng.randrange(14))).date() for _ in range(rng.randrange(3))}
+        caps = Caps(
+            rng.choice((None, 5, 30, 100)),
+            rng.choice((None, 40, 300)),
+            rng.choice((None, 20, 120)),
+            zone,
+        )
+        address = f"fax:+3222{n}" if fax else f"email:t{n}@{shared or f'd{n}.example'}"
+        lanes.append(
+            Lane(
+                "a",
+                f"t{n}",
+                "fax" if fax else "email",
+                rng.randrange(1, 1500),
+                (address,),
+                caps,
+                Calendar(parse_hours(hours), ZoneInfo(zone), closed.__contains__),
+                120.0 if fax else 0.5,
+                deadline,
+                line=f"line:{address}" if fax else None,
+            )
+        )
+    # The strictest domain cap holds for every lane reaching the domain (README: Caps).
+    strictest = min(x.caps.domain_per_hour or 10**9 for x in lanes if x.domains == lanes[0].domains)
+    return [_domain_cap(x, strictest if shared else None) for x in lanes], now
+
+
+def _domain_cap(lane: Lane, cap: int | None) -> Lane:
+    if cap is None or lane.channel == "fax" or cap >= 10**9:
+        return lane
+    return dataclasses.replace(lane, caps=dataclasses.replace(lane.caps, domain_per_hour=cap))
+
+
+def until(lanes: Sequence[Lane]) -> dt.datetime:
+    return max(x.deadline for x in lanes) + dt.timedelta(days=60)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_forecast_agrees_with_a_simulation_of_the_plan(seed: int) -> None:
+    lanes, now = scenario(seed)
+    simulated = simulate(lanes, now, until(lanes))
+    for outlook in forecast(lanes, now, RATE_GLOBAL):
+        lane, sim = outlook.lane, simulated[outlook.lane.target_id]
+        assert outlook.fits == (sim is not None and sim < lane.deadline), (seed, lane.target_id)
+        if sim is not None and outlook.last is not None:
+            assert abs((outlook.last - sim).total_seconds()) < 1, (seed, lane.target_id, outlook.last, sim)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_remedy_named_makes_the_simulated_letters_fit(seed: int) -> None:
+    lanes, now = scenario(seed)
+    for outlook in forecast(lanes, now, RATE_GLOBAL):
+        if outlook.fits:
+            continue
+        lane = outlook.lane
+        fixes = remedies(lanes, lane, now, RATE_GLOBAL, dt.time(10))
+        for name, value in fixes.caps:
+            sim = simulate(raise_cap(lanes, lane, name, value), now, until(lanes))[lane.target_id]
+            assert sim is not None and sim < lane.deadline, (seed, lane.target_id, name, value)
+        if fixes.extend_to is not None:
+            later = with_changes(lanes, lane, deadline=fixes.extend_to)
+            sim = simulate(later, now, until(later))[lane.target_id]
+            assert sim is not None and sim < fixes.extend_to, (seed, lane.target_id)
