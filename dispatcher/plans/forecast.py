@@ -98,17 +98,17 @@ def _spread(lane: Lane, last: dt.datetime | None, now: dt.datetime) -> Outlook:
 
 
 def digest_times(lane: Lane, now: dt.datetime, until: dt.datetime) -> Iterable[dt.datetime]:
-    """When the lane's digests go: its digest time each day, or the office's next opening."""
+    """When the lane's digests go: its digest time on each office day, or the office's first
+    open moment after it that day (a day it never opens after then has none)."""
     assert lane.digest_at is not None
     zone, day = lane.calendar.zone, now.astimezone(lane.calendar.zone).date()
-    previous = None
     while True:
         wall = dt.datetime.combine(day, lane.digest_at).replace(tzinfo=zone).astimezone(dt.UTC)
         if wall > until:
             return
-        opens = lane.calendar.next_open(wall, until - wall) if wall >= now else None
-        if opens is not None and opens != previous:
-            previous = opens
+        midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+        opens = lane.calendar.next_open(wall, midnight - wall) if wall >= now else None
+        if opens is not None:
             yield opens
         day += dt.timedelta(days=1)
 
@@ -425,4 +425,5 @@ def _extend(lanes: Sequence[Lane], lane: Lane, now: dt.datetime, rate_global: fl
     last = forecast(later, now, rate_global)[
         later.index(next(x for x in later if _ident(x) == _ident(lane)))
     ].last
-    return None if last is None else last + lane.margin + dt.timedelta(seconds=1)
+    margin = lane.margin if lane.spread == "even" else dt.timedelta(0)
+    return None if last is None else last + margin + dt.timedelta(seconds=1)

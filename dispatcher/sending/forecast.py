@@ -236,5 +236,5 @@ def text(pending: bool, late: int, last: dt.datetime | None, zone: ZoneInfo, why
     if why_not:
         return why_not
     if late:
-        return f"at risk: {late} target{'s' if late != 1 else ''} miss the deadline"
+        return f"at risk: {late} target{'s miss' if late != 1 else ' misses'} the deadline"
     return f"on time (last letter {when(last, zone)})"

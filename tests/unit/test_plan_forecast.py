@@ -145,3 +145,50 @@ def test_every_remedy_named_makes_the_simulated_letters_fit(seed: int) -> None:
             later = with_changes(lanes, lane, deadline=fixes.extend_to)
             sim = simulate(later, now, until(later))[lane.target_id]
             assert sim is not None and sim < fixes.extend_to, (seed, lane.target_id)
+
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+MONDAY = dt.datetime(2030, 1, 7, 10, tzinfo=dt.UTC)  # 11:00 in Brussels, past its 10:00 digest
+
+
+def office_lane(letters: int, **changes: object) -> Lane:
+    """An email target in Brussels open Mon-Fri 08:00-18:00, due Friday 2030-01-18's end."""
+    lane = Lane(
+        "a",
+        "minister",
+        "email",
+        letters,
+        ("email:minister@gov.example",),
+        Caps(None, None, None, "Europe/Brussels"),
+        Calendar(parse_hours("Mon-Fri 08:00-18:00"), BRUSSELS, {dt.date(2030, 1, 8)}.__contains__),
+        0.5,
+        dt.datetime(2030, 1, 18, 23, tzinfo=dt.UTC),
+    )
+    return dataclasses.replace(lane, **changes)  # type: ignore[arg-type]
+
+
+def test_an_email_digest_goes_at_the_next_digest_time_of_an_office_day() -> None:
+    [outlook] = forecast([office_lane(5000, digest_at=dt.time(10))], MONDAY, RATE_GLOBAL)
+    # Today's went at 10:00; Tuesday is a holiday: Wednesday 10:00 CET.
+    assert outlook.last == dt.datetime(2030, 1, 9, 9, tzinfo=dt.UTC) and outlook.fits
+
+
+def test_a_fax_digest_takes_its_line_a_page_at_a_time_over_days() -> None:
+    fax = office_lane(1000, channel="fax", seconds_each=120.0, line="line:fax:+322", digest_at=dt.time(10))
+    [outlook] = forecast([fax], MONDAY, RATE_GLOBAL)
+    # 08:00 hours from 10:00 to 18:00 carry 240 pages a day: the cover and 1000 letters take
+    # Wed, Thu, Fri, Mon (960), then 41 pages from Tuesday 10:00, the last at 11:20 CET.
+    assert outlook.last == dt.datetime(2030, 1, 15, 10, 20, tzinfo=dt.UTC) and outlook.fits
+
+
+def test_an_even_spread_aims_at_the_deadline_less_the_margin() -> None:
+    margin = dt.timedelta(hours=24)
+    [even] = forecast([office_lane(100, spread="even", margin=margin)], MONDAY, RATE_GLOBAL)
+    # Friday 18:00 is past the aim (Friday 23:00 UTC less a day): Thursday's close, 17:00 UTC.
+    assert even.last == dt.datetime(2030, 1, 17, 17, tzinfo=dt.UTC) and even.fits and not even.rushed
+    capped = office_lane(3000, spread="even", margin=margin, caps=Caps(None, 340, None, "Europe/Brussels"))
+    [rushed] = forecast([capped], MONDAY, RATE_GLOBAL)
+    # Nine office days (Tuesday is a holiday) at 340: the last 280 go on Friday, inside the
+    # margin, in time.
+    assert rushed.fits and rushed.rushed and rushed.last is not None
+    assert rushed.last.date() == dt.date(2030, 1, 18)
