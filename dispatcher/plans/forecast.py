@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import math
 from collections import Counter, defaultdict
@@ -51,7 +52,7 @@ class Lane:
     margin: dt.timedelta = dt.timedelta(0)
     digest_at: dt.time | None = None  # delivery: digest, at this time in the lane's zone
 
-    @property
+    @functools.cached_property
     def domains(self) -> tuple[str, ...]:
         return tuple(sorted({"domain:" + k.rpartition("@")[2].lower() for k in self.keys if "@" in k}))
 
@@ -174,12 +175,19 @@ class _Walk:
     def _hour(self, active: list[_Track], hour: dt.datetime) -> None:
         """One clock hour (the hourly caps' window), in steps between every opening, closing and
         local midnight in it: the letters of a step go before those of the next, as they would."""
-        pieces = {i: self._pieces(t, max(hour, self.now), hour + HOUR) for i, t in enumerate(active)}
-        cuts = sorted({edge for found in pieces.values() for (a, b), _ in found for edge in (a, b)})
+        start, end = max(hour, self.now), hour + HOUR
+        found = [(t, p) for t in active if (p := self._pieces(t, start, end))]
+        cuts = sorted({edge for _, pieces in found for (a, b), _ in pieces for edge in (a, b)})
         used: Counter[str] = Counter()  # this hour's letters per address and domain
         for a, b in itertools.pairwise(cuts):
-            step = {i: [(s, d) for s, d in found if s[0] < b and s[1] > a] for i, found in pieces.items()}
-            self._step(active, step, used, (b - a).total_seconds())
+            step = [
+                (t, [((max(s, a), min(e, b)), d) for (s, e), d in p if s < b and e > a]) for t, p in found
+            ]
+            live = [(t, p) for t, p in step if p]
+            if live:
+                self._step(
+                    [t for t, _ in live], dict(enumerate(p for _, p in live)), used, (b - a).total_seconds()
+                )
 
     def _step(
         self,
@@ -188,6 +196,7 @@ class _Walk:
         used: Counter[str],
         seconds: float,
     ) -> None:
+        """What each track open in this step sends in it, the caps shared as the claim shares them."""
         wants = {i: self._own(track, pieces[i]) for i, track in enumerate(active)}
         shared: defaultdict[str, list[int]] = defaultdict(list)
         limits: dict[str, int] = {"*": math.floor(self.rate_global * seconds) or 1}

@@ -4,14 +4,18 @@ intervals after the first, which goes now: the old arithmetic counted one interv
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dispatcher.actions.model import Action
-from dispatcher.models import QueueCount
-from dispatcher.web.staff.summary import needed_seconds
+from dispatcher.models import ActionState, QueueCount
+from dispatcher.plans.forecast import Outlook
+from dispatcher.sending import forecast
+from dispatcher.web.staff.summary import action_rows, needed_seconds
 from tests.support import actions
 from tests.support.caps import NO_CAPS
 from tests.support.web_client import web_settings
@@ -48,3 +52,29 @@ def test_the_domains_cap_holds_with_the_recipients_lifted() -> None:
     pending = [QueueCount("a", "minister", "email", "pending", 1000, None)]
     lifted = web_settings(Path("/nonexistent"), max_per_hour=None, max_per_day=None)
     assert needed_seconds(ACTION, pending, lifted, NOW) == 8 * HOUR + 19.5  # 8 × 120, then 40
+
+
+def test_a_dashboard_polling_reuses_the_forecast_for_its_lanes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk over hundreds of targets takes a second; a tab polls every 3 s."""
+    walks: list[dt.datetime] = []
+    walk = forecast.outlooks
+
+    def counted(*args: Any) -> list[Outlook]:
+        walks.append(args[-1])
+        return walk(*args)
+
+    monkeypatch.setattr(forecast, "outlooks", counted)
+    settings, actions = web_settings(Path("/nonexistent")), {"a": ACTION}
+    state = ActionState("a", None, None, NOW, "staff")
+
+    def poll(letters: int, at: dt.datetime, deadline: dt.datetime | None = None) -> str:
+        pending = [QueueCount("a", "minister", "email", "pending", letters, None)]
+        states = {"a": dataclasses.replace(state, deadline=deadline)} if deadline else {}
+        [row] = action_rows(actions, states, {}, {}, pending, settings, at, (), dispatching=True)
+        return row.forecast
+
+    said = poll(30, NOW)
+    assert poll(29, NOW + dt.timedelta(seconds=3)) == said and len(walks) == 1  # a letter went since
+    poll(29, NOW + dt.timedelta(seconds=3), deadline=NOW + dt.timedelta(days=30))  # extended: again
+    poll(29, NOW + dt.timedelta(seconds=40))  # kept 30 s at most
+    assert len(walks) == 3

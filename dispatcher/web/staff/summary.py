@@ -83,6 +83,32 @@ def needed_seconds(
     return max((t - now).total_seconds() for t in lasts if t is not None)
 
 
+# The last forecast per set of lanes and deadlines: a dashboard polls every 3 s per tab, and the
+# walk over hundreds of targets takes a second; a few letters sent since move no last letter
+# that matters. A new lane, a lane emptied or a deadline extended forecasts again at once.
+KEEP = dt.timedelta(seconds=30)
+_forecasts: dict[tuple[object, ...], tuple[dt.datetime, object, object, list[Outlook]]] = {}
+
+
+def _kept(
+    actions: Mapping[str, Action],
+    deadlines: Mapping[str, dt.datetime],
+    pending: forecast.Pending,
+    settings: Settings,
+    now: dt.datetime,
+) -> list[Outlook]:
+    # The same action files and settings (the web context keeps both objects until a file
+    # changes: kept here too, so their ids cannot be reused), the same lanes and deadlines.
+    key = (id(actions), id(settings), frozenset(deadlines.items()), frozenset(pending))
+    known = _forecasts.get(key)
+    if known is not None and known[1] is actions and known[2] is settings and now - KEEP <= known[0] <= now:
+        return known[3]
+    found = forecast.outlooks(actions, deadlines, pending, settings, now)
+    _forecasts.clear()  # one deployment per process: only the latest is worth keeping
+    _forecasts[key] = (now, actions, settings, found)
+    return found
+
+
 def action_rows(
     actions: Mapping[str, Action],
     states: Mapping[str, ActionState],
@@ -99,7 +125,7 @@ def action_rows(
     those that miss (it forecasts again per remedy: not for every action at every poll)."""
     views = {a.id: effective(a, states.get(a.id), now) for a in actions.values()}
     deadlines = {a: v.deadline for a, v in views.items()}
-    found = forecast.outlooks(actions, deadlines, forecast.pending_of(queues), settings, now)
+    found = _kept(actions, deadlines, forecast.pending_of(queues), settings, now)
     rows = []
     for action in actions.values():
         view, mine = views[action.id], tuple(o for o in found if o.lane.action_id == action.id)
