@@ -68,11 +68,14 @@ class Outlook:
         return self.last is not None and self.last < self.lane.deadline
 
 
-def forecast(lanes: Sequence[Lane], now: dt.datetime, rate_global: float) -> list[Outlook]:
+def forecast(
+    lanes: Sequence[Lane], now: dt.datetime, rate_global: float, until: dt.datetime | None = None
+) -> list[Outlook]:
     """Each lane's outlook, in the order given. Lanes sharing an address, a domain or a line
-    must be forecast together: pass every lane of the deployment."""
+    must be forecast together: pass every lane of the deployment. ``until``: walk no further
+    (a lane not done by then has no last letter), for a question about whether one fits."""
     each = [lane for lane in lanes if lane.digest_at is None and lane.letters > 0]
-    walked = _Walk(each, now, rate_global).run()
+    walked = _Walk(each, now, rate_global, until).run()
     out = []
     for lane in lanes:
         if lane.letters <= 0:
@@ -145,9 +148,11 @@ class _Track:
 
 
 class _Walk:
-    def __init__(self, lanes: Sequence[Lane], now: dt.datetime, rate_global: float) -> None:
+    def __init__(
+        self, lanes: Sequence[Lane], now: dt.datetime, rate_global: float, until: dt.datetime | None
+    ) -> None:
         self.now, self.rate_global = now, rate_global
-        self.until = max((lane.deadline for lane in lanes), default=now) + BEYOND
+        self.until = until or max((lane.deadline for lane in lanes), default=now) + BEYOND
         self.tracks = [
             _Track(lane, lane.letters, lane.calendar.spans(now, self.until), now) for lane in lanes
         ]
@@ -387,7 +392,7 @@ def _shares(a: Lane, b: Lane) -> bool:
 
 def _fits(lanes: Sequence[Lane], like: Lane, now: dt.datetime, rate_global: float) -> bool:
     index = next(i for i, x in enumerate(lanes) if (x.action_id, x.target_id, x.channel) == _ident(like))
-    return forecast(lanes, now, rate_global)[index].fits
+    return forecast(lanes, now, rate_global, until=like.deadline)[index].fits
 
 
 def _ident(lane: Lane) -> tuple[str, str, str]:
