@@ -14,6 +14,7 @@ from dispatcher.channels import IMPLEMENTED
 from dispatcher.cli.context import Context, pass_ctx
 from dispatcher.letters import faxpdf, similarity, variants
 from dispatcher.letters.render import WORDS_SIGNER, Renderer
+from dispatcher.models import ActionStatus
 from dispatcher.plans import resolve
 from dispatcher.plans.hours import Schedule
 from dispatcher.plans.zones import country_zone
@@ -75,6 +76,9 @@ def _forecasts(ctx: Context, actions: dict[str, Action], renderer: Renderer) -> 
         click.echo(f"note: no forecast: {exc.message}", err=True)
         return
     now, states = utcnow(), store.action_states()
+    views = {a.id: effective(a, states.get(a.id), now) for a in actions.values()}
+    # A closed action sends nothing more; a draft is forecast as it would go if launched now.
+    actions = {a: action for a, action in actions.items() if views[a].status is not ActionStatus.CLOSED}
     pending = forecast.pending_of(store.queue_counts())
     for action in actions.values():
         planned = sum(n for (a, *_), n in pending.items() if a == action.id)
@@ -86,7 +90,7 @@ def _forecasts(ctx: Context, actions: dict[str, Action], renderer: Renderer) -> 
             f"forecast: {action.id}: {planned} letters pending, {sum(unplanned.values())} more "
             "for the supporters who consent today"
         )
-    deadlines = {a.id: effective(a, states.get(a.id), now).deadline for a in actions.values()}
+    deadlines = {a: views[a].deadline for a in actions}
     found = forecast.outlooks(actions, deadlines, pending, ctx.settings, now)
     for o in found:
         action = actions[o.lane.action_id]

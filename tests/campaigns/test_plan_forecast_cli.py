@@ -126,3 +126,9 @@ async def test_the_action_page_names_the_fix(tmp_path: Path, store: Store) -> No
     assert data["at_risk"] and "Last letters" in page
     assert '<li class="risk">minister (email): 900 letters need 9 office days at 100/day; 3 left' in page
     assert "raise max_per_day to" in page and "or use delivery: digest, or extend to" in page
+
+
+def test_check_forecasts_no_closed_action(tmp_path: Path) -> None:
+    out = cli(cli_env(tmp_path), "check").stdout  # the repository's actions: one active, four closed
+    assert "forecast: demo-xinjiang: 0 letters pending, 0 more" in out
+    assert "forecast: ua-61-21" not in out and "forecast: petition-xuar-camps" not in out
