@@ -91,7 +91,7 @@ def _forecasts(ctx: Context, actions: dict[str, Action], renderer: Renderer) -> 
             "for the supporters who consent today"
         )
     deadlines = {a: views[a].deadline for a in actions}
-    found = forecast.outlooks(actions, deadlines, pending, ctx.settings, now)
+    found = forecast.outlooks(actions, deadlines, pending, ctx.settings, now, store.reports.cap_usage(now))
     for o in found:
         action = actions[o.lane.action_id]
         said = f"{action.id} × {forecast.described(o, found, action.zone, now, ctx.settings)}"

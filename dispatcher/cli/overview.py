@@ -27,7 +27,17 @@ def actions(ctx: Context) -> None:
     dispatching = bool(forecast.running(store.workers(), now))
     queues = store.queue_counts()
     outlook = action_rows(
-        loaded.actions, states, {}, {}, queues, ctx.settings, now, held, dispatching, loaded.actions
+        loaded.actions,
+        states,
+        {},
+        {},
+        queues,
+        ctx.settings,
+        now,
+        held,
+        dispatching,
+        loaded.actions,
+        store.reports.cap_usage(now),
     )
     rows = []
     for action, row in zip(loaded.actions.values(), outlook, strict=True):

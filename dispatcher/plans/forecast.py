@@ -23,8 +23,8 @@ import functools
 import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.models import Caps
@@ -51,6 +51,10 @@ class Lane:
     spread: str = "asap"
     margin: dt.timedelta = dt.timedelta(0)
     digest_at: dt.time | None = None  # delivery: digest, at this time in the lane's zone
+    # Letters already counted against its caps (the store's): per address or domain key, in
+    # the clock hour of ``now``, and per address in the day of ``now`` in its zone.
+    spent_hour: Mapping[str, int] = field(default_factory=dict)
+    spent_today: Mapping[str, int] = field(default_factory=dict)
 
     @functools.cached_property
     def domains(self) -> tuple[str, ...]:
@@ -157,6 +161,13 @@ class _Walk:
             _Track(lane, lane.letters, lane.calendar.spans(now, self.until), now) for lane in lanes
         ]
         self.day_used: defaultdict[tuple[str, dt.date], int] = defaultdict(int)
+        self.hour_used: Counter[str] = Counter()  # in the clock hour of now, before it
+        for lane in lanes:
+            today = now.astimezone(lane.calendar.zone).date()
+            for key, n in lane.spent_today.items():
+                self.day_used[key, today] = max(self.day_used[key, today], n)
+            for key, n in lane.spent_hour.items():
+                self.hour_used[key] = max(self.hour_used[key], n)
 
     def run(self) -> dict[int, dt.datetime | None]:
         hour = self.now.replace(minute=0, second=0, microsecond=0)
@@ -183,7 +194,8 @@ class _Walk:
         start, end = max(hour, self.now), hour + HOUR
         found = [(t, p) for t in active if (p := self._pieces(t, start, end))]
         cuts = sorted({edge for _, pieces in found for (a, b), _ in pieces for edge in (a, b)})
-        used: Counter[str] = Counter()  # this hour's letters per address and domain
+        # This hour's letters per address and domain; in the first, those counted before now.
+        used: Counter[str] = Counter(self.hour_used) if hour <= self.now else Counter()
         for a, b in itertools.pairwise(cuts):
             step = [
                 (t, [((max(s, a), min(e, b)), d) for (s, e), d in p if s < b and e > a]) for t, p in found

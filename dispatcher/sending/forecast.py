@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from dispatcher.plans.forecast import Lane, Outlook, Remedies, Shortfall, remedi
 from dispatcher.plans.forecast import forecast as walk
 from dispatcher.sending.catalogue import Catalogue, stamp
 from dispatcher.settings import Settings
+from dispatcher.store import caps
 
 SILENT = dt.timedelta(seconds=20)  # four missed heartbeats: the worker is gone or cut off
 FORGET = WORKERS_KEPT  # silent longer: forgotten (each heartbeat also deletes such rows)
@@ -126,10 +128,33 @@ def span(seconds: float) -> str:
 Pending = Mapping[tuple[str, str, str], int]  # (action, target, channel) → letters to go
 
 
+@dataclass(frozen=True)
+class Spent:
+    """What the store's cap windows open at ``now`` have counted (``reports.cap_usage``)."""
+
+    now: dt.datetime | None = None
+    counted: Mapping[str, int] = field(default_factory=dict)
+
+    def on(self, lane: Lane) -> Lane:
+        if self.now is None or not self.counted:
+            return lane
+        hour, day = caps.hour(self.now).label, caps.day(self.now, lane.caps.zone).label
+        return replace(
+            lane,
+            spent_hour={k: self.counted.get(f"{hour}|{k}", 0) for k in (*lane.keys, *lane.domains)},
+            spent_today={k: self.counted.get(f"{day}|{k}", 0) for k in lane.keys},
+        )
+
+
 def lanes(
-    actions: Mapping[str, Action], deadlines: Mapping[str, dt.datetime], pending: Pending, settings: Settings
+    actions: Mapping[str, Action],
+    deadlines: Mapping[str, dt.datetime],
+    pending: Pending,
+    settings: Settings,
+    spent: Spent = Spent(),
 ) -> list[Lane]:
-    """Every action × target × channel with letters to go, with what its plan allows."""
+    """Every action × target × channel with letters to go, with what its plan allows and what
+    its caps have already counted."""
     hours = resolve.default_hours(settings.fax_office_hours)
     out = []
     for (action_id, target_id, channel), letters in pending.items():
@@ -155,7 +180,7 @@ def lanes(
                 resolve.digest_at_for(action, target, settings.digest_at) if digest else None,
             )
         )
-    return out
+    return [spent.on(lane) for lane in out]
 
 
 def pending_of(queues: Iterable[QueueCount]) -> dict[tuple[str, str, str], int]:
@@ -171,10 +196,12 @@ def outlooks(
     pending: Pending,
     settings: Settings,
     now: dt.datetime,
+    counted: Mapping[str, int] | None = None,
 ) -> list[Outlook]:
     """Every target × channel's forecast, the deployment's lanes walked together (a domain's
-    and an address's caps are shared across actions)."""
-    return walk(lanes(actions, deadlines, pending, settings), now, settings.rate_global)
+    and an address's caps are shared across actions), from what the caps ``counted`` so far."""
+    found = lanes(actions, deadlines, pending, settings, Spent(now, counted or {}))
+    return walk(found, now, settings.rate_global)
 
 
 def described(

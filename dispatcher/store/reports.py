@@ -22,7 +22,7 @@ from dispatcher.store.engine import SqlPart, seconds_between
 from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
 from dispatcher.store.reasons import gave_up
-from dispatcher.store.schema import attempts, consents, deliveries, supporters
+from dispatcher.store.schema import attempts, cap_counts, consents, deliveries, supporters
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ class Latency:
 
 
 class SqlReports(SqlPart):
+    def cap_usage(self, now: dt.datetime) -> dict[str, int]:
+        """The letters counted in every cap window still open (``caps.Cap.counter`` → used):
+        the forecast starts from them."""
+        t = cap_counts
+        with self._read() as conn:
+            return {
+                r.counter: int(r.used)
+                for r in conn.execute(select(t.c.counter, t.c.used).where(t.c.ends > now))
+            }
+
     def unplanned(
         self,
         action_id: str,

@@ -132,3 +132,14 @@ def test_check_forecasts_no_closed_action(tmp_path: Path) -> None:
     out = cli(cli_env(tmp_path), "check").stdout  # the repository's actions: one active, four closed
     assert "forecast: demo-xinjiang: 0 letters pending, 0 more" in out
     assert "forecast: ua-61-21" not in out and "forecast: petition-xuar-camps" not in out
+
+
+def test_the_forecast_starts_from_what_the_caps_counted_today(tmp_path: Path, db_url: str) -> None:
+    """A worker sent the day's 100: the 50 left go tomorrow, not in the next half minute."""
+    pace = {"DISPATCHER_RATE_PER_TARGET": "1000", "DISPATCHER_BURST_PER_TARGET": "1000"}
+    with launched(tmp_path, db_url, "2035-01-01", 150) as (env, store):
+        cli({**env, **pace}, "run", "--once")
+        assert store.action_counts()[ACTION].get("sent") == 100
+        out = cli(env, "actions").stdout
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    assert f"forecast: {ACTION} × minister (email): 50 letters, the last {tomorrow} 00:00 UTC" in out

@@ -40,6 +40,7 @@ def _overview(ctx: Context, advise: tuple[str, ...] = ()) -> list[ActionRow]:
         forecast.held(ctx.settings, ctx.clock, store.action_holds(now)),
         bool(forecast.running(store.workers(), now)),
         advise,
+        store.reports.cap_usage(now),
     )
 
 

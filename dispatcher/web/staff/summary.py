@@ -96,6 +96,7 @@ def _kept(
     pending: forecast.Pending,
     settings: Settings,
     now: dt.datetime,
+    counted: Mapping[str, int] | None,
 ) -> list[Outlook]:
     # The same action files and settings (the web context keeps both objects until a file
     # changes: kept here too, so their ids cannot be reused), the same lanes and deadlines.
@@ -103,7 +104,7 @@ def _kept(
     known = _forecasts.get(key)
     if known is not None and known[1] is actions and known[2] is settings and now - KEEP <= known[0] <= now:
         return known[3]
-    found = forecast.outlooks(actions, deadlines, pending, settings, now)
+    found = forecast.outlooks(actions, deadlines, pending, settings, now, counted)
     _forecasts.clear()  # one deployment per process: only the latest is worth keeping
     _forecasts[key] = (now, actions, settings, found)
     return found
@@ -120,12 +121,14 @@ def action_rows(
     held: Collection[str],
     dispatching: bool,
     advise: Collection[str] = (),
+    counted: Mapping[str, int] | None = None,
 ) -> list[ActionRow]:
     """``advise``: the actions whose targets' forecasts are put in words, with what would fix
-    those that miss (it forecasts again per remedy: not for every action at every poll)."""
+    those that miss (it forecasts again per remedy: not for every action at every poll);
+    ``counted``: what the caps' open windows have counted (``reports.cap_usage``)."""
     views = {a.id: effective(a, states.get(a.id), now) for a in actions.values()}
     deadlines = {a: v.deadline for a, v in views.items()}
-    found = _kept(actions, deadlines, forecast.pending_of(queues), settings, now)
+    found = _kept(actions, deadlines, forecast.pending_of(queues), settings, now, counted)
     rows = []
     for action in actions.values():
         view, mine = views[action.id], tuple(o for o in found if o.lane.action_id == action.id)
