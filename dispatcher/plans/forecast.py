@@ -162,6 +162,7 @@ class _Walk:
         ]
         self.day_used: defaultdict[tuple[str, dt.date], int] = defaultdict(int)
         self.hour_used: Counter[str] = Counter()  # in the clock hour of now, before it
+        self.line_free: dict[str | None, dt.datetime] = {}  # when each line is free again
         for lane in lanes:
             today = now.astimezone(lane.calendar.zone).date()
             for key, n in lane.spent_today.items():
@@ -214,7 +215,8 @@ class _Walk:
         seconds: float,
     ) -> None:
         """What each track open in this step sends in it, the caps shared as the claim shares them."""
-        wants = {i: self._own(track, pieces[i]) for i, track in enumerate(active)}
+        room = {i: self._own(track, pieces[i]) for i, track in enumerate(active)}
+        wants = {i: min(room[i], track.left) for i, track in enumerate(active)}
         shared: defaultdict[str, list[int]] = defaultdict(list)
         limits: dict[str, int] = {"*": math.floor(self.rate_global * seconds) or 1}
         for i, track in enumerate(active):
@@ -230,7 +232,7 @@ class _Walk:
                 limits[domain] = min(limits.get(domain, _NO), cap)
             if lane.line is not None:
                 shared[lane.line].append(i)
-                limits[lane.line] = max(limits.get(lane.line, 0), wants[i])
+                limits[lane.line] = max(limits.get(lane.line, 0), room[i])
         shared["*"] = list(range(len(active)))
         # The addresses' caps first: a lane its own cap holds back leaves its share of the
         # domain, the line and the deployment to the others.
@@ -257,22 +259,26 @@ class _Walk:
                 s = min(e, midnight)
         return out
 
+    def _free(self, track: _Track) -> dt.datetime:
+        line = track.lane.line
+        return max(track.free, self.line_free[line]) if line in self.line_free else track.free
+
     def _own(self, track: _Track, pieces: list[tuple[Span, dt.date]]) -> int:
-        """What its own pacing (or line) lets it send in these pieces, at most what it has left."""
-        n, free = 0, track.free
+        """What its own pacing (or line) lets it send in these pieces."""
+        n, free = 0, self._free(track)
         for (s, e), _day in pieces:
             start = max(s, free)
             if start < e:
                 fit = math.ceil((e - start).total_seconds() / track.lane.seconds_each)
                 n += fit
                 free = start + dt.timedelta(seconds=fit * track.lane.seconds_each)
-        return min(n, track.left)
+        return n
 
     def _send(self, track: _Track, pieces: list[tuple[Span, dt.date]], n: int) -> None:
         """The next ``n`` letters, at its pace through the pieces, each day's cap kept."""
         each = track.lane.seconds_each
         for (s, e), day in pieces:
-            start = max(s, track.free)
+            start = max(s, self._free(track))
             if start >= e or n == 0:
                 continue
             room = min(_left_today(track.lane, k, [((s, e), day)], self.day_used) for k in track.lane.keys)
@@ -283,6 +289,8 @@ class _Walk:
                 self.day_used[key, day] += k
             track.last = start + dt.timedelta(seconds=(k - 1) * each)
             track.free = track.last + dt.timedelta(seconds=each)
+            if track.lane.line is not None:  # one letter at a time, whichever lane it is for
+                self.line_free[track.lane.line] = track.free
             track.left -= k
             n -= k
 

@@ -192,3 +192,12 @@ def test_an_even_spread_aims_at_the_deadline_less_the_margin() -> None:
     # margin, in time.
     assert rushed.fits and rushed.rushed and rushed.last is not None
     assert rushed.last.date() == dt.date(2030, 1, 18)
+
+
+def test_two_actions_faxing_one_number_share_its_line() -> None:
+    """One fax at a time per number: 30 each at 2 minutes take the line two hours, not one."""
+    fax = office_lane(30, channel="fax", seconds_each=120.0, line="line:fax:+322", keys=("fax:+322",))
+    other = dataclasses.replace(fax, action_id="b")
+    first, second = forecast([fax, other], MONDAY, RATE_GLOBAL)
+    assert first.last is not None and second.last is not None
+    assert max(first.last, second.last) == MONDAY + dt.timedelta(minutes=59 * 2)
