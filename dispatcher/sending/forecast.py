@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_timedelta
-
 from dispatcher import capabilities
 from dispatcher.actions.model import Action
 from dispatcher.channels import IMPLEMENTED
@@ -119,10 +117,6 @@ def stalled(status: ActionStatus, is_held: bool, dispatching: bool) -> str | Non
     if not dispatching:
         return "not sending: no dispatcher running"
     return None
-
-
-def span(seconds: float) -> str:
-    return format_timedelta(dt.timedelta(seconds=seconds), threshold=1.5, locale="en")
 
 
 Pending = Mapping[tuple[str, str, str], int]  # (action, target, channel) → letters to go
