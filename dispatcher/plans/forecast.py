@@ -248,7 +248,7 @@ class _Walk:
     def _pieces(self, track: _Track, a: dt.datetime, b: dt.datetime) -> list[tuple[Span, dt.date]]:
         """Its open spans within [a, b), cut at its local midnight (the day's cap changes there)."""
         zone, out = track.lane.calendar.zone, []
-        for s, e in track.spans[track.at :]:
+        for s, e in itertools.islice(track.spans, track.at, None):
             if s >= b:
                 break
             s, e = max(s, a), min(e, b)
