@@ -150,10 +150,16 @@ def lanes(
     """Every action × target × channel with letters to go, with what its plan allows and what
     its caps have already counted."""
     hours = resolve.default_hours(settings.fax_office_hours)
-    out = []
+    out, claimed = [], {}
     for (action_id, target_id, channel), letters in pending.items():
         action = actions.get(action_id)
+        # Letters to a target since taken out of its file, or by a channel it no longer has, are
+        # never claimed (the catalogue offers the file's pairs): no forecast either.
         if action is None or letters <= 0 or action_id not in deadlines:
+            continue
+        if action_id not in claimed:
+            claimed[action_id] = set(action.claim_pairs(tuple(capabilities.KINDS)))
+        if (target_id, channel) not in claimed[action_id]:
             continue
         target, able = action.target(target_id), capabilities.of(channel)
         digest = resolve.delivery_for(action, target) == "digest"

@@ -78,3 +78,12 @@ def test_a_dashboard_polling_reuses_the_forecast_for_its_lanes(monkeypatch: pyte
     poll(29, NOW + dt.timedelta(seconds=3), deadline=NOW + dt.timedelta(days=30))  # extended: again
     poll(29, NOW + dt.timedelta(seconds=40))  # kept 30 s at most
     assert len(walks) == 3
+
+
+def test_letters_to_a_target_taken_out_of_the_file_are_not_forecast() -> None:
+    """They are never claimed: the page must not fail on them, nor count them."""
+    pending = [
+        QueueCount("a", "gone", "email", "pending", 5, None),
+        QueueCount("a", "minister", "fax", "pending", 5, None),  # no fax number in the file
+    ]
+    assert needed_seconds(ACTION, pending, web_settings(Path("/nonexistent")), NOW) is None
