@@ -12,6 +12,7 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +21,8 @@ from dispatcher.models import Caps
 from dispatcher.plans.calendar import Calendar
 from dispatcher.plans.forecast import Lane, forecast, raise_cap, remedies, with_changes
 from dispatcher.plans.hours import parse_hours
+from dispatcher.sending.forecast import described
+from tests.support.web_client import web_settings
 
 ZONES = ("Europe/Brussels", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "UTC")
 HOURS = ("always", "Mon-Fri 08:00-18:00", "Mon-Fri 09:00-12:30, 13:30-17:00", "daily 22:00-06:00")
@@ -201,3 +204,15 @@ def test_two_actions_faxing_one_number_share_its_line() -> None:
     first, second = forecast([fax, other], MONDAY, RATE_GLOBAL)
     assert first.last is not None and second.last is not None
     assert max(first.last, second.last) == MONDAY + dt.timedelta(minutes=59 * 2)
+
+
+def test_a_fax_line_too_busy_is_named_and_only_an_extension_helps() -> None:
+    """No cap holds it and a digest takes the line as long: the words say so."""
+    fax = office_lane(3000, channel="fax", seconds_each=120.0, line="line:fax:+322", keys=("fax:+322",))
+    found = forecast([fax], MONDAY, RATE_GLOBAL)
+    said = described(found[0], found, BRUSSELS, MONDAY, web_settings(Path("/nonexistent")))
+    # Monday from 11:00, Wednesday to Friday, the next week: 87 office hours, 30 faxes each.
+    assert said == (
+        "minister (fax): 3000 letters need 100 hours of line time at 2 min each; 87 left before the "
+        "deadline 2030-01-18 24:00 CET → extend to 2030-01-22"
+    )
