@@ -142,6 +142,9 @@ class ClaimBatch:
     # Groups at one of their caps (``Caps``), and when the last of those caps' windows ends:
     # not worth asking before then.
     capped: Mapping[GroupId, dt.datetime] = field(default_factory=dict)
+    # How many of the groups asked, from the first, the round looked at (``store.claims.window``):
+    # the others were neither served nor found dry, and are asked first next round.
+    reached: int = 0
 
 
 @dataclass(frozen=True)
