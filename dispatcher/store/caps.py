@@ -24,12 +24,12 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, case, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from dispatcher import pacing
 from dispatcher.models import Caps, Claim, ClaimGroup, GroupId
 from dispatcher.store import ClaimRequest
-from dispatcher.store.engine import dialect_insert
+from dispatcher.store.engine import dialect_insert, keyed_values
 from dispatcher.store.schema import cap_counts
 
 KEEP = dt.timedelta(days=2)  # windows closed longer ago than this are dropped
@@ -171,9 +171,8 @@ def charge(conn: Connection, held: Held, claims: Sequence[Claim]) -> None:
     counts = Counter(c.counter for claim in claims for c in held.mine.get(_ident(claim), ()))
     if not counts:
         return
-    t = cap_counts
-    more = case(dict(counts), value=t.c.counter, else_=0)
-    conn.execute(update(t).where(t.c.counter.in_(sorted(counts))).values(used=t.c.used + more))
+    t, more = cap_counts, keyed_values(conn, "charged", counts)
+    conn.execute(update(t).where(t.c.counter == more.c.key).values(used=t.c.used + more.c.value))
 
 
 def _ident(claim: Claim) -> GroupId:

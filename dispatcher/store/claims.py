@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Float,
     FromClause,
     Integer,
     Row,
@@ -49,7 +48,7 @@ from dispatcher.store import (
     quota,
 )
 from dispatcher.store.consent import live
-from dispatcher.store.engine import SqlPart, dialect_insert, is_postgres, wait_for_locks
+from dispatcher.store.engine import SqlPart, dialect_insert, is_postgres, keyed_values, wait_for_locks
 from dispatcher.store.schema import (
     UTCDateTime,
     consents,
@@ -294,16 +293,9 @@ class SqlClaims(SqlPart):
             return
         # One statement, not one per bucket: psycopg sends an executemany as a pipeline, and a
         # process frozen before the pipeline's last message leaves a session that PostgreSQL
-        # counts as busy, not idle, so it never times out and the bucket locks stay held. The
-        # levels travel as one JSON parameter: a CASE of one branch per bucket cost more to build
-        # each round than the database took to run it.
-        levels = bindparam("levels", json.dumps(left), type_=Text)
-        if is_postgres(conn):
-            level: Any = cast(cast(levels, JSONB)[b.c.key].astext, Float)
-        else:
-            each = func.json_each(levels).table_valued("key", "value")
-            level = select(each.c.value).where(each.c.key == b.c.key).scalar_subquery()
-        conn.execute(update(b).where(b.c.key.in_(list(left))).values(tokens=level, updated_at=now))
+        # counts as busy, not idle, so it never times out and the bucket locks stay held.
+        level = keyed_values(conn, "levels", left)
+        conn.execute(update(b).where(b.c.key == level.c.key).values(tokens=level.c.value, updated_at=now))
 
     def _due(
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
