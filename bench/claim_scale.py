@@ -38,6 +38,7 @@ import csv
 import datetime as dt
 import os
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -204,15 +205,24 @@ def sending_rate(maildir: Path, letters: int | None) -> float:
     return (len(stamps) - 1) / max((stamps[-1] - stamps[0]) / 1e9, 1e-9)
 
 
+def children_cpu() -> float:
+    """CPU seconds (user and system) of the child processes waited for so far: what a run cost,
+    steadier than its rate when other processes share the cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def throughput(
     tmp: Path, shapes: list[int], letters: int, runs: int, limit: float
-) -> dict[int, list[tuple[float, bool]]]:
+) -> dict[int, list[tuple[float, bool, float]]]:
+    """Per shape and run: letters/s, whether cut short, the run's CPU seconds (with start-up and planning)."""
     bases = {a: prepare(tmp / f"send-{a}", a, letters) for a in shapes}
-    rates: dict[int, list[tuple[float, bool]]] = {a: [] for a in shapes}
+    rates: dict[int, list[tuple[float, bool, float]]] = {a: [] for a in shapes}
     for r in range(runs):
         for a in shapes:  # interleaved: a slow spell of the machine hits every shape alike
-            rates[a].append(send_once(tmp / f"send-{a}", bases[a], r, letters, limit))
-            rate, cut = rates[a][-1]
+            before = children_cpu()
+            rate, cut = send_once(tmp / f"send-{a}", bases[a], r, letters, limit)
+            rates[a].append((rate, cut, children_cpu() - before))
             cut_note = " (cut)" if cut else ""
             say(f"run {r + 1}/{runs}: {a} action(s) × 2 targets: {rate:,.0f} letters/s{cut_note}")
     return rates
@@ -370,15 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         rounds = round_times(tmp, [db for db in args.db.split(",") if db], (a, t), args.rounds, args.room)
     print(f"git {git_head()}; load {os.getloadavg()[0]:.2f} after")
     print("command: python bench/claim_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    one = statistics.median(rate for rate, _ in rates[shapes[0]]) if rates else 0.0
+    one = statistics.median(rate for rate, _, _ in rates[shapes[0]]) if rates else 0.0
     for n, samples in rates.items():
-        rs = [rate for rate, _ in samples]
+        rs = [rate for rate, _, _ in samples]
         med = statistics.median(rs)
-        cut = sum(c for _, c in samples)
+        cut = sum(c for _, c, _ in samples)
+        cpu = statistics.median(c for _, _, c in samples)
         print(
             f"{n:>4} action(s) × 2 targets, {args.letters} letters: median {med:,.0f} letters/s "
-            f"(min {min(rs):,.0f}, max {max(rs):,.0f}, {len(rs)} runs; {med / one:.2f}× the first shape)"
-            + (f"; {cut} run(s) cut at {args.time_limit:.0f} s" if cut else "")
+            f"(min {min(rs):,.0f}, max {max(rs):,.0f}, {len(rs)} runs; {med / one:.2f}× the first shape; "
+            f"CPU {cpu:.1f} s a run)" + (f"; {cut} run(s) cut at {args.time_limit:.0f} s" if cut else "")
         )
     for label, times in rounds.items():
         db, wall = times["database"], times["wall"]

@@ -68,6 +68,9 @@ _CLAIM_GIVEN_UP = frozenset({"55P03", "25P03"})
 
 log = logging.getLogger("dispatcher")
 
+# What a lease reads back of each letter: its claim, and where its signer's details are.
+_LEASED = ("id", "action_id", "target_id", "channel", "attempts", "supporter_id", "consent_id")
+
 # A round looks at no more groups of a channel than it may claim letters by it, and at least this
 # many: its cost grows with what it claims, not with every group that exists (at 900 groups, most
 # of a round was reading their buckets and probing the index for each). The feeder asks the
@@ -316,7 +319,7 @@ class SqlClaims(SqlPart):
         if not ids:
             return []
         d, s, c, w = deliveries, supporters, consents, personal_words
-        conn.execute(
+        leased = (
             update(d)
             .where(d.c.id.in_(ids))
             .values(
@@ -327,14 +330,15 @@ class SqlClaims(SqlPart):
                 updated_at=now,
             )
         )
-        full = c.c.name_display != "name"  # "name": the letter is signed by the name alone
-        rows = conn.execute(
+        source: Any = d
+        if is_postgres(conn):  # one statement: the rows leased are joined to their signers as returned
+            source = leased.returning(*(d.c[n] for n in _LEASED)).cte("leased")
+        else:  # SQLite has no UPDATE in a WITH
+            conn.execute(leased)
+        full, got = c.c.name_display != "name", source.c  # "name": signed by the name alone
+        query = (
             select(
-                d.c.id,
-                d.c.action_id,
-                d.c.target_id,
-                d.c.channel,
-                d.c.attempts,
+                *(got[n] for n in _LEASED[:5]),
                 s.c.name,
                 s.c.email,
                 case((full, s.c.city), else_="").label("city"),
@@ -343,11 +347,11 @@ class SqlClaims(SqlPart):
                 w.c.words,
                 c.c.replies,
             )
-            .join(s, s.c.id == d.c.supporter_id)
-            .join(c, c.c.id == d.c.consent_id)
-            .outerjoin(w, and_(w.c.supporter_id == d.c.supporter_id, w.c.action_id == d.c.action_id))
-            .where(d.c.id.in_(ids))
+            .join(s, s.c.id == got.supporter_id)
+            .join(c, c.c.id == got.consent_id)
+            .outerjoin(w, and_(w.c.supporter_id == got.supporter_id, w.c.action_id == got.action_id))
         )
+        rows = conn.execute(query if source is not d else query.where(d.c.id.in_(ids)))
         by_id = {
             r.id: Claim(
                 delivery_id=r.id,
