@@ -135,11 +135,16 @@ def asked(groups: str, postgres: bool) -> Asked:
     return Asked(each, i, a, t, c)
 
 
+def _cap(d: FromClause, c: FromClause) -> ColumnElement[Any]:
+    """A letter's consent's monthly cap while the letter is not yet charged to it (``quota``)."""
+    return case((d.c.charged.is_(None), c.c.monthly_cap)).label("cap")
+
+
 def _due_lateral(due: DueLetters) -> Select[Any]:
     """PostgreSQL: a LATERAL subquery per group row, locking what it takes or skipping it."""
     d, c, g = deliveries, consents, asked(due.groups, postgres=True)
     head = (
-        select(d.c.id, d.c.next_attempt_at)
+        select(d.c.id, d.c.next_attempt_at, d.c.supporter_id, _cap(d, c))
         .join(c, c.c.id == d.c.consent_id)
         .where(*g.of(d), d.c.status == Status.PENDING, d.c.next_attempt_at <= due.now, live(due.now))
         .order_by(d.c.next_attempt_at)
@@ -148,7 +153,9 @@ def _due_lateral(due: DueLetters) -> Select[Any]:
         .lateral("head")
     )
     return (
-        select(g.i.label("g"), head.c.id, head.c.next_attempt_at.label("due"))
+        select(
+            g.i.label("g"), head.c.id, head.c.next_attempt_at.label("due"), head.c.supporter_id, head.c.cap
+        )
         .select_from(g.rows)
         .join(head, true())
         .order_by(g.i, head.c.next_attempt_at)
@@ -166,10 +173,13 @@ def _due_correlated(due: DueLetters) -> Select[Any]:
         .order_by(d.c.next_attempt_at)
         .limit(due.limit)
     )
+    signed = consents.alias("signed")
     return (
-        select(g.i.label("g"), picked.c.id, picked.c.next_attempt_at.label("due"))
+        select(g.i.label("g"), picked.c.id, picked.c.next_attempt_at.label("due"), picked.c.supporter_id)
+        .add_columns(_cap(picked, signed))
         .select_from(g.rows)
         .join(picked, picked.c.id.in_(head))
+        .join(signed, signed.c.id == picked.c.consent_id)
         .order_by(g.i, picked.c.next_attempt_at)
     )
 
@@ -228,10 +238,11 @@ class SqlClaims(SqlPart):
             refilled = dict(tokens)
             tokens |= self._lines(conn, groups)
             wanted = pacing.asks(groups, tokens, request.room)
-            rows = self._due(conn, groups, wanted, now)
+            rows, uncharged = self._due(conn, groups, wanted, now)
             # Caps are spent like buckets: ``budget`` holds both, only the buckets are written back.
             held, budget, chosen = caps.allocate(conn, groups, rows, tokens, request, now)
-            claims = self._lease(conn, worker, [row for _, row in chosen], now, lease)
+            ids = quota.charge(conn, [row for _, row in chosen], uncharged, now)
+            claims = self._lease(conn, worker, ids, now, lease)
             caps.charge(conn, held, claims)
             self._spend(conn, {k: budget[k] for k in tokens}, refilled, now)
         dry = frozenset(g.ident for g, n, got in zip(groups, wanted, rows, strict=True) if n and len(got) < n)
@@ -302,20 +313,23 @@ class SqlClaims(SqlPart):
 
     def _due(
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
-    ) -> list[list[int]]:
-        """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement."""
+    ) -> tuple[list[list[int]], dict[int, tuple[int, int]]]:
+        """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement.
+        And of those under a monthly cap not yet charged, the supporter and the cap."""
         out: list[list[int]] = [[] for _ in groups]
+        capped: dict[int, tuple[int, int]] = {}
         spell = _due_lateral if is_postgres(conn) else _due_correlated
         for due in due_queries(groups, wanted, now):
             # The dialect's statement itself, not ``due``: SQLAlchemy caches its compiled form.
             for row in conn.execute(spell(due)):
                 out[row.g].append(row.id)
-        return out
+                if row.cap is not None:
+                    capped[row.id] = (row.supporter_id, row.cap)
+        return out, capped
 
     def _lease(
         self, conn: Connection, worker: str, ids: list[int], now: dt.datetime, lease: dt.timedelta
     ) -> list[Claim]:
-        ids = quota.charge(conn, ids, now)
         if not ids:
             return []
         d, s, c, w = deliveries, supporters, consents, personal_words
