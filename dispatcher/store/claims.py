@@ -277,7 +277,8 @@ class SqlClaims(SqlPart):
         b = pacing_buckets
         if is_postgres(conn):
             conn.execute(select(b.c.key).where(b.c.key == pacing.GLOBAL).with_for_update())
-        return list(conn.execute(select(b.c.key, b.c.tokens, b.c.updated_at).where(b.c.key.in_(keys))))
+        asked = select(keyed_values(conn, "keys", dict.fromkeys(keys, 0)).c.key)  # as caps._locked
+        return list(conn.execute(select(b.c.key, b.c.tokens, b.c.updated_at).where(b.c.key.in_(asked))))
 
     def _lines(self, conn: Connection, groups: Sequence[ClaimGroup]) -> dict[str, float]:
         """One token per line, none for a line with a letter in flight (leased or submitted)."""
