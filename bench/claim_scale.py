@@ -136,7 +136,7 @@ def env_for(root: Path, db: Path) -> dict[str, str]:
             "DISPATCHER_RATE_PER_TARGET": LIFTED,
             "DISPATCHER_BURST_PER_TARGET": LIFTED,
             "DISPATCHER_RATE_GLOBAL": LIFTED,
-            # Lifted too: the caps and the spread to the deadline would pace the letters.
+            # Lifted too: the caps and the spread to the deadline (the default) would pace the letters.
             "DISPATCHER_MAX_PER_HOUR": "none",
             "DISPATCHER_MAX_PER_DAY": "none",
             "DISPATCHER_DOMAIN_MAX_PER_HOUR": "none",

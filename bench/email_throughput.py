@@ -560,6 +560,8 @@ class Bench:
                 "DISPATCHER_MAX_PER_HOUR": "none",
                 "DISPATCHER_MAX_PER_DAY": "none",
                 "DISPATCHER_DOMAIN_MAX_PER_HOUR": "none",
+                # Not spread to the actions' deadlines (the default): as fast as it goes.
+                "DISPATCHER_SPREAD": "asap",
                 "DISPATCHER_FROM": SENDER,
             }
         )

@@ -128,10 +128,20 @@ class ClaimGroup:
     keys: tuple[str, ...]
     line: str | None = None  # carries one letter at a time: none while one is in flight
     caps: Caps = Caps()
+    # Letters per second spread to the deadline (plans/spread.py), held by the bucket ``spread``
+    # names; None: no spread (``spread: asap``, or no sending time left), as the caps allow.
+    pace: float | None = None
 
     @property
     def ident(self) -> GroupId:
         return (self.action_id, self.target_id, self.channel)
+
+    @property
+    def spread(self) -> str | None:
+        """The group's spread bucket, or None without a pace."""
+        if self.pace is None:
+            return None
+        return f"spread:{self.action_id}/{self.target_id}/{self.channel}"
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,9 @@ class ClaimBatch:
     claims: list[Claim]
     dry: frozenset[GroupId]  # asked for letters and had fewer due: nothing more there for now
     wait: float | None  # seconds until a group that still has letters may claim again
-    # Groups at one of their caps (``Caps``), and when the last of those caps' windows ends:
-    # not worth asking before then.
+    # Groups at one of their caps (``Caps``), and when the last of those caps' windows ends, or
+    # waiting for their spread's next token (``ClaimGroup.spread``), and when it comes: not
+    # worth asking before then.
     capped: Mapping[GroupId, dt.datetime] = field(default_factory=dict)
     # How many of the groups asked, from the first, the round looked at (``store.claims.window``):
     # the others were neither served nor found dry, and are asked first next round.
@@ -241,8 +252,8 @@ class Backlog:
             parts.append(f"{self.later} wait for a retry, the first at {self.next_at:%Y-%m-%d %H:%M:%S} UTC")
         if self.due_now:
             parts.append(
-                f"{self.due_now} due but held, paused, over a cap, outside office hours or on a channel"
-                " that is down"
+                f"{self.due_now} due but held, paused, over a cap, waiting for the spread to the deadline,"
+                " outside office hours or on a channel that is down"
             )
         if self.due_now and self.opens:
             parts.append(f"the first office shut now opens at {self.opens:%Y-%m-%d %H:%M} UTC")

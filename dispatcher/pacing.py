@@ -7,15 +7,21 @@ own transaction, so the limits hold however many workers share the store.
 
 This module is the arithmetic: refilling, asking each claim group for its share, handing rows
 out round-robin so that no group waits on another's backlog, and how long until the next token.
+
+A group spread to its deadline (``ClaimGroup.pace``) spends one more bucket, its own, of burst
+1 refilled at its pace: held in the store like the others, so two workers together keep the
+pace, not each of them. Its letters cost a jittered token there (``jitter``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
+
+from dispatcher.models import GroupId
 
 GLOBAL = "*"  # the deployment's bucket; recipient keys look like "email:someone@example.org"
 
@@ -51,11 +57,55 @@ class Group(Protocol):
     @property
     def line(self) -> str | None: ...
 
+    @property
+    def ident(self) -> GroupId: ...
+
+    @property
+    def pace(self) -> float | None: ...
+
+    @property
+    def spread(self) -> str | None: ...
+
 
 def _keys(group: Group) -> tuple[str, ...]:
     # A line is a bucket of one token, or none while a letter on it is in flight.
     line = (group.line,) if group.line else ()
-    return (GLOBAL, *dict.fromkeys(group.keys), *line)
+    spread = (group.spread,) if group.spread else ()
+    return (GLOBAL, *dict.fromkeys(group.keys), *line, *spread)
+
+
+def bucket_keys(groups: Sequence[Group]) -> list[str]:
+    """The store buckets these groups' letters spend, sorted (the order claims lock them in)."""
+    return sorted({GLOBAL, *(k for g in groups for k in g.keys), *(g.spread for g in groups if g.spread)})
+
+
+def rates(groups: Sequence[Group], limits: Limits) -> dict[str, tuple[float, float]]:
+    """(rate, burst) of every bucket these groups spend: a spread bucket's is its group's pace,
+    with a burst of 1 (its letters come one at a time)."""
+    out = {k: limits.of(k) for k in bucket_keys(groups)}
+    out |= {g.spread: (g.pace, 1.0) for g in groups if g.spread and g.pace is not None}
+    return out
+
+
+def jitter(tokens: dict[str, float], refilled: Mapping[str, float], cost: Callable[[], float]) -> None:
+    """Charge each letter a spread bucket gave ``cost()`` tokens instead of 1, so that the gaps
+    between a target's letters vary (0.75 to 1.25 of the pace) and arrivals are no metronome."""
+    for key, level in tokens.items():
+        if key.startswith("spread:") and key in refilled:
+            spent = round(refilled[key] - level)
+            if spent > 0:
+                tokens[key] = refilled[key] - sum(cost() for _ in range(spent))
+
+
+def spread_waits(
+    groups: Sequence[Group], tokens: Mapping[str, float], now: dt.datetime
+) -> dict[GroupId, dt.datetime]:
+    """The groups whose spread bucket has no token, and when it has one again."""
+    out = {}
+    for g in groups:
+        if g.spread and g.pace and tokens[g.spread] < 1:
+            out[g.ident] = now + dt.timedelta(seconds=(1 - tokens[g.spread]) / g.pace)
+    return out
 
 
 def allowance(group: Group, tokens: Mapping[str, float]) -> int:
@@ -118,5 +168,9 @@ def allocate(
 
 def wait(groups: Sequence[Group], tokens: Mapping[str, float], limits: Limits) -> float | None:
     """Seconds until the first of ``groups`` has a token in every bucket; None without groups."""
-    waits = [max(max(0.0, 1 - tokens[k]) / limits.of(k)[0] for k in _keys(g)) for g in groups]
+    waits = [max(max(0.0, 1 - tokens[k]) / _rate(g, k, limits) for k in _keys(g)) for g in groups]
     return min(waits, default=None)
+
+
+def _rate(group: Group, key: str, limits: Limits) -> float:
+    return group.pace if key == group.spread and group.pace else limits.of(key)[0]

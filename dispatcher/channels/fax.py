@@ -16,16 +16,24 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from dispatcher.actions.model import Action, Target
 from dispatcher.channels.base import Channel, Envelope, Reply, SendError, Unavailable
-from dispatcher.letters.faxpdf import find_font, letter_pdf, letterhead
+from dispatcher.letters.faxpdf import FaxDocument, find_font, letter_pdf, letterhead
 from dispatcher.models import ProviderEvent, Submission
 from dispatcher.providers import FaxProvider, ProviderError
 from dispatcher.store.failures import Failure
 
 log = logging.getLogger("dispatcher.fax")
+
+
+def digest_reference(secret: bytes, digest_id: int, first: int) -> str:
+    """Stable per fax of a digest (the digest, the delivery id of its first letter): the same
+    on every attempt, after any crash."""
+    digest = hashlib.blake2b(f"digest:{digest_id}:{first}".encode(), key=secret, digest_size=10).hexdigest()
+    return f"g{digest_id}-{first}-{digest}"
 
 
 def fax_reference(secret: bytes, delivery_id: int) -> str:
@@ -90,8 +98,18 @@ class FaxChannel(Channel):
             return False
 
     async def send(self, envelope: Envelope) -> Reply:
+        return await self._guarded(self._send(envelope))
+
+    async def submit(
+        self, document: FaxDocument, number: str, reference: str, now: dt.datetime, again: bool
+    ) -> Reply:
+        """A fax prepared elsewhere (a part of a digest): submitted, or, ``again`` (an earlier
+        attempt may have got through before a crash), found already submitted under ``reference``."""
+        return await self._guarded(self._submit(document, number, reference, now, again))
+
+    async def _guarded(self, work: Awaitable[Reply]) -> Reply:
         try:
-            return await self._send(envelope)
+            return await work
         except ProviderError as exc:
             pause = ACCOUNT_PAUSE if exc.failure is Failure.ACCOUNT else exc.retry_after
             if pause:
@@ -102,21 +120,30 @@ class FaxChannel(Channel):
                 str(exc), transient=exc.failure.retryable, code=exc.code, retry_after=exc.retry_after
             ) from None
 
+    async def _found(self, reference: str, number: str, now: dt.datetime) -> Reply | None:
+        job = await self.fax.find(reference, now - FIND_WINDOW, number)
+        if job is None:
+            return None
+        # An earlier attempt got through before a crash: that fax is the one, not a second.
+        which = reference.partition("-")[0]  # "d12", "g3": the keyed part stays out of the log
+        log.warning("%s: %s already has fax %s; not submitting again", which, self.fax.name, job)
+        return Reply(None, f"found already submitted as {job}", Submission(self.fax.name, job, number, 0))
+
+    async def _submit(
+        self, document: FaxDocument, number: str, reference: str, now: dt.datetime, again: bool
+    ) -> Reply:
+        if again and (found := await self._found(reference, number, now)):
+            return found
+        job = await self.fax.submit(document.data, number, reference)
+        submission = Submission(self.fax.name, job, number, document.pages)
+        return Reply(None, f"submitted to {self.fax.name} as {job}", submission)
+
     async def _send(self, envelope: Envelope) -> Reply:
         target = envelope.target
         assert target.fax is not None
         reference = fax_reference(self.secret, envelope.delivery_id)
-        since = envelope.now - FIND_WINDOW
-        if envelope.attempt > 1 and (job := await self.fax.find(reference, since, target.fax)):
-            # An earlier attempt got through before a crash: that fax is the one, not a second.
-            log.warning(
-                "delivery %d: %s already has fax %s; not submitting again",
-                envelope.delivery_id,
-                self.fax.name,
-                job,
-            )
-            submission = Submission(self.fax.name, job, target.fax, 0)
-            return Reply(None, f"found already submitted as {job}", submission)
+        if envelope.attempt > 1 and (found := await self._found(reference, target.fax, envelope.now)):
+            return found
         head = letterhead(
             envelope.action, target, envelope.signer, envelope.letter.language, envelope.now.date()
         )
@@ -125,6 +152,4 @@ class FaxChannel(Channel):
         # Pacing is per number and a number takes one fax at a time: only the deadline binds here.
         if time.monotonic() >= envelope.deadline_by:
             raise Unavailable("the deadline passed while the fax was prepared")
-        job = await self.fax.submit(document.data, target.fax, reference)
-        submission = Submission(self.fax.name, job, target.fax, document.pages)
-        return Reply(None, f"submitted to {self.fax.name} as {job}", submission)
+        return await self._submit(document, target.fax, reference, envelope.now, again=False)

@@ -9,7 +9,7 @@ from dispatcher.cli.context import STATUSES, Context, pass_ctx, table
 from dispatcher.display import deadline_text, time_left, when
 from dispatcher.sending import forecast
 from dispatcher.sending.runtime import utcnow
-from dispatcher.web.staff.summary import action_rows
+from dispatcher.web.staff.summary import ActionRow, action_rows
 
 
 @click.command()
@@ -26,7 +26,19 @@ def actions(ctx: Context) -> None:
     held = forecast.held(ctx.settings, utcnow, store.action_holds(now))
     dispatching = bool(forecast.running(store.workers(), now))
     queues = store.queue_counts()
-    outlook = action_rows(loaded.actions, states, {}, {}, queues, ctx.settings, now, held, dispatching)
+    outlook = action_rows(
+        loaded.actions,
+        states,
+        {},
+        {},
+        queues,
+        ctx.settings,
+        now,
+        held,
+        dispatching,
+        loaded.actions,
+        store.reports.cap_usage(now),
+    )
     rows = []
     for action, row in zip(loaded.actions.values(), outlook, strict=True):
         view = effective(action, states.get(action.id), now)
@@ -38,9 +50,21 @@ def actions(ctx: Context) -> None:
             + [", ".join(pages.get(action.id, [])) or "-"]
         )
     table(["action", "status", "deadline", "left", "forecast", *STATUSES, "fax-pages"], rows)
+    _last_letters(outlook)
     if not dispatching:
         silent = forecast.SILENT.seconds
         click.echo(f"no dispatcher running: none has reported in the last {silent} s", err=True)
+
+
+def _last_letters(rows: list[ActionRow]) -> None:
+    """Per target, when its last letter goes; a warning (stderr) where an active action's would
+    miss the deadline, with what would fix it."""
+    for row in rows:
+        for outlook, words in zip(row.outlooks, row.targets, strict=True):
+            if row.at_risk and not outlook.fits:
+                click.echo(f"warning: {row.id} × {words}", err=True)
+            else:
+                click.echo(f"forecast: {row.id} × {words}")
 
 
 @click.command()

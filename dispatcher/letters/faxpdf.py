@@ -103,9 +103,23 @@ class FaxDocument:
 
 def letter_pdf(letter: Letter, head: Letterhead, font: Path) -> FaxDocument:
     """The letter as fax pages: letterhead, subject, body; the font embedded (subset)."""
-    pdf = _Pages(head, letter.language)
-    pdf.add_font("letter", fname=font, collection_font_number=face_for(letter.language))
+    pdf = pages(head, letter.language, font)
+    draw(pdf, letter, head)
+    return FaxDocument(bytes(pdf.output()), pdf.page_no())
+
+
+def pages(head: Letterhead, language: str, font: Path) -> FPDF:
+    """An empty fax document on the target's paper, the font for ``language`` set."""
+    pdf = _Pages(head, language)
+    pdf.add_font("letter", fname=font, collection_font_number=face_for(language))
     pdf.set_font("letter", size=11)
+    return pdf
+
+
+def draw(pdf: FPDF, letter: Letter, head: Letterhead) -> None:
+    """The letter from a new page on: letterhead, subject, body (a digest fax draws several)."""
+    assert isinstance(pdf, _Pages)
+    pdf.set_font(size=11)
     pdf.add_page()
     lines = (("to", head.to_name), ("fax", head.to_fax), ("from", head.sender), ("date", head.date))
     for label, value in lines:
@@ -121,4 +135,3 @@ def letter_pdf(letter: Letter, head: Letterhead, font: Path) -> FaxDocument:
     pdf.ln(4)
     pdf.set_font(size=11)
     pdf.multi_cell(0, 6, letter.body, new_x="LMARGIN", new_y="NEXT")
-    return FaxDocument(bytes(pdf.output()), pdf.page_no())

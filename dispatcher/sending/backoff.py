@@ -32,6 +32,12 @@ class Backoff:
         return now + dt.timedelta(seconds=self.seconds(attempt))
 
 
+def email_backoff(settings: Settings) -> Backoff:
+    """An email's transient failures: ``retry_initial`` doubling up to ``retry_max``, jittered."""
+    initial = settings.retry_initial
+    return Backoff(initial, settings.retry_max, settings.max_attempts, jitter=initial)
+
+
 def fax_backoff(settings: Settings) -> Backoff:
     """Busy and no answer: 20 min, ×1.9 each time, at most 4 h, up to 5 min of jitter (defaults)."""
     initial = settings.fax_retry_initial

@@ -28,7 +28,7 @@ from dispatcher.channels import Channel
 from dispatcher.letters.faxpdf import FontMissing, find_font
 from dispatcher.letters.render import Renderer, RenderError
 from dispatcher.models import ActionHold, ActionState, ActionStatus, ClaimGroup, GroupId, HoldKind, Status
-from dispatcher.plans import resolve
+from dispatcher.plans import resolve, spread
 from dispatcher.plans.calendar import Calendar
 from dispatcher.settings import Settings
 
@@ -118,9 +118,11 @@ class Catalogue:
         self.opens: dt.datetime | None = None
         self._version = 0  # moves whenever ``open`` may have changed
         self._open_until: dt.datetime | None = None  # the first deadline of an open action
-        self._built: tuple[tuple[object, ...], dt.datetime, dt.datetime | None, list[ClaimGroup]] | None = (
-            None
-        )
+        self._built: _Built | None = None
+        # Each group's pace spread to its deadline (plans/spread.py), set by ``pace``; absent:
+        # as the caps allow.
+        self.paces: dict[GroupId, float] = {}
+        self._paced_for: dict[str, dt.datetime] | None = None  # the deadlines they were for
 
     def reload(self) -> None:
         """Re-read action files and check every letter each action would send."""
@@ -153,6 +155,7 @@ class Catalogue:
         self._failed = {a: f for a, f in self._failed.items() if a in held}
         self.loaded, self.held, self.renderer = loaded, held, renderer
         self._calendars = {}
+        self._paced_for = None  # plans may have changed: pace again at the next refresh
         self.reloaded = True
         self.recompute()
 
@@ -274,6 +277,8 @@ class Catalogue:
         out, opens, closes = [], [], []
         for action, _deadline in self.open.values():
             for target_id, name in action.claim_pairs(up):
+                if resolve.delivery_for(action, action.target(target_id)) == "digest":
+                    continue  # one message a day (sending/digest.py), never letter by letter
                 calendar = self.calendar(action, target_id, name)
                 if not calendar.is_open(now):
                     opens.append(calendar.next_open(now))
@@ -283,7 +288,34 @@ class Catalogue:
                 target, channel = action.target(target_id), channels[name]
                 keys, line = channel.pacing_keys(action, target), channel.line(action, target)
                 caps = resolve.caps_for(action, target, name, self.settings.caps())
-                out.append(ClaimGroup(action.id, target_id, name, keys, line, caps))
+                pace = self.paces.get((action.id, target_id, name))
+                out.append(ClaimGroup(action.id, target_id, name, keys, line, caps, pace))
         self.opens = min((t for t in opens if t is not None), default=None)
         changes = [t or now + _LOOK_AGAIN for t in opens] + [t for t in closes if t is not None]
         return out, min(changes, default=None)
+
+    def pace(self, pending: Mapping[GroupId, int], fresh: bool = True) -> None:
+        """Each open group's pace from its pending letters and the open time left to its
+        deadline less the margin (``spread: even``): worked out again when the counts are
+        ``fresh`` or a deadline moved (staff extend), and kept while it barely moves, so that
+        the groups, and the feeder's reading of them, stay the same between refreshes."""
+        deadlines = {a.id: d for a, d in self.open.values()}
+        if not fresh and deadlines == self._paced_for:
+            return
+        self._paced_for = deadlines
+        now, paces = self.clock(), {}
+        margin = dt.timedelta(hours=self.settings.spread_margin_hours)
+        for action, deadline in self.open.values():
+            for target_id, name in action.claim_pairs(self.channels):
+                target = action.target(target_id)
+                if resolve.spread_for(action, target, self.settings.spread) != "even":
+                    continue
+                ident = (action.id, target_id, name)
+                calendar = self.calendar(action, target_id, name)
+                new = spread.pace(pending.get(ident, 0), calendar, now, deadline - margin)
+                kept = spread.steady(self.paces.get(ident), new)
+                if kept is not None:
+                    paces[ident] = kept
+        if paces != self.paces:  # the groups carry them: built again
+            self.paces = paces
+            self._version += 1

@@ -13,6 +13,7 @@ another worker hands back or plans reach it that late). Anything this worker lea
 letters due — new groups, a plan, a recovered lease, a committed outcome — stirs it at once.
 A group the claim found at one of its caps (store/caps.py) is not asked again, stirred or not,
 until the cap's window ends: a worker whose every group is capped makes no store call for it.
+So is a group waiting for its spread's next token (plans/spread.py), until that token comes.
 
 Queued letters spend their pacing tokens when claimed, so a letter must start soon after:
 each channel's queue holds only what its senders start within half of ``START_WITHIN`` at the
@@ -138,7 +139,7 @@ class Feeder:
         room = {name: queue.room() for name, queue in self.queues.items()}
         asked = self._rotated([g for g in groups if self._askable(g, room)])
         if not asked:
-            self.wait = None
+            self.wait = self._uncapped_in(now_at)
             return 0
         claimed, waits = 0, []
         while asked:
@@ -155,8 +156,9 @@ class Feeder:
             if claimed or not batch.reached:
                 break
             asked = asked[batch.reached :]
-        self.wait = min((w for w in waits if w is not None), default=None)
-        if not claimed and self.wait is None and self.dry.union(self.capped).issuperset(idents):
+        paced = min((w for w in waits if w is not None), default=None)
+        self.wait = min((w for w in (paced, self._uncapped_in(now_at)) if w is not None), default=None)
+        if not claimed and paced is None and self.dry.union(self.capped).issuperset(idents):
             await self._quiet(self.uncapped(idents))
         return claimed
 
@@ -182,6 +184,12 @@ class Feeder:
             return asked
         k = next((i for i, g in enumerate(asked) if self._order[g.ident] >= start), len(asked))
         return asked[k:] + asked[:k]
+
+    def _uncapped_in(self, now: dt.datetime) -> float | None:
+        """Seconds until the first group left out for a cap or its spread may be asked again:
+        the worker wakes then, not at its next whole second (a spread's jitter stays visible)."""
+        until = min(self.capped.values(), default=None)
+        return None if until is None else max(0.001, (until - now).total_seconds())
 
     def uncapped(self, idents: Iterable[GroupId]) -> list[GroupId]:
         """The groups whose letters may be due now: not at a cap."""

@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dispatcher.actions.planner import finish_action, plan_action
 from dispatcher.channels import Channel
-from dispatcher.models import ALIVE, Backlog, WorkerBeat
+from dispatcher.models import ALIVE, Backlog, GroupId, WorkerBeat
 from dispatcher.pacing import Limits
 from dispatcher.people import tokens
 from dispatcher.people.receipts import EVERY as RECEIPTS_EVERY
@@ -36,6 +36,7 @@ from dispatcher.people.retention import EVERY as RETENTION_EVERY
 from dispatcher.people.retention import RetentionJob
 from dispatcher.sending.backoff import fax_backoff
 from dispatcher.sending.catalogue import Catalogue
+from dispatcher.sending.digest import DigestJob
 from dispatcher.sending.faxjobs import ProviderJobs
 from dispatcher.sending.feeder import IDLE_RECHECK, Feeder, Queued
 from dispatcher.sending.results import ResultWriter, Tally
@@ -50,6 +51,9 @@ log = logging.getLogger("dispatcher")
 
 REFRESH_EVERY = 1.0  # seconds between re-reads of staff controls
 RECOVER_EVERY = 5.0  # seconds between looks for leases that ran out (a quarter lease if shorter)
+# Seconds between counts of the pending letters the spread divides (and at once after a plan):
+# a count between them changes a pace spread over days by a hair.
+COUNT_EVERY = 30.0
 BEAT_EVERY = 5.0  # seconds between heartbeats (the dashboard's list of workers)
 STOP_GRACE = 5.0  # seconds a stopping worker still tries to commit what it holds to a store that is down
 FINISH_SLACK = 5.0  # seconds beyond the longest attempt in flight: rendering, handing the result over
@@ -99,6 +103,7 @@ class Dispatcher:
         )
         self.sender = Sender(settings, self.catalogue, channels, self.results, clock)
         self.results.committed = self._committed
+        self.digests = DigestJob(settings, store, self.db, self.sender)
         self._busy = 0
         self._swept: dt.datetime | None = None  # this worker's last consent sweep
         self._wake = asyncio.Event()
@@ -110,6 +115,8 @@ class Dispatcher:
         self._in_flight: dict[int, float] = {}  # delivery id -> the longest its attempt can take
         self._refreshed = 0.0
         self._recovered = 0.0
+        self._counted: float | None = None  # time.monotonic() of the last pending count
+        self._pending: dict[GroupId, int] = {}
         self._holds_said: dict[str, tuple[str, str, str]] | None = None
         self._holds_written = clock()  # when they were written
         self._started = clock()
@@ -130,6 +137,7 @@ class Dispatcher:
         if not self.db.outage.within(self.settings.lease_seconds):
             await self._recover(now)
         self.catalogue.set_states(await self.db(self.store.action_states))
+        await self._pace()
         await self.publish_holds()
         # Only a letter in hand can be stopped by a withdrawal: a claim already skips revoked
         # consents, so an idle worker need not read them.
@@ -138,6 +146,15 @@ class Dispatcher:
         self.feeder.settle()
         self._refreshed = time.monotonic()
         self._wake.set()
+
+    async def _pace(self) -> None:
+        """The groups' spread paces, from a fresh count of their pending letters every
+        COUNT_EVERY (one store query for all of them), and whenever a deadline moved."""
+        fresh = self._counted is None or time.monotonic() - self._counted >= COUNT_EVERY
+        if fresh:
+            self._pending = await self.db(self.store.pending_counts)
+            self._counted = time.monotonic()
+        self.catalogue.pace(self._pending, fresh)
 
     def _refresh_due(self) -> bool:
         """Staff controls and deadlines reach the loop within a second while it sends or is about
@@ -258,6 +275,8 @@ class Dispatcher:
                 log.info("%s: planned %d new deliveries", action.id, created)
             total += created
         if total:
+            self._counted = None  # late joiners raise their targets' pace now
+            await self._pace()
             self.feeder.stir()
         self._wake.set()
         return total
@@ -353,6 +372,7 @@ class Dispatcher:
                     await self.refresh()
                 else:
                     self.catalogue.tick()
+                await self.digests.tick(self._up())
                 groups = self.catalogue.groups(self._up(), self.channels)
                 if await self.feeder.fill(groups):
                     continue

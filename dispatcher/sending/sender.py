@@ -12,7 +12,7 @@ from functools import partial
 from dispatcher.channels import Channel, Envelope, SendError, Unavailable
 from dispatcher.letters.render import RenderError
 from dispatcher.models import AttemptResult, Claim, Outcome
-from dispatcher.sending.backoff import Backoff
+from dispatcher.sending.backoff import email_backoff
 from dispatcher.sending.catalogue import Catalogue
 from dispatcher.sending.feeder import Queued
 from dispatcher.sending.leases import LeaseKeeper
@@ -37,9 +37,7 @@ class Sender:
         self.results = results
         self.clock = clock
         self.revoked: frozenset[str] = frozenset()  # supporters who withdrew consent just now
-        self.backoff = Backoff(
-            settings.retry_initial, settings.retry_max, settings.max_attempts, jitter=settings.retry_initial
-        )
+        self.backoff = email_backoff(settings)
         lease = dt.timedelta(seconds=settings.lease_seconds)
         self.leases = LeaseKeeper(results.store, results.worker_id, lease, clock, results.uncommitted)
 

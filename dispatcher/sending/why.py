@@ -15,10 +15,11 @@ from dispatcher.actions.model import Action
 from dispatcher.actions.planner import effective
 from dispatcher.channels import Channel, make_channels
 from dispatcher.display import when
-from dispatcher.models import Caps
+from dispatcher.models import Caps, ClaimGroup, Status
 from dispatcher.pacing import Limits
-from dispatcher.plans import resolve
+from dispatcher.plans import digests, resolve, spread
 from dispatcher.sending import forecast
+from dispatcher.sending.digest import is_digest
 from dispatcher.settings import Settings
 from dispatcher.store import Store
 from dispatcher.store.explain import Context, Explanation, at
@@ -75,9 +76,47 @@ def _context(
     )
     opens = _opens(settings, action, bare, now)
     caps = _caps(settings, action, bare)
+    aim = _aim(store, settings, action, bare, now, view.deadline)
+    digest, mid = digest_facts(store, settings, action, bare, now, mid)
     return Context(
-        view.status.value, view.reason, held, keys, line, limits, mid, control=control, opens=opens, caps=caps
+        view.status.value,
+        view.reason,
+        held,
+        keys,
+        line,
+        limits,
+        mid,
+        control=control,
+        opens=opens,
+        caps=caps,
+        spread=aim,
+        digest=digest,
     )
+
+
+def _aim(
+    store: Store,
+    settings: Settings,
+    action: Action,
+    bare: Explanation,
+    now: dt.datetime,
+    deadline: dt.datetime,
+) -> spread.Aim | None:
+    """The target's spread to the deadline, as a running dispatcher works it out; None: none."""
+    if bare.target_id not in {t.id for t in action.targets}:
+        return None
+    target = action.target(bare.target_id)
+    if resolve.spread_for(action, target, settings.spread) != "even":
+        return None
+    hours = resolve.default_hours(settings.fax_office_hours)
+    calendar = resolve.calendar_for(action, target, bare.channel, hours)
+    margin = dt.timedelta(hours=settings.spread_margin_hours)
+    group = ClaimGroup(action.id, target.id, bare.channel, ())
+    pending = store.pending_counts().get(group.ident, 0)
+    pace = spread.pace(pending, calendar, now, deadline - margin)
+    if pace is None:
+        return None
+    return spread.Aim(str(replace(group, pace=pace).spread), pace, deadline, margin)
 
 
 def _caps(settings: Settings, action: Action, bare: Explanation) -> Caps:
@@ -97,6 +136,38 @@ def _opens(settings: Settings, action: Action, bare: Explanation, now: dt.dateti
         return None
     opens = calendar.next_open(now)
     return f"{when(opens, calendar.zone)} ({calendar.zone.key})" if opens else "after the deadline"
+
+
+def digest_facts(
+    store: Store, settings: Settings, action: Action, bare: Explanation, now: dt.datetime, mid: str | None
+) -> tuple[str | None, str | None]:
+    """For ``dispatcher why``: the digest a waiting letter goes in ("next digest: 2030-01-08
+    10:00 CET, with 41 others"), and the Message-ID it carries (its digest's, once decided)."""
+    carried = store.digests.digest_of(bare.delivery_id)
+    if carried is not None:
+        mid = carried[2]
+    if bare.target_id not in {t.id for t in action.targets} or bare.status != Status.PENDING:
+        return None, mid
+    target = action.target(bare.target_id)
+    if bare.channel not in digests.DIGEST_CHANNELS or not is_digest(action, target):
+        return None, mid
+    if carried is not None:
+        return f"in the digest of {carried[0]}, to be sent again ({carried[1]})", mid
+    hours = resolve.default_hours(settings.fax_office_hours)
+    calendar = resolve.calendar_for(action, target, bare.channel, hours)
+    at = resolve.digest_at_for(action, target, settings.digest_at)
+    last, coming = digests.latest(calendar, at, now), digests.upcoming(calendar, at, now)
+    today = now.astimezone(calendar.zone).date()
+    # Today's, if its moment has come but no worker has taken it yet; else the next one, which
+    # takes every letter planned until then.
+    for moment, planned_by in ((last, None), (coming, now)):
+        if moment is None or (planned_by is None and moment.day != today):
+            continue
+        found = store.digests.waiting(bare.delivery_id, moment.day.isoformat(), planned_by or moment.at)
+        if found is not None and not found[0]:
+            others = "alone" if found[1] <= 1 else f"with {found[1] - 1} others"
+            return f"next digest: {when(moment.at, calendar.zone)}, {others}", mid
+    return "next digest: none within two weeks (office hours)", mid
 
 
 def _channel_facts(

@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from dispatcher.store.digests import SqlDigests
     from dispatcher.store.privacy import SqlPrivacy
 
 
@@ -133,6 +134,11 @@ class Store(SenderStore, PlannerStore, WebStore, abc.ABC):
     @abc.abstractmethod
     def privacy(self) -> SqlPrivacy:
         """Receipts due and sent, and retention: letters that stop naming their supporter."""
+
+    @property
+    @abc.abstractmethod
+    def digests(self) -> SqlDigests:
+        """Daily digests: taken (members and Message-ID decided once), renewed, ended."""
 
     @abc.abstractmethod
     def submitted_for(self, provider: str, action_ids: Sequence[str]) -> list[str]:

@@ -244,9 +244,12 @@ class SqlClaims(SqlPart):
             ids = quota.charge(conn, [row for _, row in chosen], uncharged, now)
             claims = self._lease(conn, worker, ids, now, lease)
             caps.charge(conn, held, claims)
+            pacing.jitter(budget, refilled, request.jitter)
             self._spend(conn, {k: budget[k] for k in tokens}, refilled, now)
         dry = frozenset(g.ident for g, n, got in zip(groups, wanted, rows, strict=True) if n and len(got) < n)
-        capped = held.capped(budget)
+        # A group waiting for its spread's next token is left out until then, as a capped one.
+        spread = pacing.spread_waits([g for g in groups if g.ident not in dry], budget, now)
+        capped = {**spread, **held.capped(budget)}
         waiting = [g for g in groups if g.ident not in dry and g.ident not in capped]
         return ClaimBatch(claims, dry, pacing.wait(waiting, budget, request.limits), capped)
 
@@ -254,17 +257,18 @@ class SqlClaims(SqlPart):
         self, conn: Connection, groups: Sequence[ClaimGroup], limits: Limits, now: dt.datetime
     ) -> dict[str, float]:
         """Refill every bucket these groups spend, under the global bucket's lock (taken first, always)."""
-        keys = sorted({pacing.GLOBAL, *(k for g in groups for k in g.keys)})
+        rates = pacing.rates(groups, limits)
+        keys = list(rates)
         found = self._lock_buckets(conn, keys)
         if len(found) < len(keys):  # a recipient's first letter: its bucket starts full
             missing = sorted(set(keys) - {r.key for r in found})
             conn.execute(
                 dialect_insert(conn, pacing_buckets)
-                .values([{"key": k, "tokens": limits.of(k)[1], "updated_at": now} for k in missing])
+                .values([{"key": k, "tokens": rates[k][1], "updated_at": now} for k in missing])
                 .on_conflict_do_nothing()
             )
             found = self._lock_buckets(conn, keys)
-        return {r.key: pacing.refilled(r.tokens, r.updated_at, now, *limits.of(r.key)) for r in found}
+        return {r.key: pacing.refilled(r.tokens, r.updated_at, now, *rates[r.key]) for r in found}
 
     @staticmethod
     def _lock_buckets(conn: Connection, keys: list[str]) -> list[Row[Any]]:
@@ -415,3 +419,13 @@ class SqlClaims(SqlPart):
                 ).where(d.c.status == Status.PENDING)
             ).one()
         return Backlog(int(row[1]), int(row[0]), row[2])
+
+    def pending_counts(self) -> dict[GroupId, int]:
+        d = deliveries
+        with self._read() as conn:
+            rows = conn.execute(
+                select(d.c.action_id, d.c.target_id, d.c.channel, func.count())
+                .where(d.c.status == Status.PENDING)
+                .group_by(d.c.action_id, d.c.target_id, d.c.channel)
+            )
+            return {(r[0], r[1], r[2]): int(r[3]) for r in rows}

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, and_, select
 
 from dispatcher.models import Caps
 from dispatcher.pacing import GLOBAL, Limits, refilled
+from dispatcher.plans.spread import Aim
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import ALIVE, AttemptRow, Status, WorkerBeat, caps, consent
 from dispatcher.store.reasons import Reason, last_reply
@@ -37,8 +38,10 @@ class State(StrEnum):
     CAP = "waiting for the monthly cap"
     PACING = "waiting for pacing"
     CAPPED = "waiting for a cap"  # its recipient's or domain's hourly or daily cap
+    SPREAD = "waiting for the spread"  # its target's letters spread to the deadline
     LINE = "waiting for the fax line"
     OFFICE = "outside office hours"
+    DIGEST = "waiting for the digest"  # its target takes one message a day (delivery: digest)
     LEASE = "waiting for its lease to run out"
     HELD = "held"
     DRAFT = "draft"
@@ -70,6 +73,8 @@ class Context:
     control: str = ""  # staff's last control of the action: "set active by alice at ..."
     caps: Caps = field(default_factory=Caps)  # its recipients' caps (store/caps.py); none by default
     opens: str | None = None  # outside the target's office hours: when they open, local time
+    spread: Aim | None = None  # its target's letters spread to the deadline; None: as caps allow
+    digest: str | None = None  # its target's letters go as a daily digest: which, and when
 
 
 @dataclass(frozen=True)
@@ -247,6 +252,8 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
         return State.PAUSED, f"the action is paused{_by(context)}: nothing of it is sent"
     if context.held is not None:
         return State.HELD, f"nothing of this action is sent: {context.held}"
+    if context.digest is not None:
+        return State.DIGEST, context.digest
     if row.next_attempt_at > now:
         return _later(row)
     if context.opens is not None:
@@ -256,6 +263,9 @@ def _pending(conn: Connection, row: Any, now: dt.datetime, context: Context) -> 
     full = caps.reached(conn, context.keys, context.caps, now)
     if full:
         return State.CAPPED, caps.said(full[0], now)
+    spread = _spread(conn, now, context.spread)
+    if spread is not None:
+        return State.SPREAD, spread
     paced = _pacing(conn, now, context)
     if paced is not None:
         wait, key = paced
@@ -329,6 +339,18 @@ def _pacing(conn: Connection, now: dt.datetime, context: Context) -> tuple[float
         if have < 1 and rate > 0:
             waits.append(((1 - have) / rate, str(key)))
     return max(waits) if waits else None
+
+
+def _spread(conn: Connection, now: dt.datetime, aim: Aim | None) -> str | None:
+    """When the target's spread bucket has its next token, or None: it has one now."""
+    if aim is None:
+        return None
+    p = pacing_buckets
+    row = conn.execute(select(p.c.tokens, p.c.updated_at).where(p.c.key == aim.key)).first()
+    have = 1.0 if row is None else refilled(row.tokens, row.updated_at, now, aim.pace, 1.0)
+    if have >= 1:
+        return None
+    return aim.said(now + dt.timedelta(seconds=(1 - have) / aim.pace))
 
 
 def _consent(row: Any) -> list[str]:

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, exists, func, or_, select
 
 from dispatcher import capabilities
 from dispatcher.addresses import stored_email
 from dispatcher.redaction import person_pattern, redacted
 from dispatcher.store import AttemptRow, Outcome, Status
+from dispatcher.store.consent import plannable
 from dispatcher.store.engine import SqlPart, seconds_between
 from dispatcher.store.explain import ROW_FIELDS, Context, Explanation, explain
 from dispatcher.store.failures import Failure
 from dispatcher.store.reasons import gave_up
-from dispatcher.store.schema import attempts, deliveries, supporters
+from dispatcher.store.schema import attempts, cap_counts, consents, deliveries, supporters
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,43 @@ class Latency:
 
 
 class SqlReports(SqlPart):
+    def cap_usage(self, now: dt.datetime) -> dict[str, int]:
+        """The letters counted in every cap window still open (``caps.Cap.counter`` → used):
+        the forecast starts from them."""
+        t = cap_counts
+        with self._read() as conn:
+            return {
+                r.counter: int(r.used)
+                for r in conn.execute(select(t.c.counter, t.c.used).where(t.c.ends > now))
+            }
+
+    def unplanned(
+        self,
+        action_id: str,
+        pairs: Sequence[tuple[str, str]],
+        now: dt.datetime,
+        tags: Sequence[str] = (),
+        languages: Mapping[str, str] | None = None,
+    ) -> dict[tuple[str, str], int]:
+        """Per target × channel, the supporters whose consent today would be planned a letter
+        (as ``plan`` chooses them) who have none yet: what ``check`` forecasts before launch."""
+        c, d = consents, deliveries
+        scopes = ["all", action_id, *(f"tag:{t}" for t in tags)]
+        out = {}
+        with self._read() as conn:
+            for target_id, channel in pairs:
+                planned = exists().where(
+                    d.c.action_id == action_id,
+                    d.c.supporter_id == c.c.supporter_id,
+                    d.c.target_id == target_id,
+                    d.c.channel == channel,
+                )
+                language = (languages or {}).get(target_id) or None
+                chosen = c.c.scope.in_(scopes), plannable(now, channel, language), ~planned
+                count = conn.scalar(select(func.count(func.distinct(c.c.supporter_id))).where(*chosen))
+                out[target_id, channel] = int(count or 0)
+        return out
+
     def attempts_page(
         self,
         where: LogFilter,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +33,7 @@ from dispatcher.models import (
     WorkerBeat,
 )
 from dispatcher.pacing import Limits
+from dispatcher.plans import spread
 
 if TYPE_CHECKING:
     from dispatcher.store.accounts import Accounts
@@ -46,6 +47,9 @@ class ClaimRequest:
     room: Mapping[str, int]  # most letters to claim per channel
     limits: Limits
     start: int = 0  # which group is served first this round (the feeder rotates the groups instead)
+    # What one letter costs of its group's spread bucket (pacing.jitter); a test passes a
+    # seeded one.
+    jitter: Callable[[], float] = spread.cost
 
 
 class SenderStore(Protocol):
@@ -90,6 +94,10 @@ class SenderStore(Protocol):
 
     @abc.abstractmethod
     def backlog(self, now: dt.datetime) -> Backlog: ...
+
+    @abc.abstractmethod
+    def pending_counts(self) -> dict[GroupId, int]:
+        """Pending letters per action × target × channel, due or not (what a spread divides)."""
 
     @abc.abstractmethod
     def heartbeat(self, beat: WorkerBeat) -> None: ...

@@ -417,3 +417,33 @@ workers = Table(
     Column("sent", BigInteger, nullable=False, server_default="0"),
     Column("stopped_at", UTCDateTime()),  # a clean stop; a crash leaves only an old last_seen
 )
+
+# A target's daily digest (store/digests.py): which day it is, its Message-ID and members decided
+# once, before the first send, so that a resend after a crash is the same message.
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("day", String(10), nullable=False),  # the target's local date, YYYY-MM-DD
+    Column("action_id", String(128), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    # sending (leased) | pending (a retry is due at next_attempt_at) | sent | failed
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    UniqueConstraint("action_id", "target_id", "channel", "day"),
+)
+
+digest_letters = Table(
+    "digest_letters",
+    metadata,
+    Column("digest_id", BigId, ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
+    Column("delivery_id", BigId, ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True),
+    Index(None, "delivery_id"),
+)

@@ -23,6 +23,7 @@ from dispatcher.store import (
 from dispatcher.store.accounts import SqlAccounts
 from dispatcher.store.claims import SqlClaims
 from dispatcher.store.controls import SqlControls
+from dispatcher.store.digests import SqlDigests
 
 # Re-exported: the CLI and tests open engines from here (engine_for, the frozen-worker test's
 # IDLE_IN_TRANSACTION).
@@ -56,6 +57,7 @@ class SqlStore(SqlClaims, SqlLeases, SqlOutcomes, SqlPlanning, SqlControls, Stor
         self._reports = SqlReports(self.engine)
         self._people = SqlPeople(self.engine)
         self._privacy = SqlPrivacy(self.engine)
+        self._digests = SqlDigests(self.engine)
 
     @property
     def accounts(self) -> SqlAccounts:
@@ -72,6 +74,10 @@ class SqlStore(SqlClaims, SqlLeases, SqlOutcomes, SqlPlanning, SqlControls, Stor
     @property
     def privacy(self) -> SqlPrivacy:
         return self._privacy
+
+    @property
+    def digests(self) -> SqlDigests:
+        return self._digests
 
     def close(self) -> None:
         self.engine.dispose()

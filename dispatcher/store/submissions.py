@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import Connection, delete, literal, select, update
 
@@ -69,8 +70,10 @@ def _apply_early(conn: Connection, provider: str, job_id: str, by: str, retry: R
 
 
 def resolve(conn: Connection, event: ProviderEvent, by: str, retry: Retry) -> Resolution:
+    """The provider's word on a job, applied to every letter it carried (a digest fax carries
+    several, sending/digest.py)."""
     d, a = deliveries, attempts
-    row = conn.execute(
+    rows = conn.execute(
         select(
             d.c.id,
             d.c.status,
@@ -82,15 +85,22 @@ def resolve(conn: Connection, event: ProviderEvent, by: str, retry: Retry) -> Re
             d.c.fallback,
         )
         .where(d.c.provider == event.provider, d.c.provider_job == event.job_id)
+        .order_by(d.c.id)
         .with_for_update()
-    ).first()
-    if row is None:
+    ).all()
+    if not rows:
         if conn.scalar(select(a.c.id).where(a.c.provider == event.provider, a.c.job_id == event.job_id)):
             return Resolution.IGNORED  # the delivery was submitted again since, under a new job
         conn.execute(early_events.insert().values(_early_row(event)))
         return Resolution.EARLY
-    if row.status != Status.SUBMITTED:
-        return Resolution.IGNORED
+    waiting = [row for row in rows if row.status == Status.SUBMITTED]
+    for row in waiting:
+        _apply(conn, row, event, by, retry)
+    return Resolution.APPLIED if waiting else Resolution.IGNORED
+
+
+def _apply(conn: Connection, row: Any, event: ProviderEvent, by: str, retry: Retry) -> None:
+    d, a = deliveries, attempts
     outcome, later, detail = _outcome(event, row.attempts, retry)
     status = {Outcome.SENT: Status.SENT, Outcome.RETRY: Status.PENDING}.get(outcome, Status.FAILED)
     withdrawn = event.failure == Failure.CANCELLED
@@ -132,7 +142,6 @@ def resolve(conn: Connection, event: ProviderEvent, by: str, retry: Retry) -> Re
             duration=event.duration,
         )
     )
-    return Resolution.APPLIED
 
 
 def _outcome(event: ProviderEvent, attempts: int, retry: Retry) -> tuple[Outcome, dt.datetime | None, str]:

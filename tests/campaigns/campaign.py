@@ -69,6 +69,7 @@ from sqlalchemy import create_engine, text
 from dispatcher.channels.email import message_id
 from dispatcher.models import AttemptRow, QueueCount
 from dispatcher.store import open_store
+from tests.support import wire
 from tests.support.caps import NO_CAPS_ENV
 from tests.support.processes import CLOCK_FREE
 from tests.support.smtp_server import Event, Received, ReplyKind, ScriptedHandler, SmtpServer, Stage
@@ -1135,7 +1136,7 @@ def run_scenario(scenario: Scenario, root: Path, database_url: str) -> Outcome:
 
 # Checking ------------------------------------------------------------------------------------------------
 SUBJECT_ACTION = re.compile(r"^\[([a-z0-9][a-z0-9_-]*)\]")
-DELIVERY_ID = re.compile(r"^<[0-9a-f]+\.(\d+)@")  # message_id(): <digest.delivery id@domain>
+DELIVERY_ID = wire.DELIVERY_ID
 
 
 @dataclass(frozen=True)
@@ -1241,12 +1242,8 @@ def _check_addresses(scenario: Scenario, g: Got, findings: Findings) -> None:
         findings.example("a Reply-To its supporter did not choose", f"#{number}: {reply_to}")
     if own and chose.get(own) and reply_to != own:
         findings.example("no Reply-To for a supporter who chose direct replies", f"#{number}: {own}")
-    head = g.received.data.partition(b"\r\n\r\n")[0].decode("ascii", "replace")
-    others = re.sub(r"(?im)^reply-to:[^\r\n]*(\r\n[ \t][^\r\n]*)*", "", head)
-    text = (others + "\n" + g.body).lower()
-    for address in chose:
-        if address in text:
-            findings.example("a supporter's address in a letter to a target", f"#{number}: {address}")
+    for address in wire.in_text(g.received, chose, g.body):
+        findings.example("a supporter's address in a letter to a target", f"#{number}: {address}")
 
 
 def _check_letters(

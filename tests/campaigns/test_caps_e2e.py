@@ -26,6 +26,7 @@ from tests.campaigns.test_email_smtp import DEMO_ACTION, write_action
 from tests.campaigns.test_office_hours import target as office_target
 from tests.campaigns.test_office_hours import world
 from tests.campaigns.test_run_once import cpu_seconds
+from tests.support import wire
 from tests.support.actions import action_data
 from tests.support.processes import dispatcher_executable, wait_until
 from tests.support.smtp_server import SmtpServer
@@ -108,6 +109,7 @@ def test_two_workers_hold_the_caps_on_what_the_server_receives(tmp_path: Path, p
     per_address = Counter(rcpt for r in received for rcpt in r.rcpt_tos)
     assert len(received) == DOMAIN and sorted(per_address.values()) == [DOMAIN - PER_HOUR, PER_HOUR]
     assert counts == {Status.SENT: DOMAIN, Status.PENDING: 20 - DOMAIN}, counts
+    assert wire.strangers(received, wire.signers(pg_url), direct=True) == []
     next_hour = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%H:00")
     assert "waiting for a cap: the hourly cap of" in answer and f"{next_hour} UTC" in answer, answer
     # Asleep until the hour ends: a worker claiming in a loop would use far more than this.

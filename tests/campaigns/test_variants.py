@@ -19,6 +19,7 @@ from tests.campaigns.test_check import letter, send_with_words
 from tests.campaigns.test_cli import cli
 from tests.campaigns.test_email_smtp import delivery_rows, expected_ids, later, make_settings, run_once
 from tests.conftest import ROOT, cli_env
+from tests.support import wire
 from tests.support.actions import action_data, write_action
 from tests.support.smtp_server import SmtpServer
 from tests.unit.test_render import make
@@ -83,6 +84,7 @@ async def test_each_supporter_gets_one_variant_to_every_target_and_on_retry(
     finally:
         store.close()
     assert len(received) == 2 * len(people) and {r.status for r in rows.values()} == {"sent"}
+    assert wire.strangers(received, wire.signers(db_url), direct=False) == []
     assert sum(r.attempts == 2 for r in rows.values()) >= len(people) // 2  # retries happened
     got: dict[str, set[str]] = defaultdict(set)
     for mail in received:

@@ -63,7 +63,8 @@ def test_a_pdf_kind_needs_the_font_and_its_line_paces_the_forecast(postal: Capab
     assert faxes(letter, ("postal",)) and not faxes(letter, ("email",))
     pending = [QueueCount("a", "minister", "postal", "pending", 10, None)]
     settings = web_settings(Path("/nonexistent"), rate_per_target=1.0, rate_global=100.0)
-    assert needed_seconds(pending, settings) == 10 * 30.0  # a line each, not the pacing's rate
+    now = dt.datetime(2030, 1, 7, tzinfo=dt.UTC)
+    assert needed_seconds(letter, pending, settings, now) == 9 * 30.0  # a line each, not the pacing's rate
 
 
 def test_a_new_kind_that_falls_back_is_planned_with_its_fallback(

@@ -17,6 +17,12 @@ class G:
     channel: str
     keys: tuple[str, ...]
     line: str | None = None
+    pace: float | None = None
+    spread: str | None = None
+
+    @property
+    def ident(self) -> tuple[str, str, str]:
+        return ("a", "t", self.channel)
 
 
 def test_refill_is_capped_by_the_burst_and_ignores_a_lagging_clock() -> None:

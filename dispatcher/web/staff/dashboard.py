@@ -17,7 +17,6 @@ from starlette.routing import Route
 from dispatcher.accounts import Role
 from dispatcher.actions import controls
 from dispatcher.actions.model import Action
-from dispatcher.models import QueueCount
 from dispatcher.sending import forecast, why
 from dispatcher.store.accounts import AuditEntry
 from dispatcher.store.reports import LogFilter
@@ -28,20 +27,20 @@ from dispatcher.web.staff.logs import page_id
 from dispatcher.web.staff.summary import BAR, ActionRow, action_rows
 
 
-def _overview(
-    ctx: Context, only: dict[str, Action] | None = None, queues: list[QueueCount] | None = None
-) -> list[ActionRow]:
+def _overview(ctx: Context, advise: tuple[str, ...] = ()) -> list[ActionRow]:
     store, now = ctx.store, ctx.clock()
     return action_rows(
-        ctx.actions() if only is None else only,
+        ctx.actions(),
         store.action_states(),
         store.reports.progress(),
         store.reports.sent_since(now - dt.timedelta(hours=1)),
-        store.queue_counts() if queues is None else queues,
+        store.queue_counts(),
         ctx.settings,
         now,
         forecast.held(ctx.settings, ctx.clock, store.action_holds(now)),
         bool(forecast.running(store.workers(), now)),
+        advise,
+        store.reports.cap_usage(now),
     )
 
 
@@ -84,10 +83,12 @@ def _action_page(ctx: Context, action_id: str) -> dict[str, Any] | None:
         return None
     store, reports = ctx.store, ctx.store.reports
     queues = [q for q in store.queue_counts() if q.action_id == action_id]
+    # Its lanes walked with every action's: a domain's and an address's caps are shared.
+    row = next(r for r in _overview(ctx, advise=(action_id,)) if r.id == action_id)
     return {
         **_dispatchers(ctx),
         "action": action,
-        "row": _overview(ctx, {action_id: action}, queues)[0],
+        "row": row,
         "hold": forecast.fresh_holds(ctx.settings, ctx.clock, store.action_holds(ctx.clock())).get(action_id),
         "queues": queues,
         # Server replies may quote a supporter: no one reads them here with the person in.
