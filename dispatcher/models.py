@@ -153,6 +153,9 @@ class ClaimBatch:
     # waiting for their spread's next token (``ClaimGroup.spread``), and when it comes: not
     # worth asking before then.
     capped: Mapping[GroupId, dt.datetime] = field(default_factory=dict)
+    # How many of the groups asked, from the first, the round looked at (``store.claims.window``):
+    # the others were neither served nor found dry, and are asked first next round.
+    reached: int = 0
 
 
 @dataclass(frozen=True)

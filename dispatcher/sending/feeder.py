@@ -2,7 +2,10 @@
 
 Each round is one claim in the store (see ``Store.claim``): capacity goes only to groups with
 letters due, shared round-robin, as the deployment's pacing buckets allow. A group that came back
-with fewer letters than asked is dry and is not asked again until the next refresh.
+with fewer letters than asked is dry and is not asked again until the next refresh. A round looks
+at only as many groups as it may claim letters (``store.claims.window``): the next round starts
+where it stopped, so with hundreds of groups each is served within a few rounds, and a round that
+found nothing goes on to the next groups at once rather than waiting.
 
 An idle worker does not claim every second: when a round finds nothing, it asks the store once
 when the next letter falls due and stays quiet until then, or ``IDLE_RECHECK`` at most (letters
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dispatcher.channels import Channel
-from dispatcher.models import Claim, ClaimGroup, GroupId
+from dispatcher.models import Claim, ClaimBatch, ClaimGroup, GroupId
 from dispatcher.pacing import Limits
 from dispatcher.store import ClaimRequest
 from dispatcher.store.roles import SenderStore
@@ -98,9 +101,11 @@ class Feeder:
         self.queues = {name: ChannelQueue(ch.concurrency, batch_size) for name, ch in channels.items()}
         self.dry: set[GroupId] = set()
         self.wait: float | None = None  # until a group with letters has pacing tokens again
-        self._round = 0
         self._quiet_until = 0.0  # time.monotonic() before which nothing of these groups is due
         self._groups: tuple[ClaimGroup, ...] = ()  # the groups the quiet was read for
+        self._source: list[ClaimGroup] | None = None  # the list they came as (the catalogue keeps it)
+        self._order: dict[GroupId, int] = {}  # each group's place in ``_groups``
+        self._next: GroupId | None = None  # where the next round starts: the first not reached
         # Groups at a cap (store/caps.py), until its window ends: a cap reached stays reached
         # whatever else happens, so not even a stir asks them again before then.
         self.capped: dict[GroupId, dt.datetime] = {}
@@ -120,31 +125,65 @@ class Feeder:
         self._quiet_until = 0.0
 
     async def fill(self, groups: list[ClaimGroup]) -> int:
-        """One claim round; returns how many letters were queued."""
+        """One claim round (more while a round looked at only some groups and found nothing);
+        returns how many letters were queued."""
         idents = tuple(g.ident for g in groups)
-        if tuple(groups) != self._groups:  # an action resumed, a channel came up, caps changed…
+        if groups is not self._source and tuple(groups) != self._groups:  # an action resumed, caps changed…
             self._groups = tuple(groups)
+            self._order = {ident: i for i, ident in enumerate(idents)}
             self.capped.clear()
             self.stir()
+        self._source = groups
         now_at = self.clock()
         self.capped = {g: until for g, until in self.capped.items() if until > now_at}
-        asked = [g for g in groups if g.ident not in self.dry and g.ident not in self.capped]
         room = {name: queue.room() for name, queue in self.queues.items()}
-        if not any(room.get(g.channel, 0) for g in asked):
+        asked = self._rotated([g for g in groups if self._askable(g, room)])
+        if not asked:
             self.wait = self._uncapped_in(now_at)
             return 0
-        request = ClaimRequest(asked, room, self.limits, self._round)
-        self._round += 1
-        batch = await self.db(self.store.claim, self.worker_id, request, self.clock(), self.lease)
-        self.dry |= batch.dry
-        self.capped |= batch.capped
-        self.wait = min((w for w in (batch.wait, self._uncapped_in(now_at)) if w is not None), default=None)
-        now = time.monotonic()
-        for claim in batch.claims:
-            self.queues[claim.channel].items.put_nowait(Queued(claim, now))
-        if not batch.claims and batch.wait is None and self.dry.union(self.capped).issuperset(idents):
+        claimed, waits = 0, []
+        while asked:
+            request = ClaimRequest(asked, room, self.limits)
+            batch = await self.db(self.store.claim, self.worker_id, request, self.clock(), self.lease)
+            self.dry |= batch.dry
+            self.capped |= batch.capped
+            waits.append(batch.wait)
+            now = time.monotonic()
+            for claim in batch.claims:
+                self.queues[claim.channel].items.put_nowait(Queued(claim, now))
+            claimed += len(batch.claims)
+            self._next = self._first_unserved(asked, batch) or self._next
+            if claimed or not batch.reached:
+                break
+            asked = asked[batch.reached :]
+        paced = min((w for w in waits if w is not None), default=None)
+        self.wait = min((w for w in (paced, self._uncapped_in(now_at)) if w is not None), default=None)
+        if not claimed and paced is None and self.dry.union(self.capped).issuperset(idents):
             await self._quiet(self.uncapped(idents))
-        return len(batch.claims)
+        return claimed
+
+    def _askable(self, group: ClaimGroup, room: Mapping[str, int]) -> bool:
+        return (
+            bool(room.get(group.channel)) and group.ident not in self.dry and group.ident not in self.capped
+        )
+
+    def _first_unserved(self, asked: list[ClaimGroup], batch: ClaimBatch) -> GroupId | None:
+        """Where the next round starts: the first group the round looked at and left waiting
+        (out of room or tokens), else the first it did not reach, so every group with letters
+        due is served once before any is served twice (pacing allowing)."""
+        served = {(c.action_id, c.target_id, c.channel) for c in batch.claims}
+        done = served | self.dry | self.capped.keys()
+        waiting = (g.ident for g in asked[: batch.reached] if g.ident not in done)
+        after = asked[batch.reached].ident if batch.reached < len(asked) else None
+        return next(waiting, after)
+
+    def _rotated(self, asked: list[ClaimGroup]) -> list[ClaimGroup]:
+        """``asked`` from the group the last round did not reach, then the ones before it."""
+        start = self._order.get(self._next) if self._next is not None else None
+        if start is None:
+            return asked
+        k = next((i for i, g in enumerate(asked) if self._order[g.ident] >= start), len(asked))
+        return asked[k:] + asked[:k]
 
     def _uncapped_in(self, now: dt.datetime) -> float | None:
         """Seconds until the first group left out for a cap or its spread may be asked again:

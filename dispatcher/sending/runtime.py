@@ -371,7 +371,7 @@ class Dispatcher:
                     await self.jobs.poll(only_due=True)
                     await self.refresh()
                 else:
-                    self.catalogue.recompute()
+                    self.catalogue.tick()
                 await self.digests.tick(self._up())
                 groups = self.catalogue.groups(self._up(), self.channels)
                 if await self.feeder.fill(groups):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Float,
     FromClause,
     Integer,
     Row,
@@ -49,7 +48,7 @@ from dispatcher.store import (
     quota,
 )
 from dispatcher.store.consent import live
-from dispatcher.store.engine import SqlPart, dialect_insert, is_postgres, wait_for_locks
+from dispatcher.store.engine import SqlPart, dialect_insert, is_postgres, keyed_values, wait_for_locks
 from dispatcher.store.schema import (
     UTCDateTime,
     consents,
@@ -68,6 +67,26 @@ CLAIM_AGAIN = 0.2  # seconds until a claim given up is asked again
 _CLAIM_GIVEN_UP = frozenset({"55P03", "25P03"})
 
 log = logging.getLogger("dispatcher")
+
+# What a lease reads back of each letter: its claim, and where its signer's details are.
+_LEASED = ("id", "action_id", "target_id", "channel", "attempts", "supporter_id", "consent_id")
+
+# A round looks at no more groups of a channel than it may claim letters by it, and at least this
+# many: its cost grows with what it claims, not with every group that exists (at 900 groups, most
+# of a round was reading their buckets and probing the index for each). The feeder asks the
+# groups it did not reach first next round, so each is looked at within a few rounds.
+WINDOW_MIN = 50
+
+
+def window(groups: Sequence[ClaimGroup], room: Mapping[str, int]) -> int:
+    """How many of ``groups``, from the first, one round looks at."""
+    seen: dict[str, int] = {}
+    for i, g in enumerate(groups):
+        n = seen.get(g.channel, 0)
+        if n >= max(WINDOW_MIN, room.get(g.channel, 0)):
+            return i
+        seen[g.channel] = n + 1
+    return len(groups)
 
 
 class DueLetters(Executable, ClauseElement):
@@ -116,11 +135,16 @@ def asked(groups: str, postgres: bool) -> Asked:
     return Asked(each, i, a, t, c)
 
 
+def _cap(d: FromClause, c: FromClause) -> ColumnElement[Any]:
+    """A letter's consent's monthly cap while the letter is not yet charged to it (``quota``)."""
+    return case((d.c.charged.is_(None), c.c.monthly_cap)).label("cap")
+
+
 def _due_lateral(due: DueLetters) -> Select[Any]:
     """PostgreSQL: a LATERAL subquery per group row, locking what it takes or skipping it."""
     d, c, g = deliveries, consents, asked(due.groups, postgres=True)
     head = (
-        select(d.c.id, d.c.next_attempt_at)
+        select(d.c.id, d.c.next_attempt_at, d.c.supporter_id, _cap(d, c))
         .join(c, c.c.id == d.c.consent_id)
         .where(*g.of(d), d.c.status == Status.PENDING, d.c.next_attempt_at <= due.now, live(due.now))
         .order_by(d.c.next_attempt_at)
@@ -129,7 +153,9 @@ def _due_lateral(due: DueLetters) -> Select[Any]:
         .lateral("head")
     )
     return (
-        select(g.i.label("g"), head.c.id, head.c.next_attempt_at.label("due"))
+        select(
+            g.i.label("g"), head.c.id, head.c.next_attempt_at.label("due"), head.c.supporter_id, head.c.cap
+        )
         .select_from(g.rows)
         .join(head, true())
         .order_by(g.i, head.c.next_attempt_at)
@@ -147,10 +173,13 @@ def _due_correlated(due: DueLetters) -> Select[Any]:
         .order_by(d.c.next_attempt_at)
         .limit(due.limit)
     )
+    signed = consents.alias("signed")
     return (
-        select(g.i.label("g"), picked.c.id, picked.c.next_attempt_at.label("due"))
+        select(g.i.label("g"), picked.c.id, picked.c.next_attempt_at.label("due"), picked.c.supporter_id)
+        .add_columns(_cap(picked, signed))
         .select_from(g.rows)
         .join(picked, picked.c.id.in_(head))
+        .join(signed, signed.c.id == picked.c.consent_id)
         .order_by(g.i, picked.c.next_attempt_at)
     )
 
@@ -185,8 +214,9 @@ class SqlClaims(SqlPart):
         groups = list(request.groups)
         if not groups:
             return ClaimBatch([], frozenset(), None)
+        reach = window(groups, request.room)
         try:
-            return self._claim(worker, groups, request, now, lease)
+            return replace(self._claim(worker, groups[:reach], request, now, lease), reached=reach)
         except DBAPIError as exc:
             # Nothing of a claim outlives its transaction: one given up is simply asked again.
             if getattr(exc.orig, "sqlstate", None) not in _CLAIM_GIVEN_UP and not exc.connection_invalidated:
@@ -208,10 +238,11 @@ class SqlClaims(SqlPart):
             refilled = dict(tokens)
             tokens |= self._lines(conn, groups)
             wanted = pacing.asks(groups, tokens, request.room)
-            rows = self._due(conn, groups, wanted, now)
+            rows, uncharged = self._due(conn, groups, wanted, now)
             # Caps are spent like buckets: ``budget`` holds both, only the buckets are written back.
             held, budget, chosen = caps.allocate(conn, groups, rows, tokens, request, now)
-            claims = self._lease(conn, worker, [row for _, row in chosen], now, lease)
+            ids = quota.charge(conn, [row for _, row in chosen], uncharged, now)
+            claims = self._lease(conn, worker, ids, now, lease)
             caps.charge(conn, held, claims)
             pacing.jitter(budget, refilled, request.jitter)
             self._spend(conn, {k: budget[k] for k in tokens}, refilled, now)
@@ -250,7 +281,8 @@ class SqlClaims(SqlPart):
         b = pacing_buckets
         if is_postgres(conn):
             conn.execute(select(b.c.key).where(b.c.key == pacing.GLOBAL).with_for_update())
-        return list(conn.execute(select(b.c.key, b.c.tokens, b.c.updated_at).where(b.c.key.in_(keys))))
+        asked = select(keyed_values(conn, "keys", dict.fromkeys(keys, 0)).c.key)  # as caps._locked
+        return list(conn.execute(select(b.c.key, b.c.tokens, b.c.updated_at).where(b.c.key.in_(asked))))
 
     def _lines(self, conn: Connection, groups: Sequence[ClaimGroup]) -> dict[str, float]:
         """One token per line, none for a line with a letter in flight (leased or submitted)."""
@@ -280,37 +312,33 @@ class SqlClaims(SqlPart):
             return
         # One statement, not one per bucket: psycopg sends an executemany as a pipeline, and a
         # process frozen before the pipeline's last message leaves a session that PostgreSQL
-        # counts as busy, not idle, so it never times out and the bucket locks stay held. The
-        # levels travel as one JSON parameter: a CASE of one branch per bucket cost more to build
-        # each round than the database took to run it.
-        levels = bindparam("levels", json.dumps(left), type_=Text)
-        if is_postgres(conn):
-            level: Any = cast(cast(levels, JSONB)[b.c.key].astext, Float)
-        else:
-            each = func.json_each(levels).table_valued("key", "value")
-            level = select(each.c.value).where(each.c.key == b.c.key).scalar_subquery()
-        conn.execute(update(b).where(b.c.key.in_(list(left))).values(tokens=level, updated_at=now))
+        # counts as busy, not idle, so it never times out and the bucket locks stay held.
+        level = keyed_values(conn, "levels", left)
+        conn.execute(update(b).where(b.c.key == level.c.key).values(tokens=level.c.value, updated_at=now))
 
     def _due(
         self, conn: Connection, groups: Sequence[ClaimGroup], wanted: Sequence[int], now: dt.datetime
-    ) -> list[list[int]]:
-        """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement."""
+    ) -> tuple[list[list[int]], dict[int, tuple[int, int]]]:
+        """Up to ``wanted[i]`` due delivery ids of each group, oldest due first: one statement.
+        And of those under a monthly cap not yet charged, the supporter and the cap."""
         out: list[list[int]] = [[] for _ in groups]
+        capped: dict[int, tuple[int, int]] = {}
         spell = _due_lateral if is_postgres(conn) else _due_correlated
         for due in due_queries(groups, wanted, now):
             # The dialect's statement itself, not ``due``: SQLAlchemy caches its compiled form.
             for row in conn.execute(spell(due)):
                 out[row.g].append(row.id)
-        return out
+                if row.cap is not None:
+                    capped[row.id] = (row.supporter_id, row.cap)
+        return out, capped
 
     def _lease(
         self, conn: Connection, worker: str, ids: list[int], now: dt.datetime, lease: dt.timedelta
     ) -> list[Claim]:
-        ids = quota.charge(conn, ids, now)
         if not ids:
             return []
         d, s, c, w = deliveries, supporters, consents, personal_words
-        conn.execute(
+        leased = (
             update(d)
             .where(d.c.id.in_(ids))
             .values(
@@ -321,14 +349,15 @@ class SqlClaims(SqlPart):
                 updated_at=now,
             )
         )
-        full = c.c.name_display != "name"  # "name": the letter is signed by the name alone
-        rows = conn.execute(
+        source: Any = d
+        if is_postgres(conn):  # one statement: the rows leased are joined to their signers as returned
+            source = leased.returning(*(d.c[n] for n in _LEASED)).cte("leased")
+        else:  # SQLite has no UPDATE in a WITH
+            conn.execute(leased)
+        full, got = c.c.name_display != "name", source.c  # "name": signed by the name alone
+        query = (
             select(
-                d.c.id,
-                d.c.action_id,
-                d.c.target_id,
-                d.c.channel,
-                d.c.attempts,
+                *(got[n] for n in _LEASED[:5]),
                 s.c.name,
                 s.c.email,
                 case((full, s.c.city), else_="").label("city"),
@@ -337,11 +366,11 @@ class SqlClaims(SqlPart):
                 w.c.words,
                 c.c.replies,
             )
-            .join(s, s.c.id == d.c.supporter_id)
-            .join(c, c.c.id == d.c.consent_id)
-            .outerjoin(w, and_(w.c.supporter_id == d.c.supporter_id, w.c.action_id == d.c.action_id))
-            .where(d.c.id.in_(ids))
+            .join(s, s.c.id == got.supporter_id)
+            .join(c, c.c.id == got.consent_id)
+            .outerjoin(w, and_(w.c.supporter_id == got.supporter_id, w.c.action_id == got.action_id))
         )
+        rows = conn.execute(query if source is not d else query.where(d.c.id.in_(ids)))
         by_id = {
             r.id: Claim(
                 delivery_id=r.id,

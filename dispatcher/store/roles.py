@@ -46,7 +46,7 @@ class ClaimRequest:
     groups: Sequence[ClaimGroup]
     room: Mapping[str, int]  # most letters to claim per channel
     limits: Limits
-    start: int = 0  # which group is served first this round (rotated by the caller)
+    start: int = 0  # which group is served first this round (the feeder rotates the groups instead)
     # What one letter costs of its group's spread bucket (pacing.jitter); a test passes a
     # seeded one.
     jitter: Callable[[], float] = spread.cost
@@ -60,7 +60,8 @@ class SenderStore(Protocol):
         """Lease due deliveries, fairly across groups and as the shared pacing buckets allow.
 
         One transaction: the buckets are refilled and spent in it, so every worker sharing the
-        store sees one budget per recipient and one for the deployment.
+        store sees one budget per recipient and one for the deployment. It looks at the first
+        groups only, as many per channel as its room (``ClaimBatch.reached`` says how many).
         """
 
     @abc.abstractmethod
