@@ -7,8 +7,8 @@ cap (per UTC clock hour, as the store counts it) and daily cap (midnight to midn
 zone), the hourly cap of its email domain, shared by every lane reaching that domain (and a cap
 on an address shared by every lane reaching it), and the deployment's overall rate. Where lanes
 share a limit they share it evenly, as the claim's round-robin does. A ``digest`` lane sends one
-message per office day at its digest time: its letters go in the next one (a fax digest takes
-its line a page per letter, plus a cover, and what the office hours leave goes the next day).
+message per office day at its digest time: its letters go in the next one (a fax digest's
+faxes are handed over together then, and take the number's line a page at a time).
 
 ``spread: even`` aims the last letter at the deadline less the margin by design; the forecast
 then only asks whether the caps and hours allow that. Pure: ``now`` is given, so a test plays a
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.models import Caps
+from dispatcher.plans import digests
 from dispatcher.plans.calendar import Calendar, Span
 
 HOUR = dt.timedelta(hours=1)
@@ -51,6 +52,7 @@ class Lane:
     spread: str = "asap"
     margin: dt.timedelta = dt.timedelta(0)
     digest_at: dt.time | None = None  # delivery: digest, at this time in the lane's zone
+    digest_pages: int = 20  # a fax digest's faxes: at most this many pages each, a cover in them
     # Letters already counted against its caps (the store's): per address or domain key, in
     # the clock hour of ``now``, and per address in the day of ``now`` in its zone.
     spent_hour: Mapping[str, int] = field(default_factory=dict)
@@ -106,34 +108,25 @@ def _spread(lane: Lane, last: dt.datetime | None, now: dt.datetime) -> Outlook:
 
 
 def digest_times(lane: Lane, now: dt.datetime, until: dt.datetime) -> Iterable[dt.datetime]:
-    """When the lane's digests go: its digest time on each office day, or the office's first
-    open moment after it that day (a day it never opens after then has none)."""
+    """When the lane's digests go (``plans.digests``): from now on, until ``until``."""
     assert lane.digest_at is not None
-    zone, day = lane.calendar.zone, now.astimezone(lane.calendar.zone).date()
-    while True:
-        wall = dt.datetime.combine(day, lane.digest_at).replace(tzinfo=zone).astimezone(dt.UTC)
-        if wall > until:
-            return
-        midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
-        opens = lane.calendar.next_open(wall, midnight - wall) if wall >= now else None
-        if opens is not None:
-            yield opens
+    day = now.astimezone(lane.calendar.zone).date()
+    while dt.datetime.combine(day, dt.time(), lane.calendar.zone) <= until:
+        found = digests.moment(lane.calendar, lane.digest_at, day)
+        if found is not None and found.at >= now:
+            yield found.at.astimezone(dt.UTC)
         day += dt.timedelta(days=1)
 
 
 def _digest_last(lane: Lane, now: dt.datetime) -> dt.datetime | None:
-    """The last page of the digests that carry the lane's letters: one message (an email) at
-    the next digest time, or a fax line busy a page at a time until the office closes."""
-    pages = lane.letters + 1  # a cover with the count, then a page per letter
-    for start in digest_times(lane, now, lane.deadline + BEYOND):
-        if lane.line is None:
-            return start
-        close = lane.calendar.next_close(start) or lane.deadline + BEYOND
-        fit = max(1, math.ceil((close - start).total_seconds() / lane.seconds_each))
-        if pages <= fit:
-            return start + dt.timedelta(seconds=(pages - 1) * lane.seconds_each)
-        pages -= fit
-    return None
+    """The last letter of the next digest, which carries them all: an email at its moment; by
+    fax its faxes handed over together at that moment (``sending.digest``), each a cover and at
+    most ``digest_pages`` pages, the number's line taking them a page at a time."""
+    start = next(iter(digest_times(lane, now, lane.deadline + BEYOND)), None)
+    if start is None or lane.line is None:
+        return start
+    covers = math.ceil(lane.letters / (lane.digest_pages - 1))
+    return start + dt.timedelta(seconds=(lane.letters + covers - 1) * lane.seconds_each)
 
 
 # -- the walk -------------------------------------------------------------------------------------

@@ -178,6 +178,7 @@ def lanes(
                 resolve.spread_for(action, target, settings.spread),
                 dt.timedelta(hours=settings.spread_margin_hours),
                 resolve.digest_at_for(action, target, settings.digest_at) if digest else None,
+                settings.fax_digest_pages,
             )
         )
     return [spent.on(lane) for lane in out]

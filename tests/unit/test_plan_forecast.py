@@ -176,12 +176,13 @@ def test_an_email_digest_goes_at_the_next_digest_time_of_an_office_day() -> None
     assert outlook.last == dt.datetime(2030, 1, 9, 9, tzinfo=dt.UTC) and outlook.fits
 
 
-def test_a_fax_digest_takes_its_line_a_page_at_a_time_over_days() -> None:
+def test_a_fax_digest_takes_its_line_a_page_at_a_time() -> None:
     fax = office_lane(1000, channel="fax", seconds_each=120.0, line="line:fax:+322", digest_at=dt.time(10))
     [outlook] = forecast([fax], MONDAY, RATE_GLOBAL)
-    # 08:00 hours from 10:00 to 18:00 carry 240 pages a day: the cover and 1000 letters take
-    # Wed, Thu, Fri, Mon (960), then 41 pages from Tuesday 10:00, the last at 11:20 CET.
-    assert outlook.last == dt.datetime(2030, 1, 15, 10, 20, tzinfo=dt.UTC) and outlook.fits
+    # Wednesday 10:00 CET (Tuesday is a holiday), 1000 letters and 53 covers (a fax of 20 pages
+    # carries 19 letters): the last page 1052 × 2 minutes later.
+    wednesday = dt.datetime(2030, 1, 9, 9, tzinfo=dt.UTC)
+    assert outlook.last == wednesday + dt.timedelta(minutes=1052 * 2) and outlook.fits
 
 
 def test_an_even_spread_aims_at_the_deadline_less_the_margin() -> None:
@@ -206,13 +207,14 @@ def test_two_actions_faxing_one_number_share_its_line() -> None:
     assert max(first.last, second.last) == MONDAY + dt.timedelta(minutes=59 * 2)
 
 
-def test_a_fax_line_too_busy_is_named_and_only_an_extension_helps() -> None:
-    """No cap holds it and a digest takes the line as long: the words say so."""
+def test_a_fax_line_too_busy_is_named_with_what_would_fix_it() -> None:
+    """No cap holds it: a digest would (its faxes handed over at once, the line busy through
+    the nights too), or an extension."""
     fax = office_lane(3000, channel="fax", seconds_each=120.0, line="line:fax:+322", keys=("fax:+322",))
     found = forecast([fax], MONDAY, RATE_GLOBAL)
     said = described(found[0], found, BRUSSELS, MONDAY, web_settings(Path("/nonexistent")))
     # Monday from 11:00, Wednesday to Friday, the next week: 87 office hours, 30 faxes each.
     assert said == (
         "minister (fax): 3000 letters need 100 hours of line time at 2 min each; 87 left before the "
-        "deadline 2030-01-18 24:00 CET → extend to 2030-01-22"
+        "deadline 2030-01-18 24:00 CET → use delivery: digest, or extend to 2030-01-22"
     )
