@@ -44,11 +44,13 @@ from tests.store.test_store_contract import statuses
 from tests.support.actions import action_data
 from tests.unit.test_calendar import wall_open
 
-# "asap" also shows the caps binding and letters going at the first moment the plans allow. Adding
-# "even" here runs the same campaign spread: on 03:24 UTC 8 Dec 2026 (main 88090b1) the caps, hours,
-# deadlines and exactly-once held under it, but some a0 letters expired where the bound says the
-# plans left room (spring seeds 1 and 20, not every run: the spread's jitter), still to be explained.
-SPREADS = ["asap"]
+# "asap" also shows the caps binding and letters going at the first moment the plans allow; "even"
+# spreads each target's letters to its deadline, and must keep every other invariant. Its deadline
+# is not checked yet: a spread leaves early room unused, and on 8 Dec 2026 (spring seed 1, about
+# one run in three) a0's president (email) still had letters at the deadline although the forecast
+# at the last joining said they would all go (retries and the crashed worker's letters, which it
+# does not foresee, may be the difference): issue 20 stays open on it.
+SPREADS = ["asap", "even"]
 
 
 @dataclass(frozen=True)
@@ -294,8 +296,8 @@ class Campaign:
     def later(self, claimed: int, ends: list[dt.datetime]) -> dt.datetime:
         """A few minutes on while letters go; else the next moment one might."""
         step = self.now + dt.timedelta(minutes=self.rng.randint(1, 15))
-        if claimed:
-            return step
+        if claimed:  # a worker wakes when a group's pace gives it its next letter, not later
+            return min([step, *(t for t in ends if t > self.now)])
         groups = self.catalogue.groups(tuple(self.channels), self.channels)
         due = self.first().next_due([g.ident for g in groups], self.now)
         joins = [self.joins[0][0]] if self.joins else []
@@ -423,10 +425,10 @@ def test_a_two_week_campaign_keeps_every_plan(
     sent = Counter(a.delivery_id for a in attempts if a.sent)
     assert set(sent.values()) == {1} and ended.get("sent") == len(sent), (ended, len(sent))
     assert taken_back == campaign.crashed > 0, (taken_back, campaign.crashed)
-    # Letters the plans left room for all went; the others expired at their deadline.
-    roomy = {a for a in deadlines if fits(draw, attempts, deadlines, a)}
-    assert "a0" in roomy, "the draw left no action room to check the deadline bound with"
-    assert not expired & roomy, (expired, roomy, ended)
+    if spread == "asap":  # letters the plans left room for all went; the others expired
+        roomy = {a for a in deadlines if fits(draw, attempts, deadlines, a)}
+        assert "a0" in roomy, "the draw left no action room to check the deadline bound with"
+        assert not expired & roomy, (expired, roomy, ended)
     # The holiday held its office's letters (asap: to the next day); the speaker's mailbox
     # (always open) took its own at once (asap).
     holiday, (official, channel) = draw.season.holiday, draw.season.closed
