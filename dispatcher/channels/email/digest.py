@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from email.utils import format_datetime
 
 from dispatcher.actions.model import Target
-from dispatcher.channels.email.message import MessageBuilder, encode_body
+from dispatcher.channels.email.message import MessageBuilder, encode_body, text_headers
 from dispatcher.channels.email.transport import OutgoingMail
 from dispatcher.letters.digest import DigestText
-from dispatcher.mime import mailbox_header, unstructured
+from dispatcher.mime import unstructured
 
 
 def _part(text: str, language: str, description: str = "") -> bytes:
     cte, body = encode_body(text)
     head = [
-        'Content-Type: text/plain; charset="utf-8"\r\n',
-        f"Content-Transfer-Encoding: {cte}\r\n",
-        f"Content-Language: {language}\r\n",
+        text_headers(cte, language),
         "Content-Disposition: inline\r\n",
         unstructured("Content-Description", description) if description else "",
         "\r\n",
@@ -37,17 +34,9 @@ def build(
     digest: DigestText,
     now: dt.datetime,
 ) -> OutgoingMail:
-    assert target.email is not None
     boundary = f"=_digest_{secrets.token_hex(12)}"
-    cc = [(c.name, c.email) for c in copies if c.email]
-    head = [
-        f"Message-ID: {message_id}\r\n",
-        f"Date: {format_datetime(now.astimezone(dt.UTC).replace(microsecond=0))}\r\n",
-        mailbox_header("From", [(builder.org_name, builder.org_address)]),
-        mailbox_header("To", [(target.name, target.email)]),
-        mailbox_header("Cc", cc) if cc else "",
-        unstructured("Subject", digest.subject),
-        "MIME-Version: 1.0\r\n",
+    head = builder.head(message_id, now, builder.org_name, [], target, copies, digest.subject)
+    head += [
         f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n',
         f"Content-Language: {digest.language}\r\n",
         "\r\n",
@@ -58,8 +47,4 @@ def build(
     ]
     sep = f"\r\n--{boundary}\r\n".encode("ascii")
     data = "".join(head).encode("ascii") + sep + sep.join(parts) + f"\r\n--{boundary}--\r\n".encode("ascii")
-    return OutgoingMail(
-        sender=builder.org_address,
-        recipients=(target.email, *(address for _, address in cc)),
-        data=data,
-    )
+    return builder.mail(target, copies, data)

@@ -58,27 +58,57 @@ class MessageBuilder:
 
     def build(self, envelope: Envelope, copies: list[Target]) -> OutgoingMail:
         target, letter, signer = envelope.target, envelope.letter, envelope.signer
-        assert target.email is not None
         mid = message_id(self.secret, envelope.delivery_id, self.domain)
         cte, body = encode_body(letter.body)
-        cc = [(c.name, c.email) for c in copies if c.email]
-        head = [
+        # Only with the supporter's consent: the target is often the government criticised.
+        reply_to = [(signer.name, signer.email)] if signer.replies == "direct" else []
+        sender = signer.name or self.org_name
+        head = self.head(mid, envelope.now, sender, reply_to, target, copies, letter.subject)
+        head += [text_headers(cte, letter.language), "\r\n"]
+        return self.mail(target, copies, "".join(head).encode("ascii") + body)
+
+    def head(
+        self,
+        mid: str,
+        now: dt.datetime,
+        from_name: str,
+        reply_to: list[tuple[str, str]],
+        target: Target,
+        copies: list[Target],
+        subject: str,
+    ) -> list[str]:
+        """The headers of a message to ``target`` and its copies, up to its own content."""
+        assert target.email is not None
+        cc = _copied(copies)
+        return [
             f"Message-ID: {mid}\r\n",
-            f"Date: {self._date(envelope.now)}\r\n",
-            mailbox_header("From", [(signer.name or self.org_name, self.org_address)]),
-            # Only with the supporter's consent: the target is often the government criticised.
-            mailbox_header("Reply-To", [(signer.name, signer.email)]) if signer.replies == "direct" else "",
+            f"Date: {self._date(now)}\r\n",
+            mailbox_header("From", [(from_name, self.org_address)]),
+            mailbox_header("Reply-To", reply_to) if reply_to else "",
             mailbox_header("To", [(target.name, target.email)]),
             mailbox_header("Cc", cc) if cc else "",
-            unstructured("Subject", letter.subject),
+            unstructured("Subject", subject),
             "MIME-Version: 1.0\r\n",
-            'Content-Type: text/plain; charset="utf-8"\r\n',
-            f"Content-Transfer-Encoding: {cte}\r\n",
-            f"Content-Language: {letter.language}\r\n",
-            "\r\n",
         ]
+
+    def mail(self, target: Target, copies: list[Target], data: bytes) -> OutgoingMail:
+        """``data`` from the organisation to ``target`` and its copies."""
+        assert target.email is not None
         return OutgoingMail(
             sender=self.org_address,
-            recipients=(target.email, *(address for _, address in cc)),
-            data="".join(head).encode("ascii") + body,
+            recipients=(target.email, *(address for _, address in _copied(copies))),
+            data=data,
         )
+
+
+def _copied(copies: list[Target]) -> list[tuple[str, str]]:
+    return [(c.name, c.email) for c in copies if c.email]
+
+
+def text_headers(cte: str, language: str) -> str:
+    """The content headers of a UTF-8 text body in ``language``."""
+    return (
+        'Content-Type: text/plain; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: {cte}\r\n"
+        f"Content-Language: {language}\r\n"
+    )
