@@ -22,9 +22,9 @@ from dispatcher.models import QueueCount
 from dispatcher.sending.catalogue import faxes
 from dispatcher.store import open_store
 from dispatcher.store.explain import Context
-from dispatcher.web.staff.summary import needed_seconds
 from tests.campaigns.test_campaign_shapes import supporters
 from tests.contract.world import action_data, write_action
+from tests.support.forecast import needed_seconds
 from tests.support.web_client import add_users, client, log_in, web_settings
 from tests.unit.test_faxpdf import MISSING
 

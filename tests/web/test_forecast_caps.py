@@ -15,9 +15,10 @@ from dispatcher.actions.model import Action
 from dispatcher.models import ActionState, QueueCount
 from dispatcher.plans.forecast import Outlook
 from dispatcher.sending import forecast
-from dispatcher.web.staff.summary import action_rows, needed_seconds
+from dispatcher.web.staff.summary import action_rows
 from tests.support import actions
 from tests.support.caps import NO_CAPS
+from tests.support.forecast import needed_seconds
 from tests.support.web_client import web_settings
 
 HOUR, DAY = 3600.0, 86400.0

@@ -69,20 +69,6 @@ class ActionRow:
         return 100.0 * self.counts.get(status, 0) / self.total if self.total else 0.0
 
 
-def needed_seconds(
-    action: Action, queues: list[QueueCount], settings: Settings, now: dt.datetime
-) -> float | None:
-    """Seconds from ``now`` until the action's last pending letter goes; None: none pending or
-    not within the forecast's reach."""
-    found = forecast.outlooks(
-        {action.id: action}, {action.id: action.deadline_at}, forecast.pending_of(queues), settings, now
-    )
-    lasts = [o.last for o in found]
-    if not lasts or None in lasts:
-        return None
-    return max((t - now).total_seconds() for t in lasts if t is not None)
-
-
 # The last forecast per set of lanes and deadlines: a dashboard polls every 3 s per tab, and the
 # walk over hundreds of targets takes a second; a few letters sent since move no last letter
 # that matters. A new lane, a lane emptied or a deadline extended forecasts again at once.
